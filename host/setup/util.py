@@ -99,19 +99,17 @@ def pip_download(args: list[str], dest: Path) -> list[Path]:
     ]
     if _stderr_is_terminal():
         # pip draws its progress bar only on a terminal; let it have ours.
-        proc = subprocess.run(cmd, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT)
-        tail = ""
+        rc = subprocess.run(cmd, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise SetupError(f"`pip download {' '.join(args)}` failed (exit {rc}); "
+                             "is the package registry reachable? (pip's output is above)")
     else:
-        tail = run_forwarding(cmd)[1]
-        proc = None
-    rc = proc.returncode if proc is not None else 0
-    if rc != 0:
-        raise SetupError(f"`{' '.join(cmd[2:])}` failed (exit {rc}); is the package registry reachable?\n{tail}")
+        run_forwarding(cmd)
     return sorted(p for p in dest.iterdir() if p.is_file())
 
 
-def run_forwarding(cmd: list[str], keep: int = 40) -> tuple[int, str]:
-    """Run ``cmd``, forward its output to stderr, return (0, last lines).
+def run_forwarding(cmd: list[str], keep: int = 40) -> str:
+    """Run ``cmd``, forward its output to stderr, return its last lines.
 
     Raises SetupError with the last ``keep`` lines when it fails.
     """
@@ -125,9 +123,10 @@ def run_forwarding(cmd: list[str], keep: int = 40) -> tuple[int, str]:
                 sys.stderr.write("    " + line)
             proc.wait()
         except BaseException:
-            proc.kill()
+            proc.kill()  # an interrupted set-up must not leave the child running
             raise
     tail = "\n".join(last)
     if proc.returncode != 0:
-        raise SetupError(f"`{' '.join(cmd[2:])}` failed (exit {proc.returncode}):\n{tail}")
-    return 0, tail
+        name = " ".join(Path(cmd[0]).name if i == 0 else a for i, a in enumerate(cmd))
+        raise SetupError(f"`{name}` failed (exit {proc.returncode}):\n{tail}")
+    return tail

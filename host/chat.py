@@ -1,0 +1,54 @@
+"""``relic chat``: a plain streaming terminal chat over host.llama (no mods)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from host.errors import RelicError
+
+
+def chat_main(args) -> int:
+    """Read lines from stdin, stream the model's replies to stdout; ``quit`` exits."""
+    from host.llama import Context, Model, generate
+    from host.setup.model_fetch import model_path
+
+    try:
+        model = Model(args.model or model_path())
+    except RelicError as exc:
+        print(f"relic chat: {exc}", file=sys.stderr)
+        return 1
+    ctx = Context(model, n_ctx=2048)
+    history = [{"role": "system", "content": args.system}]
+    interactive = sys.stdin.isatty()
+    print(f"Chatting with {model.path.name} — type 'quit' or press Ctrl-D to leave.")
+    try:
+        while True:
+            if interactive:
+                print("you> ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line or line.strip() in ("quit", "exit"):
+                break
+            if not line.strip():
+                continue
+            history.append({"role": "user", "content": line.strip()})
+            prompt = model.apply_chat_template(history)
+            while model.vocab.count(prompt) > ctx.n_ctx - args.max_tokens and len(history) > 2:
+                del history[1:3]  # forget the oldest exchange, keep the system prompt
+                prompt = model.apply_chat_template(history)
+            print("model> ", end="", flush=True)
+            reply, n, t0 = [], 0, time.perf_counter()
+            for delta in generate(ctx, prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                                  parse_special=True):
+                reply.append(delta)
+                n += 1
+                print(delta, end="", flush=True)
+            dt = time.perf_counter() - t0
+            print(f"\n  [{n} pieces in {dt:.2f} s]", flush=True)
+            history.append({"role": "assistant", "content": "".join(reply).strip()})
+    except KeyboardInterrupt:
+        print()
+    finally:
+        ctx.close()
+        model.close()
+    return 0

@@ -1,0 +1,98 @@
+"""``relic doctor``: report what setup produced and whether the binding fits it.
+
+Prints the library path, llama.cpp commit, build flags, model path and the
+result of the ABI check (``host.llama.lib.load``, which compares the cffi
+declarations with the probe compiled against the same header).  Doctor never
+starts a build or a download; it says which command fixes what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from host.errors import RelicError
+from host.setup import llama_build, model_fetch, paths
+
+_FIX = "run `make setup` (or `python -m host.setup all`)"
+
+
+def _line(label: str, value: str) -> None:
+    print(f"  {label:<12} {value}")
+
+
+def _check_library() -> tuple[llama_build.LibInfo | None, list[str]]:
+    try:
+        info = llama_build.ensure_library(allow_build=False)
+    except RelicError as exc:
+        _line("library", f"MISSING: {exc}")
+        return None, [f"library: {_FIX}"]
+    where = "LLAMA_CPP_LIB" if info.external else "built by setup"
+    _line("library", f"{info.lib_path} ({where})")
+    _line("llama.cpp", f"commit {info.commit} (llama-cpp-python {llama_build.LLAMA_CPP_PYTHON_VERSION} sdist)")
+    _line("build flags", " ".join(info.build_flags) if info.build_flags else "(external library)")
+    _line("headers", str(info.include_dir))
+    _line("artifacts", str(info.artifacts_dir))
+    return info, []
+
+
+def _check_model() -> list[str]:
+    custom = os.environ.get(model_fetch.ENV_MODEL, "")
+    if custom:
+        try:
+            path = model_fetch.model_path()
+        except RelicError as exc:
+            _line("model", f"MISSING: {exc}")
+            return [f"model: fix {model_fetch.ENV_MODEL}"]
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic != b"GGUF":
+            _line("model", f"{path} ($RELIC_MODEL) is NOT a GGUF file (starts with {magic!r})")
+            return ["model: $RELIC_MODEL is not a GGUF file"]
+        _line("model", f"{path} ($RELIC_MODEL, {path.stat().st_size / 1e6:.1f} MB, GGUF header ok)")
+        return []
+    path = model_fetch.cached_default_model()
+    if path is None:
+        _line("model", f"MISSING: {model_fetch.default_model_file()}")
+        return [f"model: {_FIX}"]
+    _line("model", f"{path} (default, {path.stat().st_size / 1e6:.1f} MB, sha256 verified)")
+    return []
+
+
+def _check_abi(info: llama_build.LibInfo) -> list[str]:
+    try:
+        from host.llama.lib import load
+
+        load(info)
+    except RelicError as exc:  # ABIMismatchError names the field; LibraryLoadError the cause
+        _line("ABI check", f"FAILED ({type(exc).__name__}): {exc}")
+        return ["ABI check failed"]
+    except Exception as exc:  # doctor reports; it must not die with a traceback
+        _line("ABI check", f"ERROR ({type(exc).__name__}): {exc}")
+        return ["ABI check could not run"]
+    _line("ABI check", "OK (cffi declarations match the compiled layout)")
+    return []
+
+
+def doctor() -> int:
+    """Print the set-up report; return 0 only when everything is usable."""
+    print("relic doctor")
+    _line("python", f"{sys.version.split()[0]} ({sys.executable})")
+    _line("cache", str(paths.cache_root()))
+    problems: list[str] = []
+    info, found = _check_library()
+    problems += found
+    problems += _check_model()
+    if info is not None:
+        problems += _check_abi(info)
+    else:
+        _line("ABI check", "SKIPPED (no library)")
+    if problems:
+        print(f"status: {len(problems)} problem(s): " + "; ".join(problems))
+        return 1
+    print("status: all well")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(doctor())

@@ -1,0 +1,324 @@
+"""The inference worker: one thread that owns the llama context and does all inference.
+
+Frame thread                         worker thread
+  submit() ── request queue ──────►  Scheduler.submit / step (decode, sample)
+  pump()   ◄── event queue ────────  TokenEvent / DoneEvent
+
+- The frame thread never blocks on the worker: ``submit`` enqueues and returns
+  a :class:`Handle`; ``pump`` delivers queued events within a time budget.
+- The worker never touches Lua; it only posts events.
+- Cancellation is a per-request ``threading.Event`` the worker checks between
+  decode steps.
+- ``shutdown`` cancels what is pending, joins the thread (which frees the
+  context, batch and samplers it created) and returns promptly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from host.errors import QueueFullError, ShutdownError
+from host.messages import CallRequest, DoneEvent, GenerateRequest, TokenEvent, error_result
+
+log = logging.getLogger("relic.worker")
+
+_SHUTDOWN = object()  # sentinel on the request queue
+
+
+@dataclass
+class WorkerConfig:
+    """Tunables; the defaults suit a 2-core machine running a game loop."""
+
+    n_ctx: int = 4096
+    n_batch: int = 128  # prompt chunk: also the cancel granularity during prompt reading
+    n_seq_max: int = 8
+    n_threads: int | None = None  # generation threads (default: cores - 1, at least 1)
+    n_threads_batch: int | None = None  # prompt threads (default: all cores)
+    nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
+    max_pending_per_mod: int = 16  # requests not yet done, per mod
+    max_prompt_tokens: int | None = None  # default: the context size
+
+    @classmethod
+    def from_env(cls) -> "WorkerConfig":
+        """Defaults overridden by RELIC_N_THREADS, RELIC_N_THREADS_BATCH, RELIC_WORKER_NICE, RELIC_N_CTX."""
+        cfg = cls()
+        for env, attr in (("RELIC_N_THREADS", "n_threads"), ("RELIC_N_THREADS_BATCH", "n_threads_batch"),
+                          ("RELIC_WORKER_NICE", "nice"), ("RELIC_N_CTX", "n_ctx")):
+            if os.environ.get(env):
+                setattr(cfg, attr, int(os.environ[env]))
+        return cfg
+
+
+class Handle:
+    """The frame-thread side of one request: result, callbacks, cancel().
+
+    ``on_token(text)`` and ``on_done(result)`` run on the frame thread inside
+    ``Worker.pump``; ``on_done`` runs exactly once.
+    """
+
+    __slots__ = ("id", "mod_id", "request", "on_token", "on_done", "result", "_worker")
+
+    def __init__(self, worker, request, on_token=None, on_done=None):
+        self.id = request.id
+        self.mod_id = request.mod_id
+        self.request = request
+        self.on_token = on_token
+        self.on_done = on_done
+        self.result = None
+        self._worker = worker
+
+    def done(self) -> bool:
+        return self.result is not None
+
+    def cancel(self) -> None:
+        """Ask the worker to stop this request; its on_done reports "cancelled"."""
+        self.request.cancel.set()
+
+
+class Worker:
+    """Owns the scheduler on its own thread; see the module docstring."""
+
+    def __init__(self, model, config: WorkerConfig | None = None, engine_factory=None):
+        self.model = model
+        self.config = config or WorkerConfig()
+        self._engine_factory = engine_factory or self._default_engine
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()  # frame -> worker
+        self._events: queue.SimpleQueue = queue.SimpleQueue()  # worker -> frame
+        self._handles: dict[int, Handle] = {}  # frame thread only
+        self._pending: dict[str, int] = {}  # frame thread only: undelivered requests per mod
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # set once by shutdown(); read by the worker between steps
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self.stats = {"submitted": 0, "delivered_events": 0}
+
+    # --- lifecycle ---------------------------------------------------------
+    def _default_engine(self):
+        from host.engine.scheduler import Scheduler
+
+        c = self.config
+        return Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
+                         n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
+                         max_prompt_tokens=c.max_prompt_tokens)
+
+    def start(self, timeout: float = 60.0) -> "Worker":
+        """Start the thread and wait until its context exists (errors surface here)."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="relic-worker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ShutdownError("the inference worker did not start in time")
+        if self._start_error is not None:
+            self._thread.join(timeout)
+            raise self._start_error
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel everything, stop and join the thread; idempotent."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        for h in self._handles.values():
+            h.request.cancel.set()
+        self._requests.put(_SHUTDOWN)
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # pragma: no cover - a native call that never returns
+            log.error("inference worker did not stop within %.1f s", timeout)
+        self._thread = None
+
+    # --- frame thread API --------------------------------------------------
+    def submit(self, mod_id: str, *, on_token=None, on_done=None, **options) -> Handle:
+        """Queue a generation for ``mod_id``; returns a Handle at once.
+
+        Over the mod's queue limit, or after shutdown, the handle is already
+        done with an error result (nothing is raised into the mod).
+        """
+        req = GenerateRequest(id=next(self._ids), mod_id=mod_id, **options)
+        return self._enqueue(req, on_token, on_done)
+
+    def call(self, mod_id: str, fn, *, on_done=None) -> Handle:
+        """Run ``fn(engine)`` on the worker; the result dict is ``{"value": ...}`` or an error."""
+        req = CallRequest(id=next(self._ids), mod_id=mod_id, fn=fn)
+        return self._enqueue(req, None, on_done)
+
+    def _enqueue(self, req, on_token, on_done) -> Handle:
+        handle = Handle(self, req, on_token, on_done)
+        self.stats["submitted"] += 1
+        if self._thread is None or self._stopping.is_set():
+            self._complete_now(handle, "the inference worker is shut down")
+        elif self._pending.get(req.mod_id, 0) >= self.config.max_pending_per_mod:
+            self._complete_now(handle, f"{QueueFullError.__name__}: mod {req.mod_id!r} already has "
+                                       f"{self.config.max_pending_per_mod} requests in flight; wait for some "
+                                       f"to finish")
+        else:
+            self._handles[req.id] = handle
+            self._pending[req.mod_id] = self._pending.get(req.mod_id, 0) + 1
+            self._requests.put(req)
+        return handle
+
+    def _complete_now(self, handle: Handle, message: str) -> None:
+        # delivered through the event queue so on_done still runs on the next pump, like any other result
+        self._handles[handle.id] = handle
+        self._pending[handle.mod_id] = self._pending.get(handle.mod_id, 0) + 1
+        self._events.put(DoneEvent(handle.id, handle.mod_id, error_result(message)))
+
+    def cancel_mod(self, mod_id: str) -> int:
+        """Cancel every request of a mod (reload, quarantine); returns how many."""
+        n = 0
+        for h in self._handles.values():
+            if h.mod_id == mod_id and not h.request.cancel.is_set():
+                h.request.cancel.set()
+                n += 1
+        return n
+
+    def forget_mod(self, mod_id: str) -> None:
+        """Cancel a mod's requests and drop their callbacks (the mod's runtime is gone)."""
+        self.cancel_mod(mod_id)
+        for h in self._handles.values():
+            if h.mod_id == mod_id:
+                h.on_token = h.on_done = None
+
+    def pending(self, mod_id: str | None = None) -> int:
+        if mod_id is None:
+            return len(self._handles)
+        return self._pending.get(mod_id, 0)
+
+    def pump(self, budget_s: float = 0.004, on_error=None) -> int:
+        """Deliver queued events for up to ``budget_s`` seconds; returns how many.
+
+        Callback exceptions go to ``on_error(handle, exc)`` (or the log); they
+        never stop delivery to others.
+        """
+        deadline = time.perf_counter() + budget_s
+        n = 0
+        while True:
+            try:
+                ev = self._events.get_nowait()
+            except queue.Empty:
+                break
+            n += 1
+            handle = self._handles.get(ev.request_id)
+            if handle is not None:
+                self._deliver(handle, ev, on_error)
+            if time.perf_counter() >= deadline:
+                break
+        self.stats["delivered_events"] += n
+        return n
+
+    def _deliver(self, handle: Handle, ev, on_error) -> None:
+        if isinstance(ev, TokenEvent):
+            fn, arg = handle.on_token, ev.text
+        else:
+            handle.result = ev.result
+            del self._handles[handle.id]
+            left = self._pending.get(handle.mod_id, 1) - 1
+            if left:
+                self._pending[handle.mod_id] = left
+            else:
+                self._pending.pop(handle.mod_id, None)
+            fn, arg = handle.on_done, ev.result
+        if fn is None:
+            return
+        try:
+            fn(arg)
+        except Exception as exc:  # a callback's failure is the caller's, not the worker's
+            if on_error is not None:
+                on_error(handle, exc)
+            else:
+                log.exception("callback of request %d (mod %s) failed", handle.id, handle.mod_id)
+
+    def wait(self, handle: Handle, timeout: float = 60.0) -> dict:
+        """Pump until ``handle`` is done (for scripts and tests, not for a frame loop)."""
+        deadline = time.monotonic() + timeout
+        while not handle.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {handle.id} not done after {timeout} s")
+            if not self.pump(0.05):
+                time.sleep(0.002)
+        return handle.result
+
+    # --- worker thread -----------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.config.nice:
+                try:  # per-thread on Linux; threads llama/OpenMP create inherit it
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.config.nice)
+                except (OSError, AttributeError):
+                    pass
+            engine = self._engine_factory()
+        except BaseException as exc:  # reported by start()
+            self._start_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        emit = self._events.put
+        try:
+            while True:
+                try:
+                    msg = self._requests.get(block=not engine.busy)
+                except queue.Empty:
+                    msg = None
+                while msg is not None:
+                    if msg is _SHUTDOWN or self._stopping.is_set():
+                        engine.cancel_all(emit)
+                        self._drain_cancelled(emit)
+                        return
+                    self._accept(engine, msg, emit)
+                    try:
+                        msg = self._requests.get_nowait()
+                    except queue.Empty:
+                        msg = None
+                if engine.busy:
+                    try:
+                        engine.step(emit)
+                    except Exception as exc:  # keep serving: fail what was running, not the worker
+                        log.exception("inference step failed")
+                        self._fail_running(engine, emit, exc)
+        finally:
+            engine.close()
+
+    def _accept(self, engine, msg, emit) -> None:
+        if isinstance(msg, CallRequest):
+            if msg.cancel.is_set():
+                emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+                return
+            try:
+                value = msg.fn(engine)
+                emit(DoneEvent(msg.id, msg.mod_id, {"finish_reason": "stop", "error": None, "value": value}))
+            except Exception as exc:
+                emit(DoneEvent(msg.id, msg.mod_id, error_result(f"{type(exc).__name__}: {exc}")))
+            return
+        try:
+            engine.submit(msg, emit)
+        except Exception as exc:
+            log.exception("request %d could not be accepted", msg.id)
+            emit(DoneEvent(msg.id, msg.mod_id, error_result(f"{type(exc).__name__}: {exc}")))
+
+    def _fail_running(self, engine, emit, exc) -> None:
+        for slot in list(getattr(engine, "slots", ())):
+            try:
+                engine._finish(slot, "error", emit, error=f"{type(exc).__name__}: {exc}")
+            except Exception:  # pragma: no cover - last resort
+                emit(DoneEvent(slot.req.id, slot.req.mod_id, error_result(str(exc))))
+                engine.slots.remove(slot)
+
+    def _drain_cancelled(self, emit) -> None:
+        while True:
+            try:
+                msg = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if msg is not _SHUTDOWN:
+                emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
