@@ -123,8 +123,9 @@ class Scheduler:
             try:
                 sampler = sampling.chain_for(self.lib, self.vocab, req.sampler, temperature=req.temperature,
                                              seed=req.seed, grammar=self._grammar(req))
-            except RelicError as exc:
-                emit(DoneEvent(req.id, req.mod_id, error_result(str(exc))))
+            except Exception as exc:  # a bad sampler or grammar fails this request only
+                msg = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
+                emit(DoneEvent(req.id, req.mod_id, error_result(msg)))
                 continue
             seq = self.free_seqs.popleft()
             self.ctx.memory_seq_rm(seq)

@@ -361,6 +361,9 @@ def _run_logged(cmd: list[str], log, show_progress: bool) -> None:
         except BaseException:
             proc.kill()  # Ctrl-C: stop the compiler too, then clean up
             raise
+    if proc.returncode < 0:
+        raise SetupError(f"`{shlex.join(cmd[:2])} ...` was stopped by signal {-proc.returncode}; "
+                         "nothing was kept, run setup again to restart the build")
     if proc.returncode != 0:
         tail = "\n".join(last)
         raise SetupError(f"`{shlex.join(cmd)}` failed (exit {proc.returncode}); full log: "

