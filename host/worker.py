@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from host.errors import QueueFullError, ShutdownError
+from host.errors import QueueFullError, RelicError, ShutdownError
 from host.messages import CallRequest, DoneEvent, GenerateRequest, TokenEvent, error_result
 
 log = logging.getLogger("relic.worker")
@@ -35,9 +35,9 @@ _SHUTDOWN = object()  # sentinel on the request queue
 class WorkerConfig:
     """Tunables; the defaults suit a 2-core machine running a game loop."""
 
-    n_ctx: int = 4096
+    n_ctx: int = 2048  # per sequence: each request or session gets this many tokens
     n_batch: int = 128  # prompt chunk: also the cancel granularity during prompt reading
-    n_seq_max: int = 8
+    n_seq_max: int = 4  # requests/sessions decoded together (KV memory = n_ctx * n_seq_max)
     n_threads: int | None = None  # generation threads (default: cores - 1, at least 1)
     n_threads_batch: int | None = None  # prompt threads (default: all cores)
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
@@ -153,6 +153,47 @@ class Worker:
         req = CallRequest(id=next(self._ids), mod_id=mod_id, fn=fn)
         return self._enqueue(req, None, on_done)
 
+    # --- sessions (the worker's scheduler owns them; the frame thread holds ids) ---
+    def create_session(self, mod_id: str, *, system: str | None = None, sampler: dict | None = None,
+                       overflow: str = "drop_oldest", template: str | None = None) -> int:
+        """Create a chat session; bad settings raise here, on the caller's thread."""
+        from host.engine import sampling
+        from host.engine.session import OVERFLOW_POLICIES, SessionError
+
+        if overflow not in OVERFLOW_POLICIES:
+            raise SessionError(f"unknown overflow policy {overflow!r}; use one of {list(OVERFLOW_POLICIES)}")
+        if sampler:
+            sampling.resolve(sampler)
+        if system is not None and not isinstance(system, str):
+            raise SessionError("system must be a string")
+        if template is not None:  # llama_chat_apply_template is a pure function: safe here
+            self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
+        sid = next(self._ids)
+        self._post(lambda e: e.create_session(sid, mod_id, system=system, sampler=sampler, overflow=overflow,
+                                              template=template))
+        return sid
+
+    def say(self, mod_id: str, session_id: int, text: str, *, on_token=None, on_done=None, **options) -> Handle:
+        """One user turn in a session; the reply streams like any generation."""
+        return self.submit(mod_id, session=session_id, prompt=text, on_token=on_token, on_done=on_done, **options)
+
+    def session_call(self, mod_id: str, session_id: int, method: str, *args, on_done=None) -> Handle:
+        """reset/save/load a session on the worker (``method`` names a Scheduler method)."""
+        if method not in ("reset_session", "save_session", "load_session"):
+            raise ValueError(method)
+        return self.call(mod_id, lambda e: getattr(e, method)(session_id, mod_id, *args), on_done=on_done)
+
+    def new_session_id(self) -> int:
+        return next(self._ids)
+
+    def close_session(self, mod_id: str, session_id: int) -> None:
+        self._post(lambda e: e.close_session(session_id, mod_id))
+
+    def _post(self, fn) -> None:
+        """Run fn(engine) on the worker with no result (ordered with the mod's requests)."""
+        if self._thread is not None and not self._stopping.is_set():
+            self._requests.put(CallRequest(id=0, mod_id="", fn=fn))
+
     def _enqueue(self, req, on_token, on_done) -> Handle:
         handle = Handle(self, req, on_token, on_done)
         self.stats["submitted"] += 1
@@ -184,8 +225,9 @@ class Worker:
         return n
 
     def forget_mod(self, mod_id: str) -> None:
-        """Cancel a mod's requests and drop their callbacks (the mod's runtime is gone)."""
+        """Cancel a mod's requests, close its sessions, drop its callbacks (its runtime is gone)."""
         self.cancel_mod(mod_id)
+        self._post(lambda e: e.close_mod_sessions(mod_id))
         for h in self._handles.values():
             if h.mod_id == mod_id:
                 h.on_token = h.on_done = None
@@ -296,9 +338,13 @@ class Worker:
                 return
             try:
                 value = msg.fn(engine)
-                emit(DoneEvent(msg.id, msg.mod_id, {"finish_reason": "stop", "error": None, "value": value}))
+                result = {"finish_reason": "stop", "error": None, "value": value}
             except Exception as exc:
-                emit(DoneEvent(msg.id, msg.mod_id, error_result(f"{type(exc).__name__}: {exc}")))
+                if not msg.id:
+                    log.warning("host call on the worker failed: %s", exc)
+                result = error_result(str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}")
+            if msg.id:  # id 0: fire-and-forget host calls
+                emit(DoneEvent(msg.id, msg.mod_id, result))
             return
         try:
             engine.submit(msg, emit)

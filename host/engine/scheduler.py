@@ -8,9 +8,10 @@ their prompt (round robin, bounded by n_batch), decodes once, then samples
 each slot that has logits.  A new request joins the running batch at the next
 step; cancellation is seen between steps, so it takes effect within one decode.
 
-Admission reserves prompt + max_tokens positions per slot so the shared KV
-cache never overflows mid-generation; a request that cannot fit even alone
-fails at once with a clear error.
+Each sequence has its own n_ctx tokens of KV cache; a request whose prompt +
+max_tokens does not fit fails at once with a clear error, so nothing
+overflows mid-generation.  Sessions keep their sequence between turns; when
+every sequence is taken, the least recently used idle session gives its up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import collections
 import time
 
 from host.engine import sampling
+from host.engine import session as sessions
 from host.engine.stop import StopMatcher
 from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
@@ -27,9 +29,10 @@ from host.messages import DoneEvent, TokenEvent, error_result
 
 class _Slot:
     __slots__ = ("req", "seq", "prompt", "n_prompt_done", "pos", "sampler", "stream", "stop", "text",
-                 "n_gen", "next_token", "out_index", "t_start", "t_prompt", "reserve", "cached")
+                 "n_gen", "next_token", "out_index", "t_start", "t_prompt", "cached", "session",
+                 "user_message", "decoded")
 
-    def __init__(self, req, seq, prompt, sampler, reserve):
+    def __init__(self, req, seq, prompt, sampler, session=None, user_message=None, n_cached=0):
         self.req = req
         self.seq = seq
         self.prompt = prompt
@@ -44,29 +47,42 @@ class _Slot:
         self.out_index = -1  # where this slot's logits are in the current batch
         self.t_start = time.perf_counter()
         self.t_prompt = None
-        self.reserve = reserve
-        self.cached = 0
+        self.cached = n_cached
+        self.n_prompt_done = n_cached
+        self.pos = n_cached
+        self.session = session
+        self.user_message = user_message
+        self.decoded = []  # generated tokens now in the KV cache
 
 
 class Scheduler:
     """Runs GenerateRequests over one shared context (see module docstring)."""
 
-    def __init__(self, model, *, n_ctx: int = 4096, n_batch: int = 256, n_seq_max: int = 8,
+    def __init__(self, model, *, n_ctx: int = 2048, n_batch: int = 256, n_seq_max: int = 4,
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  max_prompt_tokens: int | None = None):
+        """``n_ctx`` is per sequence: each request or session gets that many tokens."""
         self.model = model
         self.lib = model.lib
         self.vocab = model.vocab
-        # owned by this scheduler (the worker thread): freed in close()
-        self.ctx = Context(model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
-                           n_threads=n_threads, n_threads_batch=n_threads_batch)
+        # Owned by this scheduler (the worker thread), freed in close().  One KV stream
+        # per sequence (kv_unified off) and flash attention make a sequence's logits
+        # independent of the others sharing the context: concurrent == sequential.
+        self.ctx = Context(model, n_ctx=n_ctx * n_seq_max, n_batch=n_batch, n_seq_max=n_seq_max,
+                           n_threads=n_threads, n_threads_batch=n_threads_batch, flash_attn=True,
+                           kv_unified=False)
+        self.n_ctx_seq = self.lib.C.llama_n_ctx_seq(self.ctx.ptr)
         self.batch = Batch(self.lib, self.ctx.n_batch, 1)
-        self.max_prompt_tokens = max_prompt_tokens or self.ctx.n_ctx
+        self.max_prompt_tokens = min(max_prompt_tokens or self.n_ctx_seq, self.n_ctx_seq)
         self.free_seqs = collections.deque(range(self.ctx.n_seq_max))
         self.waiting: collections.deque = collections.deque()  # admitted later, in order
         self.slots: list[_Slot] = []
         self._rr = 0  # round-robin start for prompt chunks
+        self._last_was_gen = False
         self.decode_calls = 0
+        self.sessions: dict[int, sessions.SessionState] = {}
+        self._clock = 0  # orders sessions by last use, for eviction
+        self.model_id = f"{model.path.name}:{model.size_bytes}"
 
     @property
     def busy(self) -> bool:
@@ -84,6 +100,9 @@ class Scheduler:
         """Validate and tokenize; the request waits for a sequence and KV room."""
         if req.cancel.is_set():
             emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
+            return
+        if req.session is not None:
+            self.waiting.append((req, None))  # planned at admission: it depends on the previous turn
             return
         try:
             prompt = self._prompt_tokens(req)
@@ -104,33 +123,82 @@ class Scheduler:
             raise PromptTooLongError("the prompt is empty")
         if len(tokens) > self.max_prompt_tokens:
             raise PromptTooLongError(f"prompt is {len(tokens)} tokens; the limit is {self.max_prompt_tokens}")
-        if len(tokens) + req.max_tokens > self.ctx.n_ctx:
+        if len(tokens) + req.max_tokens > self.n_ctx_seq:
             raise PromptTooLongError(f"prompt ({len(tokens)} tokens) + max_tokens ({req.max_tokens}) exceeds the "
-                                     f"context size {self.ctx.n_ctx}; shorten the prompt or lower max_tokens")
+                                     f"context size {self.n_ctx_seq}; shorten the prompt or lower max_tokens")
         return tokens
 
+    def _evict_one(self, keep=None) -> bool:
+        """Free the sequence of the least recently used idle session; False if none."""
+        idle = [se for se in self.sessions.values() if se.seq is not None and not se.busy and se is not keep]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda se: se.last_used)
+        self.ctx.memory_seq_rm(victim.seq)
+        self.free_seqs.append(victim.seq)
+        victim.seq, victim.kv_tokens = None, []
+        return True
+
     def _admit(self, emit) -> None:
-        used = sum(s.reserve for s in self.slots)
-        while self.waiting and self.free_seqs:
-            req, prompt = self.waiting[0]
-            reserve = len(prompt) + req.max_tokens
-            if self.slots and used + reserve > self.ctx.n_ctx:
-                break  # wait until running slots finish
-            self.waiting.popleft()
+        """Start waiting requests that have a sequence and KV room (in order, skipping busy sessions)."""
+        for item in list(self.waiting):
+            req, prompt = item
             if req.cancel.is_set():
+                self.waiting.remove(item)
                 emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
                 continue
+            session = None
+            if req.session is not None:
+                session = self.sessions.get(req.session)
+                if session is not None and session.busy:
+                    continue  # one turn at a time per session; later turns keep their order
             try:
-                sampler = sampling.chain_for(self.lib, self.vocab, req.sampler, temperature=req.temperature,
-                                             seed=req.seed, grammar=self._grammar(req))
-            except Exception as exc:  # a bad sampler or grammar fails this request only
+                started = self._start(req, prompt, session)
+            except Exception as exc:  # a bad sampler, grammar or prompt fails this request only
+                self.waiting.remove(item)
                 msg = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
                 emit(DoneEvent(req.id, req.mod_id, error_result(msg)))
                 continue
+            if not started:
+                break  # no room now; keep the order
+            self.waiting.remove(item)
+
+    def _start(self, req, prompt, session) -> bool:
+        plan = None
+        if req.session is not None:
+            if session is None:
+                raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
+            plan = sessions.plan_turn(self.model, session, req.prompt or "", req.max_tokens, self.n_ctx_seq,
+                                      req.parse_special)
+            prompt = plan.tokens
+        need_seq = session is None or session.seq is None
+        while need_seq and not self.free_seqs:
+            if not self._evict_one(keep=session):
+                return False
+        cfg = dict(session.sampler or {}) if session is not None else {}
+        cfg.update(req.sampler or {})
+        sampler = sampling.chain_for(self.lib, self.vocab, cfg or None, temperature=req.temperature,
+                                     seed=req.seed, grammar=self._grammar(req))
+        if need_seq:
             seq = self.free_seqs.popleft()
             self.ctx.memory_seq_rm(seq)
-            self.slots.append(_Slot(req, seq, prompt, sampler, reserve))
-            used += reserve
+            if session is not None:
+                session.seq, session.kv_tokens = seq, []
+        else:
+            seq = session.seq
+        n_cached = 0
+        if session is not None:
+            sessions.apply_shift(self.ctx, session, plan)
+            n_cached = sessions.common_prefix(session.kv_tokens, prompt)
+            n_cached = min(n_cached, len(prompt) - 1)  # decode at least one token to get logits
+            if not self.ctx.memory_seq_rm(seq, n_cached, -1):
+                self.ctx.memory_seq_rm(seq)
+                n_cached = 0
+            session.kv_tokens = prompt[:n_cached]
+            session.busy = True
+        self.slots.append(_Slot(req, seq, prompt, sampler, session,
+                                plan.user_message if plan else None, n_cached))
+        return True
 
     def _grammar(self, req):
         if req.grammar is None:
@@ -147,31 +215,33 @@ class Scheduler:
             return
         batch = self.batch
         batch.clear()
-        cap = batch.capacity
         for slot in self.slots:
             slot.out_index = -1
-            if slot.next_token is not None:
+        # A step is either every generating slot's next token, or one prompt chunk of
+        # one slot, alternating.  Keeping prompts apart makes each sequence's logits
+        # independent of what else runs (concurrent output == sequential output), and a
+        # new request still joins between two generation steps.
+        readers = [s for s in self.slots if s.n_prompt_done < len(s.prompt)]
+        writers = [s for s in self.slots if s.next_token is not None]
+        if readers and (not writers or self._last_was_gen):
+            self._rr %= len(readers)
+            slot = readers[self._rr]
+            self._rr += 1
+            start = slot.n_prompt_done
+            chunk = slot.prompt[start:start + batch.capacity]
+            for k, tok in enumerate(chunk):
+                batch.add(tok, start + k, (slot.seq,), False)
+            slot.n_prompt_done += len(chunk)
+            if slot.n_prompt_done == len(slot.prompt):
+                batch.struct.logits[batch.n_tokens - 1] = True
+                slot.out_index = batch.n_tokens - 1
+                slot.pos = len(slot.prompt)
+            self._last_was_gen = False
+        else:
+            for slot in writers:
                 slot.out_index = batch.n_tokens
                 batch.add(slot.next_token, slot.pos, (slot.seq,), True)
-        # prompt chunks, round robin so a long prompt cannot starve a short one
-        readers = [s for s in self.slots if s.n_prompt_done < len(s.prompt)]
-        if readers:
-            self._rr %= len(readers)
-            order = readers[self._rr:] + readers[:self._rr]
-            self._rr += 1
-            for slot in order:
-                room = cap - batch.n_tokens
-                if room <= 0:
-                    break
-                start = slot.n_prompt_done
-                chunk = slot.prompt[start:start + room]
-                for k, tok in enumerate(chunk):
-                    batch.add(tok, start + k, (slot.seq,), False)
-                slot.n_prompt_done += len(chunk)
-                if slot.n_prompt_done == len(slot.prompt):
-                    batch.struct.logits[batch.n_tokens - 1] = True
-                    slot.out_index = batch.n_tokens - 1
-                    slot.pos = len(slot.prompt)
+            self._last_was_gen = True
         try:
             self.ctx.decode(batch)
         except DecodeError as exc:
@@ -184,6 +254,7 @@ class Scheduler:
             if slot.out_index < 0:
                 continue
             if slot.next_token is not None:
+                slot.decoded.append(slot.next_token)
                 slot.pos += 1
             elif slot.t_prompt is None:
                 slot.t_prompt = now
@@ -217,8 +288,24 @@ class Scheduler:
                 emit(TokenEvent(slot.req.id, slot.req.mod_id, tail))
         self.slots.remove(slot)
         slot.sampler.close()
-        self.ctx.memory_seq_rm(slot.seq)
-        self.free_seqs.append(slot.seq)
+        session = slot.session
+        if session is None:
+            self.ctx.memory_seq_rm(slot.seq)
+            self.free_seqs.append(slot.seq)
+        else:
+            self._clock += 1
+            session.busy, session.last_used = False, self._clock
+            if reason == "error":
+                self.ctx.memory_seq_rm(slot.seq)
+                session.kv_tokens = []
+            else:
+                session.kv_tokens = slot.prompt[:slot.n_prompt_done] + slot.decoded
+            if reason in ("stop", "length"):
+                session.messages += [slot.user_message, {"role": "assistant", "content": "".join(slot.text)}]
+            if self.sessions.get(session.id) is not session:  # closed while it was answering
+                self.ctx.memory_seq_rm(slot.seq)
+                self.free_seqs.append(slot.seq)
+                session.seq = None
         now = time.perf_counter()
         t_prompt = slot.t_prompt or now
         gen_s = max(now - t_prompt, 1e-9)
@@ -232,6 +319,73 @@ class Scheduler:
                         "tokens_per_second": slot.n_gen / gen_s if slot.n_gen else 0.0},
         }
         emit(DoneEvent(slot.req.id, slot.req.mod_id, result))
+
+    # --- sessions (called on the worker thread through CallRequests) ----------
+    def create_session(self, session_id: int, mod_id: str, *, system=None, sampler=None,
+                       overflow="drop_oldest", template=None) -> dict:
+        if overflow not in sessions.OVERFLOW_POLICIES:
+            raise sessions.SessionError(f"unknown overflow policy {overflow!r}; use one of {sessions.OVERFLOW_POLICIES}")
+        if sampler:
+            sampling.resolve(sampler)  # validate now, not at the first turn
+        if template is not None or system is not None:
+            self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
+        self.sessions[session_id] = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template)
+        return {"id": session_id}
+
+    def _session(self, session_id: int, mod_id: str) -> sessions.SessionState:
+        se = self.sessions.get(session_id)
+        if se is None or se.mod_id != mod_id:
+            raise sessions.SessionError(f"unknown session {session_id}")
+        return se
+
+    def reset_session(self, session_id: int, mod_id: str) -> dict:
+        """Forget the conversation and its cached tokens (the system prompt stays)."""
+        se = self._session(session_id, mod_id)
+        if se.busy:
+            raise sessions.SessionError("cannot reset a session while it is answering; cancel the turn first")
+        if se.seq is not None:
+            self.ctx.memory_seq_rm(se.seq)
+        se.messages, se.kv_tokens, se.dropped = [], [], 0
+        return {"id": session_id}
+
+    def close_session(self, session_id: int, mod_id: str | None = None) -> None:
+        """Forget a session; a turn still running frees its sequence when it ends."""
+        se = self.sessions.get(session_id)
+        if se is None or (mod_id is not None and se.mod_id != mod_id):
+            return
+        del self.sessions[session_id]
+        if se.seq is not None and not se.busy:
+            self.ctx.memory_seq_rm(se.seq)
+            self.free_seqs.append(se.seq)
+
+    def close_mod_sessions(self, mod_id: str) -> None:
+        for sid in [i for i, se in self.sessions.items() if se.mod_id == mod_id]:
+            self.close_session(sid)
+
+    def save_session(self, session_id: int, mod_id: str, path) -> dict:
+        se = self._session(session_id, mod_id)
+        if se.busy:
+            raise sessions.SessionError("cannot save a session while it is answering")
+        size = sessions.save(self.ctx, se, path, self.model_id)
+        return {"bytes": size, "messages": len(se.messages)}
+
+    def load_session(self, session_id: int, mod_id: str, path) -> dict:
+        header, state = sessions.read_header(path)
+        se = sessions.SessionState(session_id, mod_id, header.get("system"), header.get("sampler"),
+                                   header.get("overflow", "drop_oldest"), header.get("template"),
+                                   list(header["messages"]), dropped=int(header.get("dropped", 0)))
+        if state and header.get("model") == self.model_id:
+            while not self.free_seqs and self._evict_one():
+                pass
+            if self.free_seqs:
+                se.seq = self.free_seqs.popleft()
+                sessions.restore_state(self.ctx, se, header, state, self.model_id)
+                if not se.kv_tokens:
+                    self.free_seqs.append(se.seq)
+                    se.seq = None
+        self.sessions[session_id] = se
+        return {"id": session_id, "system": se.system, "messages": len(se.messages),
+                "cached_tokens": len(se.kv_tokens)}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""

@@ -51,7 +51,8 @@ class Context(NativeObject):
 
     def __init__(self, model, *, n_ctx: int | None = None, n_batch: int = 512, n_ubatch: int | None = None,
                  n_seq_max: int = 1, n_threads: int | None = None, n_threads_batch: int | None = None,
-                 embeddings: bool = False, kv_unified: bool = True, pooling: int | None = None):
+                 embeddings: bool = False, kv_unified: bool = True, pooling: int | None = None,
+                 flash_attn: bool | None = None):
         self.model = model
         self.lib = model.lib
         ffi, C = self.lib.ffi, self.lib.C
@@ -81,6 +82,8 @@ class Context(NativeObject):
         p.no_perf = False
         if pooling is not None:
             p.pooling_type = pooling
+        if flash_attn is not None:
+            p.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         with log.capture() as lines:
             ptr = C.llama_init_from_model(model.ptr, p)
         if ptr == ffi.NULL:

@@ -1,0 +1,116 @@
+"""Frame times at 60 FPS: idle, while the worker generates, and the naive synchronous design.
+
+The frame thread does a fixed slice of "game" work per frame (about 1 ms of
+Python), pumps worker events, then sleeps to the next frame.  A frame's time is
+its work time plus how late it started (the jitter a player sees).
+
+    python bench/frame_loop_worker.py [--seconds 5] [--threads N] [--nice 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FPS = 60
+
+
+def percentile(values, q):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def stats(frame_ms):
+    return {"p50": percentile(frame_ms, 0.50), "p99": percentile(frame_ms, 0.99), "max": max(frame_ms),
+            "frames": len(frame_ms)}
+
+
+def game_work():
+    x = 0
+    for i in range(12000):  # ~1 ms of interpreter work
+        x += i * i
+    return x
+
+
+def run_loop(seconds, per_frame=None):
+    period = 1.0 / FPS
+    frames = []
+    next_t = time.perf_counter()
+    end = next_t + seconds
+    while next_t < end:
+        now = time.perf_counter()
+        if now < next_t:
+            time.sleep(next_t - now)
+        start = time.perf_counter()
+        late = start - next_t
+        game_work()
+        if per_frame:
+            per_frame()
+        frames.append((time.perf_counter() - start + max(0.0, late)) * 1000)
+        next_t += period
+        if time.perf_counter() > next_t + period:  # fell behind: do not try to catch up
+            next_t = time.perf_counter()
+    return frames
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads-batch", type=int, default=None)
+    ap.add_argument("--nice", type=int, default=5)
+    args = ap.parse_args()
+
+    from host.llama import Context, Model, generate
+    from host.setup.model_fetch import model_path
+    from host.worker import Worker, WorkerConfig
+
+    model = Model(model_path())
+    results = {"idle": stats(run_loop(args.seconds))}
+
+    w = Worker(model, WorkerConfig(n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads_batch,
+                                   nice=args.nice)).start()
+    msgs = ({"role": "user", "content": "Tell me a long story about a flooded harbor district."},)
+    state = {"h": None, "tokens": 0}
+
+    def keep_generating():
+        if state["h"] is None or state["h"].done():
+            state["h"] = w.submit("bench", messages=msgs, max_tokens=256, temperature=0.8,
+                                  on_token=lambda _t: state.__setitem__("tokens", state["tokens"] + 1))
+        w.pump(0.002)
+
+    t0 = time.perf_counter()
+    results["worker"] = stats(run_loop(args.seconds, keep_generating))
+    results["worker"]["tokens_per_s"] = state["tokens"] / (time.perf_counter() - t0)
+    if state["h"] is not None:
+        state["h"].cancel()
+    w.shutdown()
+
+    # naive: one token of synchronous generation inside every frame (what CET-style code would do)
+    ctx = Context(model, n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads_batch)
+    prompt = model.apply_chat_template(list(msgs))
+    gen = {"it": generate(ctx, prompt, max_tokens=100000, temperature=0.8)}
+
+    def naive():
+        try:
+            next(gen["it"])
+        except StopIteration:
+            gen["it"] = generate(ctx, prompt, max_tokens=100000, temperature=0.8)
+
+    results["naive"] = stats(run_loop(args.seconds, naive))
+    ctx.close()
+
+    print(f"frame time at {FPS} FPS (ms), {args.seconds:.0f} s each:")
+    for name, r in results.items():
+        extra = f"  ({r['tokens_per_s']:.1f} tok/s)" if "tokens_per_s" in r else ""
+        print(f"  {name:8} p50 {r['p50']:.2f}  p99 {r['p99']:.2f}  max {r['max']:.2f}{extra}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
