@@ -1,0 +1,170 @@
+"""The host half of the mod-facing `llm` module (the Lua half is lua/llm.lua).
+
+A provider for :class:`host.runtime.host.Host`: for every mod it builds an
+``llm`` table bound to that mod, and for trusted mods also ``llama`` (the raw
+binding through LuaJIT's FFI).  Requests go to the :class:`host.worker.Worker`;
+results come back in :meth:`pump`, on the frame thread, and are handed to the
+mod's Lua side through its guarded call path (so a slow or failing callback
+is the mod's problem, never the loop's).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from host.errors import RelicError
+from host.llama.luajit import address, luajit_cdef
+
+_COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
+           "template", "special"}
+_KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
+MAX_STOP_STRINGS = 16
+
+
+class OptionError(RelicError):
+    """A mod passed a bad option to an llm call."""
+
+
+def _int(opts, key, lo, hi, default):
+    v = opts.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or not lo <= v <= hi:
+        raise OptionError(f"{key} must be an integer from {lo} to {hi}, got {v!r}")
+    return int(v)
+
+
+def _list(value, what):
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and not value:
+        return []
+    raise OptionError(f"{what} must be an array")
+
+
+def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=None) -> dict:
+    """Validate a Lua options table (as Python data) into Worker.submit keywords."""
+    if not isinstance(opts, dict):
+        raise OptionError(f"llm.{kind} takes one table argument")
+    unknown = sorted(str(k) for k in opts if k not in _KINDS[kind])
+    if unknown:
+        raise OptionError(f"unknown option(s) {unknown} for llm.{kind}; known: {sorted(_KINDS[kind])}")
+    out: dict[str, Any] = {"max_tokens": _int(opts, "max_tokens", 1, max_tokens_cap, min(256, max_tokens_cap))}
+    if kind == "generate":
+        prompt = opts.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise OptionError("llm.generate needs prompt = a non-empty string")
+        out["prompt"] = prompt
+    elif kind == "chat":
+        msgs = _list(opts.get("messages"), "messages")
+        if not msgs:
+            raise OptionError("llm.chat needs messages = { {role=, content=}, ... }")
+        clean = []
+        for i, m in enumerate(msgs, 1):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise OptionError(f"messages[{i}] must be a table with string role and content")
+            clean.append({"role": m["role"], "content": m["content"]})
+        out["messages"] = tuple(clean)
+    if "temperature" in opts:
+        t = opts["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t) or not 0 <= t <= 100:
+            raise OptionError(f"temperature must be a number from 0 to 100, got {t!r}")
+        out["temperature"] = float(t)
+    if "seed" in opts:
+        out["seed"] = _int(opts, "seed", 0, 2**32 - 1, 0)
+    if "stop" in opts:
+        stop = opts["stop"]
+        stop = [stop] if isinstance(stop, str) else _list(stop, "stop")
+        if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in stop):
+            raise OptionError(f"stop must be at most {MAX_STOP_STRINGS} non-empty strings of up to 256 characters")
+        out["stop"] = tuple(stop)
+    if "sampler" in opts:
+        if not isinstance(opts["sampler"], dict):
+            raise OptionError("sampler must be a table")
+        from host.engine import sampling
+
+        sampling.resolve(opts["sampler"])  # a bad sampler is the caller's error, raised now
+        out["sampler"] = opts["sampler"]
+    if "template" in opts:
+        if not isinstance(opts["template"], str):
+            raise OptionError("template must be a string (a llama.cpp template name)")
+        out["template"] = opts["template"]
+    if "special" in opts:
+        out["parse_special"] = bool(opts["special"])
+    if "grammar" in opts or "schema" in opts:
+        if grammar_from is None:
+            raise OptionError("grammar= and schema= are not available in this host")
+        out["grammar"] = grammar_from(opts.get("grammar"), opts.get("schema"))
+    return out
+
+
+class LLMProvider:
+    """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events."""
+
+    def __init__(self, worker, *, grammar_from=None, max_tokens_cap: int = 4096, owns_worker: bool = True):
+        self.worker = worker
+        self.owns_worker = owns_worker
+        self.model = worker.model
+        self.grammar_from = grammar_from
+        self.max_tokens_cap = max_tokens_cap
+        self._mods: dict[str, tuple] = {}  # mod id -> (mod, deliver)
+
+    # --- provider protocol (frame thread) -----------------------------------
+    def install(self, mod) -> None:
+        factory = mod.load_lib("llm")
+        bridge = mod.table({
+            "submit": lambda kind, opts: self._submit(mod, kind, opts),
+            "cancel": lambda rid: self._cancel(mod, rid),
+            "tokenize": lambda text: self.model.vocab.tokenize(text, add_special=False),
+            "count": lambda text: self.model.vocab.count(text, add_special=False),
+        })
+        llm, deliver, _ = factory(bridge)
+        self._mods[mod.id] = (mod, deliver)
+        mod.expose("llm", llm)
+        if mod.trusted:
+            mod.expose("llama", self._raw_binding(mod), readonly=False)
+
+    def uninstall(self, mod) -> None:
+        if self._mods.get(mod.id, (None,))[0] is mod:
+            del self._mods[mod.id]
+        self.worker.forget_mod(mod.id)
+
+    def pump(self, budget_s: float) -> None:
+        self.worker.pump(budget_s)
+
+    def shutdown(self) -> None:
+        if self.owns_worker:
+            self.worker.shutdown()
+
+    # --- bridge functions (called from Lua, on the frame thread) -------------
+    def _submit(self, mod, kind, opts) -> int:
+        if kind not in ("generate", "chat"):
+            raise OptionError(f"unknown request kind {kind!r}")
+        options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
+                                grammar_from=self.grammar_from)
+        box = {}  # the request id, known once submit returns (callbacks run later, in pump)
+        handle = self.worker.submit(mod.id, on_token=lambda text: self._forward(mod, box["id"], "token", text),
+                                    on_done=lambda result: self._forward(mod, box["id"], "done", result),
+                                    **options)
+        box["id"] = handle.id
+        return handle.id
+
+    def _forward(self, mod, rid: int, kind: str, payload) -> None:
+        """Hand an event to the mod's Lua side, guarded like any callback."""
+        entry = self._mods.get(mod.id)
+        if entry is None or entry[0] is not mod or mod.state != "loaded":
+            return  # the mod was reloaded or stopped: its runtime is gone
+        if kind == "done":
+            payload = mod.to_lua(payload)
+        mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
+
+    def _cancel(self, mod, rid) -> None:
+        h = self.worker._handles.get(rid)
+        if h is not None and h.mod_id == mod.id:  # a mod cancels only its own requests
+            h.cancel()
+
+    # --- trusted mods: the raw binding through LuaJIT's FFI ----------------------
+    def _raw_binding(self, mod):
+        lib = self.model.lib
+        make = mod.load_lib("llama_ffi")
+        ffi = mod.lua.globals().require("ffi")  # the trusted runtime's own FFI; never given to sandboxed mods
+        return make(ffi, luajit_cdef(lib), str(lib.paths.lib_path), address(lib, self.model.ptr))
