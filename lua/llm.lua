@@ -77,6 +77,56 @@ return function(bridge)
     return bridge.count(text)
   end
 
+  -- Sessions -------------------------------------------------------------
+  local Session = {}
+  Session.__index = Session
+  Session.__metatable = false
+
+  --- One user turn; the reply streams like llm.chat. opts: max_tokens, temperature,
+  --- seed, stop, sampler, grammar, schema, on_token, on_done.
+  function Session:say(text, opts)
+    if type(text) ~= "string" then error("session:say expects a string", 2) end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("session:say options must be a table", 2) end
+    check_callbacks(opts)
+    local id = bridge.say(self.id, text, opts)
+    return new_handle(id, opts.on_token, opts.on_done)
+  end
+
+  --- Forget the conversation (the system prompt stays). Returns a handle.
+  function Session:reset()
+    return new_handle(bridge.session_call(self.id, "reset"))
+  end
+
+  --- Save conversation and cached state as `name` in the mod's folder. Returns a handle.
+  function Session:save(name)
+    if type(name) ~= "string" then error("session:save expects a name", 2) end
+    return new_handle(bridge.session_call(self.id, "save", name))
+  end
+
+  --- Free the session's sequence now (it is freed with the mod otherwise).
+  function Session:close()
+    bridge.session_close(self.id)
+  end
+
+  local function wrap_session(id, loaded)
+    return setmetatable({ id = id, loaded = loaded }, Session)
+  end
+
+  --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift", template=, memory=store }
+  function llm.session(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("llm.session takes one table argument", 2) end
+    return wrap_session(bridge.session_create(opts))
+  end
+
+  --- A session saved with session:save(name); `session.loaded` is a handle for the load.
+  function llm.load_session(name)
+    if type(name) ~= "string" then error("llm.load_session expects a name", 2) end
+    local id, load_id = bridge.session_load(name)
+    return wrap_session(id, new_handle(load_id))
+  end
+
   -- Called by the host on the frame thread: kind is "token" or "done".
   local function deliver(id, kind, payload)
     local h = pending[id]

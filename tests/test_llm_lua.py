@@ -225,3 +225,51 @@ def test_quarantine_cancels_the_mods_requests(llm_host, shared_worker):
         shared_worker.pump(0.01)
         time.sleep(0.01)
     assert shared_worker.pending("looper") == 0
+
+
+SESSION_MOD = """
+    registerForEvent("onInit", function()
+      async(function()
+        local s = %s
+        if s.loaded then
+          local l = await(s.loaded)
+          print("loaded " .. tostring(l.error) .. " " .. tostring(l.value and l.value.messages))
+        end
+        for i, text in ipairs({ "Hello, who are you?", "What do you do all day?" }) do
+          local r = await(s:say(text, { max_tokens = 16 }))
+          print("turn " .. i .. " " .. r.finish_reason .. " cached " .. r.usage.cached_tokens)
+        end
+        local saved = await(s:save("mara"))
+        print("saved " .. tostring(saved.error))
+        local ok, err = pcall(function() s:save("../escape") end)
+        print("bad name " .. tostring(err))
+      end)
+    end)
+"""
+
+
+def test_sessions_from_lua_reuse_and_persist(llm_host, mods_dir):
+    host, console = llm_host({"mara": SESSION_MOD % 'llm.session{ system = "You are Mara, a ferry pilot." }'})
+    run_until(host, lambda: lines(console, "mara", "bad name "), 120)
+    turns = lines(console, "mara", "turn ")
+    assert turns[0].endswith("cached 0") and not turns[1].endswith("cached 0"), turns
+    assert lines(console, "mara", "saved ") == ["saved nil"]
+    assert (mods_dir / "mara" / "sessions" / "mara.session").is_file()
+    assert "must match" in lines(console, "mara", "bad name ")[0]
+    host.shutdown()
+
+    # a restart: the saved session comes back with its cached tokens
+    console.clear()
+    host2, console2 = llm_host({"mara": SESSION_MOD % 'llm.load_session("mara")'})
+    run_until(host2, lambda: lines(console2, "mara", "saved "), 120)
+    assert lines(console2, "mara", "loaded ") == ["loaded nil 4"]
+    first = lines(console2, "mara", "turn ")[0]
+    assert not first.endswith("cached 0"), "the restored session reused its saved KV state"
+
+
+def test_load_missing_session_is_a_clear_error(llm_host):
+    host, console = llm_host({"nosave": """
+        local ok, err = pcall(llm.load_session, "never_saved")
+        print("err " .. tostring(err))
+    """})
+    assert "no saved session named 'never_saved'" in lines(console, "nosave", "err ")[0]

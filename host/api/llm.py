@@ -11,6 +11,8 @@ is the mod's problem, never the loop's).
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 from host.errors import RelicError
@@ -97,11 +99,23 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
     return out
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def session_file(mod, name) -> Path:
+    """The file of a saved session: mods/<id>/sessions/<name>.session (names cannot leave the folder)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name.startswith("."):
+        raise OptionError(f"session name {name!r} must match [A-Za-z0-9_.-]{{1,64}} and not start with '.'")
+    return Path(mod.folder) / "sessions" / f"{name}.session"
+
+
 class LLMProvider:
     """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events."""
 
-    def __init__(self, worker, *, grammar_from=None, max_tokens_cap: int = 4096, owns_worker: bool = True):
+    def __init__(self, worker, *, grammar_from=None, memory_for=None, max_tokens_cap: int = 4096,
+                 owns_worker: bool = True):
         self.worker = worker
+        self.memory_for = memory_for
         self.owns_worker = owns_worker
         self.model = worker.model
         self.grammar_from = grammar_from
@@ -116,6 +130,11 @@ class LLMProvider:
             "cancel": lambda rid: self._cancel(mod, rid),
             "tokenize": lambda text: self.model.vocab.tokenize(text, add_special=False),
             "count": lambda text: self.model.vocab.count(text, add_special=False),
+            "say": lambda sid, text, opts: self._say(mod, sid, text, opts),
+            "session_create": lambda opts: self._session_create(mod, opts),
+            "session_call": lambda sid, what, *args: self._session_call(mod, sid, what, *args),
+            "session_close": lambda sid: self.worker.close_session(mod.id, sid),
+            "session_load": lambda name: self._session_load(mod, name),
         })
         llm, deliver, _ = factory(bridge)
         self._mods[mod.id] = (mod, deliver)
@@ -141,12 +160,59 @@ class LLMProvider:
             raise OptionError(f"unknown request kind {kind!r}")
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self.grammar_from)
+        return self._track(mod, lambda on_token, on_done: self.worker.submit(
+            mod.id, on_token=on_token, on_done=on_done, **options))
+
+    def _track(self, mod, submit) -> int:
+        """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side."""
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
-        handle = self.worker.submit(mod.id, on_token=lambda text: self._forward(mod, box["id"], "token", text),
-                                    on_done=lambda result: self._forward(mod, box["id"], "done", result),
-                                    **options)
+        handle = submit(lambda text: self._forward(mod, box["id"], "token", text),
+                        lambda result: self._forward(mod, box["id"], "done", result))
         box["id"] = handle.id
         return handle.id
+
+    # --- sessions ----------------------------------------------------------------
+    def _session_create(self, mod, opts) -> int:
+        opts = mod.from_lua(opts)
+        if not isinstance(opts, dict):
+            raise OptionError("llm.session takes one table argument")
+        known = {"system", "sampler", "overflow", "template", "memory"}
+        unknown = sorted(str(k) for k in opts if k not in known)
+        if unknown:
+            raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
+        if "memory" in opts and self.memory_for is None:
+            raise OptionError("memory= needs the rag module, which this host does not have")
+        memory = self.memory_for(mod, opts["memory"]) if "memory" in opts else None
+        sid = self.worker.create_session(mod.id, system=opts.get("system"), sampler=opts.get("sampler"),
+                                         overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"))
+        if memory is not None:
+            self.worker._post(lambda e: e.set_session_memory(sid, memory))
+        return sid
+
+    def _say(self, mod, sid, text, opts) -> int:
+        options = parse_options("say", mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
+                                grammar_from=self.grammar_from)
+        return self._track(mod, lambda on_token, on_done: self.worker.say(
+            mod.id, sid, text, on_token=on_token, on_done=on_done, **options))
+
+    def _session_call(self, mod, sid, what, *args) -> int:
+        if what == "reset":
+            method, extra = "reset_session", ()
+        elif what == "save":
+            method, extra = "save_session", (session_file(mod, args[0] if args else None),)
+        else:
+            raise OptionError(f"unknown session call {what!r}")
+        return self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, method, *extra,
+                                                                             on_done=on_done))
+
+    def _session_load(self, mod, name):
+        path = session_file(mod, name)
+        if not path.is_file():
+            raise OptionError(f"no saved session named {name!r} in mod '{mod.id}'")
+        sid = self.worker.new_session_id()
+        load_id = self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, "load_session", path,
+                                                                                on_done=on_done))
+        return sid, load_id
 
     def _forward(self, mod, rid: int, kind: str, payload) -> None:
         """Hand an event to the mod's Lua side, guarded like any callback."""

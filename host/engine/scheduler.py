@@ -150,6 +150,8 @@ class Scheduler:
             session = None
             if req.session is not None:
                 session = self.sessions.get(req.session)
+                if session is not None and session.mod_id != req.mod_id:
+                    session = None  # a mod can only talk through its own sessions
                 if session is not None and session.busy:
                     continue  # one turn at a time per session; later turns keep their order
             try:

@@ -1,0 +1,74 @@
+"""Assemble a host: the mod runtime, the model, the inference worker and the mod APIs.
+
+    from host.app import build_host
+    host = build_host("mods")          # loads the default model, starts the worker, loads mods
+    while running:
+        host.update(dt); host.draw()
+    host.shutdown()                    # onShutdown, then the worker and the model
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from host.runtime.host import Host
+
+
+class ModelOwner:
+    """A provider that closes the model after every other provider has shut down."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def shutdown(self) -> None:
+        self.model.close()
+
+
+def load_model(model_path=None):
+    """The model to serve: an explicit path, else $RELIC_MODEL, else the default (fetched if needed).
+
+    A bad path raises ModelLoadError here, at start, naming the file.
+    """
+    from host.llama import Model
+    from host.setup.model_fetch import model_path as resolve
+
+    return Model(Path(model_path) if model_path else resolve())
+
+
+def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, worker_config=None,
+               load: bool = True, **host_kwargs) -> Host:
+    """A Host with `llm` (and the trusted `llama`) wired to a started worker.
+
+    ``model``: an open Model to share (not closed by the host); otherwise one is
+    loaded from ``model_path`` / $RELIC_MODEL / the default and closed at shutdown.
+    ``llm=False`` gives a host without a model (mods still load; `llm` is absent).
+    """
+    host = Host(mods_dir, **host_kwargs)
+    if llm:
+        from host.api.llm import LLMProvider
+        from host.worker import Worker, WorkerConfig
+
+        owned = model is None
+        if owned:
+            model = load_model(model_path)
+        try:
+            worker = Worker(model, worker_config or WorkerConfig.from_env()).start()
+        except BaseException:
+            if owned:
+                model.close()
+            raise
+        host.add_provider(LLMProvider(worker, grammar_from=_grammar_from()))
+        if owned:
+            host.add_provider(ModelOwner(model))
+    if load:
+        host.load()
+    return host
+
+
+def _grammar_from():
+    """The grammar= / schema= converter, when the grammar module is present."""
+    try:
+        from host.api.grammar import grammar_from_options
+    except ImportError:
+        return None
+    return grammar_from_options
