@@ -170,7 +170,7 @@ def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain:
                     arr[i].token, arr[i].bias = tok, bias
                 chain.add(C.llama_sampler_init_logit_bias(n_vocab, len(v), arr))
             elif name == "penalties":
-                chain.add(C.llama_sampler_init_penalties(v.get("last_n", 64), v.get("repeat", 1.0),
+                chain.add(C.llama_sampler_init_penalties(n_vocab, v.get("last_n", 64), v.get("repeat", 1.0),
                                                          v.get("frequency", 0.0), v.get("presence", 0.0)))
             elif name == "dry":
                 breakers = v.get("breakers", ["\n", ":", '"', "*"])
