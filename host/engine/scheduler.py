@@ -83,6 +83,14 @@ class Scheduler:
         self.sessions: dict[int, sessions.SessionState] = {}
         self._clock = 0  # orders sessions by last use, for eviction
         self.model_id = f"{model.path.name}:{model.size_bytes}"
+        # Cancel inside a prompt chunk: ggml asks this between graph nodes (thread 0
+        # only).  Installed for prompt steps only, so generation pays nothing.
+        self._reading = None  # the request whose prompt chunk is being decoded
+        self._abort_cb = self.lib.ffi.callback("ggml_abort_callback", self._should_abort)
+
+    def _should_abort(self, _data) -> bool:
+        req = self._reading
+        return req is not None and req.cancel.is_set()
 
     @property
     def busy(self) -> bool:
@@ -239,6 +247,8 @@ class Scheduler:
                 slot.out_index = batch.n_tokens - 1
                 slot.pos = len(slot.prompt)
             self._last_was_gen = False
+            self._reading = slot.req
+            self.lib.C.llama_set_abort_callback(self.ctx.ptr, self._abort_cb, self.lib.ffi.NULL)
         else:
             for slot in writers:
                 slot.out_index = batch.n_tokens
@@ -247,9 +257,19 @@ class Scheduler:
         try:
             self.ctx.decode(batch)
         except DecodeError as exc:
-            for slot in list(self.slots):  # the batch mixed them all; none can go on safely
-                self._finish(slot, "error", emit, error=str(exc))
+            if exc.code == 2 and self._reading is not None:  # a prompt chunk aborted by its cancel
+                slot = next(sl for sl in self.slots if sl.req is self._reading)
+                slot.n_prompt_done = start
+                self.ctx.memory_seq_rm(slot.seq, start, -1)
+                self._finish(slot, "cancelled", emit)
+            else:
+                for slot in list(self.slots):  # none of the batch's sequences can go on safely
+                    self._finish(slot, "error", emit, error=str(exc))
             return
+        finally:
+            if self._reading is not None:
+                self._reading = None
+                self.lib.C.llama_set_abort_callback(self.ctx.ptr, self.lib.ffi.NULL, self.lib.ffi.NULL)
         self.decode_calls += 1
         now = time.perf_counter()
         for slot in list(self.slots):
