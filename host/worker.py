@@ -218,8 +218,8 @@ class Worker:
     def cancel_mod(self, mod_id: str) -> int:
         """Cancel every request of a mod (reload, quarantine); returns how many."""
         n = 0
-        for h in self._handles.values():
-            if h.mod_id == mod_id and not h.request.cancel.is_set():
+        for h in self._handles.values():  # generations only: a queued session save still runs
+            if h.mod_id == mod_id and isinstance(h.request, GenerateRequest) and not h.request.cancel.is_set():
                 h.request.cancel.set()
                 n += 1
         return n
@@ -313,9 +313,9 @@ class Worker:
                 except queue.Empty:
                     msg = None
                 while msg is not None:
-                    if msg is _SHUTDOWN or self._stopping.is_set():
+                    if msg is _SHUTDOWN:
                         engine.cancel_all(emit)
-                        self._drain_cancelled(emit)
+                        self._drain_at_shutdown(engine, emit)
                         return
                     self._accept(engine, msg, emit)
                     try:
@@ -333,7 +333,7 @@ class Worker:
 
     def _accept(self, engine, msg, emit) -> None:
         if isinstance(msg, CallRequest):
-            if msg.cancel.is_set():
+            if msg.cancel.is_set() and not self._stopping.is_set():
                 emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
                 return
             try:
@@ -345,6 +345,9 @@ class Worker:
                 result = error_result(str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}")
             if msg.id:  # id 0: fire-and-forget host calls
                 emit(DoneEvent(msg.id, msg.mod_id, result))
+            return
+        if self._stopping.is_set():  # shutting down: generations are cancelled, not started
+            emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
             return
         try:
             engine.submit(msg, emit)
@@ -360,11 +363,14 @@ class Worker:
                 emit(DoneEvent(slot.req.id, slot.req.mod_id, error_result(str(exc))))
                 engine.slots.remove(slot)
 
-    def _drain_cancelled(self, emit) -> None:
+    def _drain_at_shutdown(self, engine, emit) -> None:
+        """Generations still queued are cancelled; host calls (a session save) still run."""
         while True:
             try:
                 msg = self._requests.get_nowait()
             except queue.Empty:
                 return
-            if msg is not _SHUTDOWN:
+            if isinstance(msg, CallRequest):
+                self._accept(engine, msg, emit)
+            elif msg is not _SHUTDOWN:
                 emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
