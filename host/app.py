@@ -45,6 +45,7 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, worke
     """
     host = Host(mods_dir, **host_kwargs)
     if llm:
+        from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
         from host.worker import Worker, WorkerConfig
 
@@ -57,18 +58,11 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, worke
             if owned:
                 model.close()
             raise
-        host.add_provider(LLMProvider(worker, grammar_from=_grammar_from()))
+        grammars = GrammarProvider(model)
+        host.add_provider(grammars)
+        host.add_provider(LLMProvider(worker, grammar_from=grammars.resolve))
         if owned:
             host.add_provider(ModelOwner(model))
     if load:
         host.load()
     return host
-
-
-def _grammar_from():
-    """The grammar= / schema= converter, when the grammar module is present."""
-    try:
-        from host.api.grammar import grammar_from_options
-    except ImportError:
-        return None
-    return grammar_from_options

@@ -96,6 +96,8 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
         if grammar_from is None:
             raise OptionError("grammar= and schema= are not available in this host")
         out["grammar"] = grammar_from(opts.get("grammar"), opts.get("schema"))
+        if out["grammar"] is None:
+            del out["grammar"]
     return out
 
 
@@ -159,9 +161,14 @@ class LLMProvider:
         if kind not in ("generate", "chat"):
             raise OptionError(f"unknown request kind {kind!r}")
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
-                                grammar_from=self.grammar_from)
+                                grammar_from=self._grammar_for(mod))
         return self._track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, **options))
+
+    def _grammar_for(self, mod):
+        if self.grammar_from is None:
+            return None
+        return lambda grammar, schema: self.grammar_from(mod, grammar, schema)
 
     def _track(self, mod, submit) -> int:
         """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side."""
@@ -191,7 +198,7 @@ class LLMProvider:
 
     def _say(self, mod, sid, text, opts) -> int:
         options = parse_options("say", mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
-                                grammar_from=self.grammar_from)
+                                grammar_from=self._grammar_for(mod))
         return self._track(mod, lambda on_token, on_done: self.worker.say(
             mod.id, sid, text, on_token=on_token, on_done=on_done, **options))
 

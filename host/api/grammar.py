@@ -1,0 +1,106 @@
+"""The host half of the mod-facing `grammar` module (the Lua half is lua/grammar.lua).
+
+Grammar objects stay in Python, in a per-mod registry; a mod holds only a
+small Lua table naming one by id, so nothing Python-side is reachable from Lua
+and one mod cannot use another's grammars.  Construction validates at once,
+on the frame thread (GBNF checks and JSON Schema conversion are pure Python;
+llama.cpp's own parser is confirmed against the shared model's vocabulary).
+"""
+
+from __future__ import annotations
+
+from host.engine.grammar import Grammar
+from host.errors import GrammarError, QuotaExceeded
+
+MAX_GRAMMARS_PER_MOD = 256
+
+
+def _as_list(value, what: str) -> list:
+    """Lua arrays arrive as lists; an empty Lua table arrives as {}."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and not value:
+        return []
+    raise GrammarError(f"{what} must be an array")
+
+
+_LIST_KEYWORDS = ("required", "enum", "anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def normalize_schema(node):
+    """Lua tables to JSON Schema: empty tables under list keywords are empty lists."""
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k in _LIST_KEYWORDS:
+                out[k] = [normalize_schema(x) for x in _as_list(v, k)]
+            else:
+                out[k] = normalize_schema(v)
+        return out
+    if isinstance(node, list):
+        return [normalize_schema(x) for x in node]
+    return node
+
+
+class GrammarProvider:
+    """Installs `grammar` into every mod and resolves `grammar=`/`schema=` options."""
+
+    def __init__(self, model):
+        self.model = model
+        self._registry: dict[str, dict[int, Grammar]] = {}  # frame thread only
+
+    def install(self, mod) -> None:
+        self._registry[mod.id] = {}
+        factory = mod.load_lib("grammar")
+        bridge = mod.table({"make": lambda kind, *args: self._make(mod, kind, *args)})
+        mod.expose("grammar", factory(bridge))
+
+    def uninstall(self, mod) -> None:
+        self._registry.pop(mod.id, None)
+
+    def _make(self, mod, kind, *args) -> int:
+        reg = self._registry.setdefault(mod.id, {})
+        if len(reg) >= MAX_GRAMMARS_PER_MOD:
+            raise QuotaExceeded(f"mod '{mod.id}' already made {MAX_GRAMMARS_PER_MOD} grammars; reuse them")
+        args = [mod.from_lua(a) for a in args]
+        if kind == "gbnf":
+            g = Grammar.from_gbnf(args[0], args[1] if len(args) > 1 else "root", model=self.model)
+        elif kind == "schema":
+            g = Grammar.from_schema(normalize_schema(args[0]), model=self.model)
+        elif kind == "choice":
+            g = Grammar.choice(_as_list(args[0], "choice options"), model=self.model)
+        elif kind == "tool_call":
+            tools = [normalize_schema(t) for t in _as_list(args[0], "tools")]
+            g = Grammar.tool_call(tools, model=self.model)
+        elif kind == "lazy":
+            inner = self._lookup(mod, args[0])
+            trig = args[1] if isinstance(args[1], dict) else {}
+            unknown = sorted(str(k) for k in trig if k not in ("words", "patterns"))
+            if unknown:
+                raise GrammarError(f"unknown trigger option(s) {unknown}; use words= or patterns=")
+            g = Grammar.lazy(inner, words=_as_list(trig.get("words", []), "words"),
+                             patterns=_as_list(trig.get("patterns", []), "patterns"), model=self.model)
+        else:
+            raise GrammarError(f"unknown grammar kind {kind!r}")
+        gid = len(reg) + 1
+        reg[gid] = g
+        return gid
+
+    def _lookup(self, mod, gid) -> Grammar:
+        g = self._registry.get(mod.id, {}).get(gid) if isinstance(gid, int) else None
+        if g is None:
+            raise GrammarError("grammar= must be an object made by grammar.gbnf/schema/choice/tool_call/lazy")
+        return g
+
+    def resolve(self, mod, grammar_opt, schema_opt):
+        """The Grammar for an llm call's grammar= / schema= options (None if neither)."""
+        if grammar_opt is not None and schema_opt is not None:
+            raise GrammarError("give grammar= or schema=, not both")
+        if schema_opt is not None:
+            if not isinstance(schema_opt, dict):
+                raise GrammarError("schema= must be a table (a JSON Schema)")
+            return Grammar.from_schema(normalize_schema(schema_opt), model=self.model)
+        if grammar_opt is not None:
+            gid = grammar_opt.get("__relic_grammar") if isinstance(grammar_opt, dict) else None
+            return self._lookup(mod, gid)
+        return None

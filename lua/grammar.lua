@@ -1,0 +1,50 @@
+-- grammar: constrained output for llm calls (see shared LUA_API.md).
+--
+-- Built once per mod by the host: `factory(bridge)` returns the `grammar`
+-- table.  Every constructor validates at once and raises a Lua error naming
+-- the problem; the returned object goes into any llm call as `grammar = g`.
+return function(bridge)
+  local grammar = {}
+  local G = { __metatable = false }
+  G.__index = G
+  G.__tostring = function(g) return "grammar(" .. g.kind .. ")" end
+
+  local function wrap(id, kind)
+    return setmetatable({ __relic_grammar = id, kind = kind }, G)
+  end
+
+  --- A grammar from GBNF text (llama.cpp's grammar format); root defaults to "root".
+  function grammar.gbnf(text, root)
+    if type(text) ~= "string" then error("grammar.gbnf expects GBNF text", 2) end
+    return wrap(bridge.make("gbnf", text, root or "root"), "gbnf")
+  end
+
+  --- JSON matching a JSON Schema given as a Lua table; results carry `value`.
+  function grammar.schema(schema)
+    if type(schema) ~= "table" then error("grammar.schema expects a table (a JSON Schema)", 2) end
+    return wrap(bridge.make("schema", schema), "schema")
+  end
+
+  --- Exactly one of the given strings.
+  function grammar.choice(options)
+    if type(options) ~= "table" then error("grammar.choice expects a list of strings", 2) end
+    return wrap(bridge.make("choice", options), "choice")
+  end
+
+  --- A tool call: {"name": ..., "arguments": {...}} for one of { {name=, parameters=schema}, ... }.
+  function grammar.tool_call(tools)
+    if type(tools) ~= "table" then error("grammar.tool_call expects a list of tools", 2) end
+    return wrap(bridge.make("tool_call", tools), "tool_call")
+  end
+
+  --- `inner` switched on only after a trigger: { words = {...}, patterns = {...} }.
+  function grammar.lazy(inner, triggers)
+    if getmetatable(inner) ~= false or type(inner) ~= "table" or inner.__relic_grammar == nil then
+      error("grammar.lazy expects a grammar object first", 2)
+    end
+    if type(triggers) ~= "table" then error("grammar.lazy expects { words = {...} } or { patterns = {...} }", 2) end
+    return wrap(bridge.make("lazy", inner.__relic_grammar, triggers), "lazy")
+  end
+
+  return grammar
+end
