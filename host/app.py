@@ -35,18 +35,20 @@ def load_model(model_path=None):
     return Model(Path(model_path) if model_path else resolve())
 
 
-def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, worker_config=None,
-               load: bool = True, **host_kwargs) -> Host:
+def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: bool = True,
+               worker_config=None, load: bool = True, **host_kwargs) -> Host:
     """A Host with `llm` (and the trusted `llama`) wired to a started worker.
 
     ``model``: an open Model to share (not closed by the host); otherwise one is
     loaded from ``model_path`` / $RELIC_MODEL / the default and closed at shutdown.
     ``llm=False`` gives a host without a model (mods still load; `llm` is absent).
+    ``rag=False`` leaves out the `rag` module (its embedding model loads on first use).
     """
     host = Host(mods_dir, **host_kwargs)
     if llm:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
+        from host.api.rag import RagProvider
         from host.worker import Worker, WorkerConfig
 
         owned = model is None
@@ -59,8 +61,13 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, worke
                 model.close()
             raise
         grammars = GrammarProvider(model)
+        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve)
+        memory = RagProvider(worker, llm_provider) if rag else None
+        llm_provider.memory_for = memory.memory_for if memory else None
         host.add_provider(grammars)
-        host.add_provider(LLMProvider(worker, grammar_from=grammars.resolve))
+        host.add_provider(llm_provider)
+        if memory is not None:
+            host.add_provider(memory)
         if owned:
             host.add_provider(ModelOwner(model))
     if load:

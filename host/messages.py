@@ -40,6 +40,7 @@ class CallRequest:
     id: int
     mod_id: str
     fn: Any
+    merge: bool = False  # a dict result is merged into the result dict
     cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
 

@@ -148,9 +148,12 @@ class Worker:
         req = GenerateRequest(id=next(self._ids), mod_id=mod_id, **options)
         return self._enqueue(req, on_token, on_done)
 
-    def call(self, mod_id: str, fn, *, on_done=None) -> Handle:
-        """Run ``fn(engine)`` on the worker; the result dict is ``{"value": ...}`` or an error."""
-        req = CallRequest(id=next(self._ids), mod_id=mod_id, fn=fn)
+    def call(self, mod_id: str, fn, *, on_done=None, merge: bool = False) -> Handle:
+        """Run ``fn(engine)`` on the worker; the result dict is ``{"value": ...}`` or an error.
+
+        ``merge``: a dict returned by fn is merged into the result instead.
+        """
+        req = CallRequest(id=next(self._ids), mod_id=mod_id, fn=fn, merge=merge)
         return self._enqueue(req, None, on_done)
 
     # --- sessions (the worker's scheduler owns them; the frame thread holds ids) ---
@@ -338,7 +341,11 @@ class Worker:
                 return
             try:
                 value = msg.fn(engine)
-                result = {"finish_reason": "stop", "error": None, "value": value}
+                result = {"finish_reason": "stop", "error": None}
+                if msg.merge and isinstance(value, dict):
+                    result.update(value)
+                else:
+                    result["value"] = value
             except Exception as exc:
                 if not msg.id:
                     log.warning("host call on the worker failed: %s", exc)

@@ -138,11 +138,15 @@ class LLMProvider:
             "session_close": lambda sid: self.worker.close_session(mod.id, sid),
             "session_load": lambda name: self._session_load(mod, name),
         })
-        llm, deliver, _ = factory(bridge)
-        self._mods[mod.id] = (mod, deliver)
+        llm, deliver, new_handle = factory(bridge)
+        self._mods[mod.id] = (mod, deliver, new_handle)
         mod.expose("llm", llm)
         if mod.trusted:
             mod.expose("llama", self._raw_binding(mod), readonly=False)
+
+    def new_handle_fn(self, mod):
+        """The mod's Lua `new_handle(id)`: other modules' requests deliver like llm's."""
+        return self._mods[mod.id][2]
 
     def uninstall(self, mod) -> None:
         if self._mods.get(mod.id, (None,))[0] is mod:

@@ -83,6 +83,7 @@ class Scheduler:
         self.sessions: dict[int, sessions.SessionState] = {}
         self._clock = 0  # orders sessions by last use, for eviction
         self.model_id = f"{model.path.name}:{model.size_bytes}"
+        self.services: dict = {}  # worker-thread helpers (e.g. "rag"), closed with the scheduler
         # Cancel inside a prompt chunk: ggml asks this between graph nodes (thread 0
         # only).  Installed for prompt steps only, so generation pays nothing.
         self._reading = None  # the request whose prompt chunk is being decoded
@@ -97,6 +98,9 @@ class Scheduler:
         return bool(self.slots or self.waiting)
 
     def close(self) -> None:
+        for svc in self.services.values():
+            svc.close()
+        self.services.clear()
         for slot in self.slots:
             slot.sampler.close()
         self.slots.clear()
@@ -178,7 +182,12 @@ class Scheduler:
         if req.session is not None:
             if session is None:
                 raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
-            plan = sessions.plan_turn(self.model, session, req.prompt or "", req.max_tokens, self.n_ctx_seq,
+            text = req.prompt or ""
+            if session.memory is not None:
+                from host.api.rag import rag_service
+
+                text = rag_service(self).augment(session.memory, text, lambda t: self.vocab.count(t))
+            plan = sessions.plan_turn(self.model, session, text, req.max_tokens, self.n_ctx_seq,
                                       req.parse_special)
             prompt = plan.tokens
         need_seq = session is None or session.seq is None
@@ -340,6 +349,14 @@ class Scheduler:
             "timings": {"prompt_ms": (t_prompt - slot.t_start) * 1000, "generation_ms": gen_s * 1000,
                         "tokens_per_second": slot.n_gen / gen_s if slot.n_gen else 0.0},
         }
+        grammar = slot.req.grammar
+        if grammar is not None and getattr(grammar, "returns_value", False):
+            # the decoded value next to the raw text; a parse/validation failure is an error message only
+            result["value"] = None
+            if reason in ("stop", "length"):
+                result["value"], problem = grammar.parse_result(result["text"])
+                if problem and not error:
+                    result["error"] = problem
         emit(DoneEvent(slot.req.id, slot.req.mod_id, result))
 
     # --- sessions (called on the worker thread through CallRequests) ----------
@@ -359,6 +376,12 @@ class Scheduler:
         if se is None or se.mod_id != mod_id:
             raise sessions.SessionError(f"unknown session {session_id}")
         return se
+
+    def set_session_memory(self, session_id: int, path) -> None:
+        """Turns of this session are augmented with hits from the store at ``path``."""
+        se = self.sessions.get(session_id)
+        if se is not None:
+            se.memory = path
 
     def reset_session(self, session_id: int, mod_id: str) -> dict:
         """Forget the conversation and its cached tokens (the system prompt stays)."""

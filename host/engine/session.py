@@ -27,6 +27,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from host.errors import PromptTooLongError, RelicError
 
@@ -54,6 +55,7 @@ class SessionState:
     dropped: int = 0  # shift policy: tokens discarded after n_keep, cumulative
     last_used: int = 0
     busy: bool = False
+    memory: Any = None  # a store path: each user turn is augmented with its hits
 
     def all_messages(self, extra=()) -> list:
         head = [{"role": "system", "content": self.system}] if self.system else []
