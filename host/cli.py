@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _doctor(_args) -> int:
@@ -19,9 +20,24 @@ def _setup(args) -> int:
 
 
 def _run(args) -> int:
+    """`relic run`: the frame loop with a console, and the model behind `llm` unless --no-llm."""
     from host.runtime import console
 
-    return console.run(args)
+    host = None
+    if not args.no_llm:
+        from host.app import build_host
+        from host.errors import RelicError
+
+        if not Path(args.mods).is_dir():
+            print(f"relic run: mods folder '{args.mods}' does not exist", file=sys.stderr)
+            return 2
+        try:  # a bad model is a clear error here, at start
+            host = build_host(args.mods, model_path=args.model, load=False,
+                              console=lambda line: print(line, flush=True))
+        except RelicError as exc:
+            print(f"relic run: {exc}", file=sys.stderr)
+            return 1
+    return console.run(args, host=host)
 
 
 def _chat(args) -> int:
@@ -41,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         console.add_run_arguments(p)
     except ImportError:  # pragma: no cover - only while the runtime is missing
         pass
+    p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
+    p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("doctor", help="report the library, model and ABI check")

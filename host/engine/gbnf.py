@@ -60,6 +60,29 @@ def gbnf_class(ranges, negated: bool = False) -> str:
     return "[" + ("^" if negated else "") + "".join(parts) + "]"
 
 
+def gbnf_set(ranges) -> str:
+    """A class, or a literal when the set holds one character."""
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return gbnf_literal(chr(ranges[0][0]))
+    return gbnf_class(ranges)
+
+
+_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def join_sequence(parts) -> str:
+    """Symbols separated by spaces, adjacent plain literals merged ("a" "b" -> "ab")."""
+    out: list[str] = []
+    for p in parts:
+        if not p:
+            continue
+        if out and _LITERAL.fullmatch(p) and _LITERAL.fullmatch(out[-1]):
+            out[-1] = out[-1][:-1] + p[1:]
+        else:
+            out.append(p)
+    return " ".join(out)
+
+
 def repeat_suffix(lo: int, hi: int | None) -> str:
     if (lo, hi) == (0, None):
         return "*"
@@ -307,7 +330,7 @@ class _GbnfChecker:
                 usable = complement(ranges) if neg else minus_ranges(ranges, [(0xD800, 0xDFFF)])
                 if not minus_ranges(usable, [(0, 0)]):
                     self.fail("this character class matches no character a token can produce", start)
-                items.append(("cls", start))
+                items.append(("cls", start, neg, norm_ranges(ranges)))
                 n_prev, last = 1, True
             elif c == "<" or c == "!":
                 if c == "!":
@@ -541,3 +564,39 @@ def check_gbnf(text: str, root: str = "root") -> GbnfInfo:
     if not isinstance(root, str) or not root or not all(_is_word(c) for c in root):
         raise GrammarError(f"the root rule name must be letters, digits and '-', got {root!r}")
     return _GbnfChecker(text, root).check()
+
+
+def gbnf_regex(text: str, root: str = "root") -> str:
+    """A Python regex (for ``re.fullmatch``) accepting the same strings as a non-recursive grammar.
+
+    For tests and debugging: it checks text offline without a model.  Raises
+    GrammarError for recursive grammars and token references.
+    """
+    checker = _GbnfChecker(text, root)
+    checker.check()
+    rules = checker.rules
+
+    def alts(options, stack) -> str:
+        return "|".join("".join(one(e, stack) for e in alt) for alt in options)
+
+    def one(e, stack) -> str:
+        kind = e[0]
+        if kind == "lit":
+            return "".join(re.escape(chr(c)) for c in e[2])
+        if kind == "cls":
+            body = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in e[3])
+            return "[" + ("^" if e[2] else "") + body + "]"
+        if kind == "any":
+            return "[\\s\\S]"
+        if kind == "tok":
+            raise GrammarError("a grammar with token references cannot be matched as text")
+        if kind == "ref":
+            if e[2] in stack:
+                raise GrammarError(f"rule {e[2]!r} is recursive; only non-recursive grammars become a regex")
+            return "(?:" + alts(rules[e[2]][0], stack + (e[2],)) + ")"
+        if kind == "grp":
+            return "(?:" + alts(e[2], stack) + ")"
+        return "(?:" + one(e[2], stack) + ")" + repeat_suffix(e[3], e[4])
+
+    return "(?:" + alts(rules[root][0], (root,)) + ")"
+

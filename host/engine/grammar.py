@@ -34,7 +34,7 @@ import re
 import threading
 
 from host.engine import json_schema as js
-from host.engine.gbnf import LLAMA_REPEAT_LIMIT, check_gbnf, gbnf_class, gbnf_literal, repeat_suffix
+from host.engine.gbnf import LLAMA_REPEAT_LIMIT, check_gbnf, gbnf_literal, gbnf_set, join_sequence, repeat_suffix
 from host.engine.pattern import Pattern
 from host.engine.schema_validate import validate
 from host.errors import GrammarError
@@ -253,7 +253,9 @@ class Grammar:
         for w in words:
             alts.append(gbnf_literal(w))
         if words:
-            llama_patterns.append(r"[\s\S]*?(" + "|".join(_ecma_literal(w) for w in words) + r")[\s\S]*")
+            # searched with std::regex_search (no ^...$), the grammar is fed from group 1; a [\s\S]*? prefix
+            # as llama.cpp's own trigger words use makes each search quadratic in the output length
+            llama_patterns.append("(" + "|".join(_ecma_literal(w) for w in words) + ")")
         for p in patterns:
             pat = Pattern(p)
             ecma = pat.ecmascript()
@@ -266,7 +268,7 @@ class Grammar:
                                    "text")
             last |= pat.last_bytes()
             alts.append(_raw_gbnf(pat, fresh, extra))
-            llama_patterns.append(r"[\s\S]*?(" + ecma + r")[\s\S]*")
+            llama_patterns.append("(" + ecma + ")")
             py_patterns.append(pat.python())
         for t in tokens:
             alts.append(f"<[{t}]>" if isinstance(t, int) else _token_text(t))
@@ -455,14 +457,14 @@ def _raw_gbnf(pat: "Pattern", fresh, extra: list) -> str:
     def emit(node):
         kind = node[0]
         if kind == "set":
-            return gbnf_class(node[1])
+            return gbnf_set(node[1])
         if kind == "seq":
-            return " ".join(p for p in map(emit, node[1]) if p)
+            return join_sequence(map(emit, node[1]))
         if kind == "alt":
             return "( " + " | ".join(emit(n) or '""' for n in node[1]) + " )"
         _, inner, lo, hi = node
         body = emit(inner) or '""'
-        if not re.fullmatch(r"\[(?:[^\]\\]|\\.)*\]", body):
+        if not re.fullmatch(r'\[(?:[^\]\\]|\\.)*\]|"(?:[^"\\]|\\.)*"', body):
             name = fresh("lazy-part")
             extra.append((name, body))
             body = name

@@ -52,7 +52,7 @@ import math
 import re
 import urllib.parse
 
-from host.engine.gbnf import (LLAMA_REPEAT_LIMIT, contains, gbnf_class, gbnf_literal, minus_ranges,
+from host.engine.gbnf import (LLAMA_REPEAT_LIMIT, contains, gbnf_literal, gbnf_set, join_sequence, minus_ranges,
                               repeat_suffix, rule_name)
 from host.engine.pattern import Pattern
 from host.errors import GrammarError
@@ -397,6 +397,8 @@ class _Converter:
         hi = _count(schema, "maxLength", path)
         if hi is not None and hi < lo:
             raise GrammarError(f"{path}: maxLength {hi} is below minLength {lo}")
+        if lo > LLAMA_REPEAT_LIMIT:
+            raise GrammarError(f"{path}: minLength {lo} is above the supported limit {LLAMA_REPEAT_LIMIT}")
         if "pattern" in schema:
             if "minLength" in schema or "maxLength" in schema:
                 raise GrammarError(f"{path}: pattern together with minLength/maxLength is not supported; put "
@@ -428,7 +430,7 @@ class _Converter:
         if kind == "set":
             return json_set(node[1], f"{path}/pattern")
         if kind == "seq":
-            return " ".join(p for p in (self.emit(n, path, hint) for n in node[1]) if p)
+            return join_sequence(self.emit(n, path, hint) for n in node[1])
         if kind == "alt":
             return "( " + " | ".join(self.emit(n, path, hint) or '""' for n in node[1]) + " )"
         _, inner, lo, hi = node
@@ -445,6 +447,8 @@ class _Converter:
         hi = _count(schema, "maxItems", path)
         if hi is not None and hi < lo:
             raise GrammarError(f"{path}: maxItems {hi} is below minItems {lo}")
+        if lo > LLAMA_REPEAT_LIMIT:
+            raise GrammarError(f"{path}: minItems {lo} is above the supported limit {LLAMA_REPEAT_LIMIT}")
         ws = self.builtin("ws")
         if hi == 0:
             return gbnf_literal("[") + f" {ws} " + gbnf_literal("]")
@@ -518,7 +522,7 @@ class _Converter:
 def json_set(ranges, where: str) -> str:
     """GBNF matching the JSON string encoding of one character from ``ranges``."""
     plain = minus_ranges(ranges, [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)])
-    parts = [gbnf_class(plain)] if plain else []
+    parts = [gbnf_set(plain)] if plain else []
     if contains(ranges, 0x22):
         parts.append(gbnf_literal('\\"'))
     if contains(ranges, 0x5C):

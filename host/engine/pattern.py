@@ -18,6 +18,8 @@ import re
 from host.engine.gbnf import complement, minus_ranges, norm_ranges, repeat_suffix
 from host.errors import GrammarError
 
+TRIGGER_REPEAT_CAP = 64
+
 # --- the regular expression subset ---------------------------------------------
 
 _DIGIT = [(0x30, 0x39)]
@@ -58,7 +60,13 @@ class Pattern:
         return "|".join(alts)
 
     def ecmascript(self) -> str:
-        """An equivalent ECMAScript regex for std::regex (no anchors allowed)."""
+        """An ECMAScript regex for a std::regex trigger (no anchors allowed).
+
+        Open-ended repetitions are capped at :data:`TRIGGER_REPEAT_CAP` extra
+        characters: llama.cpp searches the whole output after every token,
+        and an unbounded ``[ -~]*`` makes each search quadratic.  The grammar
+        side keeps the uncapped form (it must accept whatever matched).
+        """
         if any(s or e for s, e, _ in self.branches):
             raise GrammarError(f"trigger pattern {self.source!r}: anchors ^ and $ are not supported in triggers")
         return "|".join(_ecma(node) for _, _, node in self.branches)
@@ -290,6 +298,8 @@ def _ecma(node) -> str:
     if kind == "alt":
         return "(?:" + "|".join(_ecma(n) for n in node[1]) + ")"
     _, inner, lo, hi = node
+    if hi is None or hi - lo > TRIGGER_REPEAT_CAP:
+        hi = lo + TRIGGER_REPEAT_CAP
     return "(?:" + _ecma(inner) + ")" + repeat_suffix(lo, hi)
 
 

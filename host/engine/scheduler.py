@@ -24,6 +24,7 @@ from host.engine import session as sessions
 from host.engine.stop import StopMatcher
 from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
+from host.llama import log as llama_log
 from host.messages import DoneEvent, TokenEvent, error_result
 
 
@@ -263,9 +264,16 @@ class Scheduler:
                 slot.out_index = batch.n_tokens
                 batch.add(slot.next_token, slot.pos, (slot.seq,), True)
             self._last_was_gen = True
+        logged = ()
         try:
-            self.ctx.decode(batch)
+            if self._reading is None:
+                self.ctx.decode(batch)
+            else:  # an abort on cancel is expected: keep llama.cpp's complaint unless it was something else
+                with llama_log.quiet() as logged:
+                    self.ctx.decode(batch)
         except DecodeError as exc:
+            if not (exc.code == 2 and self._reading is not None):
+                llama_log.replay(logged)
             if exc.code == 2 and self._reading is not None:  # a prompt chunk aborted by its cancel
                 slot = next(sl for sl in self.slots if sl.req is self._reading)
                 slot.n_prompt_done = start

@@ -93,9 +93,14 @@ def _check(value, schema, path, root, errors, depth) -> None:
             branches = schema[key]
             if not isinstance(branches, list) or not branches:
                 raise GrammarError(f"{path}: {key} must be a non-empty list")
-            ok = sum(not validate(value, b, root=root) for b in branches)
+            results = [validate(value, b, root=root) for b in branches]
+            ok = sum(not r for r in results)
             if ok == 0:
-                errors.append(f"{path}: {_show(value)} matches none of the {key} alternatives")
+                # closest: a branch of the right type first, then the fewest problems
+                best = min(range(len(results)), key=lambda i: (results[i][0].startswith("$: expected "),
+                                                               len(results[i])))
+                errors.append(f"{path}: matches none of the {key} alternatives (closest is #{best}: "
+                              f"{results[best][0].replace('$', path, 1)})")
             elif key == "oneOf" and ok > 1:
                 errors.append(f"{path}: {_show(value)} matches {ok} of the oneOf alternatives, not exactly one")
     if "type" in schema:

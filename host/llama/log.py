@@ -32,6 +32,7 @@ def _state():
         _local.pending = ""
         _local.level = logging.INFO
         _local.captures = []
+        _local.quiet = False
     return _local
 
 
@@ -39,6 +40,8 @@ def _emit(level: int, line: str) -> None:
     st = _state()
     if st.captures:
         st.captures[-1].append((level, line))
+        if st.quiet:
+            return
     if logger.isEnabledFor(level):
         logger.log(level, "%s", line)
 
@@ -83,3 +86,27 @@ def capture():
         st.captures.pop()
         if st.pending.strip():
             lines.append((st.level, st.pending.strip()))
+
+
+@contextlib.contextmanager
+def quiet():
+    """Collect what llama.cpp logs on this thread meanwhile without logging it.
+
+    For calls whose failure is expected (a decode aborted on purpose); the
+    caller logs the collected ``(level, line)`` pairs if the failure was not.
+    """
+    st = _state()
+    was = st.quiet
+    st.quiet = True
+    try:
+        with capture() as lines:
+            yield lines
+    finally:
+        st.quiet = was
+
+
+def replay(lines) -> None:
+    """Log lines collected by :func:`quiet` after all."""
+    for level, line in lines:
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", line)

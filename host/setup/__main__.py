@@ -1,4 +1,4 @@
-"""``python -m host.setup [all|llama|model|doctor]``: run the set-up steps.
+"""``python -m host.setup [all|llama|model|embed|doctor]``: run the set-up steps.
 
 Every step is idempotent and cached; a warm run only checks a few paths and
 says so.  Each step prints how long it took.  Exit status 0 on success, 1 on a
@@ -13,7 +13,7 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = "usage: python -m host.setup [all|llama|model|doctor]"
+_USAGE = "usage: python -m host.setup [all|llama|model|embed|doctor]"
 
 
 def _step_llama() -> str:
@@ -36,11 +36,21 @@ def _step_model() -> str:
     return f"ready: {model_fetch.ensure_default_model()}"
 
 
-_STEPS = {"llama": _step_llama, "model": _step_model}
+def _step_embed() -> str:
+    from host.setup import embed_model
+
+    if os.environ.get(embed_model.ENV_EMBED_MODEL):
+        return f"using $RELIC_EMBED_MODEL: {embed_model.embed_model_path()}"
+    if embed_model.cached_embed_model() is not None:
+        return f"cached: {embed_model.ensure_embed_model()}"
+    return f"ready: {embed_model.ensure_embed_model()}"
+
+
+_STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed}
 
 
 def run(target: str) -> int:
-    """Run the steps for ``target`` ("all", "llama" or "model"); return an exit status."""
+    """Run the steps for ``target`` ("all" or one step name); return an exit status."""
     names = list(_STEPS) if target == "all" else [target]
     started = time.monotonic()
     all_cached = True

@@ -1,0 +1,167 @@
+"""Mod discovery: drop-in folders `mods/<id>/init.lua` with an optional `mod.toml`.
+
+`discover()` lists what is in the mods folder and why anything was skipped;
+`load_order()` sorts the valid mods so dependencies load first.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host.errors import ManifestError
+from host.runtime.limits import Limits
+
+ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
+MANIFEST_KEYS = {"name", "version", "description", "dependencies", "trusted",
+                 "memory_mb", "budget_ms"}
+MAX_MEMORY_MB = 4096
+MAX_BUDGET_MS = 10_000
+
+
+@dataclass
+class Manifest:
+    """What a mod folder declares (defaults filled in)."""
+
+    id: str
+    folder: Path
+    name: str = ""
+    version: str = ""
+    description: str = ""
+    dependencies: tuple[str, ...] = ()
+    trusted: bool = False
+    memory_mb: int = 64
+    budget_ms: int = 50
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    """A folder that is not a loadable mod, and why."""
+
+    id: str
+    folder: Path
+    reason: str
+
+
+def valid_id(mod_id: str) -> bool:
+    """True when `mod_id` is a legal mod id (`[A-Za-z0-9_.-]+`, not . or ..)."""
+    return bool(ID_RE.match(mod_id)) and mod_id not in (".", "..")
+
+
+def _expect(data: dict, key: str, kind, what: str):
+    value = data[key]
+    # bool is an int subclass; keep "memory_mb = true" an error.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ManifestError(f"mod.toml: '{key}' must be {what}, got {value!r}")
+    return value
+
+
+def read_manifest(folder: Path, mod_id: str, limits: Limits) -> Manifest:
+    """Parse `folder/mod.toml` (if any) into a Manifest; raise ManifestError."""
+    m = Manifest(id=mod_id, folder=folder, name=mod_id,
+                 memory_mb=limits.memory_mb, budget_ms=limits.budget_ms)
+    path = folder / "mod.toml"
+    if not path.is_file():
+        return m
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"mod.toml is not valid TOML: {e}") from None
+    for key in data:
+        if key not in MANIFEST_KEYS:
+            m.warnings.append(f"mod.toml: unknown key '{key}' ignored")
+    for key in ("name", "version", "description"):
+        if key in data:
+            setattr(m, key, _expect(data, key, str, "a string"))
+    if "dependencies" in data:
+        deps = _expect(data, "dependencies", list, "a list of mod ids")
+        for d in deps:
+            if not isinstance(d, str) or not valid_id(d):
+                raise ManifestError(f"mod.toml: dependency {d!r} is not a valid mod id")
+        if mod_id in deps:
+            raise ManifestError("mod.toml: a mod cannot depend on itself")
+        m.dependencies = tuple(dict.fromkeys(deps))
+    if "trusted" in data:
+        m.trusted = _expect(data, "trusted", bool, "true or false")
+    if "memory_mb" in data:
+        m.memory_mb = _expect(data, "memory_mb", int, "an integer")
+        if not 1 <= m.memory_mb <= MAX_MEMORY_MB:
+            raise ManifestError(f"mod.toml: memory_mb must be between 1 and {MAX_MEMORY_MB}")
+    if "budget_ms" in data:
+        m.budget_ms = _expect(data, "budget_ms", int, "an integer")
+        if not 1 <= m.budget_ms <= MAX_BUDGET_MS:
+            raise ManifestError(f"mod.toml: budget_ms must be between 1 and {MAX_BUDGET_MS}")
+    return m
+
+
+def inspect_folder(folder: Path, limits: Limits) -> Manifest | Skipped:
+    """Manifest of one mod folder, or the reason it cannot be a mod."""
+    mod_id = folder.name
+    if not valid_id(mod_id):
+        return Skipped(mod_id, folder, f"'{mod_id}' is not a valid mod id "
+                                       "(letters, digits, '_', '.', '-' only)")
+    if not (folder / "init.lua").is_file():
+        return Skipped(mod_id, folder, "no init.lua in the folder")
+    try:
+        return read_manifest(folder, mod_id, limits)
+    except ManifestError as e:
+        return Skipped(mod_id, folder, str(e))
+
+
+def discover(mods_dir: Path, limits: Limits) -> tuple[list[Manifest], list[Skipped]]:
+    """All mod folders under `mods_dir`, split into manifests and skipped ones.
+
+    Hidden folders (starting with '.') and plain files are ignored silently.
+    """
+    found: list[Manifest] = []
+    skipped: list[Skipped] = []
+    if not mods_dir.is_dir():
+        return found, skipped
+    for folder in sorted(mods_dir.iterdir(), key=lambda p: p.name):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        r = inspect_folder(folder, limits)
+        (found if isinstance(r, Manifest) else skipped).append(r)
+    return found, skipped
+
+
+def load_order(manifests: list[Manifest]) -> tuple[list[Manifest], list[Skipped]]:
+    """Sort so every mod comes after its dependencies (ties by id).
+
+    Mods with a missing dependency, or in a dependency cycle, are returned as
+    skipped, and so is everything that depends on them.
+    """
+    by_id = {m.id: m for m in manifests}
+    skipped: dict[str, str] = {}
+    changed = True
+    while changed:      # drop mods whose dependencies are missing, transitively
+        changed = False
+        for m in manifests:
+            if m.id in skipped:
+                continue
+            for d in m.dependencies:
+                if d not in by_id:
+                    skipped[m.id] = f"dependency '{d}' is not installed"
+                elif d in skipped:
+                    skipped[m.id] = f"dependency '{d}' cannot be loaded"
+                else:
+                    continue
+                changed = True
+                break
+    ordered: list[Manifest] = []
+    placed: set[str] = set()
+    pending = sorted((m for m in manifests if m.id not in skipped), key=lambda m: m.id)
+    while pending:
+        ready = [m for m in pending if all(d in placed for d in m.dependencies)]
+        if not ready:
+            for m in pending:
+                skipped[m.id] = "dependency cycle among: " + ", ".join(p.id for p in pending)
+            break
+        m = ready[0]
+        ordered.append(m)
+        placed.add(m.id)
+        pending.remove(m)
+    return ordered, [Skipped(mid, by_id[mid].folder, why) for mid, why in sorted(skipped.items())]

@@ -1,0 +1,779 @@
+-- relic/sandbox.lua: the privileged prelude of one mod runtime.
+--
+-- Runs once per lupa runtime, in the runtime's real globals, before any mod
+-- code.  It captures the raw standard library in locals, installs the
+-- watchdog (count hook + wall-clock deadline), builds the mod's environment
+-- from whitelisted and wrapped functions, and returns the "box": the table
+-- through which the Python host drives the runtime.  Nothing in here is
+-- reachable from mod code: mods only ever see the environment table, whose
+-- functions are closures over these locals (no debug library, no getfenv, so
+-- upvalues cannot be read).
+--
+-- Chunk arguments: cfg (plain Lua table of settings), bridge (table of
+-- Python callables; they never leave this file unwrapped), patterns (the
+-- interruptible pattern matcher from relic/patterns.lua).
+
+local cfg, bridge, patterns = ...
+
+-- Raw library, captured before anything else can run ----------------------
+local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
+local pairs, ipairs, next = pairs, ipairs, next
+local rawget, rawset, rawequal = rawget, rawset, rawequal
+local setmetatable, getmetatable = setmetatable, getmetatable
+local raw_pcall, raw_xpcall, unpack, raw_load = pcall, xpcall, unpack, load
+local assert, collectgarbage = assert, collectgarbage
+local string, table, math, os, coroutine, bit = string, table, math, os, coroutine, bit
+local str_find, str_sub, str_rep, str_format, str_byte = string.find, string.sub, string.rep, string.format, string.byte
+local str_gsub, str_match, str_gmatch = string.gsub, string.match, string.gmatch
+local tbl_concat = table.concat
+local co_create, co_resume, co_running, co_status = coroutine.create, coroutine.resume, coroutine.running, coroutine.status
+local co_yield = coroutine.yield
+local traceback, sethook = debug.traceback, debug.sethook
+local floor, huge = math.floor, math.huge
+
+local MOD_ID = cfg.mod_id
+local SANDBOXED = cfg.sandboxed
+local MAX_STRING = cfg.max_string_bytes
+local MAX_SOURCE = cfg.max_source_bytes
+local MAX_LOG_LINE = cfg.max_log_line
+
+-- Clock ---------------------------------------------------------------------
+-- The hook needs a cheap wall clock.  os.clock() is process CPU time (it runs
+-- fast while the inference worker is busy), so use CLOCK_MONOTONIC through the
+-- FFI.  The FFI stays a local of this chunk; mods never see it.
+local now
+do
+  local ok, ffi = raw_pcall(require, "ffi")
+  if ok and (ffi.os == "Linux" or ffi.os == "OSX") and ffi.abi("64bit") and ffi.abi("le") then
+    -- struct timespec on 64-bit little-endian, read as 32-bit halves: int64
+    -- fields would come back boxed (an allocation per hook tick, which can
+    -- fail at the memory cap); int32 fields are plain numbers.
+    ffi.cdef [[
+      typedef struct { int32_t sec_lo, sec_hi, nsec_lo, nsec_hi; } relic_timespec_t;
+      int clock_gettime(int clk_id, relic_timespec_t *tp);
+    ]]
+    local C, ts = ffi.C, ffi.new("relic_timespec_t")
+    local MONOTONIC = ffi.os == "OSX" and 6 or 1
+    now = function()
+      C.clock_gettime(MONOTONIC, ts)
+      local lo = ts.sec_lo
+      if lo < 0 then lo = lo + 4294967296 end
+      return ts.sec_hi * 4294967296 + lo + ts.nsec_lo * 1e-9
+    end
+  else
+    local pyclock = bridge.clock
+    now = function() return pyclock() end
+  end
+end
+
+-- Watchdog ------------------------------------------------------------------
+-- st is shared with Python (it reads fatal/depth after a call).  Invariant:
+-- once st.fatal is set the runtime is dead: every hook tick and every catch
+-- point (pcall, xpcall, coroutine.resume) re-raises, and the host quarantines
+-- the mod and drops the runtime without running any more Lua in it.
+local st = {
+  deadline = false,   -- wall-clock time the current host->mod entry must end by
+  depth = 0,          -- nesting of guarded calls (only the outermost sets deadline)
+  fatal = false,      -- false | "budget" | "memory"
+  fatal_msg = false,
+  budget = cfg.budget_s,
+}
+local BUDGET_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget and was stopped"
+local BUDGET_MSG = str_format(BUDGET_FMT, floor(cfg.budget_s * 1000 + 0.5))
+local msg_budget = cfg.budget_s
+local MEMORY_MSG = str_format("memory: mod '%s' reached its %d MiB memory cap", MOD_ID, cfg.memory_mb)
+local OOM = "not enough memory"
+
+-- Memory: lupa enforces max_memory, but its own C-API calls (building tables,
+-- pushing strings, keeping references) are not protected, and an allocation
+-- failure there aborts the process.  So the runtime's limit is the mod's cap
+-- only while mod code runs (mem_enter/mem_leave around every outermost
+-- guarded call); the rest of the time the host has headroom above it.
+local mem_enter, mem_leave = bridge.mem_enter, bridge.mem_leave
+
+local hook
+local function trip(kind, msg)
+  if not st.fatal then
+    mem_leave()      -- room for the error's traceback on the way out
+    st.fatal, st.fatal_msg = kind, msg
+    -- From now on raise on every instruction, so a handler that catches the
+    -- error cannot run even one loop iteration further.
+    if SANDBOXED then sethook(hook, "", 1) end
+  end
+  error(st.fatal_msg, 0)
+end
+
+hook = function()
+  if st.fatal then error(st.fatal_msg, 0) end
+  local dl = st.deadline
+  if dl and now() > dl then trip("budget", BUDGET_MSG) end
+end
+
+if SANDBOXED then
+  -- Compiled traces never call the count hook, so the JIT must be off for the
+  -- watchdog to see every loop.  LuaJIT hooks are per global state, so this
+  -- one hook also fires inside every coroutine.
+  jit.off()
+  jit.flush()
+  sethook(hook, "", cfg.hook_count)
+end
+
+-- Every place where Lua code can catch an error funnels through here.  Besides
+-- re-raising fatal errors, it re-checks the deadline: near the Lua stack limit
+-- LuaJIT cannot even call the hook (callhook fails its stack check and throws
+-- "stack overflow", which a pcall loop would swallow forever), so the catch
+-- points are the second line of the watchdog.
+local function after_catch(ok, ...)
+  if not ok then
+    if st.fatal then error(st.fatal_msg, 0) end
+    if (...) == OOM then trip("memory", MEMORY_MSG) end
+    local dl = st.deadline
+    if dl and now() > dl then trip("budget", BUDGET_MSG) end
+  end
+  return ok, ...
+end
+
+local function safe_pcall(f, ...)
+  return after_catch(raw_pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  if type(handler) ~= "function" then
+    error("bad argument #2 to 'xpcall' (function expected)", 2)
+  end
+  return after_catch(raw_xpcall(f, function(e)
+    if st.fatal or e == OOM then return e end
+    return handler(e)
+  end, ...))
+end
+
+local function safe_resume(co, ...)
+  return after_catch(co_resume(co, ...))
+end
+
+local function wrap_result(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function safe_wrap(f)
+  local co = co_create(f)
+  return function(...)
+    return wrap_result(after_catch(co_resume(co, ...)))
+  end
+end
+
+-- Guarded calls from the host ----------------------------------------------
+local function tidy_traceback(msg)
+  -- Cut the host's own frames (this file, the xpcall that runs the mod) so a
+  -- traceback ends at the modder's code.
+  local out = {}
+  for line in str_gmatch(msg, "[^\n]+") do
+    if not str_find(line, "relic/sandbox.lua", 1, true)
+       and not str_find(line, "relic/patterns.lua", 1, true)
+       and not str_find(line, "[C]: in function 'raw_", 1, true) then
+      out[#out + 1] = line
+    end
+  end
+  return tbl_concat(out, "\n")
+end
+
+local function error_text(e)
+  if type(e) == "string" then return e end
+  if type(e) == "number" then return tostring(e) end
+  local ok, s = raw_pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  return "(error object of type " .. type(e) .. ")"
+end
+
+local function handler(e)
+  if st.fatal then return st.fatal_msg end
+  if e == OOM then return OOM end
+  return tidy_traceback(traceback(error_text(e), 2))
+end
+
+local function finish(ok, ...)
+  local d = st.depth - 1
+  st.depth = d
+  if d == 0 then
+    -- A single long C call (a pattern, a query) can end a callback past its
+    -- deadline before the hook gets another tick: check once more here.
+    local dl = st.deadline
+    if dl and now() > dl and not st.fatal then trip("budget", BUDGET_MSG) end
+    st.deadline = false
+    mem_leave()
+  end
+  if st.fatal then error(st.fatal_msg, 0) end
+  if not ok and (...) == OOM then trip("memory", MEMORY_MSG) end
+  return ok, ...
+end
+
+-- call(budget_s or nil, fn, ...) -> true, results... | false, message
+-- Only the outermost call of a nesting sets the deadline: a provider that
+-- calls back into the mod from inside a host function shares its budget.
+local function guarded_call(budget, fn, ...)
+  if st.fatal then return false, st.fatal_msg end
+  local d = st.depth
+  if d == 0 then
+    budget = budget or st.budget
+    st.deadline = now() + budget
+    if budget ~= msg_budget then    -- formatted here, while memory is below the cap
+      msg_budget = budget
+      BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+    end
+    mem_enter()
+  end
+  st.depth = d + 1
+  return finish(raw_xpcall(fn, handler, ...))
+end
+
+-- Python <-> Lua calling convention -----------------------------------------
+-- Host functions return (true, results...) or (false, message).  guard_py
+-- also catches what lupa itself raises around the call (an argument that is
+-- not valid UTF-8, say): lupa would hand the mod the Python exception object
+-- itself as the error value, so it is turned into a plain message here.
+local function py_error_text(e)
+  local msg = error_text(e)
+  if str_find(msg, "codec can't decode", 1, true) then
+    msg = "strings passed to host functions must be valid UTF-8 (" .. msg .. ")"
+  end
+  return msg
+end
+
+local function checked(pok, ...)
+  if st.fatal then error(st.fatal_msg, 0) end
+  if st.depth > 0 then mem_enter() end
+  if pok then return ... end
+  local e = ...
+  if e == OOM then trip("memory", MEMORY_MSG) end
+  return false, py_error_text(e)
+end
+
+-- Host functions run with the memory limit relaxed: lupa converts their
+-- arguments and results with C-API calls that are not protected, and an
+-- allocation failing there, inside the Python callback, hangs the process.
+-- Whatever a host function hands the mod counts against the cap again as
+-- soon as it returns.
+local function guard_py(pyfn)
+  return function(...)
+    mem_leave()
+    return checked(raw_pcall(pyfn, ...))
+  end
+end
+
+-- unwrap turns (false, message) into a Lua error at the mod's call site
+-- (level 2 through the tail call).  A host function returns 2 instead of true
+-- when its results hold raw Python callables (inside tables, too): those are
+-- replaced here by Lua closures, because Python cannot safely call into this
+-- runtime to build them while the mod may be inside a coroutine.  Any other
+-- raw Python object is refused: none may ever reach a mod.
+local wrap_py
+local function fix_value(v, depth)
+  local tv = type(v)
+  if tv == "userdata" then return wrap_py(v) end
+  if tv == "table" and depth < 64 then
+    for k, x in next, v do
+      local tx = type(x)
+      if tx == "userdata" or tx == "table" then rawset(v, k, fix_value(x, depth + 1)) end
+    end
+  end
+  return v
+end
+
+local function fix_all(...)
+  local n = select("#", ...)
+  local vals = { ... }
+  for i = 1, n do vals[i] = fix_value(vals[i], 0) end
+  return unpack(vals, 1, n)
+end
+
+local function unwrap(ok, ...)
+  if not ok then error((...), 2) end
+  if ok == 2 then return fix_all(...) end
+  local n = select("#", ...)
+  for i = 1, n do
+    if type((select(i, ...))) == "userdata" then
+      error("internal error: the host returned a raw object", 2)
+    end
+  end
+  return ...
+end
+
+wrap_py = function(pyfn)
+  local g = guard_py(pyfn)
+  return function(...) return unwrap(g(...)) end
+end
+
+-- Read-only tables ----------------------------------------------------------
+local ro_backing = setmetatable({}, { __mode = "k" })   -- proxy -> backing table
+local ro_cache = setmetatable({}, { __mode = "k" })     -- backing -> proxy
+
+local function readonly(t, name)
+  local p = ro_cache[t]
+  if p then return p end
+  p = setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k)
+      error(str_format("%s is read-only (cannot set field '%s')", name, tostring(k)), 2)
+    end,
+    __metatable = "locked",
+    __tostring = function() return name end,
+  })
+  ro_backing[p] = t
+  ro_cache[t] = p
+  return p
+end
+
+-- GetMod views (see host/runtime/crossmod.py) --------------------------------
+local views = setmetatable({}, { __mode = "k" })   -- view -> { id, path }
+local view_get, view_keys = guard_py(bridge.view_get), guard_py(bridge.view_keys)
+local bridge_getmod = guard_py(bridge.getmod)
+local make_view
+
+-- bridge.view_get/getmod return (true|2, kind, ...): "none" | "value", v |
+-- "table", id, path | "function", fn (a raw Python callable: wrapped here).
+local function view_value(ok, kind, value, path)
+  if not ok then error(kind, 3) end
+  if kind == "table" then return make_view(value, path) end
+  if kind == "function" then return wrap_py(value) end
+  return value
+end
+
+local view_mt = {
+  __index = function(v, k)
+    local info = views[v]
+    return view_value(view_get(info.id, info.path, k))
+  end,
+  __newindex = function(v, k)
+    error(str_format("GetMod('%s') is read-only (cannot set field '%s')", views[v].id, tostring(k)), 2)
+  end,
+  __metatable = "locked",
+  __tostring = function(v) return "GetMod('" .. views[v].id .. "')" end,
+}
+
+make_view = function(id, path)
+  local v = setmetatable({}, view_mt)
+  views[v] = { id = id, path = path }
+  return v
+end
+
+local function getmod(id)
+  if type(id) ~= "string" then error("GetMod: mod id must be a string", 2) end
+  local ok, kind, value, path = bridge_getmod(id)
+  if not ok then error(kind, 2) end
+  if kind == "table" then return make_view(value, path) end
+  if kind == "function" then return wrap_py(value) end
+  return value
+end
+
+-- Iteration that sees through read-only proxies and views.  Lua 5.1 has no
+-- __pairs, so the sandbox's pairs/ipairs/next do it.
+local function view_pairs(v)
+  local info = views[v]
+  local ok, keys = view_keys(info.id, info.path)
+  if not ok then error(keys, 3) end
+  local i = 0
+  return function()
+    i = i + 1
+    local k = keys[i]
+    if k == nil then return nil end
+    return k, v[k]
+  end, v, nil
+end
+
+local function safe_pairs(t)
+  local b = ro_backing[t]
+  if b then return next, b, nil end
+  if views[t] then return view_pairs(t) end
+  return pairs(t)
+end
+
+local function view_ipairs_iter(v, i)
+  i = i + 1
+  local x = v[i]
+  if x == nil then return nil end
+  return i, x
+end
+
+local function safe_ipairs(t)
+  local b = ro_backing[t]
+  if b then return ipairs(b) end
+  if views[t] then return view_ipairs_iter, t, 0 end
+  return ipairs(t)
+end
+
+local function safe_next(t, k)
+  local b = ro_backing[t]
+  if b then return next(b, k) end
+  if views[t] then error("next() does not work on GetMod views; use pairs()", 2) end
+  return next(t, k)
+end
+
+local function safe_rawget(t, k)
+  local b = ro_backing[t]
+  if b then return rawget(b, k) end
+  return rawget(t, k)
+end
+
+local function safe_rawset(t, k, v)
+  if ro_backing[t] or views[t] then
+    error("rawset: " .. tostring(t) .. " is read-only", 2)
+  end
+  return rawset(t, k, v)
+end
+
+local function safe_getmetatable(x)
+  local tx = type(x)
+  if tx == "table" or tx == "string" then return getmetatable(x) end
+  return nil   -- never hand out the metatable of host objects or cdata
+end
+
+-- Size caps for C functions the hook cannot interrupt ------------------------
+local function cap_error(fname, size)
+  error(str_format("%s: result of %d bytes exceeds the sandbox limit of %d bytes",
+                   fname, size, MAX_STRING), 3)
+end
+
+local function safe_rep(s, n, sep)
+  if type(s) == "number" then s = tostring(s) end
+  if type(sep) == "number" then sep = tostring(sep) end
+  if type(s) == "string" and type(n) == "number" and n > 0 then
+    local total = #s * n + (type(sep) == "string" and #sep * (n - 1) or 0)
+    if total > MAX_STRING or n > MAX_STRING then cap_error("string.rep", total) end
+  end
+  return str_rep(s, n, sep)
+end
+
+local function safe_concat(t, sep, i, j)
+  if type(t) == "table" then
+    i = i or 1
+    j = j or #t
+    local total, seplen = 0, (type(sep) == "string" and #sep or 0)
+    for k = i, j do
+      local v = t[k]
+      if type(v) == "string" then total = total + #v + seplen
+      elseif type(v) == "number" then total = total + 24 + seplen end
+      if total > MAX_STRING then cap_error("table.concat", total) end
+    end
+  end
+  return tbl_concat(t, sep, i, j)
+end
+
+local function safe_date(fmt, t)
+  if type(fmt) == "string" and #fmt > 256 then
+    error("os.date: format string longer than 256 bytes", 2)
+  end
+  return os.date(fmt, t)
+end
+
+local function safe_collectgarbage(opt, arg)
+  opt = opt or "collect"
+  if opt == "collect" or opt == "count" or opt == "step" then
+    return collectgarbage(opt, arg)
+  end
+  error(str_format("collectgarbage('%s') is not allowed in the sandbox", tostring(opt)), 2)
+end
+
+-- Strings ------------------------------------------------------------------
+local safe_string = {}
+for k, v in pairs(string) do safe_string[k] = v end
+safe_string.dump = nil
+safe_string.rep = safe_rep
+if SANDBOXED then
+  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string }
+  safe_string.find = guard.find
+  safe_string.match = guard.match
+  safe_string.gmatch = guard.gmatch
+  safe_string.gsub = guard.gsub
+  safe_string.gfind = nil
+end
+
+-- Loading code ---------------------------------------------------------------
+local env, libenv   -- forward
+local loaded = {}    -- require cache of this mod: name -> module value
+local LOADING = {}   -- sentinel for circular requires
+
+local function load_text(src, chunkname, fenv)
+  if type(src) ~= "string" then return nil, "source must be a string" end
+  if #src > MAX_SOURCE then
+    return nil, str_format("source of %d bytes exceeds the limit of %d bytes", #src, MAX_SOURCE)
+  end
+  if str_byte(src, 1) == 27 then return nil, "loading precompiled bytecode is not allowed" end
+  return raw_load(src, chunkname, "t", fenv)
+end
+
+local function collect_reader(reader)
+  local parts, total = {}, 0
+  while true do
+    local piece = reader()
+    if piece == nil or piece == "" then break end
+    if type(piece) ~= "string" then return nil, "reader function must return strings" end
+    total = total + #piece
+    if total > MAX_SOURCE then return nil, "source exceeds the size limit" end
+    parts[#parts + 1] = piece
+  end
+  return tbl_concat(parts)
+end
+
+local function chunk_label(name, default)
+  if type(name) ~= "string" then return default end
+  name = str_gsub(name, "^[@=]", "")
+  return "=" .. str_sub(name, 1, 80)
+end
+
+local function safe_load(chunk, chunkname, mode, fenv)
+  if mode ~= nil and mode ~= "t" then
+    return nil, "only text chunks can be loaded (mode must be 't')"
+  end
+  if fenv ~= nil and type(fenv) ~= "table" then
+    return nil, "bad argument #4 to 'load' (table expected)"
+  end
+  local src = chunk
+  if type(chunk) == "function" then
+    local err
+    src, err = collect_reader(chunk)
+    if not src then return nil, err end
+  end
+  return load_text(src, chunk_label(chunkname, "=(load)"), fenv or env)
+end
+
+local function safe_loadstring(s, chunkname)
+  return load_text(s, chunk_label(chunkname, "=(loadstring)"), env)
+end
+
+local read_source = guard_py(bridge.read_source)
+
+local function find_file(kind, name, level)
+  local ok, where, chunkname, src = read_source(kind, name)
+  if not ok then error(where, level + 1) end
+  return where, chunkname, src
+end
+
+local function safe_loadfile(path)
+  if type(path) ~= "string" then return nil, "loadfile: path must be a string" end
+  local ok, where, chunkname, src = read_source("file", path)
+  if not ok then return nil, where end
+  return load_text(src, chunkname, where == "lib" and libenv or env)
+end
+
+local function safe_dofile(path)
+  if type(path) ~= "string" then error("dofile: path must be a string", 2) end
+  local where, chunkname, src = find_file("file", path, 2)
+  local f, err = load_text(src, chunkname, where == "lib" and libenv or env)
+  if not f then error(err, 2) end
+  return f()
+end
+
+-- Library modules (lua/) run in libenv and are handed to mods read-only, so a
+-- mod cannot change the code the host itself relies on (Cron, async, json).
+local lib_loaded = {}
+
+local function require_lib(name)
+  local m = lib_loaded[name]
+  if m ~= nil then return m end
+  local ok, where, chunkname, src = read_source("lib", name)
+  if not ok then error(where, 0) end
+  local f, err = load_text(src, chunkname, libenv)
+  if not f then error(err, 0) end
+  m = f(name)
+  if m == nil then m = true end
+  lib_loaded[name] = m
+  return m
+end
+
+local function safe_require(name)
+  if type(name) ~= "string" then error("require: module name must be a string", 2) end
+  local m = loaded[name]
+  if m == LOADING then error("require: circular require of '" .. name .. "'", 2) end
+  if m ~= nil then return m end
+  local where, chunkname, src = find_file("module", name, 2)
+  if where == "lib" then
+    m = require_lib(name)
+    if type(m) == "table" then m = readonly(m, name) end
+  else
+    local f, err = load_text(src, chunkname, env)
+    if not f then error(err, 2) end
+    loaded[name] = LOADING
+    local okr, res = raw_pcall(f, name)
+    if not okr then loaded[name] = nil; error(res, 0) end
+    m = res
+    if m == nil then m = true end
+  end
+  loaded[name] = m
+  return m
+end
+
+-- Logging ------------------------------------------------------------------
+local pylog = guard_py(bridge.log)
+local LEVELS = { trace = true, debug = true, info = true, warning = true, error = true, critical = true }
+
+local function escape_bytes(c) return str_format("\\x%02X", str_byte(c)) end
+
+local function log(level, text)
+  if #text > MAX_LOG_LINE then text = str_sub(text, 1, MAX_LOG_LINE) .. " [...]" end
+  -- lupa decodes strings as UTF-8 on the way to Python; escape whatever
+  -- would not decode instead of failing the print.
+  if str_find(text, "[\128-\255]") then
+    if pylog(level, text) then return end
+    text = str_gsub(text, "[\128-\255]", escape_bytes)
+  end
+  pylog(level, text)
+end
+
+local function safe_print(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  log("info", tbl_concat(parts, "\t"))
+end
+
+local spdlog = {}
+for level in pairs(LEVELS) do
+  spdlog[level] = function(msg, ...)
+    if select("#", ...) > 0 then msg = str_format(msg, ...) end
+    log(level, tostring(msg))
+  end
+end
+
+-- Environments ---------------------------------------------------------------
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local safe_coroutine = {
+  create = co_create, resume = safe_resume, running = co_running,
+  status = co_status, wrap = safe_wrap, yield = co_yield,
+}
+local safe_table = copy(table)
+safe_table.concat = safe_concat
+local safe_os = { clock = os.clock, time = os.time, date = safe_date, difftime = os.difftime }
+
+local function base_env()
+  local e = {
+    assert = assert, error = error, ipairs = safe_ipairs, next = safe_next,
+    pairs = safe_pairs, pcall = safe_pcall, xpcall = safe_xpcall,
+    rawequal = rawequal, rawget = safe_rawget, rawset = safe_rawset,
+    select = select, setmetatable = setmetatable, getmetatable = safe_getmetatable,
+    tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+    collectgarbage = safe_collectgarbage, print = safe_print,
+    load = safe_load, loadstring = safe_loadstring,
+    _VERSION = _VERSION,
+  }
+  e._G = e
+  return e
+end
+
+-- libenv: host library code (lua/).  Safe functions, raw string library (the
+-- library code is ours and its patterns are linear), not reachable by mods.
+libenv = base_env()
+libenv.string = string
+libenv.table = safe_table
+libenv.math = math
+libenv.os = safe_os
+libenv.bit = bit
+libenv.coroutine = safe_coroutine
+libenv.require = require_lib
+
+if SANDBOXED then
+  env = base_env()
+  env.string = readonly(safe_string, "string")
+  env.table = readonly(safe_table, "table")
+  env.math = readonly(copy(math), "math")
+  env.os = readonly(safe_os, "os")
+  env.bit = readonly(copy(bit), "bit")
+  env.coroutine = readonly(safe_coroutine, "coroutine")
+  env.require = safe_require
+  env.dofile = safe_dofile
+  env.loadfile = safe_loadfile
+  -- Method calls on strings ("x"):rep(...) go through the string metatable:
+  -- point it at the wrapped functions and lock it.
+  local smt = getmetatable("")
+  smt.__index = safe_string
+  smt.__metatable = "locked"
+else
+  -- Trusted: the full standard library, JIT on, no watchdog.  Only the host
+  -- bridge (python) stays out of reach.
+  env = {}
+  for k, v in pairs(_G) do env[k] = v end
+  env.python = nil
+  env._G = env
+  env.print = safe_print
+  if package and cfg.package_path then package.path = cfg.package_path end
+end
+
+env.spdlog = readonly(spdlog, "spdlog")
+env.GetMod = getmod
+
+-- Library instances the host drives ------------------------------------------
+local report = guard_py(bridge.report)
+local stats = { timers = 0, waiting = 0, tasks = 0 }
+
+local cron_mod = require_lib("cron")
+local cron = cron_mod.new {
+  report = function(msg) report("Cron", msg) end,
+  traceback = function(e) return tidy_traceback(traceback(error_text(e), 2)) end,
+  max_timers = cfg.max_timers, stats = stats,
+}
+local async_mod = require_lib("async")
+local sched = async_mod.new {
+  report = function(msg) report("async", msg) end,
+  traceback = function(co, e) return tidy_traceback(traceback(co, error_text(e))) end,
+  max_tasks = cfg.max_tasks, stats = stats,
+}
+local json = require_lib("json")
+
+env.Cron = readonly(cron.api, "Cron")
+env.json = readonly(json, "json")
+env.async = sched.async
+env.await = sched.await
+loaded.json = env.json
+loaded.cron = readonly(cron_mod, "cron")
+loaded.async = readonly(async_mod, "async")
+
+-- The box -------------------------------------------------------------------
+local box = {
+  env = env,
+  st = st,
+  stats = stats,
+  now = now,
+  call = guarded_call,
+  wrap_py = wrap_py,
+  readonly = readonly,
+  cron_tick = cron.tick,
+  async_step = sched.step,
+  require_lib = require_lib,
+}
+
+function box.load_chunk(src, chunkname)
+  return load_text(src, chunkname, env)
+end
+
+-- expose(name, value, ro): put a value into the mod's globals; tables are
+-- handed out read-only unless ro == false.
+function box.expose(name, value, ro)
+  if type(value) == "table" and ro ~= false then value = readonly(value, name) end
+  env[name] = value
+end
+
+-- Python-side helper: mod.api tables built from Python callables.
+function box.api_table(name, fns, ro)
+  local t = {}
+  for k, f in pairs(fns) do t[k] = wrap_py(f) end
+  if ro == false then return t end
+  return readonly(t, name)
+end
+
+-- walk(root, k1, k2, ...): raw lookups along a path (GetMod views); no
+-- metamethod of the owning mod runs.
+function box.walk(root, ...)
+  local t = root
+  for i = 1, select("#", ...) do
+    if type(t) ~= "table" then return nil end
+    t = rawget(t, (select(i, ...)))
+  end
+  return t
+end
+
+return box
