@@ -18,3 +18,48 @@ def _python_blocks(path: Path):
 def test_readme_python_examples_run(index, code, capsys):
     exec(compile(code, f"README.md[python block {index}]", "exec"), {})
     assert capsys.readouterr().out.strip(), "the example printed nothing"
+
+
+def _lua_blocks(path: Path):
+    return re.findall(r"```lua\n(.*?)```", path.read_text(), re.S)
+
+
+def test_modding_guide_examples_run_as_mods(tmp_path, model):
+    """Every lua block of docs/MODDING.md is a complete init.lua; all run in one real host."""
+    import time
+
+    from host.app import build_host
+    from host.worker import WorkerConfig
+    from modhost_util import Console, read_log, write_mod
+
+    blocks = _lua_blocks(ROOT / "docs" / "MODDING.md")
+    assert len(blocks) >= 8
+    mods = tmp_path / "mods"
+    ids = []
+    for i, code in enumerate(blocks):
+        mod_id = f"doc{i:02d}"
+        toml = "trusted = true\n" if code.startswith("-- mod.toml: trusted = true") else None
+        write_mod(mods, mod_id, code, toml)
+        ids.append(mod_id)
+    console = Console()
+    host = build_host(mods, model=model, worker_config=WorkerConfig(n_ctx=1024, n_seq_max=4), console=console)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            pending = [m for m in ids if "done" not in console.mod_lines(m)]
+            if not pending:
+                break
+            host.update(1 / 60)
+            time.sleep(0.005)
+        host.run_command("greet reader")
+        host.press_hotkey("toggle_map")
+        host.update(1 / 60)
+    finally:
+        host.shutdown()
+    for mod_id in ids:
+        log = read_log(host, mod_id)
+        assert host.mods[mod_id].state == "loaded", (mod_id, host.mods[mod_id].reason, log)
+        assert "done" in console.mod_lines(mod_id), (mod_id, console.text[-3000:])
+        assert "[error]" not in log and "[critical]" not in log, (mod_id, log)
+    assert any("hello, reader" in line for line in console.lines)
+    assert any("map toggled" in line for line in console.lines)

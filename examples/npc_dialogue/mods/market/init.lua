@@ -18,7 +18,8 @@ local function line_grammar(name)
     type = "object",
     properties = {
       speaker = { const = name },
-      line = { type = "string", minLength = 3, maxLength = 90 },
+      -- words and punctuation only: a small model cannot fill the line with digits or markup
+      line = { type = "string", pattern = "^[A-Z][A-Za-z ,.!?'-]{8,80}$" },
       emotion = { type = "string", enum = EMOTIONS },
       next_action = { type = "string", enum = ACTIONS },
     },
@@ -48,10 +49,13 @@ local function react(round, event, who)
     local prompt = "Scene: a busy market street in a flooded harbor town.\n"
       .. "What was said so far:\n" .. (#scene.log > 0 and recent(6) or "(nothing yet)") .. "\n"
       .. "Event: " .. event .. "\n"
-      .. "Reply as " .. npc.name .. " the " .. npc.role .. " with one short spoken line, as JSON."
+      .. "Reply as " .. npc.name .. " the " .. npc.role .. " with one short spoken line, as JSON like "
+      .. '{"speaker": "' .. npc.name .. '", "line": "Fresh eel, two coins a string!", "emotion": "happy", '
+      .. '"next_action": "haggle"}'
+
     handles[#handles + 1] = llm.chat{
       messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-      grammar = npc.grammar, max_tokens = 96, temperature = 0.8,
+      grammar = npc.grammar, max_tokens = 80, temperature = 0.7,
       seed = scene.seed * 1000 + round * 10 + npc.index,
     }
   end
