@@ -121,9 +121,11 @@ return function(bridge)
   end
 
   --- A session saved with session:save(name); `session.loaded` is a handle for the load.
-  function llm.load_session(name)
+  --- opts: { memory = store } (a store is not saved with the session).
+  function llm.load_session(name, opts)
     if type(name) ~= "string" then error("llm.load_session expects a name", 2) end
-    local id, load_id = bridge.session_load(name)
+    if opts ~= nil and type(opts) ~= "table" then error("llm.load_session options must be a table", 2) end
+    local id, load_id = bridge.session_load(name, opts or {})
     return wrap_session(id, new_handle(load_id))
   end
 

@@ -136,7 +136,7 @@ class LLMProvider:
             "session_create": lambda opts: self._session_create(mod, opts),
             "session_call": lambda sid, what, *args: self._session_call(mod, sid, what, *args),
             "session_close": lambda sid: self.worker.close_session(mod.id, sid),
-            "session_load": lambda name: self._session_load(mod, name),
+            "session_load": lambda name, opts: self._session_load(mod, name, opts),
         })
         llm, deliver, new_handle = factory(bridge)
         self._mods[mod.id] = (mod, deliver, new_handle)
@@ -216,13 +216,24 @@ class LLMProvider:
         return self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, method, *extra,
                                                                              on_done=on_done))
 
-    def _session_load(self, mod, name):
+    def _session_load(self, mod, name, opts):
         path = session_file(mod, name)
         if not path.is_file():
             raise OptionError(f"no saved session named {name!r} in mod '{mod.id}'")
+        opts = mod.from_lua(opts) or {}
+        unknown = sorted(str(k) for k in opts if k != "memory") if isinstance(opts, dict) else ["?"]
+        if unknown:
+            raise OptionError(f"unknown option(s) {unknown} for llm.load_session; known: ['memory']")
+        memory = None
+        if "memory" in opts:
+            if self.memory_for is None:
+                raise OptionError("memory= needs the rag module, which this host does not have")
+            memory = self.memory_for(mod, opts["memory"])
         sid = self.worker.new_session_id()
         load_id = self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, "load_session", path,
                                                                                 on_done=on_done))
+        if memory is not None:
+            self.worker._post(lambda e: e.set_session_memory(sid, memory))
         return sid, load_id
 
     def _forward(self, mod, rid: int, kind: str, payload) -> None:

@@ -12,7 +12,9 @@ local persona = require("persona")
 
 local judy = { greeting = persona.greeting }
 local session
+local memory      -- her rag store (lore and what the player told her), when the host has rag
 local talking = false
+local exchanges = 0
 
 local function new_session(memory)
   return llm.session{
@@ -24,7 +26,6 @@ local function new_session(memory)
 end
 
 registerForEvent("onInit", function()
-  local memory = nil
   if rag ~= nil then
     memory = rag.open("memory")
     -- lore files are listed in lore/index.lua so the sandbox needs no directory access
@@ -32,7 +33,7 @@ registerForEvent("onInit", function()
       memory:add("lore:" .. name, require("lore." .. name))
     end
   end
-  local ok, restored = pcall(llm.load_session, "judy")
+  local ok, restored = pcall(llm.load_session, "judy", { memory = memory })
   if ok then
     session = restored
     spdlog.info("restored the saved conversation")
@@ -53,6 +54,12 @@ function judy.ask(text, on_token, on_done)
     on_done = function(result)
       talking = false
       if result.error then spdlog.warning("reply failed: " .. result.error) end
+      if memory ~= nil and result.text ~= "" then
+        -- remember the exchange: later turns (and later runs) can retrieve it
+        exchanges = exchanges + 1
+        memory:add(string.format("chat:%d:%d", os.time(), exchanges),
+          "The player said: " .. text .. "\nJudy answered: " .. result.text, { kind = "conversation" })
+      end
       if on_done then on_done(result) end
     end,
   })
