@@ -20,11 +20,11 @@ $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): install Python >= 3.10 with venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,convert]'
 	@touch $@
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -e '.[test,bench]'
+	$(PIP) install -e '.[test,convert,bench]'
 	@touch $@
 
 test: setup
