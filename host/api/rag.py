@@ -9,10 +9,13 @@ that turn, bounded by a token budget (:meth:`RagService.augment`).
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
-from host.errors import StoreError
+from host.errors import EmbeddingError, StoreError
+
+log = logging.getLogger("relic.rag")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 MEMORY_BUDGET_TOKENS = 256  # retrieved text per turn, in chat-model tokens
@@ -47,7 +50,11 @@ class RagService:
         """The user's text with the store's best hits before it (or unchanged when none)."""
         from host.rag.prompt import format_context
 
-        hits = self.store(path).search(text, k=MEMORY_HITS, mode="hybrid")
+        try:
+            hits = self.store(path).search(text, k=MEMORY_HITS, mode="hybrid")
+        except (StoreError, EmbeddingError) as exc:  # memory is a help, never a reason to fail a turn
+            log.warning("memory search in %s skipped: %s", path.name, exc)
+            return text
         context = format_context(hits, MEMORY_BUDGET_TOKENS, count_tokens)
         return f"{context}\n\n{text}" if context else text
 

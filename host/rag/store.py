@@ -580,9 +580,13 @@ class Store:
         match = fts_query(query)
         if match is None:
             return []
-        sql = ("SELECT c.id, bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-               "JOIN documents d ON d.id = c.doc WHERE chunks_fts MATCH ?"
-               + (f" AND {where}" if where else "") + " ORDER BY bm25(chunks_fts) LIMIT ?")
+        if where:  # `where` is _filter_sql's fixed fragments with ? placeholders: no user text
+            sql = ("SELECT c.id, bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+                   f"JOIN documents d ON d.id = c.doc WHERE chunks_fts MATCH ? AND {where} "
+                   "ORDER BY bm25(chunks_fts) LIMIT ?")
+        else:  # the FTS index alone: joining first makes SQLite sort every match (2-3x slower)
+            sql = ("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                   "ORDER BY bm25(chunks_fts) LIMIT ?")
         try:
             rows = self._conn.execute(sql, [match, *params, depth]).fetchall()
         except sqlite3.Error as exc:
