@@ -48,3 +48,41 @@ def no_thread_left():
         t.join(timeout=5)
     left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not left, f"threads left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def shared_worker(model):
+    """One inference worker for a test module (mods come and go; the worker stays)."""
+    from host.worker import Worker, WorkerConfig
+
+    w = Worker(model, WorkerConfig(n_ctx=1024, n_batch=64, n_seq_max=4, max_pending_per_mod=8)).start()
+    yield w
+    w.shutdown()
+
+
+@pytest.fixture
+def llm_host(tmp_path, shared_worker, model):
+    """llm_host(mods={id: init_lua}, tomls={id: toml}) -> (host, console) with `llm` and `grammar`."""
+    from host.api.grammar import GrammarProvider
+    from host.api.llm import LLMProvider
+    from host.runtime.host import Host
+    from modhost_util import Console, write_mod
+
+    hosts = []
+
+    def factory(mods, tomls=None):
+        root = tmp_path / "mods"
+        for mod_id, src in mods.items():
+            write_mod(root, mod_id, src, (tomls or {}).get(mod_id))
+        console = Console()
+        host = Host(root, console=console)
+        grammars = GrammarProvider(model)
+        host.add_provider(grammars)
+        host.add_provider(LLMProvider(shared_worker, grammar_from=grammars.resolve, owns_worker=False))
+        host.load()
+        hosts.append(host)
+        return host, console
+
+    yield factory
+    for h in hosts:
+        h.shutdown()

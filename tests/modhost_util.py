@@ -61,6 +61,17 @@ def read_log(host: Host, mod_id: str) -> str:
     return p.read_text(encoding="utf-8") if p.exists() else ""
 
 
+def run_until(host: Host, cond, timeout: float = 180.0) -> None:
+    """Run frames (with a short sleep, so the worker gets the CPU) until cond() or the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        host.update(1 / 60)
+        time.sleep(0.002)
+    assert cond(), "timed out"
+
+
 def frames(host: Host, n: int, dt: float = 1 / 60, draw: bool = True) -> None:
     """Run n frames with a fixed deltaTime."""
     for _ in range(n):

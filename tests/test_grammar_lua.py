@@ -7,45 +7,15 @@ import time
 
 import pytest
 
-from host.api.grammar import GrammarProvider
-from host.api.llm import LLMProvider
-from host.worker import Worker, WorkerConfig
-from modhost_util import Console, frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def shared_worker(model):
-    w = Worker(model, WorkerConfig(n_ctx=1024, n_seq_max=4)).start()
-    yield w
-    w.shutdown()
-
-
-@pytest.fixture
-def host_with(make_host, shared_worker, model):
-    def factory(mods):
-        host, console = make_host(mods, load=False)
-        grammars = GrammarProvider(model)
-        host.add_provider(grammars)
-        host.add_provider(LLMProvider(shared_worker, grammar_from=grammars.resolve, owns_worker=False))
-        host.load()
-        return host, console
-    return factory
-
-
-def run_until(host, cond, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        host.update(1 / 60)
-        time.sleep(0.002)
-    assert cond(), "timed out"
+from modhost_util import run_until
 
 
 def out(console, mod, prefix):
     return [l[len(prefix):] for l in console.mod_lines(mod) if l.startswith(prefix)]
 
 
-def test_schema_results_carry_a_decoded_value(host_with):
-    host, console = host_with({"npc": """
+def test_schema_results_carry_a_decoded_value(llm_host):
+    host, console = llm_host({"npc": """
         local line = grammar.schema{
           type = "object",
           properties = {
@@ -75,8 +45,8 @@ def test_schema_results_carry_a_decoded_value(host_with):
     assert out(console, "npc", "error ") == ["nil"]
 
 
-def test_choice_and_gbnf_constrain_output(host_with):
-    host, console = host_with({"picker": """
+def test_choice_and_gbnf_constrain_output(llm_host):
+    host, console = llm_host({"picker": """
         local act = grammar.choice{ "attack", "flee", "trade" }
         local yes = grammar.gbnf('root ::= "yes" | "no"')
         llm.generate{ prompt = "The merchant should", grammar = act, max_tokens = 8,
@@ -90,8 +60,8 @@ def test_choice_and_gbnf_constrain_output(host_with):
     assert yn in ("no|stop", "ye|stop"), yn  # the stop string cuts "yes" and is never emitted
 
 
-def test_invalid_grammars_are_lua_errors_naming_the_problem(host_with):
-    host, console = host_with({"broken": """
+def test_invalid_grammars_are_lua_errors_naming_the_problem(llm_host):
+    host, console = llm_host({"broken": """
         local function try(f) local ok, e = pcall(f); print("err " .. tostring(e)) end
         try(function() grammar.gbnf('root ::= "a" undefined-rule') end)
         try(function() grammar.gbnf('root ::= ("a" | "b"') end)
@@ -111,8 +81,8 @@ def test_invalid_grammars_are_lua_errors_naming_the_problem(host_with):
     assert host.mods["broken"].state == "loaded"
 
 
-def test_a_mod_cannot_use_another_mods_grammar(host_with):
-    host, console = host_with({
+def test_a_mod_cannot_use_another_mods_grammar(llm_host):
+    host, console = llm_host({
         "owner": "g = grammar.choice{ 'a', 'b' }; print('id ' .. g.__relic_grammar)",
         "thief": """
             local ok, e = pcall(function() llm.generate{ prompt = "x", grammar = { __relic_grammar = 1, kind = "choice" } } end)

@@ -6,37 +6,7 @@ import time
 
 import pytest
 
-from host.api.llm import LLMProvider
-from host.worker import Worker, WorkerConfig
-from modhost_util import Console, frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def shared_worker(model):
-    w = Worker(model, WorkerConfig(n_ctx=1024, n_batch=64, n_seq_max=4, max_pending_per_mod=8)).start()
-    yield w
-    w.shutdown()
-
-
-@pytest.fixture
-def llm_host(make_host, shared_worker):
-    """make a host whose mods get `llm` from the shared worker."""
-
-    def factory(mods, tomls=None):
-        host, console = make_host(mods, tomls, load=False)
-        host.add_provider(LLMProvider(shared_worker, owns_worker=False))
-        host.load()
-        return host, console
-
-    return factory
-
-
-def run_until(host, cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        host.update(1 / 60)
-        time.sleep(0.002)
-    assert cond(), "timed out"
+from modhost_util import frames, run_until
 
 
 def lines(console, mod_id, prefix):
@@ -74,7 +44,7 @@ def test_twenty_requests_by_three_mods_reach_their_owner(llm_host):
         end)
     """
     host, console = llm_host({"m1": src % ("m1", 7), "m2": src % ("m2", 7), "m3": src % ("m3", 6)})
-    run_until(host, lambda: sum(len(lines(console, m, "done ")) for m in ("m1", "m2", "m3")) == 20, 120)
+    run_until(host, lambda: sum(len(lines(console, m, "done ")) for m in ("m1", "m2", "m3")) == 20, 300)
     for mod, n in (("m1", 7), ("m2", 7), ("m3", 6)):
         got = lines(console, mod, "done ")
         assert len(got) == n and all(l.split()[1] == mod for l in got)
@@ -248,7 +218,8 @@ SESSION_MOD = """
 """
 
 
-def test_sessions_from_lua_reuse_and_persist(llm_host, mods_dir):
+def test_sessions_from_lua_reuse_and_persist(llm_host, tmp_path):
+    mods_dir = tmp_path / "mods"
     host, console = llm_host({"mara": SESSION_MOD % 'llm.session{ system = "You are Mara, a ferry pilot." }'})
     run_until(host, lambda: lines(console, "mara", "bad name "), 120)
     turns = lines(console, "mara", "turn ")
