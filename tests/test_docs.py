@@ -63,3 +63,15 @@ def test_modding_guide_examples_run_as_mods(tmp_path, model):
         assert "[error]" not in log and "[critical]" not in log, (mod_id, log)
     assert any("hello, reader" in line for line in console.lines)
     assert any("map toggled" in line for line in console.lines)
+
+
+def test_readme_mod_example_answers(tmp_path, llm_host):
+    """The README's mod: its `ask` command gets an answer printed through the real model."""
+    from modhost_util import run_until
+
+    (code,) = _lua_blocks(ROOT / "README.md")
+    host, console = llm_host({"harbor_master": code})
+    assert host.mods["harbor_master"].state == "loaded"
+    host.run_command("ask When does the tide turn?")
+    run_until(host, lambda: console.mod_lines("harbor_master"))
+    assert console.mod_lines("harbor_master")[0].strip()
