@@ -22,6 +22,7 @@ from host.errors import RelicError  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=3, help="how many scene events (1-3)")
     ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
     ap.add_argument("--mods", default=str(HERE / "mods"))
     ap.add_argument("--timeout", type=float, default=300.0)
@@ -40,7 +41,9 @@ def main() -> int:
         print(f"relic: the market mod did not load: {getattr(market, 'reason', 'not found')}", file=sys.stderr)
         host.shutdown()
         return 1
-    market.call(market.public.set_seed, args.seed)
+    market.call(market.public.configure, args.seed, args.rounds)
+    _, schema = market.call(market.public.schema)
+    schema = market.from_lua(schema)
     shown = 0
     frame_ms = []
     deadline = time.monotonic() + args.timeout
@@ -64,8 +67,9 @@ def main() -> int:
     finally:
         host.shutdown()
     if args.json:
+        print("SCHEMA " + json.dumps(schema))
         for entry in lines:
-            print(json.dumps(entry, ensure_ascii=False))
+            print("LINE " + json.dumps(entry, ensure_ascii=False))
     frame_ms.sort()
     if frame_ms:
         print(f"{shown} lines; frame p50 {frame_ms[len(frame_ms) // 2]:.2f} ms, "

@@ -28,7 +28,11 @@ _LIST_KEYWORDS = ("required", "enum", "anyOf", "oneOf", "allOf", "prefixItems")
 
 
 def normalize_schema(node):
-    """Lua tables to JSON Schema: empty tables under list keywords are empty lists."""
+    """Lua tables to JSON Schema: empty tables under list keywords are empty lists.
+
+    A Lua table has no key order, so properties come out in the order of
+    ``required``, then the others by name: the same output every run.
+    """
     if isinstance(node, dict):
         out = {}
         for k, v in node.items():
@@ -36,6 +40,11 @@ def normalize_schema(node):
                 out[k] = [normalize_schema(x) for x in _as_list(v, k)]
             else:
                 out[k] = normalize_schema(v)
+        props = out.get("properties")
+        if isinstance(props, dict):
+            req = [r for r in out.get("required", []) if isinstance(r, str) and r in props]
+            order = req + sorted((k for k in props if k not in req), key=str)
+            out["properties"] = {k: props[k] for k in order}
         return out
     if isinstance(node, list):
         return [normalize_schema(x) for x in node]

@@ -11,21 +11,26 @@ local npcs = require("npcs")
 local EMOTIONS = { "happy", "angry", "curious", "worried", "bored" }
 local ACTIONS = { "keep_working", "greet_player", "haggle", "call_guard", "leave", "address_neighbor" }
 
-local scene = { seed = 7, log = {}, done = false }
+local scene = { seed = 7, rounds = 3, log = {}, done = false }
+
+local LINE_SCHEMA = {
+  type = "object",
+  properties = {
+    speaker = { type = "string" },
+    line = { type = "string", pattern = "^[A-Z][A-Za-z ,.!?'-]{8,70}$" },
+    emotion = { type = "string", enum = EMOTIONS },
+    next_action = { type = "string", enum = ACTIONS },
+  },
+  required = { "speaker", "line", "emotion", "next_action" },
+  additionalProperties = false,
+}
 
 local function line_grammar(name)
-  return grammar.schema{
-    type = "object",
-    properties = {
-      speaker = { const = name },
-      -- words and punctuation only: a small model cannot fill the line with digits or markup
-      line = { type = "string", pattern = "^[A-Z][A-Za-z ,.!?'-]{8,80}$" },
-      emotion = { type = "string", enum = EMOTIONS },
-      next_action = { type = "string", enum = ACTIONS },
-    },
-    required = { "speaker", "line", "emotion", "next_action" },
-    additionalProperties = false,
-  }
+  local props = {}
+  for k, v in pairs(LINE_SCHEMA.properties) do props[k] = v end
+  props.speaker = { const = name }   -- each NPC can only speak as itself
+  return grammar.schema{ type = "object", properties = props, required = LINE_SCHEMA.required,
+                         additionalProperties = false }
 end
 
 for i, npc in ipairs(npcs) do
@@ -49,13 +54,11 @@ local function react(round, event, who)
     local prompt = "Scene: a busy market street in a flooded harbor town.\n"
       .. "What was said so far:\n" .. (#scene.log > 0 and recent(6) or "(nothing yet)") .. "\n"
       .. "Event: " .. event .. "\n"
-      .. "Reply as " .. npc.name .. " the " .. npc.role .. " with one short spoken line, as JSON like "
-      .. '{"speaker": "' .. npc.name .. '", "line": "Fresh eel, two coins a string!", "emotion": "happy", '
-      .. '"next_action": "haggle"}'
-
+      .. "What does " .. npc.name .. " the " .. npc.role .. " say now? Answer as JSON with the fields "
+      .. "speaker, line (one short sentence in " .. npc.name .. "'s own words), emotion and next_action."
     handles[#handles + 1] = llm.chat{
       messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-      grammar = npc.grammar, max_tokens = 80, temperature = 0.7,
+      grammar = npc.grammar, max_tokens = 100, temperature = 0.7,
       seed = scene.seed * 1000 + round * 10 + npc.index,
     }
   end
@@ -74,10 +77,18 @@ local function react(round, event, who)
   return lines
 end
 
+local EVENTS = {
+  { "A traveler (the player) walks into the market street.", { 1, 2, 3, 4 } },
+  { "Oona shouts to Bram that his hooks are rusting in the damp.", { 2, 3 } },
+  { "The tide bell rings from the clock tower: high water within the hour.", { 1, 2, 3, 4 } },
+}
+
 local function run_scene()
-  react(1, "A traveler (the player) walks into the market street.", npcs)
-  react(2, "Oona shouts to Bram that his hooks are rusting in the damp.", { npcs[2], npcs[3] })
-  react(3, "The tide bell rings from the clock tower: high water within the hour.", npcs)
+  for round = 1, math.min(scene.rounds, #EVENTS) do
+    local event, who = EVENTS[round][1], {}
+    for _, i in ipairs(EVENTS[round][2]) do who[#who + 1] = npcs[i] end
+    react(round, event, who)
+  end
   scene.done = true
 end
 
@@ -87,8 +98,10 @@ end)
 
 --- The game reads the dialogue through this table (GetMod("market") from other mods).
 return {
-  --- Seed for the scene (set before the first frame).
-  set_seed = function(seed) scene.seed = seed end,
+  --- Seed and number of rounds (1-3) for the scene (set before the first frame).
+  configure = function(seed, rounds) scene.seed = seed; scene.rounds = rounds or scene.rounds end,
+  --- The JSON Schema every line follows, minus the per-NPC speaker constant.
+  schema = function() return LINE_SCHEMA end,
   --- Lines so far: { {speaker=, line=, emotion=, next_action=, round=, event=}, ... }
   lines = function() return scene.log end,
   --- True once every round has been spoken.
