@@ -103,6 +103,11 @@ def sessions(res, plt, out):
     ks = [int(k) for k in s["npcs"]]
     for mode, color in (("concurrent", "#1f77b4"), ("sequential", "#ff7f0e")):
         axes[0].plot(ks, [s["npcs"][str(k)][f"{mode}_tps"]["median"] for k in ks], "o-", label=mode, color=color)
+    sc = s.get("decode_scaling")
+    if sc:
+        axes[0].plot(ks, [sc[str(k)]["tps"]["median"] for k in ks], "s--", color="#777777",
+                     label="llama_decode alone (ceiling)")
+    axes[0].set_ylim(bottom=0)
     axes[0].set_xscale("log", base=2)
     axes[0].set_xticks(ks)
     axes[0].set_xticklabels(ks)

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The prompt every contender decodes (about 290 tokens with the default model).
+# The prompt every contender decodes (249 tokens with the default model).
 PROMPT_TEXT = ("The harbor district flooded years ago, and the divers learned to work the tides. "
                "Every morning the bell at the pier rang twice before the boats went out. ") * 8
 N_CTX = 2048

@@ -114,6 +114,43 @@ def _child_chat(mode: str, tokens: int, threads: int) -> dict:
             "replies": replies}
 
 
+def _child_decode_scaling(threads: int, steps: int = 16) -> dict:
+    """The ceiling for batching: time llama_decode alone for k tokens in k sequences.
+
+    The context is set up like the scheduler's (a KV stream per sequence, flash
+    attention, n_seq_max 8); each sequence first holds a 40-token prompt.
+    """
+    from host.llama import Batch, Context, Model
+    from host.setup.model_fetch import model_path
+
+    model = Model(model_path())
+    n = max(CONCURRENCY)
+    ctx = Context(model, n_ctx=512 * n, n_batch=512, n_seq_max=n, n_threads=threads, n_threads_batch=threads,
+                  flash_attn=True, kv_unified=False)
+    batch = Batch(model.lib, 512, 1)
+    prompt = model.vocab.tokenize(" ".join(QUESTIONS))[:40]
+    out = {}
+    for k in CONCURRENCY:
+        for s in range(n):
+            ctx.memory_seq_rm(s)
+        for s in range(k):
+            batch.set_tokens(prompt, 0, s, True)
+            ctx.decode(batch)
+        times = []
+        for step in range(steps):
+            batch.clear()
+            for s in range(k):
+                batch.add(prompt[step % len(prompt)], len(prompt) + step, (s,), True)
+            t0 = time.perf_counter()
+            ctx.decode(batch)
+            times.append(time.perf_counter() - t0)
+        out[str(k)] = k / statistics.median(times)
+    batch.close()
+    ctx.close()
+    model.close()
+    return out
+
+
 # --- parent --------------------------------------------------------------------
 
 def _run(args: list[str]) -> dict:
@@ -128,6 +165,7 @@ def measure(runs: int, tokens: int, turn_tokens: int, threads: int, log=print) -
 
     npc_raw: dict[str, list[dict]] = {}
     chat_raw: dict[str, list[dict]] = {"reuse": [], "replay": []}
+    scaling_raw: list[dict] = []
     for i in range(runs):
         for k in CONCURRENCY:
             for mode in ("concurrent", "sequential"):
@@ -136,6 +174,9 @@ def measure(runs: int, tokens: int, turn_tokens: int, threads: int, log=print) -
                 npc_raw.setdefault(f"{mode}-{k}", []).append(r)
                 log(f"  run {i + 1}/{runs} {k} NPC(s) {mode:10} {r['agg_tps']:7.1f} tok/s "
                     f"({r['tokens']} tokens, {r['decode_calls']} decodes, {r['wall_s']:.2f} s)")
+        r = _run(["--child", "scaling", "--threads", str(threads)])
+        scaling_raw.append(r)
+        log(f"  run {i + 1}/{runs} raw decode tok/s by batch size: " + "  ".join(f"k={k} {v:.1f}" for k, v in r.items()))
         for mode in ("reuse", "replay"):
             r = _run(["--child", "chat", "--mode", mode, "--tokens", str(turn_tokens), "--threads", str(threads)])
             chat_raw[mode].append(r)
@@ -160,11 +201,14 @@ def measure(runs: int, tokens: int, turn_tokens: int, threads: int, log=print) -
         chat[mode] = {"turn_latency_ms": per_turn, "total_ms": summarize([sum(r["latency_ms"]) for r in rs]),
                       "cached_tokens": rs[0]["cached_tokens"], "prompt_tokens": rs[0]["prompt_tokens"]}
     # Reused KV was computed in other chunks than a full replay computes it, so float rounding can
-    # flip a greedy pick now and then: count the turns whose replies agree.
-    chat["identical_replies"] = sum(a == b for a, b in zip(chat_raw["reuse"][0]["replies"],
-                                                           chat_raw["replay"][0]["replies"]))
+    # flip a greedy pick now and then; after the first differing reply the two histories differ too.
+    pairs = list(zip(chat_raw["reuse"][0]["replies"], chat_raw["replay"][0]["replies"]))
+    chat["identical_turns"] = next((i for i, (a, b) in enumerate(pairs) if a != b), len(pairs))
     chat["sample_replies"] = chat_raw["reuse"][0]["replies"][:3]
-    return {"npcs": npcs, "chat": chat, "tokens_per_npc": tokens, "turn_max_tokens": turn_tokens, "threads": threads,
+    one_k = statistics.median(r["1"] for r in scaling_raw)
+    scaling = {str(k): {"tps": summarize([r[str(k)] for r in scaling_raw]),
+                        "vs_one": statistics.median(r[str(k)] for r in scaling_raw) / one_k} for k in CONCURRENCY}
+    return {"npcs": npcs, "chat": chat, "decode_scaling": scaling, "tokens_per_npc": tokens, "turn_max_tokens": turn_tokens, "threads": threads,
             "runs": runs}
 
 
@@ -180,7 +224,11 @@ def print_tables(res: dict) -> None:
         lat = [f"{t['median']:.0f}" for t in res["chat"][mode]["turn_latency_ms"]]
         print(f"  {mode:6} total {res['chat'][mode]['total_ms']['median']:7.0f}  turns " + " ".join(lat))
     print(f"  cached tokens per turn with reuse: {res['chat']['reuse']['cached_tokens']}")
-    print(f"  identical replies with and without reuse: {res['chat']['identical_replies']} of {len(CHAT_TURNS)} turns")
+    print(f"  replies identical with and without reuse for the first {res['chat']['identical_turns']} turn(s)")
+    sc = res.get("decode_scaling")
+    if sc:
+        print("raw llama_decode, k tokens in k sequences (tok/s): "
+              + "  ".join(f"k={k} {v['tps']['median']:.1f} (x{v['vs_one']:.2f})" for k, v in sc.items()))
 
 
 def main() -> None:
@@ -195,6 +243,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child == "npcs":
         print(json.dumps(_child_npcs(args.mode, args.k, args.tokens, args.threads)))
+        return
+    if args.child == "scaling":
+        print(json.dumps(_child_decode_scaling(args.threads)))
         return
     if args.child == "chat":
         print(json.dumps(_child_chat(args.mode, args.tokens, args.threads)))

@@ -39,7 +39,7 @@ class WorkerConfig:
     n_batch: int = 128  # prompt chunk: also the cancel granularity during prompt reading
     n_seq_max: int = 4  # requests/sessions decoded together (KV memory = n_ctx * n_seq_max)
     n_threads: int | None = None  # generation threads (default: cores - 1, at least 1)
-    n_threads_batch: int | None = None  # prompt threads (default: all cores)
+    n_threads_batch: int | None = None  # prompt threads (default: like n_threads)
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
     max_pending_per_mod: int = 16  # requests not yet done, per mod
     max_prompt_tokens: int | None = None  # default: the context size
@@ -103,9 +103,14 @@ class Worker:
     def _default_engine(self):
         from host.engine.scheduler import Scheduler
 
+        from host.llama.context import default_threads
+
         c = self.config
+        # prompts too leave a core to the frame thread by default: ggml's spinning
+        # thread pool slows down several-fold when it has more threads than free cores
         return Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
-                         n_threads=c.n_threads, n_threads_batch=c.n_threads_batch,
+                         n_threads=c.n_threads or default_threads(),
+                         n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
                          max_prompt_tokens=c.max_prompt_tokens)
 
     def start(self, timeout: float = 60.0) -> "Worker":

@@ -97,3 +97,12 @@ def test_unsupported_keywords_fail_closed():
 def test_error_list_is_bounded():
     errors = validate(list(range(100)), {"type": "array", "items": {"type": "string"}})
     assert 0 < len(errors) <= 20
+
+
+def test_module_docstring_example_runs():
+    import doctest
+
+    from host.engine import schema_validate
+
+    result = doctest.testmod(schema_validate)
+    assert result.attempted >= 2 and result.failed == 0

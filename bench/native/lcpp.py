@@ -76,8 +76,11 @@ def _run(cmd: list[str], log, env=None) -> None:
             for line in proc.stdout:
                 log.write(line)
                 last.append(line.rstrip("\n"))
-                if _PROGRESS.search(line):
-                    print("    " + line.strip()[:160], file=sys.stderr, flush=True)
+                step = _PROGRESS.search(line)
+                if step:  # ninja's verbose lines are whole compiler commands: show the step and its output file
+                    target = re.search(r"\s-o\s+(\S+)", line)
+                    shown = Path(target.group(1)).name if target else line.strip()[step.end():][:80]
+                    print(f"    {step.group(0)} {shown}", file=sys.stderr, flush=True)
             proc.wait()
         except BaseException:
             proc.kill()

@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
+from pathlib import Path
 
 from host.engine import json_schema as js
 from host.engine.gbnf import LLAMA_REPEAT_LIMIT, check_gbnf, gbnf_literal, gbnf_set, join_sequence, repeat_suffix
 from host.engine.pattern import Pattern
 from host.engine.schema_validate import validate
 from host.errors import GrammarError
+from host.llama import log as llama_log
 
 log = logging.getLogger("relic.grammar")
 
-GENERIC_TAIL = 96  # tail length in Grammar.gbnf; sampler() uses the vocabulary's own bound
+GENERIC_TAIL = 96  # the lazy tail as Grammar.gbnf shows it; sampler() uses the vocabulary's exact tails
 
 
 # --- llama.cpp's own parser ------------------------------------------------------
@@ -56,9 +59,7 @@ def _default_checker():
     with _checker_lock:
         if _checker is None:
             try:
-                import os
-                from pathlib import Path
-
+                # imported here: loading the library and the model is deferred to the first grammar
                 from host.llama import Model, load
                 from host.setup import llama_build, model_fetch
 
@@ -77,9 +78,10 @@ def _default_checker():
 
 
 def _llama_init(lib, vocab, text: str, root: str, patterns=(), tokens=()):
-    """Create a llama.cpp grammar sampler or raise GrammarError with what llama.cpp logged."""
-    from host.llama import log as llama_log
+    """Create a llama.cpp grammar sampler or raise GrammarError with what llama.cpp logged.
 
+    Returns a new ``struct llama_sampler *``; the caller owns it (a chain's add() takes it over).
+    """
     C, ffi = lib.C, lib.ffi
     gbnf_b, root_b = text.encode("utf-8"), root.encode("utf-8")
     with llama_log.capture() as lines:
@@ -219,7 +221,7 @@ class Grammar:
         """``inner`` switched on only once a trigger appears in the output.
 
         ``words``: literal strings; ``patterns``: regular expressions (the
-        pattern subset of host.engine.json_schema, ASCII only, no anchors);
+        subset of host.engine.pattern, ASCII only, no anchors, not matching "");
         ``tokens``: token ids or single-token texts such as "<tool_call>".
         The constrained text starts with the trigger itself; before it the
         model writes freely.
@@ -326,7 +328,9 @@ class Grammar:
         return parts["head"] + f"{parts['tail']} ::= {self._tail_body(vocab)}\n" + parts["inner"]
 
     def _tail_body(self, vocab) -> str:
-        key = (id(vocab), vocab.n_tokens, self.trigger_words, self._lazy_parts["last"])
+        # the ids and a few pieces tell vocabularies apart (an id alone can be reused after a model is freed)
+        key = (id(vocab), vocab.n_tokens, vocab.piece(vocab.n_tokens - 1), vocab.piece(vocab.n_tokens // 2),
+               self.trigger_words, self._lazy_parts["last"])
         with _tail_lock:
             body = _tail_cache.get(key)
         if body is None:
@@ -390,7 +394,8 @@ class Grammar:
                 hits.append(text.index(t))
         if hits:
             return min(hits)
-        return 0 if any(isinstance(t, int) for t in self.trigger_tokens) else None
+        # a trigger token may be special and print as nothing: look for the value anywhere
+        return 0 if self.trigger_tokens else None
 
 
 def _decode_json(body: str, scan: bool):
@@ -520,8 +525,10 @@ def _trie_gbnf(tails) -> str:
     for t in tails:
         try:
             text, partial = t.decode("utf-8"), False
-        except UnicodeDecodeError as exc:  # a piece may end inside a character
-            text, partial = t[:exc.start].decode("utf-8", "replace"), True
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data":
+                continue  # llama.cpp's grammar reads a piece with invalid UTF-8 as no text at all
+            text, partial = t[:exc.start].decode("utf-8"), True  # ends inside a character: any one follows
         node = root
         for c in text:
             node = node.setdefault(c, {})

@@ -21,15 +21,10 @@ Supported subset (anything else raises :class:`~host.errors.GrammarError`):
 - annotations are ignored: title, description, default, examples, $comment,
   $schema, $id, deprecated, readOnly, writeOnly.
 
-Patterns: a subset of ECMAScript regular expressions -- literals, ``.``, classes
-``[a-z]``/``[^...]``, escapes ``\\d \\w \\s \\D \\W \\S \\t \\n \\r \\f \\v
-\\xHH \\uHHHH`` and escaped punctuation, groups ``(...)``/``(?:...)``,
-alternation ``|``, quantifiers ``* + ? {n} {n,} {n,m}`` (a trailing lazy ``?``
-is accepted and changes nothing), ``^`` at the start and ``$`` at the end of
-the pattern (or of a top-level alternative).  An unanchored side matches
-anything, as JSON Schema's search semantics say.  ``\\d``/``\\w``/``\\s`` are
-ASCII-only.  Not supported: backreferences, lookaround, named groups, ``\\b``,
-Unicode property escapes, flags.
+Patterns: the regular-expression subset of :mod:`host.engine.pattern`.  An
+unanchored side matches anything, as JSON Schema's search semantics say; the
+grammar produces the JSON-escaped form of matching strings (rare control
+characters inside broad classes are left out).
 
 Grammar shape: whitespace between tokens is limited to nothing, one space, or a
 newline plus up to 16 spaces/tabs, so a small model cannot loop on spaces; the

@@ -197,8 +197,8 @@ class Scheduler:
                 return False
         cfg = dict(session.sampler or {}) if session is not None else {}
         cfg.update(req.sampler or {})
-        sampler = sampling.chain_for(self.lib, self.vocab, cfg or None, temperature=req.temperature,
-                                     seed=req.seed, grammar=self._grammar(req))
+        resolved = sampling.resolve(cfg or None, temperature=req.temperature, seed=req.seed)  # may raise: before
+        sampler = sampling.build(self.lib, self.vocab, resolved, grammar=self._grammar(req))  # any allocation
         if need_seq:
             seq = self.free_seqs.popleft()
             self.ctx.memory_seq_rm(seq)
