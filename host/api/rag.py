@@ -94,12 +94,13 @@ class RagProvider:
         })
         mod.expose("rag", factory(bridge, new_handle))
 
-    def memory_for(self, mod, value) -> Path:
-        """The store path for llm.session{ memory = store }."""
+    def memory_for(self, mod, value):
+        """For llm.session{ memory = store }: augment(scheduler, text), run on the worker each turn."""
         name = value.get("__relic_store") if isinstance(value, dict) else None
         if name is None:
             raise StoreError("memory= must be a store from rag.open(name)")
-        return store_path(mod, name)
+        path = store_path(mod, name)
+        return lambda engine, text: rag_service(engine).augment(path, text, engine.vocab.count)
 
     def _call(self, mod, name, op, *args) -> int:
         path = store_path(mod, name)

@@ -179,22 +179,20 @@ class Scheduler:
             self.waiting.remove(item)
 
     def _start(self, req, prompt, session) -> bool:
+        if req.session is not None and session is None:
+            raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
+        need_seq = session is None or session.seq is None
+        while need_seq and not self.free_seqs:  # before planning: planning may change the session
+            if not self._evict_one(keep=session):
+                return False
         plan = None
-        if req.session is not None:
-            if session is None:
-                raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
+        if session is not None:
             text = req.prompt or ""
             if session.memory is not None:
-                from host.api.rag import rag_service
-
-                text = rag_service(self).augment(session.memory, text, lambda t: self.vocab.count(t))
+                text = session.memory(self, text)
             plan = sessions.plan_turn(self.model, session, text, req.max_tokens, self.n_ctx_seq,
                                       req.parse_special)
             prompt = plan.tokens
-        need_seq = session is None or session.seq is None
-        while need_seq and not self.free_seqs:
-            if not self._evict_one(keep=session):
-                return False
         cfg = dict(session.sampler or {}) if session is not None else {}
         cfg.update(req.sampler or {})
         resolved = sampling.resolve(cfg or None, temperature=req.temperature, seed=req.seed)  # may raise: before
@@ -385,11 +383,11 @@ class Scheduler:
             raise sessions.SessionError(f"unknown session {session_id}")
         return se
 
-    def set_session_memory(self, session_id: int, path) -> None:
-        """Turns of this session are augmented with hits from the store at ``path``."""
+    def set_session_memory(self, session_id: int, augment) -> None:
+        """Each user turn of this session becomes ``augment(scheduler, text)`` (e.g. with retrieved notes)."""
         se = self.sessions.get(session_id)
         if se is not None:
-            se.memory = path
+            se.memory = augment
 
     def reset_session(self, session_id: int, mod_id: str) -> dict:
         """Forget the conversation and its cached tokens (the system prompt stays)."""

@@ -55,7 +55,7 @@ class SessionState:
     dropped: int = 0  # shift policy: tokens discarded after n_keep, cumulative
     last_used: int = 0
     busy: bool = False
-    memory: Any = None  # a store path: each user turn is augmented with its hits
+    memory: Any = None  # augment(scheduler, text) -> text, applied to each user turn (rag memory)
 
     def all_messages(self, extra=()) -> list:
         head = [{"role": "system", "content": self.system}] if self.system else []
