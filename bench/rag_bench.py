@@ -28,35 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rag_eval import _SKIP_DIRS, debian_items  # noqa: E402  (bench scripts share the corpus readers)
+from rag_eval import debian_items, docstring_nodes, node_id  # noqa: E402  (bench scripts share the corpus readers)
 
 
 def docstrings(root: str | None = None, min_chars: int = 60):
-    """(id, docstring) for every module, class and function docstring under ``root``, in file order.
-
-    ``root`` defaults to the standard library; test folders are skipped.
-    """
-    root = root or sysconfig.get_paths()["stdlib"]
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = "/" + os.path.relpath(dirpath, root)
-        if _SKIP_DIRS.search(rel_dir) or "__pycache__" in dirpath:
-            continue
-        for fname in sorted(filenames):
-            if not fname.endswith(".py"):
-                continue
-            path = os.path.join(dirpath, fname)
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    tree = ast.parse(fh.read())
-            except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
-                continue
-            rel = os.path.relpath(path, root)
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    doc = ast.get_docstring(node)
-                    if doc and len(doc) >= min_chars:
-                        yield f"py:{rel}:{getattr(node, 'name', '<module>')}:{getattr(node, 'lineno', 0)}", doc
+    """(id, docstring) for every docstring of at least ``min_chars`` under ``root`` (default: the stdlib)."""
+    for rel, node, doc in docstring_nodes(root):
+        if len(doc) >= min_chars:
+            yield node_id(rel, node), doc
 
 
 def texts():

@@ -58,13 +58,15 @@ def debian_items(path: Path = DPKG_STATUS) -> list[tuple[str, str, str]]:
     return items
 
 
-def stdlib_items(root: str | None = None) -> list[tuple[str, str, str]]:
-    """(id, summary, rest of docstring) for stdlib modules, classes and functions, parsed (not imported)."""
+def docstring_nodes(root: str | None = None):
+    """(relative path, node, docstring) for every module/class/function docstring under ``root``.
+
+    ``root`` defaults to the standard library; files are parsed, never imported; tests are skipped.
+    """
     root = root or sysconfig.get_paths()["stdlib"]
-    items = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        if _SKIP_DIRS.search(dirpath) or "__pycache__" in dirpath:
+        if _SKIP_DIRS.search("/" + os.path.relpath(dirpath, root)) or "__pycache__" in dirpath:
             continue
         for fname in sorted(filenames):
             if not fname.endswith(".py"):
@@ -77,17 +79,27 @@ def stdlib_items(root: str | None = None) -> list[tuple[str, str, str]]:
                 continue
             rel = os.path.relpath(path, root)
             for node in ast.walk(tree):
-                if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    continue
-                doc = ast.get_docstring(node)
-                if not doc or "\n\n" not in doc:
-                    continue
-                head, body = doc.split("\n\n", 1)
-                summary, body = " ".join(head.split()), body.strip()
-                if len(summary.split()) < 4 or len(body) < 80:
-                    continue
-                where = getattr(node, "name", "<module>")
-                items.append((f"py:{rel}:{where}:{getattr(node, 'lineno', 0)}", summary, body))
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc:
+                        yield rel, node, doc
+
+
+def node_id(rel: str, node) -> str:
+    return f"py:{rel}:{getattr(node, 'name', '<module>')}:{getattr(node, 'lineno', 0)}"
+
+
+def stdlib_items(root: str | None = None) -> list[tuple[str, str, str]]:
+    """(id, summary, rest of docstring) for stdlib modules, classes and functions."""
+    items = []
+    for rel, node, doc in docstring_nodes(root):
+        if "\n\n" not in doc:
+            continue
+        head, body = doc.split("\n\n", 1)
+        summary, body = " ".join(head.split()), body.strip()
+        if len(summary.split()) < 4 or len(body) < 80:
+            continue
+        items.append((node_id(rel, node), summary, body))
     return items
 
 
