@@ -73,3 +73,20 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
     if load:
         host.load()
     return host
+
+
+def host_with_mod(mods_dir, mod_id: str, **build_kwargs):
+    """build_host(), then the loaded mod ``mod_id``: ``(host, mod)``.
+
+    Raises RelicError (ModelLoadError, ModError, ...) with a message for the
+    user when the model cannot load or the mod did not; the host is shut down then.
+    """
+    from host.errors import ModError
+
+    host = build_host(mods_dir, **build_kwargs)
+    mod = host.mods.get(mod_id)
+    if mod is None or mod.state != "loaded":
+        host.shutdown()
+        reason = getattr(mod, "reason", None) or f"no folder {mod_id}/ in {mods_dir}"
+        raise ModError(f"the {mod_id} mod did not load: {reason} (see {mods_dir}/{mod_id}/{mod_id}.log)")
+    return host, mod

@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=60.0)
     args = ap.parse_args()
 
-    from host.app import build_host
+    from host.app import host_with_mod
 
     interactive = sys.stdin.isatty()
     out = sys.stdout
@@ -70,14 +70,9 @@ def main() -> int:
             out.write(line + "\n")
 
     try:
-        host = build_host(args.mods, model_path=args.model, console=console)
+        host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console)
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
-        return 1
-    judy = host.mods.get("judy")
-    if judy is None or judy.state != "loaded":
-        print(f"relic: the judy mod did not load: {getattr(judy, 'reason', 'not found')}", file=sys.stderr)
-        host.shutdown()
         return 1
 
     clock = FrameClock()

@@ -29,17 +29,13 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the final log as JSON lines")
     args = ap.parse_args()
 
-    from host.app import build_host
+    from host.app import host_with_mod
 
     try:
-        host = build_host(args.mods, model_path=args.model, rag=False, console=lambda line: print(line))
+        host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False,
+                                     console=lambda line: print(line))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
-        return 1
-    market = host.mods.get("market")
-    if market is None or market.state != "loaded":
-        print(f"relic: the market mod did not load: {getattr(market, 'reason', 'not found')}", file=sys.stderr)
-        host.shutdown()
         return 1
     market.call(market.public.configure, args.seed, args.rounds)
     _, schema = market.call(market.public.schema)
