@@ -284,6 +284,9 @@ def markdown(res: dict, charts: list[str]) -> str:
          f"median [min–max] of {cfg['runs']} fresh-process runs ({cfg.get('speed_runs', cfg['runs'])} for tok/s).",
          f"Load average (1 min): {res['load']['load_at_start']} at start (after waiting {res['load']['waited_s']} s), "
          f"{res['load'].get('load_at_end', '?')} at the end. The machine is shared; figures taken under load are noisy.",
+         "Per section (start → end): " + ", ".join(
+             f"{k} {v['start']} → {v['end']}" if isinstance(v, dict) else f"{k} {v}"
+             for k, v in res["load"].get("per_section", {}).items()) + ".",
          ""]
     gen = res.get("generation")
     if gen:
@@ -446,14 +449,16 @@ def main() -> None:
         if name not in only:
             return
         log(f"== {title} (load {load1()})")
-        res["load"]["per_section"][name] = load1()
+        start = load1()
         t0 = time.monotonic()
         try:
             fn()
         except Exception as exc:  # one broken section must not lose the others
             res.setdefault("section_errors", {})[name] = f"{type(exc).__name__}: {exc}"
             log(f"  section failed: {exc}")
-        log(f"  ({time.monotonic() - t0:.0f} s)")
+        # the 1-minute average at both ends: a neighbour's burst in between shows in the spread
+        res["load"]["per_section"][name] = {"start": start, "end": load1(), "seconds": round(time.monotonic() - t0)}
+        log(f"  ({time.monotonic() - t0:.0f} s, load {load1()})")
 
     def do_speed():
         res["generation"], res["memory"] = section_speed(args)
