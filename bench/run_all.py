@@ -396,7 +396,7 @@ def update_readme(md_path: Path, md_text: str, charts: list[str]) -> None:
     if not README.is_file():
         return
     body = md_text.split("\n", 1)[1]  # drop the title line
-    body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", r"![\1](results/\2)", body)
+    body = re.sub(r"\]\(([^)/:]+\.(?:png|md))\)", r"](results/\1)", body)  # links relative to results/
     block = (f"{README_START}\nLatest: [{md_path.name}](results/{md_path.name})\n{body}{README_END}")
     text = README.read_text()
     if README_START in text and README_END in text:
