@@ -177,7 +177,7 @@ class Worker:
         if template is not None:  # llama_chat_apply_template is a pure function: safe here
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         sid = next(self._ids)
-        self._post(lambda e: e.create_session(sid, mod_id, system=system, sampler=sampler, overflow=overflow,
+        self.post(lambda e: e.create_session(sid, mod_id, system=system, sampler=sampler, overflow=overflow,
                                               template=template))
         return sid
 
@@ -195,9 +195,9 @@ class Worker:
         return next(self._ids)
 
     def close_session(self, mod_id: str, session_id: int) -> None:
-        self._post(lambda e: e.close_session(session_id, mod_id))
+        self.post(lambda e: e.close_session(session_id, mod_id))
 
-    def _post(self, fn) -> None:
+    def post(self, fn) -> None:
         """Run fn(engine) on the worker with no result (ordered with the mod's requests)."""
         if self._thread is not None and not self._stopping.is_set():
             self._requests.put(CallRequest(id=0, mod_id="", fn=fn))
@@ -223,6 +223,14 @@ class Worker:
         self._pending[handle.mod_id] = self._pending.get(handle.mod_id, 0) + 1
         self._events.put(DoneEvent(handle.id, handle.mod_id, error_result(message)))
 
+    def cancel(self, mod_id: str, request_id) -> bool:
+        """Cancel one request, only if it belongs to ``mod_id``; False when unknown or done."""
+        h = self._handles.get(request_id)
+        if h is None or h.mod_id != mod_id:  # a mod cancels only its own requests
+            return False
+        h.cancel()
+        return True
+
     def cancel_mod(self, mod_id: str) -> int:
         """Cancel every request of a mod (reload, quarantine); returns how many."""
         n = 0
@@ -235,7 +243,7 @@ class Worker:
     def forget_mod(self, mod_id: str) -> None:
         """Cancel a mod's requests, close its sessions, drop its callbacks (its runtime is gone)."""
         self.cancel_mod(mod_id)
-        self._post(lambda e: e.close_mod_sessions(mod_id))
+        self.post(lambda e: e.close_mod_sessions(mod_id))
         for h in self._handles.values():
             if h.mod_id == mod_id:
                 h.on_token = h.on_done = None

@@ -166,7 +166,7 @@ class LLMProvider:
             raise OptionError(f"unknown request kind {kind!r}")
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self._grammar_for(mod))
-        return self._track(mod, lambda on_token, on_done: self.worker.submit(
+        return self.track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, **options))
 
     def _grammar_for(self, mod):
@@ -174,7 +174,7 @@ class LLMProvider:
             return None
         return lambda grammar, schema: self.grammar_from(mod, grammar, schema)
 
-    def _track(self, mod, submit) -> int:
+    def track(self, mod, submit) -> int:
         """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side."""
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
         handle = submit(lambda text: self._forward(mod, box["id"], "token", text),
@@ -191,19 +191,28 @@ class LLMProvider:
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
-        if "memory" in opts and self.memory_for is None:
-            raise OptionError("memory= needs the rag module, which this host does not have")
-        memory = self.memory_for(mod, opts["memory"]) if "memory" in opts else None
+        memory = self._memory(mod, opts)
         sid = self.worker.create_session(mod.id, system=opts.get("system"), sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"))
-        if memory is not None:
-            self.worker._post(lambda e: e.set_session_memory(sid, memory))
+        self._attach_memory(sid, memory)
         return sid
+
+    def _memory(self, mod, opts: dict):
+        """The augment callable for a memory= option, or None."""
+        if "memory" not in opts:
+            return None
+        if self.memory_for is None:
+            raise OptionError("memory= needs the rag module, which this host does not have")
+        return self.memory_for(mod, opts["memory"])
+
+    def _attach_memory(self, sid: int, memory) -> None:
+        if memory is not None:
+            self.worker.post(lambda e: e.set_session_memory(sid, memory))
 
     def _say(self, mod, sid, text, opts) -> int:
         options = parse_options("say", mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self._grammar_for(mod))
-        return self._track(mod, lambda on_token, on_done: self.worker.say(
+        return self.track(mod, lambda on_token, on_done: self.worker.say(
             mod.id, sid, text, on_token=on_token, on_done=on_done, **options))
 
     def _session_call(self, mod, sid, what, *args) -> int:
@@ -213,7 +222,7 @@ class LLMProvider:
             method, extra = "save_session", (session_file(mod, args[0] if args else None),)
         else:
             raise OptionError(f"unknown session call {what!r}")
-        return self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, method, *extra,
+        return self.track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, method, *extra,
                                                                              on_done=on_done))
 
     def _session_load(self, mod, name, opts):
@@ -224,16 +233,11 @@ class LLMProvider:
         unknown = sorted(str(k) for k in opts if k != "memory") if isinstance(opts, dict) else ["?"]
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.load_session; known: ['memory']")
-        memory = None
-        if "memory" in opts:
-            if self.memory_for is None:
-                raise OptionError("memory= needs the rag module, which this host does not have")
-            memory = self.memory_for(mod, opts["memory"])
+        memory = self._memory(mod, opts)
         sid = self.worker.new_session_id()
-        load_id = self._track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, "load_session", path,
+        load_id = self.track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, "load_session", path,
                                                                                 on_done=on_done))
-        if memory is not None:
-            self.worker._post(lambda e: e.set_session_memory(sid, memory))
+        self._attach_memory(sid, memory)
         return sid, load_id
 
     def _forward(self, mod, rid: int, kind: str, payload) -> None:
@@ -246,9 +250,7 @@ class LLMProvider:
         mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
 
     def _cancel(self, mod, rid) -> None:
-        h = self.worker._handles.get(rid)
-        if h is not None and h.mod_id == mod.id:  # a mod cancels only its own requests
-            h.cancel()
+        self.worker.cancel(mod.id, rid)
 
     # --- trusted mods: the raw binding through LuaJIT's FFI ----------------------
     def _raw_binding(self, mod):

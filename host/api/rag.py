@@ -83,7 +83,7 @@ class RagProvider:
 
     def __init__(self, worker, llm_provider):
         self.worker = worker
-        self.llm = llm_provider  # its _track routes results to the mod's Lua handles
+        self.llm = llm_provider  # its track() routes results to the mod's Lua handles
 
     def install(self, mod) -> None:
         factory = mod.load_lib("rag")
@@ -123,5 +123,5 @@ class RagProvider:
                 return {"hits": _plain_hits(rag_service(e).store(path).search(query, **kw))}
         else:
             raise StoreError(f"unknown store operation {op!r}")
-        return self.llm._track(mod, lambda _t, on_done: self.worker.call(mod.id, fn, on_done=on_done,
+        return self.llm.track(mod, lambda _t, on_done: self.worker.call(mod.id, fn, on_done=on_done,
                                                                          merge=op == "search"))
