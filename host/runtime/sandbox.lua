@@ -305,14 +305,41 @@ wrap_py = function(pyfn)
 end
 
 -- Read-only tables ----------------------------------------------------------
+-- A mod only ever holds the proxy; the backing table must never reach it, not
+-- through indexing, pairs/ipairs/next, rawget or table.* (item 8 of issue 12:
+-- select(2, pairs(string)) used to return the writable backing).  Plain
+-- tables nested in a backing are handed out as read-only proxies too; tables
+-- with a metatable of their own (json.null) keep their identity.
 local ro_backing = setmetatable({}, { __mode = "k" })   -- proxy -> backing table
 local ro_cache = setmetatable({}, { __mode = "k" })     -- backing -> proxy
+local ro_names = setmetatable({}, { __mode = "k" })     -- proxy -> name
+local readonly
 
-local function readonly(t, name)
+local function ro_value(p, k, v)
+  if type(v) == "table" and getmetatable(v) == nil then
+    return readonly(v, ro_names[p] .. "." .. tostring(k))
+  end
+  return v
+end
+
+local function has_plain_table(t)
+  for _, v in next, t do
+    if type(v) == "table" and getmetatable(v) == nil then return true end
+  end
+  return false
+end
+
+readonly = function(t, name)
   local p = ro_cache[t]
   if p then return p end
+  local index = t
+  -- A plain __index table is the fast path; only backings holding plain
+  -- tables pay for a function that wraps them.
+  if has_plain_table(t) then
+    index = function(self, k) return ro_value(self, k, t[k]) end
+  end
   p = setmetatable({}, {
-    __index = t,
+    __index = index,
     __newindex = function(_, k)
       error(str_format("%s is read-only (cannot set field '%s')", name, tostring(k)), 2)
     end,
@@ -321,7 +348,26 @@ local function readonly(t, name)
   })
   ro_backing[p] = t
   ro_cache[t] = p
+  ro_names[p] = name
   return p
+end
+
+-- Iterators over a proxy: the state is the proxy itself, never the backing.
+local function ro_next(p, k)
+  local b = ro_backing[p]
+  if b == nil then error("bad argument #1 to 'next' (table expected)", 2) end
+  local k2, v = next(b, k)
+  if k2 == nil then return nil end
+  return k2, ro_value(p, k2, v)
+end
+
+local function ro_inext(p, i)
+  local b = ro_backing[p]
+  if b == nil then error("bad argument #1 to 'ipairs' iterator (table expected)", 2) end
+  i = i + 1
+  local v = b[i]
+  if v == nil then return nil end
+  return i, ro_value(p, i, v)
 end
 
 -- GetMod views (see host/runtime/crossmod.py) --------------------------------
@@ -382,8 +428,7 @@ local function view_pairs(v)
 end
 
 local function safe_pairs(t)
-  local b = ro_backing[t]
-  if b then return next, b, nil end
+  if ro_backing[t] then return ro_next, t, nil end
   if views[t] then return view_pairs(t) end
   return pairs(t)
 end
@@ -396,22 +441,20 @@ local function view_ipairs_iter(v, i)
 end
 
 local function safe_ipairs(t)
-  local b = ro_backing[t]
-  if b then return ipairs(b) end
+  if ro_backing[t] then return ro_inext, t, 0 end
   if views[t] then return view_ipairs_iter, t, 0 end
   return ipairs(t)
 end
 
 local function safe_next(t, k)
-  local b = ro_backing[t]
-  if b then return next(b, k) end
+  if ro_backing[t] then return ro_next(t, k) end
   if views[t] then error("next() does not work on GetMod views; use pairs()", 2) end
   return next(t, k)
 end
 
 local function safe_rawget(t, k)
   local b = ro_backing[t]
-  if b then return rawget(b, k) end
+  if b then return ro_value(t, k, rawget(b, k)) end
   return rawget(t, k)
 end
 
@@ -648,6 +691,17 @@ local safe_coroutine = {
 }
 local safe_table = copy(table)
 safe_table.concat = safe_concat
+-- table.insert/remove/sort write with raw sets: refuse read-only proxies and
+-- GetMod views instead of letting them grow fields of their own.
+for _, fname in ipairs { "insert", "remove", "sort" } do
+  local f = table[fname]
+  safe_table[fname] = function(t, ...)
+    if ro_backing[t] or views[t] then
+      error(str_format("table.%s: %s is read-only", fname, tostring(t)), 2)
+    end
+    return f(t, ...)
+  end
+end
 local safe_os = { clock = os.clock, time = os.time, date = safe_date, difftime = os.difftime }
 
 local function base_env()
