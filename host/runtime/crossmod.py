@@ -4,7 +4,8 @@ Every mod has its own lua_State, so tables cannot be shared.  `GetMod(id)`
 gives the caller a proxy table whose fields are looked up live in the other
 mod's public table (raw lookups: no code of the other mod runs on reads);
 nested tables are nested views, functions are proxies that call into the
-owner through `Mod.call` (the owner's own budget, errors in the owner's log).
+owner through `Mod.call_detail` (the owner's own budget; an ordinary error there is
+the caller's fault: raised in the caller, logged but not counted in the owner).
 Arguments and results are copied between runtimes; functions passed along
 become proxies too.  Writes to a view raise a Lua error.
 
@@ -85,8 +86,8 @@ class CrossMod:
             return "table", target.id, list(path)
         if t == "function":
             # A bridge callable, returned raw: the caller's sandbox.lua wraps
-            # it in a Lua closure (see Mod._api).
-            return "function", caller._api(CrossCall(self, caller, target, path=path))
+            # it in a Lua closure (see Mod.bridge_function).
+            return "function", caller.bridge_function(CrossCall(self, caller, target, path=path))
         return ("none",)
 
     @staticmethod
@@ -155,7 +156,10 @@ class CrossMod:
         # wrapped in its runtime directly; the caller is inside this bridge
         # call, so functions going back to it are left raw for its Lua side.
         conv = tuple(self.transfer(a, caller, owner, at_rest=True) for a in args)
-        ok, result, err = owner.call_detail(fn, *conv, what=f"a call from mod '{caller.id}'")
+        # Bad arguments are the caller's fault: the error is raised in the
+        # caller (and counts there if uncaught); the owner's window is untouched.
+        ok, result, err = owner.call_detail(fn, *conv, what=f"a call from mod '{caller.id}'",
+                                            blame=caller.id)
         if not ok:
             first = (err or "the call failed").split("\n", 1)[0]
             raise ModError(f"GetMod('{owner.id}'): {first}")
@@ -175,18 +179,18 @@ class CrossMod:
         if t is None:
             if isinstance(value, SCALARS):
                 if isinstance(value, (str, bytes)) and len(value) > 256:
-                    dst._gate.room(len(value) * 4)
+                    dst.room(len(value) * 4)
                 return value
             raise TransferError("a host object cannot be passed between mods")
         if t == "function":
             cc = CrossCall(self, dst, src, fn=value)
-            return dst.wrap(cc) if at_rest else dst._api(cc)
+            return dst.wrap(cc) if at_rest else dst.bridge_function(cc)
         if t != "table":
             raise TransferError(f"a Lua {t} cannot be passed between mods")
         if depth >= limits.transfer_depth:
             raise TransferError(f"table nested deeper than {limits.transfer_depth} levels "
                                 "(or a cycle) cannot be passed between mods")
-        dst._gate.room(64)
+        dst.room(64)
         out = dst.lua.table()
         for k, v in value.items():
             budget[0] -= 1

@@ -85,7 +85,8 @@ class Host:
 
     # -- console and host log -------------------------------------------------------
 
-    def _host_log(self, text: str) -> None:
+    def host_log(self, text: str) -> None:
+        """Print a line of the host's own (to the console and the 'relic.runtime' logger)."""
         logger.info(text)
         self.console(f"[relic] {text}")
 
@@ -106,11 +107,11 @@ class Host:
             self._fire_init(mod)
         self.loaded = True
         loaded = sum(1 for m in self.mods.values() if m.state == "loaded")
-        self._host_log(f"{loaded} mod(s) loaded from {self.mods_dir}")
+        self.host_log(f"{loaded} mod(s) loaded from {self.mods_dir}")
 
     def _record_skipped(self, s: Skipped) -> None:
         self.mods[s.id] = SkippedMod(s.id, s.folder, s.reason)
-        self._host_log(f"skipped mod '{s.id}': {s.reason}")
+        self.host_log(f"skipped mod '{s.id}': {s.reason}")
 
     def _start(self, manifest: Manifest) -> Mod | None:
         """Build a mod and run its init.lua; None if it did not load."""
@@ -157,7 +158,7 @@ class Host:
         try:
             fn(mod)
         except Exception as e:
-            self._host_log(f"provider {type(p).__name__} failed to install into mod "
+            self.host_log(f"provider {type(p).__name__} failed to install into mod "
                            f"'{mod.id}': {type(e).__name__}: {e}")
 
     def _provider_uninstall(self, mod: Mod) -> None:
@@ -171,7 +172,7 @@ class Host:
             try:
                 fn(mod)
             except Exception as e:
-                self._host_log(f"provider {type(p).__name__} failed to uninstall from mod "
+                self.host_log(f"provider {type(p).__name__} failed to uninstall from mod "
                                f"'{mod.id}': {type(e).__name__}: {e}")
 
     def _pump(self) -> None:
@@ -184,15 +185,16 @@ class Host:
             try:
                 fn(left)
             except Exception as e:
-                self._host_log(f"provider {type(p).__name__} pump failed: {type(e).__name__}: {e}")
+                self.host_log(f"provider {type(p).__name__} pump failed: {type(e).__name__}: {e}")
 
     # -- mods stopping (called by Mod) -------------------------------------------------
 
-    def _mod_stopped(self, mod: Mod) -> None:
+    def mod_stopped(self, mod: Mod) -> None:
+        """Called by a Mod that failed or was quarantined: say so, uninstall providers."""
         if mod.state == "quarantined":
-            self._host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
+            self.host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
         else:
-            self._host_log(f"mod '{mod.id}' not loaded: {mod.reason}")
+            self.host_log(f"mod '{mod.id}' not loaded: {mod.reason}")
         self._provider_uninstall(mod)
 
     def _unload(self, mod: Mod | SkippedMod) -> None:
@@ -349,7 +351,7 @@ class Host:
             self._unload(m)
 
     def _reload_all(self) -> None:
-        self._host_log("reloading all mods")
+        self.host_log("reloading all mods")
         self._stop_all()
         self.mods.clear()
         self.order.clear()
@@ -365,13 +367,13 @@ class Host:
         if not folder.is_dir():
             if mod_id in self.order:
                 self.order.remove(mod_id)
-            self._host_log(f"mod '{mod_id}' is gone (no folder {folder})")
+            self.host_log(f"mod '{mod_id}' is gone (no folder {folder})")
             return
         r = inspect_folder(folder, self.limits)
         if isinstance(r, Skipped):
             self._record_skipped(r)
             return
-        self._host_log(f"reloading mod '{mod_id}'")
+        self.host_log(f"reloading mod '{mod_id}'")
         mod = self._start(r)
         if mod is not None:
             self._fire_init(mod)
@@ -391,7 +393,7 @@ class Host:
             try:
                 fn()
             except Exception as e:
-                self._host_log(f"provider {type(p).__name__} shutdown failed: {type(e).__name__}: {e}")
+                self.host_log(f"provider {type(p).__name__} shutdown failed: {type(e).__name__}: {e}")
 
     def __enter__(self) -> "Host":
         return self

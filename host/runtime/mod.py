@@ -241,8 +241,16 @@ class Mod:
         ok, result, _ = self.call_detail(fn, *args, budget=budget, what=what)
         return ok, result
 
-    def call_detail(self, fn, *args, budget: float | None = None, what: str = "callback"):
-        """Like call() but returns (ok, result, error message or None)."""
+    def call_detail(self, fn, *args, budget: float | None = None, what: str = "callback",
+                    blame: str | None = None):
+        """Like call() but returns (ok, result, error message or None).
+
+        With `blame` (the id of the mod that made this call, for cross-mod
+        calls), an ordinary error is that mod's fault: it is logged here
+        without counting towards this mod's quarantine, and the caller gets
+        it as its own Lua error.  A fatal error (budget, memory) still stops
+        this mod: its runtime is dead either way.
+        """
         if self.state not in ("loaded", "loading") or self.box is None:
             return False, None, f"mod '{self.id}' is not running"
         self._not_in_bridge("mod.call")
@@ -251,6 +259,8 @@ class Mod:
             return True, payload, None
         if status == "fatal":
             self.quarantine(payload)
+        elif status == "error" and blame is not None:
+            self.log.write("warning", f"error in {what} (counted against mod '{blame}'): {payload}")
         elif status == "error":
             self.report_error(what, payload)
         return False, None, str(payload)
@@ -297,7 +307,7 @@ class Mod:
         self.state = "quarantined"
         self.reason = reason
         self.log.write("critical", f"quarantined: {reason}", force=True)
-        self.host._mod_stopped(self)
+        self.host.mod_stopped(self)
         self.release()
 
     def fail(self, reason: str) -> None:
@@ -307,7 +317,7 @@ class Mod:
         self.state = "failed"
         self.reason = reason
         self.log.write("error", f"not loaded: {reason}", force=True)
-        self.host._mod_stopped(self)
+        self.host.mod_stopped(self)
         self.release()
 
     def release(self) -> None:
@@ -355,12 +365,25 @@ class Mod:
             except (RelicError, TransferError, ValueError, TypeError, LuaError) as e:
                 return False, str(e)
             except Exception as e:  # a host bug: keep the mod and the loop alive
-                self.host._host_log(f"internal error in a host function for mod "
+                self.host.host_log(f"internal error in a host function for mod "
                                     f"'{self.id}': {type(e).__name__}: {e}")
                 return False, f"internal host error: {type(e).__name__}: {e}"
             finally:
                 self._bridge_depth -= 1
         return bridge
+
+    def bridge_function(self, fn: Callable) -> Callable:
+        """`fn` in the bridge calling convention (see _api), for other host modules.
+
+        Returned from a host function the mod is calling, the Lua side wraps
+        it into a Lua function; `wrap` does the same outside such calls.
+        """
+        return self._api(fn)
+
+    def room(self, nbytes: int) -> None:
+        """Raise QuotaExceeded unless this mod's Lua heap can take `nbytes` more of host data."""
+        if self._gate is not None:
+            self._gate.room(nbytes)
 
     def _not_in_bridge(self, what: str) -> None:
         # lupa returns wrong values when Python calls a Lua function of a
