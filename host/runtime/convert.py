@@ -95,6 +95,62 @@ def to_python(value: Any, *, max_depth: int = 32, max_items: int = 100_000,
     return conv(value, 0)
 
 
+# What building a value costs in a LuaJIT (GC64) heap, as an upper bound:
+# a table header, array slots (8 bytes, grown by doubling, and during a
+# resize old and new parts coexist) and hash nodes (24 bytes, likewise), a
+# string header plus its UTF-8 bytes.
+TABLE_BYTES = 64
+ARRAY_SLOT_BYTES = 16
+HASH_NODE_BYTES = 48
+STRING_BYTES = 32
+CLOSURE_BYTES = 128
+
+
+def string_cost(v: str | bytes) -> int:
+    """Upper bound of the Lua heap bytes a Python str/bytes takes as a Lua string."""
+    if isinstance(v, bytes) or v.isascii():   # str.isascii() is O(1) in CPython
+        return STRING_BYTES + len(v)
+    return STRING_BYTES + 4 * len(v)
+
+
+def lua_cost(value: Any, *, max_depth: int = 32) -> int:
+    """Upper bound of the Lua heap bytes `to_lua(value)` allocates.
+
+    Walks the whole value first (no Lua involved), so a caller can refuse
+    data that would not fit before lupa starts building it: lupa's table
+    building is not protected against allocation failures, and running out
+    of memory inside it aborts the process or leaves the GIL held.
+    """
+
+    def cost(v, depth):
+        if isinstance(v, LuaFixup) or v is None or isinstance(v, (bool, int, float)):
+            return 0
+        if isinstance(v, (str, bytes)):
+            return string_cost(v)
+        if lua_type(v) is not None:
+            return 0
+        if depth >= max_depth:
+            raise TransferError(f"data nested deeper than {max_depth} levels (or a cycle)")
+        if isinstance(v, dict):
+            total = TABLE_BYTES + HASH_NODE_BYTES * len(v)
+            for k, item in v.items():
+                if isinstance(k, (str, bytes)):
+                    total += string_cost(k)
+                total += cost(item, depth + 1)
+            return total
+        if isinstance(v, (list, tuple)):
+            total = TABLE_BYTES + ARRAY_SLOT_BYTES * len(v)
+            for item in v:
+                if not (item is None or isinstance(item, (bool, int, float))):
+                    total += cost(item, depth + 1)
+            return total
+        if callable(v):
+            return CLOSURE_BYTES
+        return 0   # refused by to_lua itself
+
+    return cost(value, 0)
+
+
 def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None,
            max_depth: int = 32, raw_callables: list | None = None,
            room: Callable[[int], None] | None = None) -> Any:
@@ -110,10 +166,20 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
     wrong values when Python calls a Lua function of a runtime that is
     running a coroutine, and bridge functions may be called from one.
 
-    `room(nbytes)` is called before each table and string is made and raises
-    when the runtime cannot take that much more (see Mod._room): lupa's table
-    building is not protected against allocation failures.
+    `room(nbytes)` is called once, before anything is built, with the whole
+    value's cost (`lua_cost`), and raises when the runtime cannot take that
+    much more (see MemoryGate.room): lupa's table building is not protected
+    against allocation failures, so the check must cover the real size.
     """
+    if room is not None:
+        if isinstance(value, (str, bytes)):
+            if len(value) > 256:
+                room(string_cost(value))
+        elif isinstance(value, (dict, list, tuple)):
+            # the outer table alone first: a huge list is refused in O(1)
+            slot = HASH_NODE_BYTES if isinstance(value, dict) else ARRAY_SLOT_BYTES
+            room(TABLE_BYTES + slot * len(value))
+            room(lua_cost(value, max_depth=max_depth))
 
     def conv(v, depth):
         if isinstance(v, LuaFixup):
@@ -121,13 +187,9 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
                 raw_callables.append(v)
             return v.value
         if isinstance(v, PRIMITIVES):
-            if room is not None and isinstance(v, (str, bytes)) and len(v) > 256:
-                room(len(v) * (1 if isinstance(v, bytes) else 4))
             return v
         if lua_type(v) is not None:
             return v
-        if room is not None:
-            room(64)
         if depth >= max_depth:
             raise TransferError(f"data nested deeper than {max_depth} levels (or a cycle)")
         if isinstance(v, dict):

@@ -20,7 +20,8 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from host.errors import ModError
-from host.runtime.convert import LuaFixup, TransferError, lua_type, to_python
+from host.runtime.convert import (HASH_NODE_BYTES, TABLE_BYTES, LuaFixup, TransferError, lua_type,
+                                  string_cost, to_python)
 
 if TYPE_CHECKING:
     from host.runtime.host import Host
@@ -179,7 +180,7 @@ class CrossMod:
         if t is None:
             if isinstance(value, SCALARS):
                 if isinstance(value, (str, bytes)) and len(value) > 256:
-                    dst.room(len(value) * 4)
+                    dst.room(string_cost(value))
                 return value
             raise TransferError("a host object cannot be passed between mods")
         if t == "function":
@@ -190,8 +191,10 @@ class CrossMod:
         if depth >= limits.transfer_depth:
             raise TransferError(f"table nested deeper than {limits.transfer_depth} levels "
                                 "(or a cycle) cannot be passed between mods")
-        dst.room(64)
-        out = dst.lua.table()
+        # Read the entries first, then check dst has room for the whole
+        # table before lupa builds it (its table building is unprotected).
+        entries = []
+        cost = TABLE_BYTES
         for k, v in value.items():
             budget[0] -= 1
             if budget[0] < 0:
@@ -200,5 +203,14 @@ class CrossMod:
             if lua_type(k) is not None:
                 raise TransferError("table keys passed between mods must be strings, "
                                     "numbers or booleans")
+            cost += HASH_NODE_BYTES
+            if isinstance(k, (str, bytes)):
+                cost += string_cost(k)
+            if isinstance(v, (str, bytes)):
+                cost += string_cost(v)
+            entries.append((k, v))
+        dst.room(cost)
+        out = dst.lua.table()
+        for k, v in entries:
             out[k] = self.transfer(v, src, dst, at_rest, depth + 1, budget)
         return out

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from host.errors import ModError, QuotaExceeded, RelicError
 from host.runtime.convert import (LuaError, LuaMemoryError, TransferError, lua_type,
-                                  to_lua, to_python)
+                                  string_cost, to_lua, to_python)
 from host.runtime.manifest import Manifest
 from host.runtime.moddb import ModDB
 from host.runtime.modlog import ModLog
@@ -254,6 +254,14 @@ class Mod:
         if self.state not in ("loaded", "loading") or self.box is None:
             return False, None, f"mod '{self.id}' is not running"
         self._not_in_bridge("mod.call")
+        for a in args:
+            # lupa pushes string arguments with unprotected C-API calls
+            if isinstance(a, (str, bytes)) and len(a) > 4096:
+                try:
+                    self.room(string_cost(a))
+                except QuotaExceeded as e:
+                    self.report_error(what, str(e))
+                    return False, None, str(e)
         status, payload = self._invoke(fn, args, budget)
         if status == "ok":
             return True, payload, None

@@ -99,8 +99,8 @@ class MemoryGate:
         """
         rt = self._get()
         if rt is not None and rt.get_memory_used() + nbytes > self.cap - MiB:
-            raise QuotaExceeded("the data is too large for the mod's memory cap "
-                                f"({self.cap // MiB} MiB)")
+            raise QuotaExceeded(f"the data is too large for the mod's memory cap ({self.cap // MiB} MiB): "
+                                f"about {nbytes} bytes as Lua values, {rt.get_memory_used()} bytes in use")
 
 
 def build_box(runtime, cfg: dict, bridge: dict):
