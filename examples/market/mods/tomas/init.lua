@@ -1,0 +1,36 @@
+-- Tomas, the street guard of the market street (examples/market).
+--
+-- The game calls the two functions this file returns: hear(who, text) when
+-- someone speaks to him, event(text) when something happens on the street.
+-- His body is the game's: `market.speak` streams into his bubble,
+-- `market.finish` ends the line (and lets his neighbours react).
+local me = llm.session{
+  system = "You are Tomas, a young street guard at a market in a flooded harbor town. "
+    .. "You are nervous about trouble and eager to look important. "
+    .. "Answer in one short sentence, in your own words.",
+  sampler = { preset = "balanced", temperature = 0.8,
+              penalties = { last_n = 128, ["repeat"] = 1.15, presence = 0.3 } },
+}
+local talking = false
+
+local function respond(prompt)
+  if talking then return false end
+  talking = true
+  market.bubble("")
+  me:say(prompt, {
+    max_tokens = 48, stop = { "\n" },
+    on_token = function(piece) market.speak(piece) end,
+    on_done = function(result)
+      talking = false
+      market.finish(result.text)
+    end,
+  })
+  return true
+end
+
+return {
+  --- Someone said `text` to Tomas (or near him). Returns true if he answers.
+  hear = function(who, text) return respond(who .. " says: \"" .. text .. "\"") end,
+  --- Something happened on the street. Returns true if he reacts.
+  event = function(text) return respond(text .. " What do you say?") end,
+}

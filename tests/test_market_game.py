@@ -1,0 +1,80 @@
+"""The market game (examples/market) in a real window under Xvfb, with the real model.
+
+`make test` installs what this needs: the Debian `xvfb` package (target `xvfb`)
+and the `game` extra (pygame-ce).  The run is short (a few hundred frames): it
+walks the player with posted arrow keys, types a line to the nearest NPC, saves
+screenshots, and reports what reached the screen and how the frame loop ran.
+Frame times are measured and printed, not asserted (only a "did not hang" bound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GAME = ROOT / "examples" / "market" / "main.py"
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private Xvfb server; yields its DISPLAY value."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it")
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        assert number.isdigit(), "Xvfb did not report a display number"
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def run_game(display, tmp_path, *extra, timeout=300):
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        pytest.fail("pygame-ce is not installed: `pip install -e '.[game]'` (`make test` does it)")
+    shots, report = tmp_path / "shots", tmp_path / "report.json"
+    env = dict(os.environ, DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")
+    proc = subprocess.run([sys.executable, str(GAME), "--shots", str(shots), "--report", str(report),
+                           "--shot-every", "60", *extra],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(report.read_text()), shots, proc.stdout
+
+
+def test_market_npcs_talk_in_bubbles_under_xvfb(display, tmp_path):
+    rep, shots, out = run_game(display, tmp_path, "--demo", "--frames", "1800", "--until-lines", "2")
+    print(out[-2000:])
+    fw = rep["frame_work_ms"]
+    print(f"frames {rep['frames']}, fps {rep['fps_recent']:.1f}, frame work p50 {fw['p50']:.2f} ms "
+          f"p99 {fw['p99']:.2f} ms max {fw['max']:.1f} ms")
+    assert all(state == "loaded" for state in rep["mods"].values()), rep["mods"]
+    assert rep["frames"] >= 240
+    # the posted arrow keys moved the player right (from x=480), and the typed line went to an NPC
+    assert rep["player"]["x"] > 560
+    assert rep["said"] and rep["said"][0]["text"] == "Hello! What are you selling today?"
+    # NPC text reached the screen in bubbles, and whole lines were finished
+    assert rep["log"], "no NPC finished a line"
+    assert any(n["max_bubble_shown"] > 0 for n in rep["npcs"].values())
+    spoken_to = rep["said"][0]["to"]
+    assert [a for a in rep["answers"] if a["speaker"] == spoken_to and a["text"]], f"{spoken_to} never answered"
+    # screenshots were written and the picture changed while the game ran
+    pngs = sorted(shots.glob("frame*.png"))
+    assert len(pngs) >= 4 and (shots / "last.png").stat().st_size > 10_000
+    assert len({p.read_bytes() for p in pngs}) > 1
+    # the loop kept running while the model worked: a generous "did not hang" bound, not a timing target
+    assert fw["p50"] < 250
