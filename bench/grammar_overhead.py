@@ -1,6 +1,10 @@
 """Grammar overhead: tokens/s with and without a grammar on the same prompt and length.
 
 Greedy decoding, one sequence, the same context and thread count for every run.
+Samplers are built as the engine builds them (host.engine.sampling.build: the
+grammar checks the chain's pick and filters the vocabulary only when it rejects
+it); ``--grammar-first`` instead puts the grammar first in the chain (every step
+filters the whole vocabulary), which is how the engine sampled before.
 End-of-generation tokens are banned (logit bias) in every run so that each one
 produces exactly ``--tokens`` tokens; the grammars used never finish early.
 Prints per-token sampling and decode time and the overhead ratio
@@ -10,7 +14,7 @@ Prints per-token sampling and decode time and the overhead ratio
 through the worker at temperature 0.9 and prints the share of outputs that
 decode and validate.
 
-    python bench/grammar_overhead.py [--tokens 128] [--repeat 3] [--threads N] [--validity 0]
+    python bench/grammar_overhead.py [--tokens 128] [--repeat 3] [--threads N] [--validity 0] [--grammar-first]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from host.engine import sampling  # noqa: E402
 from host.engine.grammar import Grammar  # noqa: E402
 from host.llama import Batch, Context, Model, SamplerChain, load  # noqa: E402
 from host.setup.model_fetch import model_path  # noqa: E402
@@ -43,11 +48,12 @@ GRAMMARS = {
 }
 
 
-def run_once(lib, model, ctx, grammar, n_tokens: int) -> tuple[float, float, str]:
-    """Seconds spent sampling and decoding over n_tokens greedy tokens; the text."""
-    vocab = model.vocab
-    C, ffi = lib.C, lib.ffi
+def _sampler(lib, vocab, grammar, grammar_first: bool):
     eog = [t for t in range(vocab.n_tokens) if vocab.is_eog(t)]
+    if grammar is not None and not grammar_first:
+        return sampling.build(lib, vocab, sampling.resolve({"logit_bias": {t: float("-inf") for t in eog}}),
+                              grammar=grammar.sampler(lib, vocab))
+    C, ffi = lib.C, lib.ffi
     bias = ffi.new("llama_logit_bias[]", len(eog))
     for i, t in enumerate(eog):
         bias[i].token, bias[i].bias = t, float("-inf")
@@ -56,6 +62,13 @@ def run_once(lib, model, ctx, grammar, n_tokens: int) -> tuple[float, float, str
         chain.add(grammar.sampler(lib, vocab))
     chain.add(C.llama_sampler_init_logit_bias(vocab.n_tokens, len(eog), bias))
     chain.add(C.llama_sampler_init_greedy())
+    return chain
+
+
+def run_once(lib, model, ctx, grammar, n_tokens: int, grammar_first: bool = False) -> tuple[float, float, str, int]:
+    """Seconds spent sampling and decoding over n_tokens greedy tokens; the text; grammar rejections."""
+    vocab = model.vocab
+    chain = _sampler(lib, vocab, grammar, grammar_first)
     batch = Batch(lib, ctx.n_batch)
     try:
         prompt = model.apply_chat_template([{"role": "user", "content": PROMPT}])
@@ -75,7 +88,7 @@ def run_once(lib, model, ctx, grammar, n_tokens: int) -> tuple[float, float, str
             t_decode += time.perf_counter() - t1
             t_sample += t1 - t0
             pos += 1
-        return t_sample, t_decode, vocab.detokenize(out)
+        return t_sample, t_decode, vocab.detokenize(out), getattr(chain, "resampled", 0)
     finally:
         chain.close()
         batch.close()
@@ -86,17 +99,18 @@ def overhead(args) -> None:
     model = Model(model_path(), lib=lib)
     ctx = Context(model, n_ctx=args.tokens + 512, n_batch=256, n_threads=args.threads, n_threads_batch=args.threads)
     print(f"model {model.path.name}, {args.tokens} tokens per run, best of {args.repeat}, "
-          f"{ctx.n_threads} threads, greedy")
+          f"{ctx.n_threads} threads, greedy, grammar {'first (whole vocabulary every step)' if args.grammar_first else 'checks the pick (sample-then-check)'}")
     cases = {"no grammar": None, **{name: make() for name, make in GRAMMARS.items()}}
     results = {}
     for name, grammar in cases.items():
-        runs = [run_once(lib, model, ctx, grammar, args.tokens) for _ in range(args.repeat)]
+        runs = [run_once(lib, model, ctx, grammar, args.tokens, args.grammar_first) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r[0] + r[1])
         total = best[0] + best[1]
         results[name] = total
         print(f"  {name:32s} {args.tokens / total:7.1f} tok/s   sample {best[0] / args.tokens * 1000:6.2f} ms/tok"
               f"   decode {best[1] / args.tokens * 1000:6.2f} ms/tok   (median total "
-              f"{statistics.median(r[0] + r[1] for r in runs):.2f} s)")
+              f"{statistics.median(r[0] + r[1] for r in runs):.2f} s)"
+              + (f"   rejected picks {best[3]}/{args.tokens}" if grammar is not None and not args.grammar_first else ""))
         if grammar is not None and args.show:
             print("    " + repr(best[2][:160]))
     base = results["no grammar"]
@@ -153,6 +167,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="decode threads (default: the Context default)")
     ap.add_argument("--validity", type=int, default=0, help="seeds per schema for the validity sweep (0: skip)")
     ap.add_argument("--show", action="store_true", help="print the start of each grammared output")
+    ap.add_argument("--grammar-first", action="store_true",
+                    help="grammar first in the chain (the old way: the whole vocabulary every step)")
     args = ap.parse_args()
     overhead(args)
     if args.validity:

@@ -17,7 +17,10 @@ A sampler configuration is a plain dict (a Lua table from a mod)::
 Filters run before the final pick: logit_bias, penalties, DRY, top_n_sigma,
 top_k, typical, top_p, min_p, XTC, temperature, then ``dist`` (seeded), or
 mirostat, or greedy when the temperature is 0.  A grammar, when given, runs
-first.  Unknown names and out-of-range values raise SamplerError.
+first in effect: it checks the token the chain picks and, only when it rejects
+it, filters the logits and the chain picks again (``GrammarChain``, as
+llama.cpp's common sampler does).  Unknown names and out-of-range values raise
+SamplerError.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 
 from host.errors import SamplerError
-from host.llama.sampler import SamplerChain
+from host.llama.sampler import GrammarChain, SamplerChain
 
 DEFAULT_ORDER = ("logit_bias", "penalties", "dry", "top_n_sigma", "top_k", "typical", "top_p", "min_p",
                  "xtc", "temperature")
@@ -139,11 +142,19 @@ def resolve(config: dict | None, *, temperature=None, seed=None) -> dict:
     return cfg
 
 
-def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain:
-    """A SamplerChain for a resolved config; ``grammar`` is a llama_sampler pointer or None.
+def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain | GrammarChain:
+    """A SamplerChain for a resolved config; with ``grammar`` (a llama_sampler pointer) a GrammarChain.
 
-    The chain takes ownership of the grammar sampler.
+    Takes ownership of the grammar sampler (freed with the returned object, also on error).
     """
+    if grammar is not None:
+        try:
+            chain = build(lib, vocab, cfg)
+        except BaseException:
+            if grammar != lib.ffi.NULL:
+                lib.C.llama_sampler_free(grammar)
+            raise
+        return GrammarChain(lib, chain, grammar, vocab.n_tokens)
     C, ffi = lib.C, lib.ffi
     n_vocab = vocab.n_tokens
     seed = cfg.get("seed", C.LLAMA_DEFAULT_SEED)
@@ -151,8 +162,6 @@ def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain:
     greedy = cfg.get("greedy", False) or (temp <= 0 and "mirostat" not in cfg)
     chain = SamplerChain(lib)
     try:
-        if grammar is not None:
-            chain.add(grammar)
         for name in cfg.get("order", DEFAULT_ORDER):
             if name not in cfg:
                 continue
@@ -219,6 +228,7 @@ def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain:
     return chain
 
 
-def chain_for(lib, vocab, config: dict | None = None, *, temperature=None, seed=None, grammar=None) -> SamplerChain:
+def chain_for(lib, vocab, config: dict | None = None, *, temperature=None, seed=None,
+              grammar=None) -> SamplerChain | GrammarChain:
     """resolve() then build(): the one call the engine makes per request."""
     return build(lib, vocab, resolve(config, temperature=temperature, seed=seed), grammar=grammar)
