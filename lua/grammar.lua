@@ -13,28 +13,37 @@ return function(bridge)
     return setmetatable({ __relic_grammar = id, kind = kind }, G)
   end
 
+  -- bridge.make raises at this file's line; re-raise at the mod's call site
+  -- (level 3: make <- grammar.x <- the mod) so the error names the modder's line.
+  local bridge_make = bridge.make
+  local function make(...)
+    local ok, res = pcall(bridge_make, ...)
+    if ok then return res end
+    error((string.gsub(tostring(res), "^lua/grammar%.lua:%d+: ", "")), 3)
+  end
+
   --- A grammar from GBNF text (llama.cpp's grammar format); root defaults to "root".
   function grammar.gbnf(text, root)
     if type(text) ~= "string" then error("grammar.gbnf expects GBNF text", 2) end
-    return wrap(bridge.make("gbnf", text, root or "root"), "gbnf")
+    return wrap(make("gbnf", text, root or "root"), "gbnf")
   end
 
   --- JSON matching a JSON Schema given as a Lua table; results carry `value`.
   function grammar.schema(schema)
     if type(schema) ~= "table" then error("grammar.schema expects a table (a JSON Schema)", 2) end
-    return wrap(bridge.make("schema", schema), "schema")
+    return wrap(make("schema", schema), "schema")
   end
 
   --- Exactly one of the given strings.
   function grammar.choice(options)
     if type(options) ~= "table" then error("grammar.choice expects a list of strings", 2) end
-    return wrap(bridge.make("choice", options), "choice")
+    return wrap(make("choice", options), "choice")
   end
 
   --- A tool call: {"name": ..., "arguments": {...}} for one of { {name=, parameters=schema}, ... }.
   function grammar.tool_call(tools)
     if type(tools) ~= "table" then error("grammar.tool_call expects a list of tools", 2) end
-    return wrap(bridge.make("tool_call", tools), "tool_call")
+    return wrap(make("tool_call", tools), "tool_call")
   end
 
   --- `inner` switched on only after a trigger: { words = {...}, patterns = {...} }.
@@ -43,7 +52,7 @@ return function(bridge)
       error("grammar.lazy expects a grammar object first", 2)
     end
     if type(triggers) ~= "table" then error("grammar.lazy expects { words = {...} } or { patterns = {...} }", 2) end
-    return wrap(bridge.make("lazy", inner.__relic_grammar, triggers), "lazy")
+    return wrap(make("lazy", inner.__relic_grammar, triggers), "lazy")
   end
 
   return grammar

@@ -152,3 +152,50 @@ def test_whatever_we_accept_llama_cpp_accepts(lib, model):
         ptr = _llama_init(lib, model.vocab, g, "root")  # raises GrammarError if llama.cpp refuses
         lib.C.llama_sampler_free(ptr)
     assert accepted > 100  # the fuzzing reached the interesting side
+
+
+# --- hostile input (issue 12 item 9): every bad grammar gets a message naming the problem ----------
+
+def test_deep_nesting_is_named_not_a_recursion_error():
+    with pytest.raises(GrammarError, match="parentheses nested more than 64 deep"):
+        check_gbnf("root ::= " + "(" * 200 + '"a"' + ")" * 200)
+    check_gbnf("root ::= " + "(" * 60 + '"a"' + ")" * 60)   # deep but allowed
+
+
+def test_chains_of_thousands_of_rules_check_in_linear_time():
+    """A 3,000-rule chain used to hit RecursionError (left) or take ~20 s (right, a quadratic fixpoint)."""
+    import time
+    right = "root ::= r0\n" + "".join(f'r{i} ::= "a" r{i + 1}\n' for i in range(3000)) + 'r3000 ::= "z"\n'
+    left = "root ::= r0\n" + "".join(f"r{i} ::= r{i + 1}\n" for i in range(3000)) + 'r3000 ::= "z"\n'
+    t0 = time.perf_counter()
+    assert len(check_gbnf(right).rules) == 3002
+    assert len(check_gbnf(left).rules) == 3002
+    with pytest.raises(GrammarError, match=r"left recursion: r0 -> r1 -> r2 -> r3 -> \.\.\. 2995 more"):
+        check_gbnf(left.replace('r3000 ::= "z"', "r3000 ::= r0"))
+    with pytest.raises(GrammarError, match="can never finish"):
+        check_gbnf(right.replace('r3000 ::= "z"', 'r3000 ::= "a" r0'))
+    assert time.perf_counter() - t0 < 30   # "did not hang"; was minutes
+
+
+def test_stacked_repetitions_and_alternative_caps():
+    with pytest.raises(GrammarError, match="repetition operators in a row"):
+        check_gbnf('root ::= "a"' + "*" * 1000)
+    alts = " | ".join(f'"o{i}"' for i in range(50))
+    with pytest.raises(GrammarError, match="more than 10 alternatives in one rule"):
+        check_gbnf(f"root ::= {alts}", max_alternatives=10)
+    with pytest.raises(GrammarError, match="more than 10 alternatives in one group"):
+        check_gbnf(f'root ::= "x" ( {alts} )', max_alternatives=10)
+    with pytest.raises(GrammarError, match="more than 60 alternatives in the whole grammar"):
+        check_gbnf(f"root ::= a | b\na ::= {alts}\nb ::= {alts}", max_total_alternatives=60)
+    check_gbnf(f"root ::= {alts}", max_alternatives=50, max_total_alternatives=50)
+
+
+def test_a_deadline_stops_the_check_with_a_budget_error():
+    import time
+
+    from host.errors import BudgetExceeded
+    text = "root ::= " + " | ".join(f'"o{i}"' for i in range(20000))
+    t0 = time.perf_counter()
+    with pytest.raises(BudgetExceeded, match="too large to check within the time left"):
+        check_gbnf(text, deadline=time.monotonic() + 0.002)
+    assert time.perf_counter() - t0 < 1.0

@@ -199,8 +199,8 @@ def test_recursive_ref_converts_and_checks():
     check_gbnf(gbnf)
     with pytest.raises(GrammarError, match="recursive"):
         gbnf_regex(gbnf)
-    with pytest.raises(GrammarError, match="left recursion"):
-        check_gbnf(js.to_gbnf({"anyOf": [{"$ref": "#"}, {"type": "null"}]})[0])
+    with pytest.raises(GrammarError, match="leads back to itself"):
+        js.to_gbnf({"anyOf": [{"$ref": "#"}, {"type": "null"}]})
 
 
 def test_free_objects_maps_and_any_value():
@@ -319,3 +319,26 @@ def test_last_characters_and_nullability():
     assert Pattern("ab?").last_bytes() == {ord("a"), ord("b")}
     assert Pattern("[xy]:|z+").last_bytes() == {ord(":"), ord("z")}
     assert Pattern("a*").nullable() and not Pattern("a+").nullable()
+
+
+def test_self_references_without_json_between_are_named():
+    """Issue 12 item 9: {"$ref": "#"} used to say "rule 'root-ref' is used but never defined"."""
+    with pytest.raises(GrammarError, match=r"\$ref '#' leads back to itself \(# -> #\)"):
+        js.to_gbnf({"$ref": "#"})
+    with pytest.raises(GrammarError, match=r"#/\$defs/a -> #/\$defs/b -> #/\$defs/a"):
+        js.to_gbnf({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})
+    # recursion through an array or object is fine, also when the root is the recursive rule
+    gbnf, _ = js.to_gbnf({"$ref": "#/$defs/a",
+                          "$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}, "maxItems": 2}}})
+    check_gbnf(gbnf)
+    gbnf, _ = js.to_gbnf({"type": "object", "properties": {"kid": {"$ref": "#"}}})
+    check_gbnf(gbnf)
+
+
+def test_deep_schema_errors_are_short_and_named():
+    s = {"type": "string"}
+    for _ in range(300):
+        s = {"type": "object", "properties": {"x": s}}
+    with pytest.raises(GrammarError, match="nested more than 64 levels deep") as e:
+        js.to_gbnf(s)
+    assert len(str(e.value)) < 400

@@ -93,3 +93,13 @@ def test_nested_plain_tables_are_read_only_too(make_host):
     frames(host, 2)
     assert console.mod_lines("attacker") == ["index=refused pairs=refused rawget=refused next=refused max=3"]
 
+
+
+def test_llm_and_grammar_tables_stay_read_only(llm_host):
+    host, console = llm_host({"attacker": ATTACK % '"llm", "grammar"', "bystander": BYSTANDER})
+    frames(host, 3)
+    lines = console.mod_lines("attacker")
+    _check(lines[:-1], 2)
+    by = host.mods["bystander"]
+    ok, state = by.call(by.public.state)
+    assert ok and state.startswith("3:")

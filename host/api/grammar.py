@@ -3,16 +3,18 @@
 Grammar objects stay in Python, in a per-mod registry; a mod holds only a
 small Lua table naming one by id, so nothing Python-side is reachable from Lua
 and one mod cannot use another's grammars.  Construction validates at once,
-on the frame thread (GBNF checks and JSON Schema conversion are pure Python;
-llama.cpp's own parser is confirmed against the shared model's vocabulary).
+on the frame thread, within size caps (MOD_GRAMMAR_LIMITS) and the calling
+mod's time budget (GBNF checks and JSON Schema conversion are pure Python);
+llama.cpp's own parser runs on the worker when a request makes its sampler.
 """
 
 from __future__ import annotations
 
-from host.engine.grammar import Grammar
+from host.engine.grammar import Grammar, GrammarLimits
 from host.errors import GrammarError, QuotaExceeded
 
 MAX_GRAMMARS_PER_MOD = 256
+MOD_GRAMMAR_LIMITS = GrammarLimits()
 
 
 def _as_list(value, what: str) -> list:
@@ -72,15 +74,16 @@ class GrammarProvider:
         if len(reg) >= MAX_GRAMMARS_PER_MOD:
             raise QuotaExceeded(f"mod '{mod.id}' already made {MAX_GRAMMARS_PER_MOD} grammars; reuse them")
         args = [mod.from_lua(a) for a in args]
+        checks = self._checks(mod)
         if kind == "gbnf":
-            g = Grammar.from_gbnf(args[0], args[1] if len(args) > 1 else "root", model=self.model)
+            g = Grammar.from_gbnf(args[0], args[1] if len(args) > 1 else "root", **checks)
         elif kind == "schema":
-            g = Grammar.from_schema(normalize_schema(args[0]), model=self.model)
+            g = Grammar.from_schema(normalize_schema(args[0]), **checks)
         elif kind == "choice":
-            g = Grammar.choice(_as_list(args[0], "choice options"), model=self.model)
+            g = Grammar.choice(_as_list(args[0], "choice options"), **checks)
         elif kind == "tool_call":
             tools = [normalize_schema(t) for t in _as_list(args[0], "tools")]
-            g = Grammar.tool_call(tools, model=self.model)
+            g = Grammar.tool_call(tools, **checks)
         elif kind == "lazy":
             inner = self._lookup(mod, args[0])
             trig = args[1] if isinstance(args[1], dict) else {}
@@ -88,12 +91,19 @@ class GrammarProvider:
             if unknown:
                 raise GrammarError(f"unknown trigger option(s) {unknown}; use words= or patterns=")
             g = Grammar.lazy(inner, words=_as_list(trig.get("words", []), "words"),
-                             patterns=_as_list(trig.get("patterns", []), "patterns"), model=self.model)
+                             patterns=_as_list(trig.get("patterns", []), "patterns"), **checks)
         else:
             raise GrammarError(f"unknown grammar kind {kind!r}")
         gid = len(reg) + 1
         reg[gid] = g
         return gid
+
+    @staticmethod
+    def _checks(mod) -> dict:
+        # Frame thread, inside the mod's call: size caps, the mod's deadline,
+        # and no llama.cpp parse here (uninterruptible C that grows faster
+        # than linearly; the worker runs it when it makes the sampler).
+        return {"limits": MOD_GRAMMAR_LIMITS, "deadline": mod.deadline(), "confirm": False}
 
     def _lookup(self, mod, gid) -> Grammar:
         g = self._registry.get(mod.id, {}).get(gid) if isinstance(gid, int) else None
@@ -108,7 +118,7 @@ class GrammarProvider:
         if schema_opt is not None:
             if not isinstance(schema_opt, dict):
                 raise GrammarError("schema= must be a table (a JSON Schema)")
-            return Grammar.from_schema(normalize_schema(schema_opt), model=self.model)
+            return Grammar.from_schema(normalize_schema(schema_opt), **self._checks(mod))
         if grammar_opt is not None:
             gid = grammar_opt.get("__relic_grammar") if isinstance(grammar_opt, dict) else None
             return self._lookup(mod, gid)

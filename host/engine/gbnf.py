@@ -15,10 +15,35 @@ the checks happen here.  It is stricter than llama.cpp in a few places
 from __future__ import annotations
 
 import re
+import time
 
-from host.errors import GrammarError
+from host.errors import BudgetExceeded, GrammarError
 
 LLAMA_REPEAT_LIMIT = 2000  # llama.cpp's MAX_REPETITION_THRESHOLD (src/llama-grammar.cpp)
+MAX_NESTING = 64  # parentheses inside one another (the checks recurse over groups)
+MAX_STACKED_REPEATS = 4  # x*** is pointless; each operator nests the element once more
+
+
+def deadline_error(what: str) -> BudgetExceeded:
+    """The error for grammar work that ran out of the caller's time (see check_gbnf's deadline)."""
+    return BudgetExceeded(f"{what} is too large to check within the time left to this call (the mod's time "
+                          "budget); make it smaller, or build it once in init.lua or onInit, which have a "
+                          "larger budget")
+
+
+class Deadline:
+    """Cheap periodic checks of a time.monotonic() deadline (None: no deadline)."""
+
+    __slots__ = ("at", "what", "n")
+
+    def __init__(self, at: float | None, what: str):
+        self.at, self.what, self.n = at, what, 0
+
+    def tick(self) -> None:
+        """Count one unit of work; every 128 units, raise BudgetExceeded past the deadline."""
+        self.n += 1
+        if self.n & 127 == 0 and self.at is not None and time.monotonic() > self.at:
+            raise deadline_error(self.what)
 
 # --- GBNF text --------------------------------------------------------------
 
@@ -163,7 +188,8 @@ _ESCAPES = {"t": 9, "r": 13, "n": 10, "\\": 92, '"': 34, "[": 91, "]": 93, "-": 
 class _GbnfChecker:
     """Parses like llama_grammar_parser (src/llama-grammar.cpp), then checks the result."""
 
-    def __init__(self, text: str, root: str):
+    def __init__(self, text: str, root: str, deadline: float | None = None):
+        self.clock = Deadline(deadline, "the grammar")
         self.s = text
         self.n = len(text)
         self.root = root
@@ -174,6 +200,11 @@ class _GbnfChecker:
         self.current = ""
         self.token_ids: set[int] = set()
         self.token_texts: set[str] = set()
+        self.depth = 0  # open parentheses at the parse position
+        self._refs_cache: dict[str, list[str]] | None = None
+        self.max_alts: int | None = None
+        self.max_total_alts: int | None = None
+        self.total_alts = 0
 
     # errors
     def where(self, pos: int) -> tuple[int, int]:
@@ -271,11 +302,18 @@ class _GbnfChecker:
         return self.space(p, True)
 
     def alternates(self, pos: int, nested: bool):
+        start = pos
         seq, pos = self.sequence(pos, nested)
         alts = [seq]
         while pos < self.n and self.s[pos] == "|":
             seq, pos = self.sequence(self.space(pos + 1, True), nested)
             alts.append(seq)
+            if self.max_alts is not None and len(alts) > self.max_alts:
+                self.fail(f"more than {self.max_alts} alternatives in one {'group' if nested else 'rule'}; "
+                          "split them into rules of their own", start)
+        self.total_alts += len(alts)
+        if self.max_total_alts is not None and self.total_alts > self.max_total_alts:
+            self.fail(f"more than {self.max_total_alts} alternatives in the whole grammar", start)
         return alts, pos
 
     def sequence(self, pos: int, nested: bool):
@@ -283,7 +321,9 @@ class _GbnfChecker:
         items: list[tuple] = []
         last = False  # is there an item a repetition operator can apply to?
         n_prev = 1  # llama.cpp's count of rules the last item stands for
+        tick = self.clock.tick
         while pos < n:
+            tick()
             c = s[pos]
             start = pos
             if c == '"':
@@ -365,9 +405,14 @@ class _GbnfChecker:
                 pos = self.space(end, nested)
                 n_prev, last = 1, True
             elif c == "(":
+                if self.depth >= MAX_NESTING:
+                    self.fail(f"parentheses nested more than {MAX_NESTING} deep; move inner groups into rules "
+                              "of their own", start)
                 before = len(self.named) + self.generated
                 self.generated += 1
+                self.depth += 1
                 alts, pos = self.alternates(self.space(pos + 1, True), True)
+                self.depth -= 1
                 if pos >= n or s[pos] != ")":
                     self.fail("unclosed '(' (no matching ')')", start)
                 n_prev = max(1, len(self.named) + self.generated - before)
@@ -414,6 +459,11 @@ class _GbnfChecker:
     def repeat(self, items, last, n_prev, lo, hi, at):
         if not last:
             self.fail("a repetition operator needs something before it to repeat", at)
+        stacked, e = 0, items[-1]
+        while e[0] == "rep":
+            stacked, e = stacked + 1, e[2]
+        if stacked >= MAX_STACKED_REPEATS:
+            self.fail(f"more than {MAX_STACKED_REPEATS} repetition operators in a row on one element", at)
         total = hi if hi else (lo if lo > 0 else 1)
         if n_prev * total > LLAMA_REPEAT_LIMIT:
             self.fail(f"this repetition would make llama.cpp generate {n_prev * total} rules (limit "
@@ -440,18 +490,61 @@ class _GbnfChecker:
         stuck = [name for name in self._reachable(self.root) if not productive[name]]
         if stuck:
             # name a rule on the cycle (it reaches itself), not just the first rule that depends on one
-            name = next((r for r in stuck if r in self._reachable(r, skip_self=True)), stuck[0])
+            name = next((r for r in stuck[:20] if r in self._reachable(r, skip_self=True)), stuck[0])
             self.fail(f"rule {name!r} can never finish: each of its alternatives needs {name!r} again (or another "
                       "rule that never finishes)", self.rules[name][1], name)
         return GbnfInfo(self.rules, self.token_ids, self.token_texts)
 
+    def _rule_refs(self) -> dict[str, list[str]]:
+        """Rule name -> the distinct rules its alternatives reference, in order."""
+        if self._refs_cache is None:
+            out: dict[str, list[str]] = {}
+            for name, (alts, _) in self.rules.items():
+                seen: dict[str, None] = {}
+                todo = [e for alt in alts for e in alt]
+                while todo:
+                    e = todo.pop()
+                    if e[0] == "ref":
+                        seen[e[2]] = None
+                    elif e[0] == "grp":
+                        todo.extend(x for alt in e[2] for x in alt)
+                    elif e[0] == "rep":
+                        todo.append(e[2])
+                out[name] = list(seen)
+            self._refs_cache = out
+        return self._refs_cache
+
+    def _post_order(self) -> list[str]:
+        """Rules with the ones they reference first (iterative DFS), so a fixpoint settles in few passes."""
+        refs, state, order = self._rule_refs(), {}, []
+        for start in self.rules:
+            if start in state:
+                continue
+            state[start] = 1
+            stack = [(start, iter(refs[start]))]
+            while stack:
+                name, it = stack[-1]
+                for nxt in it:
+                    if nxt not in state and nxt in refs:
+                        state[nxt] = 1
+                        stack.append((nxt, iter(refs[nxt])))
+                        break
+                else:
+                    stack.pop()
+                    order.append(name)
+        return order
+
     def _fixpoint(self, elem_fn):
+        # Dependencies first: one pass settles a grammar without cycles (a
+        # chain of thousands of rules used to take one pass per rule).
         value = dict.fromkeys(self.rules, False)
+        order = self._post_order()
         changed = True
         while changed:
             changed = False
-            for name, (alts, _) in self.rules.items():
-                if not value[name] and any(all(elem_fn(e, value) for e in alt) for alt in alts):
+            for name in order:
+                self.clock.tick()
+                if not value[name] and any(all(elem_fn(e, value) for e in alt) for alt in self.rules[name][0]):
                     value[name] = changed = True
         return value
 
@@ -508,62 +601,75 @@ class _GbnfChecker:
                     break
 
         for name, (alts, _) in self.rules.items():
+            self.clock.tick()
             for alt in alts:
                 for e in alt:
                     empty_loops(e, name)
         for name, (alts, _) in self.rules.items():
+            self.clock.tick()
             out: list[tuple[str, int]] = []
             for alt in alts:
                 walk(alt, out, name)
             edges[name] = out
         state: dict[str, int] = {}  # 1 = on the stack, 2 = done
 
-        def visit(name, path):
-            state[name] = 1
-            for nxt, pos in edges[name]:
-                if state.get(nxt) == 1:
-                    cycle = path[path.index(nxt):] + [nxt]
-                    self.fail(f"left recursion: {' -> '.join(cycle)} without consuming any text (llama.cpp "
-                              "refuses left-recursive grammars; put a terminal first)", pos, name)
-                if nxt not in state:
-                    visit(nxt, path + [nxt])
-            state[name] = 2
-
-        for name in self.rules:
-            if name not in state:
-                visit(name, [name])
+        # iterative DFS: a chain of thousands of rules must not hit Python's recursion limit
+        for start in self.rules:
+            if start in state:
+                continue
+            state[start] = 1
+            path, stack = [start], [iter(edges[start])]
+            while stack:
+                for nxt, pos in stack[-1]:
+                    if state.get(nxt) == 1:
+                        cycle = path[path.index(nxt):] + [nxt]
+                        if len(cycle) > 8:
+                            cycle = cycle[:4] + [f"... {len(cycle) - 7} more ..."] + cycle[-3:]
+                        self.fail(f"left recursion: {' -> '.join(cycle)} without consuming any text (llama.cpp "
+                                  "refuses left-recursive grammars; put a terminal first)", pos, path[-1])
+                    if nxt not in state:
+                        state[nxt] = 1
+                        path.append(nxt)
+                        stack.append(iter(edges[nxt]))
+                        break
+                else:
+                    state[path.pop()] = 2
+                    stack.pop()
 
     def _reachable(self, start: str, skip_self: bool = False) -> list[str]:
+        refs = self._rule_refs()
         seen = set() if skip_self else {start}
         todo = [start]
-
-        def refs(e):
-            if e[0] == "ref":
-                yield e[2]
-            elif e[0] == "grp":
-                for alt in e[2]:
-                    for x in alt:
-                        yield from refs(x)
-            elif e[0] == "rep":
-                yield from refs(e[2])
-
         while todo:
-            for alt in self.rules[todo.pop()][0]:
-                for e in alt:
-                    for r in refs(e):
-                        if r not in seen:
-                            seen.add(r)
-                            todo.append(r)
+            for r in refs[todo.pop()]:
+                if r not in seen:
+                    seen.add(r)
+                    todo.append(r)
         return [r for r in self.rules if r in seen]
 
 
-def check_gbnf(text: str, root: str = "root") -> GbnfInfo:
-    """Validate GBNF text; raise GrammarError naming the rule, line and column of the problem."""
+def check_gbnf(text: str, root: str = "root", *, deadline: float | None = None,
+               max_alternatives: int | None = None, max_total_alternatives: int | None = None) -> GbnfInfo:
+    """Validate GBNF text; raise GrammarError naming the rule, line and column of the problem.
+
+    ``deadline`` (a time.monotonic() value) bounds the work: past it the
+    check stops with BudgetExceeded saying the grammar is too large for the
+    time left (mods pass the end of their callback's budget).
+    ``max_alternatives`` caps the alternatives of one rule or group and
+    ``max_total_alternatives`` those of the whole grammar: llama.cpp's
+    grammar set-up grows faster than linearly with them.
+    """
     if not isinstance(text, str):
         raise GrammarError(f"a GBNF grammar must be a string, got {type(text).__name__}")
     if not isinstance(root, str) or not root or not all(_is_word(c) for c in root):
         raise GrammarError(f"the root rule name must be letters, digits and '-', got {root!r}")
-    return _GbnfChecker(text, root).check()
+    try:
+        checker = _GbnfChecker(text, root, deadline)
+        checker.max_alts, checker.max_total_alts = max_alternatives, max_total_alternatives
+        return checker.check()
+    except RecursionError:  # a backstop: every recursion here is bounded by MAX_NESTING
+        raise GrammarError("the grammar is nested too deeply to check; move nested groups into rules of "
+                           "their own") from None
 
 
 def gbnf_regex(text: str, root: str = "root") -> str:

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from host.engine import json_schema as js
@@ -99,6 +100,31 @@ def _llama_init(lib, vocab, text: str, root: str, patterns=(), tokens=()):
     return ptr
 
 
+# --- limits for untrusted input -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class GrammarLimits:
+    """Caps on grammars built from untrusted input (mods pass these; see host/api/grammar.py).
+
+    Checking is linear in the text, but llama.cpp's grammar set-up (on the
+    worker, for every request) grows faster than linearly with the number of
+    alternatives, so those are capped as well as the size.
+    """
+
+    max_gbnf_bytes: int = 16 * 1024          # GBNF text a caller writes
+    max_schema_gbnf_bytes: int = 32 * 1024   # GBNF generated from a schema or tool list
+    max_alternatives: int = 1024             # in one rule or group
+    max_total_alternatives: int = 4096       # in the whole grammar
+    max_choices: int = 512
+    max_choice_bytes: int = 16 * 1024        # all choice options together (UTF-8)
+    max_triggers: int = 64                   # lazy trigger words + patterns + tokens
+    max_trigger_bytes: int = 256             # one trigger word or pattern
+
+
+def _too_big(what: str, size: int, limit: int, unit: str = "bytes") -> GrammarError:
+    return GrammarError(f"{what} is {size} {unit}; the limit is {limit}")
+
+
 # --- the Grammar object ----------------------------------------------------------------
 
 _tail_cache: dict[tuple, str] = {}
@@ -119,8 +145,17 @@ class Grammar:
                  "trigger_tokens", "rules", "loosened", "_info", "_lazy_parts", "_llama_patterns", "_py_patterns")
 
     def __init__(self, gbnf: str, root: str = "root", *, kind: str = "gbnf", schema=None, options=None,
-                 loosened: bool = False, model=None, _lazy=None):
-        info = check_gbnf(gbnf, root)
+                 loosened: bool = False, model=None, _lazy=None, limits: GrammarLimits | None = None,
+                 deadline: float | None = None, confirm: bool = True):
+        if limits is not None:
+            written = kind == "gbnf" and _lazy is None
+            cap = limits.max_gbnf_bytes if written else limits.max_schema_gbnf_bytes
+            size = len(gbnf.encode("utf-8", "surrogatepass")) if isinstance(gbnf, str) else 0
+            if size > cap:
+                raise _too_big("the GBNF text" if written else f"the grammar made from this {kind}", size, cap)
+        info = check_gbnf(gbnf, root, deadline=deadline,
+                          max_alternatives=limits.max_alternatives if limits else None,
+                          max_total_alternatives=limits.max_total_alternatives if limits else None)
         sets = object.__setattr__
         sets(self, "gbnf", gbnf)
         sets(self, "root", root)
@@ -137,7 +172,11 @@ class Grammar:
         sets(self, "_lazy_parts", lazy.get("parts"))
         sets(self, "_llama_patterns", tuple(lazy.get("llama_patterns", ())))
         sets(self, "_py_patterns", tuple(lazy.get("py_patterns", ())))
-        self._confirm(model)
+        # llama.cpp's own parser runs uninterruptibly in C and grows faster
+        # than linearly: callers on the frame thread skip it (confirm=False);
+        # sampler() runs it on the worker for every request anyway.
+        if confirm:
+            self._confirm(model)
 
     def __setattr__(self, name, value):
         raise AttributeError("Grammar objects are immutable")
@@ -161,32 +200,47 @@ class Grammar:
         return self.kind in ("schema", "tool_call", "choice")
 
     # constructors
-    @classmethod
-    def from_gbnf(cls, text: str, root: str = "root", *, model=None) -> "Grammar":
-        """A grammar from GBNF source (see llama.cpp grammars/README.md)."""
-        return cls(text, root, kind="gbnf", model=model)
+    # Every constructor takes ``limits`` (GrammarLimits, for untrusted input),
+    # ``deadline`` (time.monotonic(): the checks stop with BudgetExceeded
+    # past it) and ``confirm`` (False: skip llama.cpp's parser here).
 
     @classmethod
-    def from_schema(cls, schema, *, model=None) -> "Grammar":
+    def from_gbnf(cls, text: str, root: str = "root", *, model=None, **checks) -> "Grammar":
+        """A grammar from GBNF source (see llama.cpp grammars/README.md)."""
+        return cls(text, root, kind="gbnf", model=model, **checks)
+
+    @classmethod
+    def from_schema(cls, schema, *, model=None, **checks) -> "Grammar":
         """A grammar producing JSON that satisfies ``schema`` (see host.engine.json_schema)."""
         schema = _plain(schema, "schema")
-        gbnf, loosened = js.to_gbnf(schema)
-        return cls(gbnf, "root", kind="schema", schema=schema, loosened=loosened, model=model)
+        gbnf, loosened = js.to_gbnf(schema, deadline=checks.get("deadline"))
+        return cls(gbnf, "root", kind="schema", schema=schema, loosened=loosened, model=model, **checks)
 
     @classmethod
-    def choice(cls, options, *, model=None) -> "Grammar":
+    def choice(cls, options, *, model=None, **checks) -> "Grammar":
         """Exactly one of ``options`` (non-empty strings), nothing else."""
         if isinstance(options, (str, bytes)) or not isinstance(options, (list, tuple)) or not options:
             raise GrammarError("choice needs a non-empty list of strings")
+        limits = checks.get("limits")
+        if limits is not None and len(options) > limits.max_choices:
+            raise _too_big("the choice list", len(options), limits.max_choices, "options")
         for o in options:
             if not isinstance(o, str) or not o:
                 raise GrammarError(f"choice options must be non-empty strings, got {o!r}")
+        if limits is not None:
+            size = sum(len(o.encode("utf-8", "surrogatepass")) for o in options)
+            if size > limits.max_choice_bytes:
+                raise _too_big("the choice options together", size, limits.max_choice_bytes)
         opts = list(dict.fromkeys(options))
         gbnf = "root ::= " + " | ".join(gbnf_literal(o) for o in opts) + "\n"
-        return cls(gbnf, "root", kind="choice", options=opts, model=model)
+        if limits is not None:  # the options are the limit here, not the written-GBNF size
+            limits = GrammarLimits(**{**limits.__dict__, "max_alternatives": max(limits.max_alternatives,
+                                                                                 limits.max_choices)})
+            checks = {**checks, "limits": limits}
+        return cls(gbnf, "root", kind="choice", options=opts, model=model, **checks)
 
     @classmethod
-    def tool_call(cls, tools, *, model=None) -> "Grammar":
+    def tool_call(cls, tools, *, model=None, **checks) -> "Grammar":
         """A call of one of ``tools``: JSON ``{"name": ..., "arguments": {...}}``.
 
         Each tool is ``{"name": str, "parameters": schema}`` (``arguments`` is
@@ -213,11 +267,11 @@ class Grammar:
             branches.append({"type": "object", "properties": {"name": {"const": name}, "arguments": params},
                              "required": ["name", "arguments"], "additionalProperties": False})
         schema = _plain(branches[0] if len(branches) == 1 else {"anyOf": branches}, "tools")
-        gbnf, loosened = js.to_gbnf(schema)
-        return cls(gbnf, "root", kind="tool_call", schema=schema, loosened=loosened, model=model)
+        gbnf, loosened = js.to_gbnf(schema, deadline=checks.get("deadline"))
+        return cls(gbnf, "root", kind="tool_call", schema=schema, loosened=loosened, model=model, **checks)
 
     @classmethod
-    def lazy(cls, inner: "Grammar", *, words=(), patterns=(), tokens=(), model=None) -> "Grammar":
+    def lazy(cls, inner: "Grammar", *, words=(), patterns=(), tokens=(), model=None, **checks) -> "Grammar":
         """``inner`` switched on only once a trigger appears in the output.
 
         ``words``: literal strings; ``patterns``: regular expressions (the
@@ -240,6 +294,15 @@ class Grammar:
                 raise GrammarError(f"trigger tokens must be token ids or token texts, got {t!r}")
         if not (words or patterns or tokens):
             raise GrammarError("lazy needs at least one trigger word, pattern or token")
+        limits = checks.get("limits")
+        if limits is not None:
+            n = len(words) + len(patterns) + len(tokens)
+            if n > limits.max_triggers:
+                raise _too_big("the trigger list", n, limits.max_triggers, "triggers")
+            for w in words + patterns:
+                if len(w.encode("utf-8", "surrogatepass")) > limits.max_trigger_bytes:
+                    raise _too_big(f"trigger {w[:40]!r}...", len(w.encode("utf-8", "surrogatepass")),
+                                   limits.max_trigger_bytes)
         used = set(inner.rules)
 
         def fresh(base):
@@ -281,7 +344,7 @@ class Grammar:
         lazy = {"words": words, "patterns": patterns, "tokens": tokens, "parts": parts,
                 "llama_patterns": llama_patterns, "py_patterns": py_patterns}
         return cls(gbnf, top, kind=inner.kind, schema=inner.schema, options=inner.options,
-                   loosened=inner.loosened, model=model, _lazy=lazy)
+                   loosened=inner.loosened, model=model, _lazy=lazy, **checks)
 
     # llama.cpp
     def _confirm(self, model) -> None:

@@ -47,8 +47,8 @@ import math
 import re
 import urllib.parse
 
-from host.engine.gbnf import (LLAMA_REPEAT_LIMIT, contains, gbnf_literal, gbnf_set, join_sequence, minus_ranges,
-                              repeat_suffix, rule_name)
+from host.engine.gbnf import (LLAMA_REPEAT_LIMIT, Deadline, contains, gbnf_literal, gbnf_set, join_sequence,
+                              minus_ranges, repeat_suffix, rule_name)
 from host.engine.pattern import Pattern
 from host.errors import GrammarError
 
@@ -197,13 +197,17 @@ def property_order(schema: dict, props: dict, where: str) -> list:
 
 
 class _Converter:
-    def __init__(self, schema):
+    def __init__(self, schema, deadline: float | None = None):
         self.root = schema
         self.rules: dict[str, str | None] = {"root": None}
         self.by_body: dict[str, str] = {}
         self.refs: dict[str, str] = {}
         self.loosened = False
         self.expansion = 0
+        self.clock = Deadline(deadline, "the schema")
+        # $refs being resolved since the last '{' or '[' of output: meeting one
+        # of them again means a loop that never writes any JSON.
+        self.bare: list[str] = []
 
     # rules
     def builtin(self, name: str) -> str:
@@ -248,9 +252,10 @@ class _Converter:
 
     def convert(self) -> str:
         body = self.visit(self.root, "#", "root", 0)
+        # (the rule's own body counts too: a recursive rule cannot be inlined)
         if self.rules.get(body) and body not in _BUILTINS and not any(
                 re.search(rf"(?<![A-Za-z0-9-]){re.escape(body)}(?![A-Za-z0-9-])", b or "")
-                for n, b in self.rules.items() if n != body):
+                for b in self.rules.values()):
             body = self.rules.pop(body)  # inline a rule only the root uses: "root ::= root-2" reads badly
         self.rules["root"] = body
         if len(self.rules) > MAX_RULES:
@@ -267,8 +272,10 @@ class _Converter:
     # schemas
     def visit(self, schema, path: str, hint: str, depth: int) -> str:
         """GBNF for ``schema``: a rule name, builtin name or literal."""
+        self.clock.tick()
         if depth > MAX_DEPTH:
-            raise GrammarError(f"{path}: schema nested more than {MAX_DEPTH} levels deep")
+            raise GrammarError(f"{path[:200]}{'...' if len(path) > 200 else ''}: schema nested more than "
+                               f"{MAX_DEPTH} levels deep")
         if schema is True:
             return self.builtin("json-value")
         if schema is False:
@@ -317,6 +324,12 @@ class _Converter:
                 types = "number"
             else:
                 return self.builtin("json-value")
+        if types in ("object", "array"):
+            saved, self.bare = self.bare, []   # its members come after '{' or '['
+            try:
+                return getattr(self, "t_" + types)(schema, path, hint, depth)
+            finally:
+                self.bare = saved
         return getattr(self, "t_" + types)(schema, path, hint, depth)
 
     @staticmethod
@@ -329,12 +342,21 @@ class _Converter:
     def ref(self, ref, path, depth) -> str:
         target = resolve_ref(self.root, ref, f"{path}/$ref")
         key = ref if isinstance(ref, str) else ""
+        if key in self.bare:
+            loop = self.bare[self.bare.index(key):] + [key]
+            raise GrammarError(f"{path}: $ref {key!r} leads back to itself ({' -> '.join(loop)}) before any JSON "
+                               "is written, so the schema describes an endless value; put the reference inside "
+                               "an object property or array items")
         if key in self.refs:
             return self.refs[key]
         tail = key.rsplit("/", 1)[-1] if key not in ("#", "") else "root-ref"
         name = self.fresh(tail or "ref")
         self.refs[key] = name
-        body = self.visit(target, key, name + "-body", depth + 1)
+        self.bare.append(key)
+        try:
+            body = self.visit(target, key, name + "-body", depth + 1)
+        finally:
+            self.bare.pop()
         self.rules[name] = body
         return name
 
@@ -590,11 +612,15 @@ def int_range(lo: int | None, hi: int | None) -> str:
     return alts[0] if len(alts) == 1 else " | ".join(f"( {a} )" for a in alts)
 
 
-def to_gbnf(schema) -> tuple[str, bool]:
+def to_gbnf(schema, *, deadline: float | None = None) -> tuple[str, bool]:
     """Convert a schema to GBNF (root rule ``root``).
 
     Returns ``(gbnf, loosened)``; ``loosened`` is True when some maximum was
     too wide to write into the grammar and only the validator enforces it.
+    ``deadline`` (time.monotonic()) bounds the work as in check_gbnf.
     """
-    conv = _Converter(schema)
-    return conv.convert(), conv.loosened
+    conv = _Converter(schema, deadline)
+    try:
+        return conv.convert(), conv.loosened
+    except RecursionError:  # a backstop: visit() is bounded by MAX_DEPTH
+        raise GrammarError(f"the schema is nested too deeply (limit {MAX_DEPTH} levels)") from None

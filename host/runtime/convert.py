@@ -9,11 +9,12 @@ iteration, so no metamethods run) with depth and size limits.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from lupa import luajit21 as lupa
 
-from host.errors import ModError
+from host.errors import BudgetExceeded, ModError
 
 LuaError = lupa.LuaError
 LuaMemoryError = lupa.LuaMemoryError
@@ -53,14 +54,24 @@ class LuaFixup:
         self.value = value
 
 
+CHECK_EVERY = 4096  # values converted between two looks at the deadline
+
+
+def _past(deadline: float | None, what: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetExceeded(f"{what} ran past the time left to this call (the mod's time budget); "
+                             "pass less data at once")
+
+
 def to_python(value: Any, *, max_depth: int = 32, max_items: int = 100_000,
-              keep_functions: bool = True) -> Any:
+              keep_functions: bool = True, deadline: float | None = None) -> Any:
     """Copy a Lua value into Python data.
 
     Tables become lists when their keys are exactly 1..n (n >= 1) and dicts
     otherwise; functions stay LuaFunction objects (or raise when
     `keep_functions` is false).  Raises TransferError past the limits, on
-    cycles (as too deep) and on userdata, threads and non-scalar keys.
+    cycles (as too deep) and on userdata, threads and non-scalar keys, and
+    BudgetExceeded past `deadline` (time.monotonic()).
     """
     budget = [max_items]
 
@@ -83,6 +94,8 @@ def to_python(value: Any, *, max_depth: int = 32, max_items: int = 100_000,
             budget[0] -= 1
             if budget[0] < 0:
                 raise TransferError(f"more than {max_items} values")
+            if budget[0] % CHECK_EVERY == 0:
+                _past(deadline, "reading the mod's data")
             if lua_type(k) is not None or not isinstance(k, (bool, int, float, str, bytes)):
                 raise TransferError("table keys must be strings, numbers or booleans")
             out[k] = conv(item, depth + 1)
@@ -153,7 +166,7 @@ def lua_cost(value: Any, *, max_depth: int = 32) -> int:
 
 def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None,
            max_depth: int = 32, raw_callables: list | None = None,
-           room: Callable[[int], None] | None = None) -> Any:
+           room: Callable[[int], None] | None = None, deadline: float | None = None) -> Any:
     """Build the Lua equivalent of Python data in `runtime`.
 
     dict/list/tuple become tables (lists are 1-based), primitives pass
@@ -170,7 +183,16 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
     value's cost (`lua_cost`), and raises when the runtime cannot take that
     much more (see MemoryGate.room): lupa's table building is not protected
     against allocation failures, so the check must cover the real size.
+    Past `deadline` (time.monotonic()) it stops with BudgetExceeded.
     """
+    count = [0]
+
+    def tick():
+        count[0] += 1
+        if count[0] >= CHECK_EVERY:
+            count[0] = 0
+            _past(deadline, "building the result")
+
     if room is not None:
         if isinstance(value, (str, bytes)):
             if len(value) > 256:
@@ -198,11 +220,13 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
                 if not isinstance(k, (bool, int, float, str, bytes)):
                     raise TransferError(f"table keys must be strings or numbers, not {type(k).__name__}")
                 t[k] = conv(item, depth + 1)
+                tick()
             return t
         if isinstance(v, (list, tuple)):
             t = runtime.table()
             for i, item in enumerate(v, 1):
                 t[i] = conv(item, depth + 1)
+                tick()
             return t
         if callable(v) and raw_callables is not None:
             raw_callables.append(v)

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from host.errors import ModError, QuotaExceeded, RelicError
+from host.errors import BudgetExceeded, ModError, QuotaExceeded, RelicError
 from host.runtime.convert import (LuaError, LuaMemoryError, TransferError, lua_type,
                                   string_cost, to_lua, to_python)
 from host.runtime.manifest import Manifest
@@ -366,11 +366,15 @@ class Mod:
                 found: list = []
                 vals = res if isinstance(res, tuple) else (res,)
                 out = tuple(to_lua(self.lua, v, max_depth=self.host.limits.transfer_depth,
-                                   raw_callables=found, room=self._gate.room) for v in vals)
+                                   raw_callables=found, room=self._gate.room,
+                                   deadline=self._py_deadline) for v in vals)
                 return ((2 if found else True),) + out
             except UnicodeError as e:
                 return False, f"strings passed to host functions must be valid UTF-8 ({e})"
             except (RelicError, TransferError, ValueError, TypeError, LuaError) as e:
+                if isinstance(e, BudgetExceeded):
+                    # the watchdog stops the mod right after this: keep the reason
+                    self.log.write("error", str(e), force=True)
                 return False, str(e)
             except Exception as e:  # a host bug: keep the mod and the loop alive
                 self.host.host_log(f"internal error in a host function for mod "
@@ -387,6 +391,16 @@ class Mod:
         it into a Lua function; `wrap` does the same outside such calls.
         """
         return self._api(fn)
+
+    def deadline(self) -> float | None:
+        """time.monotonic() by which the host call into this mod that is running now must end.
+
+        None when no call is running.  Host work done on the mod's behalf
+        inside a bridge function (checking a grammar, converting a result)
+        stops at this time with a clear error, so no frame stalls for long
+        past the mod's budget.
+        """
+        return self._py_deadline
 
     def room(self, nbytes: int) -> None:
         """Raise QuotaExceeded unless this mod's Lua heap can take `nbytes` more of host data."""
@@ -423,7 +437,8 @@ class Mod:
     def from_lua(self, value: Any) -> Any:
         """Lua value -> Python data (functions stay LuaFunction objects)."""
         limits = self.host.limits
-        return to_python(value, max_depth=limits.transfer_depth, max_items=limits.transfer_items)
+        return to_python(value, max_depth=limits.transfer_depth, max_items=limits.transfer_items,
+                         deadline=self._py_deadline)
 
     def table(self, mapping: dict | None = None, readonly: bool = False) -> Any:
         """A new Lua table from a dict (values converted, callables wrapped)."""
