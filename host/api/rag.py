@@ -4,7 +4,8 @@ Stores and the embedding model live on the worker thread (:class:`RagService`,
 created there on first use); the frame thread only validates names and queues
 calls.  A store is the file ``mods/<id>/<name>.rag.sqlite3``.  Sessions made
 with ``memory = store`` search it for every user turn and put the hits into
-that turn, bounded by a token budget (:meth:`RagService.augment`).
+that turn only (never into the saved conversation), bounded by a token budget
+(:meth:`RagService.note`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from host.errors import EmbeddingError, StoreError
 log = logging.getLogger("relic.rag")
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-MEMORY_BUDGET_TOKENS = 256  # retrieved text per turn, in chat-model tokens
+MEMORY_BUDGET_TOKENS = 128  # retrieved text per turn, in chat-model tokens (each costs prompt time)
+MEMORY_HEADER = "Things you know that may help:"
 MEMORY_HITS = 4
 
 
@@ -46,17 +48,16 @@ class RagService:
             st = self.stores[path] = Store.open(path, self.embedder)
         return st
 
-    def augment(self, path: Path, text: str, count_tokens) -> str:
-        """The user's text with the store's best hits before it (or unchanged when none)."""
+    def note(self, path: Path, text: str, count_tokens) -> str:
+        """The store's best hits for the user's text, as a note for this turn only ("" when none)."""
         from host.rag.prompt import format_context
 
         try:
             hits = self.store(path).search(text, k=MEMORY_HITS, mode="hybrid")
         except (StoreError, EmbeddingError) as exc:  # memory is a help, never a reason to fail a turn
             log.warning("memory search in %s skipped: %s", path.name, exc)
-            return text
-        context = format_context(hits, MEMORY_BUDGET_TOKENS, count_tokens)
-        return f"{context}\n\n{text}" if context else text
+            return ""
+        return format_context(hits, MEMORY_BUDGET_TOKENS, count_tokens, header=MEMORY_HEADER, show_ids=False)
 
     def close(self) -> None:
         for st in self.stores.values():
@@ -100,7 +101,7 @@ class RagProvider:
         if name is None:
             raise StoreError("memory= must be a store from rag.open(name)")
         path = store_path(mod, name)
-        return lambda engine, text: rag_service(engine).augment(path, text, engine.vocab.count)
+        return lambda engine, text: rag_service(engine).note(path, text, engine.vocab.count)
 
     def _call(self, mod, name, op, *args) -> int:
         path = store_path(mod, name)

@@ -21,11 +21,12 @@ import time
 
 from host.engine import sampling
 from host.engine import session as sessions
+from host.engine import summary
 from host.engine.stop import StopMatcher
 from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
 from host.llama import log as llama_log
-from host.messages import DoneEvent, TokenEvent, error_result
+from host.messages import DoneEvent, GenerateRequest, TokenEvent, error_result
 
 
 class _Slot:
@@ -84,6 +85,8 @@ class Scheduler:
         self.sessions: dict[int, sessions.SessionState] = {}
         self._clock = 0  # orders sessions by last use, for eviction
         self.model_id = f"{model.path.name}:{model.size_bytes}"
+        self._internal: dict = {}  # request id -> callback(result): the scheduler's own requests (summaries)
+        self._internal_ids = 0  # they count down from -1, apart from the worker's ids
         self.services: dict = {}  # worker-thread helpers (e.g. "rag"), closed with the scheduler
         # Cancel inside a prompt chunk: ggml asks this between graph nodes (thread 0
         # only).  Installed for prompt steps only, so generation pays nothing.
@@ -187,11 +190,11 @@ class Scheduler:
                 return False
         plan = None
         if session is not None:
-            text = req.prompt or ""
-            if session.memory is not None:
-                text = session.memory(self, text)
-            plan = sessions.plan_turn(self.model, session, text, req.max_tokens, self.n_ctx_seq,
-                                      req.parse_special)
+            note = None
+            if session.memory is not None and req.messages is None:
+                note = session.memory(self, req.prompt or "")  # this turn only: never saved
+            plan = sessions.plan_turn(self.model, session, req.prompt, req.max_tokens, self.n_ctx_seq,
+                                      req.parse_special, extra=req.messages, note=note)
             prompt = plan.tokens
         cfg = dict(session.sampler or {}) if session is not None else {}
         cfg.update(req.sampler or {})
@@ -207,6 +210,7 @@ class Scheduler:
         n_cached = 0
         if session is not None:
             sessions.apply_shift(self.ctx, session, plan)
+            sessions.splice(self.ctx, session, prompt, lambda toks, pos: self._decode_at(seq, toks, pos))
             n_cached = sessions.common_prefix(session.kv_tokens, prompt)
             n_cached = min(n_cached, len(prompt) - 1)  # decode at least one token to get logits
             if not self.ctx.memory_seq_rm(seq, n_cached, -1):
@@ -215,8 +219,27 @@ class Scheduler:
             session.kv_tokens = prompt[:n_cached]
             session.busy = True
         self.slots.append(_Slot(req, seq, prompt, sampler, session,
-                                plan.user_message if plan else None, n_cached))
+                                plan.new_messages if plan else None, n_cached))
         return True
+
+    def _decode_at(self, seq: int, tokens: list, start: int) -> None:
+        """Decode ``tokens`` into ``seq`` at positions from ``start`` (a splice's insertion; no logits)."""
+        cap = self.batch.capacity
+        for i in range(0, len(tokens), cap):
+            self.batch.clear()
+            for k, tok in enumerate(tokens[i:i + cap]):
+                self.batch.add(tok, start + i + k, (seq,), False)
+            self.ctx.decode(self.batch)
+
+    def _summarize(self, session, emit) -> None:
+        """Queue the running-summary request of a summarize session (after its turn, off the critical path)."""
+        msgs = summary.request_messages(session)
+        session.to_summarize = []
+        self._internal_ids -= 1
+        req = GenerateRequest(id=self._internal_ids, mod_id=session.mod_id, messages=tuple(msgs),
+                              max_tokens=summary.SUMMARY_MAX_TOKENS, temperature=0.0, stop=("\n\n",))
+        self._internal[req.id] = lambda result: summary.apply(session, result)
+        self.submit(req, emit)
 
     def _grammar(self, req):
         if req.grammar is None:
@@ -337,8 +360,10 @@ class Scheduler:
                 session.kv_tokens = []
             else:
                 session.kv_tokens = slot.prompt[:slot.n_prompt_done] + slot.decoded
+            if session.to_summarize and session.overflow == "summarize" and reason in ("stop", "length"):
+                self._summarize(session, emit)
             if reason in ("stop", "length"):
-                session.messages += [slot.user_message, {"role": "assistant", "content": "".join(slot.text)}]
+                session.messages += slot.user_message + [{"role": "assistant", "content": "".join(slot.text)}]
             if self.sessions.get(session.id) is not session:  # closed while it was answering
                 self.ctx.memory_seq_rm(slot.seq)
                 self.free_seqs.append(slot.seq)
@@ -363,6 +388,10 @@ class Scheduler:
                 result["value"], problem = grammar.parse_result(result["text"])
                 if problem and not error:
                     result["error"] = problem
+        internal = self._internal.pop(slot.req.id, None)
+        if internal is not None:  # the scheduler's own request (a summary): nobody waits for an event
+            internal(result)
+            return
         emit(DoneEvent(slot.req.id, slot.req.mod_id, result))
 
     # --- sessions (called on the worker thread through CallRequests) ----------
@@ -425,6 +454,7 @@ class Scheduler:
         se = sessions.SessionState(session_id, mod_id, header.get("system"), header.get("sampler"),
                                    header.get("overflow", "drop_oldest"), header.get("template"),
                                    list(header["messages"]), dropped=int(header.get("dropped", 0)))
+        se.summary = str(header.get("summary") or "")
         if state and header.get("model") == self.model_id:
             while not self.free_seqs and self._evict_one():
                 pass

@@ -31,7 +31,7 @@ from typing import Any
 
 from host.errors import PromptTooLongError, RelicError
 
-OVERFLOW_POLICIES = ("drop_oldest", "shift", "error")
+OVERFLOW_POLICIES = ("drop_oldest", "shift", "summarize", "error")
 SAVE_VERSION = 1
 
 
@@ -55,10 +55,18 @@ class SessionState:
     dropped: int = 0  # shift policy: tokens discarded after n_keep, cumulative
     last_used: int = 0
     busy: bool = False
-    memory: Any = None  # augment(scheduler, text) -> text, applied to each user turn (rag memory)
+    memory: Any = None  # note(scheduler, text) -> str: retrieved memory for this turn only (rag memory)
+    summary: str = ""  # overflow="summarize": what the dropped turns said, kept after the system prompt
+    to_summarize: list = field(default_factory=list)  # dropped messages not yet in the summary
+
+    def system_text(self) -> str | None:
+        if self.summary and self.system:
+            return f"{self.system}\n\nEarlier in this conversation: {self.summary}"
+        return self.system or (f"Earlier in this conversation: {self.summary}" if self.summary else None)
 
     def all_messages(self, extra=()) -> list:
-        head = [{"role": "system", "content": self.system}] if self.system else []
+        system = self.system_text()
+        head = [{"role": "system", "content": system}] if system else []
         return head + self.messages + list(extra)
 
 
@@ -72,22 +80,41 @@ def common_prefix(a: list, b: list) -> int:
 
 
 class TurnPlan:
-    """What to decode for one turn: the full prompt tokens and how many are reusable."""
+    """What to decode for one turn: the full prompt tokens and how many are reusable.
 
-    __slots__ = ("tokens", "user_message", "n_keep", "shift_by")
+    ``new_messages``: what the turn adds to the saved conversation (without the
+    retrieved memory note, which is shown in this turn only).
+    """
 
-    def __init__(self, tokens, user_message, n_keep=0, shift_by=0):
+    __slots__ = ("tokens", "new_messages", "n_keep", "shift_by")
+
+    def __init__(self, tokens, new_messages, n_keep=0, shift_by=0):
         self.tokens = tokens
-        self.user_message = user_message
+        self.new_messages = new_messages
         self.n_keep = n_keep
         self.shift_by = shift_by
 
 
-def plan_turn(model, session: SessionState, user_text: str, max_tokens: int, budget: int,
-              parse_special: bool = True) -> TurnPlan:
-    """Render and tokenize a turn, applying the overflow policy to fit ``budget`` cells."""
+def with_note(messages: list, note: str | None) -> list:
+    """The turn's messages as the model sees them: the memory note before the last message's text."""
+    if not note or not messages:
+        return messages
+    last = messages[-1]
+    return messages[:-1] + [{"role": last["role"], "content": f"{note}\n\n{last['content']}"}]
+
+
+def plan_turn(model, session: SessionState, user_text: str | None, max_tokens: int, budget: int,
+              parse_special: bool = True, *, extra=None, note: str | None = None) -> TurnPlan:
+    """Render and tokenize a turn, applying the overflow policy to fit ``budget`` cells.
+
+    The turn adds a user message ``user_text``, or the messages ``extra``
+    (e.g. a tool result, for the next step of a turn with tools).  ``note``
+    (retrieved memory) goes into this turn's last message only: it is never
+    saved in the conversation.
+    """
     vocab = model.vocab
-    user = {"role": "user", "content": user_text}
+    new = [dict(m) for m in extra] if extra else [{"role": "user", "content": user_text or ""}]
+    shown = with_note(new, note)
 
     def render(msgs):
         text = model.apply_chat_template(msgs, template=session.template)
@@ -96,25 +123,22 @@ def plan_turn(model, session: SessionState, user_text: str, max_tokens: int, bud
     limit = budget - max_tokens
     if limit <= 0:
         raise PromptTooLongError(f"max_tokens {max_tokens} leaves no room in a context of {budget}")
-    minimal = render(session.all_messages()[:1] + [user] if session.system else [user])
+    minimal = render(session.all_messages()[:1] + shown if session.system_text() else shown)
     if len(minimal) > limit:
         raise PromptTooLongError(f"the system prompt and this message are {len(minimal)} tokens; with max_tokens "
                                  f"{max_tokens} the context of {budget} cannot hold them")
-    tokens = render(session.all_messages([user]))
+    tokens = render(session.all_messages(shown))
+    if session.overflow in ("drop_oldest", "summarize") and len(tokens) > limit:
+        from host.engine import summary
+
+        tokens = summary.drop_to_fit(session, lambda: render(session.all_messages(shown)), limit)
     if len(tokens) <= limit and session.overflow != "shift":
-        return TurnPlan(tokens, user)
+        return TurnPlan(tokens, new)
     if session.overflow == "error":
         raise PromptTooLongError(f"the conversation is {len(tokens)} tokens and max_tokens is {max_tokens}: it no "
                                  f"longer fits the context of {budget} (overflow='error')")
-    if session.overflow == "drop_oldest":
-        while len(tokens) > limit and session.messages:
-            # drop the oldest exchange (a user turn and the reply after it)
-            n = 2 if len(session.messages) >= 2 and session.messages[1]["role"] == "assistant" else 1
-            del session.messages[:n]
-            tokens = render(session.all_messages([user]))
-        return TurnPlan(tokens, user)
     # shift: keep the system prompt's tokens, discard the oldest ones after them
-    n_keep = len(render(session.all_messages()[:1])) if session.system else 0
+    n_keep = len(render(session.all_messages()[:1])) if session.system_text() else 0
     n_keep = min(n_keep, common_prefix(tokens, minimal))
     dropped = session.dropped
     max_dropped = max(0, len(tokens) - len(minimal))  # never cut into the new message
@@ -125,7 +149,7 @@ def plan_turn(model, session: SessionState, user_text: str, max_tokens: int, bud
     cut = tokens[:n_keep] + tokens[n_keep + dropped:]
     shift_by = dropped - session.dropped
     session.dropped = dropped
-    return TurnPlan(cut, user, n_keep=n_keep, shift_by=shift_by)
+    return TurnPlan(cut, new, n_keep=n_keep, shift_by=shift_by)
 
 
 def apply_shift(ctx, session: SessionState, plan: TurnPlan) -> None:
@@ -142,6 +166,60 @@ def apply_shift(ctx, session: SessionState, plan: TurnPlan) -> None:
     session.kv_tokens = session.kv_tokens[:k] + session.kv_tokens[k + d:]
 
 
+MIN_SPLICE_REUSE = 16  # tokens: below this a splice is not worth the approximation
+MAX_SPLICE_INSERT = 192  # tokens a splice may decode in the middle (a new summary)
+
+
+def splice(ctx, session: SessionState, prompt: list, decode_at=None) -> int:
+    """Reuse the cache past a change in the middle of the conversation; returns the cells reused.
+
+    When the sequence holds ``A + X + B`` and the prompt is ``A + Y + B + ...``
+    (an exchange dropped on overflow: Y empty; last turn's memory note left
+    out: Y empty; a new running summary: X the old one, Y the new one), the
+    cells of ``X`` are removed, those of ``B`` moved to their new positions,
+    and ``Y`` (at most MAX_SPLICE_INSERT tokens) is decoded in place by
+    ``decode_at(tokens, first_pos)``; ``B`` is not read again.  Like
+    llama.cpp's context shift this is an approximation: the cells of ``B``
+    were computed next to ``X``.  Does nothing (returns 0) when the cache
+    cannot shift or less than MIN_SPLICE_REUSE tokens would be saved.
+    """
+    kv = session.kv_tokens
+    p = common_prefix(kv, prompt)
+    if session.seq is None or p >= len(kv) - MIN_SPLICE_REUSE or p >= len(prompt) - MIN_SPLICE_REUSE:
+        return 0
+    where: dict = {}
+    for k in range(p + 1, len(kv)):
+        where.setdefault(kv[k], []).append(k)
+    best = (0, 0, 0)  # (gain, n cut, r inserted)
+    max_r = min(MAX_SPLICE_INSERT if decode_at is not None else 0, len(prompt) - p - 1)
+    for r in range(0, max_r + 1):
+        for k in where.get(prompt[p + r], ()):
+            m = 0
+            while k + m < len(kv) and p + r + m < len(prompt) - 1 and kv[k + m] == prompt[p + r + m]:
+                m += 1
+            if m - r > best[0]:
+                best = (m - r, k - p, r)
+        if best[0] >= 4 * MIN_SPLICE_REUSE:
+            break  # good enough: do not scan further insertions
+    gain, n, r = best
+    if gain < MIN_SPLICE_REUSE or not ctx.memory_can_shift():
+        return 0
+    seq = session.seq
+    ctx.memory_seq_rm(seq, p, p + n)
+    ctx.memory_seq_add(seq, p + n, -1, -n)  # B now at [p, p + lb)
+    if r:
+        # llama.cpp only appends (a batch starts right after the last stored position):
+        # decode Y after B, then rotate the positions so that Y comes first
+        lb = len(kv) - p - n
+        decode_at(prompt[p:p + r], p + lb)
+        far = 2 * (lb + r)
+        ctx.memory_seq_add(seq, p + lb, p + lb + r, far)  # Y out of the way
+        ctx.memory_seq_add(seq, p, p + lb, r)  # B up by r
+        ctx.memory_seq_add(seq, p + lb + far, p + lb + r + far, -(lb + far))  # Y to [p, p + r)
+    session.kv_tokens = prompt[:p + r] + kv[p + n:]
+    return gain + r
+
+
 # --- save / restore ------------------------------------------------------
 
 def save(ctx, session: SessionState, path: Path, model_id: str) -> int:
@@ -150,6 +228,7 @@ def save(ctx, session: SessionState, path: Path, model_id: str) -> int:
     header = {
         "version": SAVE_VERSION, "model": model_id, "system": session.system, "sampler": session.sampler,
         "overflow": session.overflow, "template": session.template, "messages": session.messages,
+        "summary": session.summary,
         "kv_tokens": session.kv_tokens if session.seq is not None else [], "dropped": session.dropped,
     }
     state = b""

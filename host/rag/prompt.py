@@ -8,7 +8,7 @@ DEFAULT_HEADER = "Relevant notes from memory:"
 
 
 def format_context(hits: Sequence[dict], budget_tokens: int, count_tokens: Callable[[str], int], *,
-                   header: str = DEFAULT_HEADER, min_piece_tokens: int = 16) -> str:
+                   header: str = DEFAULT_HEADER, min_piece_tokens: int = 16, show_ids: bool = True) -> str:
     """Hits as a numbered list under ``header``, at most ``budget_tokens`` tokens in all.
 
     ``count_tokens`` is the *chat* model's counter (the budget is spent in
@@ -17,6 +17,8 @@ def format_context(hits: Sequence[dict], budget_tokens: int, count_tokens: Calla
     does not fit whole is cut at a word boundary (marked with "...") if at
     least ``min_piece_tokens`` of it fit, and nothing after it is added.
     Returns "" when there are no hits or the header alone does not fit.
+    ``show_ids=False`` leaves the hits' ids out (for text a character reads:
+    an id like ``(lore:diving)`` would leak into what it says).
     """
     if budget_tokens <= 0 or not hits:
         return ""
@@ -33,7 +35,7 @@ def format_context(hits: Sequence[dict], budget_tokens: int, count_tokens: Calla
         text = " ".join(str(hit.get("text", "")).split())
         if not text:
             continue
-        prefix = f"[{len(lines)}] ({hit.get('id')}) "
+        prefix = f"[{len(lines)}] ({hit.get('id')}) " if show_ids else "- "
         line = prefix + text
         cost = count_tokens("\n" + line)
         if used + cost <= budget_tokens:
