@@ -105,6 +105,10 @@ class QuotaExceeded(ModError):
     """A mod exceeded a registration, event, log or request quota."""
 
 
+class GameAPIError(RelicError):
+    """The embedding game misused host.expose/emit/hookable (bad name, bad value)."""
+
+
 # --- memory (RAG) ------------------------------------------------------------
 
 class StoreError(RelicError):

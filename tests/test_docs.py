@@ -42,7 +42,19 @@ def test_modding_guide_examples_run_as_mods(tmp_path, model):
         write_mod(mods, mod_id, code, toml)
         ids.append(mod_id)
     console = Console()
-    host = build_host(mods, model=model, worker_config=WorkerConfig(n_ctx=1024, n_seq_max=4), console=console)
+    host = build_host(mods, model=model, worker_config=WorkerConfig(n_ctx=1024, n_seq_max=4),
+                      console=console, load=False)
+
+    class Market:       # the game of MODDING.md's "The game's API", for its Observe/Override block
+        gold = 10
+
+        def buy(self, item):
+            return self.gold
+
+    market = Market()
+    host.expose("Market", market)
+    market.buy = host.hookable("Market", "Buy", market.buy)
+    host.load()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -53,6 +65,7 @@ def test_modding_guide_examples_run_as_mods(tmp_path, model):
             time.sleep(0.005)
         host.run_command("greet reader")
         host.press_hotkey("toggle_map")
+        assert market.buy("fish") == 10 and market.buy("apple") == 10
         host.update(1 / 60)
     finally:
         host.shutdown()

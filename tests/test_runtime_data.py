@@ -111,32 +111,80 @@ def test_json_is_read_only(make_host):
     assert lines[1] == "function\tfunction"
 
 
-# -- db -------------------------------------------------------------------------------
+# -- db (lsqlite3 semantics, as in CET) -------------------------------------------------
 
 def test_db_round_trip_with_bound_parameters(make_host):
     host, lines = run_lua(make_host, r"""
-        db:exec("CREATE TABLE facts (id INTEGER PRIMARY KEY, who TEXT, n REAL, flag INTEGER, note TEXT)")
+        print(db:exec("CREATE TABLE facts (id INTEGER PRIMARY KEY, who TEXT, n REAL, flag INTEGER, note TEXT)"))
         local tricky = "Robert'); DROP TABLE facts;--"
-        local changed, rowid = db:exec("INSERT INTO facts (who, n, flag, note) VALUES (?, ?, ?, ?)", tricky, 1.5, true, nil)
-        print(changed, rowid)
-        db:exec("INSERT INTO facts (who, n, flag, note) VALUES (?, ?, ?, ?)", "Judy", 42, false, "é")
-        local rows = db:rows("SELECT who, n, flag, note FROM facts WHERE n > ? ORDER BY id", 0)
-        print(#rows, rows[1].who == tricky, rows[1].n, rows[1].flag, rows[1].note)
-        print(rows[2].who, rows[2].n, rows[2].flag, rows[2].note)
-        print(#db:rows("SELECT * FROM facts WHERE who = ?", "nobody"))
+        local ins = db:prepare("INSERT INTO facts (who, n, flag, note) VALUES (?, ?, ?, ?)")
+        print(ins:bind_values(tricky, 1.5, true, nil), ins:step(), db:changes(), db:last_insert_rowid())
+        ins:reset()
+        print(ins:bind_values("Judy", 42, false, "é"), ins:step(), ins:finalize())
+        local n = 0
+        for r in db:nrows("SELECT who, n, flag, note FROM facts WHERE n > ? ORDER BY id", 0) do
+          n = n + 1
+          print(r.who == tricky or r.who, r.n, r.flag, r.note)
+        end
+        for row in db:rows("SELECT id, who FROM facts ORDER BY id") do print(row[1], #row) end
+        for id, who in db:urows("SELECT id, who FROM facts ORDER BY id DESC") do print(id, who) end
+        print(n, db:exec("SELECT * FROM facts WHERE who = ?", "nobody"))
     """)
-    assert lines == ["1\t1", "2\ttrue\t1.5\t1\tnil", "Judy\t42\t0\té", "0"]
+    assert lines == ["0", "0\t101\t1\t1", "0\t101\t0", "true\t1.5\t1\tnil", "Judy\t42\t0\té",
+                     "1\t2", "2\t2", "2\tJudy", "1\tRobert'); DROP TABLE facts;--", "2\t0"]
     # the data is really in the mod's SQLite file
     conn = sqlite3.connect(host.mods_dir / "t" / "db.sqlite3")
     assert conn.execute("SELECT count(*) FROM facts").fetchone() == (2,)
     conn.close()
 
 
+def test_db_exec_callback_prepare_and_named_binds(make_host):
+    host, lines = run_lua(make_host, r"""
+        db:exec("CREATE TABLE t (a INTEGER, b TEXT, c REAL); INSERT INTO t VALUES (1, 'x', 0.5); "
+                .. "INSERT INTO t VALUES (2, NULL, 3)")
+        local seen = {}
+        print(db:exec("SELECT a, b, c FROM t ORDER BY a", function(ud, ncols, values, names)
+          seen[#seen + 1] = ud .. ":" .. ncols .. ":" .. table.concat(names, ",") .. "=" ..
+                            tostring(values[1]) .. "," .. tostring(values[2]) .. "," .. tostring(values[3])
+          return 0
+        end, "u"))
+        print(seen[1], seen[2], type(seen[1]))
+        print(db:exec("SELECT a FROM t", function() return 1 end), db:errcode(), db:errmsg())
+        print(db:exec("SELECT a FROM t", function() error("boom") end))
+        local s, tail = db:prepare("SELECT a, b FROM t WHERE a >= :lo AND a <= $hi ORDER BY a; SELECT 2")
+        print(s:bind_parameter_count(), s:bind_parameter_name(1), s:bind_parameter_name(2), tail)
+        print(s:bind_names{ lo = 1, hi = 2 })
+        while s:step() == sqlite3.ROW do
+          local v = s:get_values()
+          print(s:get_value(0), v[2], s:get_named_values().a, s:get_name(1), s:columns())
+        end
+        print(s:reset(), s:step(), s:get_uvalues())
+        for r in s:nrows() do print("again", r.a) end
+        print(s:finalize(), s:isopen(), pcall(s.step, s))
+        print(db:prepare("SELECT nope FROM nowhere"))
+        print(db:errmsg())
+        print(sqlite3.complete("SELECT 1;"), sqlite3.complete("SELECT '"), type(sqlite3.version()))
+    """)
+    assert lines[0] == "0"
+    assert lines[1] == "u:3:a,b,c=1,x,0.5\tu:3:a,b,c=2,nil,3.0\tstring"
+    assert lines[2] == "4\t4\tcallback requested query abort"
+    assert lines[3] == "4"
+    assert lines[4] == "2\t:lo\t$hi\t SELECT 2"
+    assert lines[5] == "0"
+    assert lines[6:8] == ["1\tx\t1\tb\t2", "2\tnil\t2\tb\t2"]
+    assert lines[8] == "0\t100\t1\tx"
+    assert lines[9] == "again\t2"        # the iterator goes on from the current row
+    assert lines[10].startswith("0\tfalse\tfalse\t") and "closed sqlite statement" in lines[10]
+    assert lines[11] == "nil\t1"
+    assert "no such table: nowhere" in lines[12]
+    assert lines[13] == "true\tfalse\tstring"
+
+
 def test_db_survives_reload(make_host, mods_dir):
     write_mod(mods_dir, "p", """
         db:exec("CREATE TABLE IF NOT EXISTS runs (n INTEGER)")
         db:exec("INSERT INTO runs VALUES (1)")
-        print(db:rows("SELECT count(*) AS c FROM runs")[1].c)
+        for c in db:urows("SELECT count(*) FROM runs") do print(c) end
     """)
     host, console = make_host()
     host.request_reload("p")
@@ -146,17 +194,36 @@ def test_db_survives_reload(make_host, mods_dir):
 
 @pytest.mark.parametrize("call, message", [
     ('db:exec("SELEC nonsense")', "syntax error"),
-    ('db:exec("SELECT ?", {})', "parameter 1 must be nil, a boolean, a number or a string"),
-    ('db:exec("SELECT 1; SELECT 2")', "one statement at a time"),
-    ('db:exec(42)', "SQL must be a string"),
-    ('db.exec("SELECT 1")', "call it with a colon"),
     ('db:exec("ATTACH DATABASE ? AS other", "x.db")', "not allowed for mods"),
     ('db:exec("VACUUM INTO ?", "/tmp/stolen.db")', "not allowed for mods"),
     ('db:exec("PRAGMA max_page_count = 100000000")', "not allowed for mods"),
-    ('db:rows("SELECT load_extension(?)", "x")', "not allowed for mods"),
-    ('db:rows("SELECT zeroblob(100000000)")', "too big"),
+    ('db:exec("SELECT zeroblob(100000000)")', "too big"),
 ])
-def test_db_bad_inputs_are_clear_errors(make_host, call, message):
+def test_db_exec_reports_errors_as_result_codes(make_host, call, message):
+    # lsqlite3: db:exec returns a result code; db:errmsg() says why.
+    host, lines = run_lua(make_host, f"""
+        local code = {call}
+        print(code, db:errcode() == code, db:errmsg())
+    """)
+    code, same, msg = lines[0].split("\t", 2)
+    assert int(code) not in (0, 100, 101) and same == "true", lines
+    assert message in msg, lines
+    assert host.mods["t"].state == "loaded"
+
+
+@pytest.mark.parametrize("call, message", [
+    ('db:exec("SELECT ?", {})', "parameter 1 must be nil, a boolean, a number or a string"),
+    ('db:exec("SELECT ?; SELECT 2", 1)', "must be one statement"),
+    ('db:exec(42)', "string expected"),
+    ('db.exec("SELECT 1")', "call it with a colon"),
+    ('db:rows("SELECT load_extension(?)", "x")', "not allowed for mods"),
+    ('db:nrows("SELEC x")', "syntax error"),
+    ('db:urows("SELECT 1", 2)', "incorrect number of parameters"),
+    ('db:prepare("SELECT ?"):bind(2, 1)', "bind index out of range [1..1]"),
+    ('db:prepare("SELECT 1"):get_values()', "misuse of function"),
+    ('db:create_function("f", 1, print)', "not available to Relic mods"),
+])
+def test_db_bad_calls_are_clear_errors(make_host, call, message):
     host, lines = run_lua(make_host, f"""
         local ok, err = pcall(function() return {call} end)
         print(ok, err)
@@ -166,22 +233,45 @@ def test_db_bad_inputs_are_clear_errors(make_host, call, message):
     assert host.mods["t"].state == "loaded"
 
 
-def test_db_row_cap(make_host):
-    from host.runtime.limits import Limits
+def test_db_errors_point_at_the_mods_line(make_host):
     host, console = make_host({"t": """
-        local ok, err = pcall(db.rows, db,
-          "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50) SELECT x FROM c")
-        print(ok, err)
-    """}, limits=Limits(db_max_rows=10))
-    (line,) = console.mod_lines("t")
-    assert line.startswith("false\t") and "more than 10 rows" in line
+        local x = 1
+        for r in db:nrows("SELEC broken") do end
+    """})
+    assert "mods/t/init.lua:3: near \"SELEC\": syntax error" in host.mods["t"].reason
+
+
+def test_db_iterators_are_lazy_and_abandoned_ones_are_bounded(make_host):
+    host, lines = run_lua(make_host, """
+        local big = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
+        for x in db:urows(big) do if x == 3 then break end end   -- endless query, 3 rows read
+        for i = 1, 200 do local it = db:rows("SELECT 1") end      -- 200 iterators never run
+        local stmts = {}
+        local ok, err = pcall(function() for i = 1, 300 do stmts[i] = db:prepare("SELECT 1") end end)
+        print(ok, err, #stmts)
+    """)
+    assert lines[0].startswith("false\t") and "more than 256 open statements" in lines[0]
+    assert lines[0].endswith("\t256")
+    assert host.mods["t"].db.open_statements() <= 256 + 64
+
+
+def test_db_close_and_reopen(make_host):
+    host, lines = run_lua(make_host, """
+        db:exec("CREATE TABLE IF NOT EXISTS k (v)")
+        print(db:close(), db:isopen(), pcall(db.exec, db, "SELECT 1"))
+        sqlite3.reopen()
+        print(db:isopen(), db:exec("INSERT INTO k VALUES (1)"), tostring(db):match("^sqlite database") ~= nil)
+    """)
+    assert lines[0].startswith("0\tfalse\tfalse\t") and "closed sqlite database" in lines[0]
+    assert lines[1] == "true\t0\ttrue"
 
 
 def test_db_runaway_query_is_stopped_by_the_watchdog(make_host):
     host, console = make_host({"t": """
         registerForEvent("onUpdate", function()
-          local ok, err = pcall(db.rows, db,
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+          local ok, err = pcall(function()
+            for n in db:urows("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c") do end
+          end)
           print("after query", ok, err)
           while true do end
         end)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from host.runtime.crossmod import CrossMod
+from host.runtime.gameapi import GameAPI
 from host.runtime.limits import DEFAULT_LIMITS, Limits
 from host.runtime.manifest import Manifest, Skipped, discover, inspect_folder, load_order
 from host.runtime.mod import BUILTIN_COMMANDS, Mod
@@ -75,6 +76,7 @@ class Host:
         self.providers: list[Any] = []
         self.call_stack: list[str] = []        # ids of mods running now (innermost last)
         self.crossmod = CrossMod(self)
+        self.game = GameAPI(self)              # what the embedding game publishes
         self.quit_requested = False
         self.overlay_open = False
         self.frame = 0
@@ -139,9 +141,29 @@ class Host:
         return mod
 
     def _fire_init(self, mod: Mod) -> None:
-        cb = mod.events.get("onInit")
-        if cb is not None and mod.state == "loaded":
-            mod.call(cb, budget=self.limits.init_budget_ms / 1000.0, what="onInit")
+        # CET fires onTweak (game data ready) just before onInit.
+        for event in ("onTweak", "onInit"):
+            cb = mod.events.get(event)
+            if cb is not None and mod.state == "loaded":
+                mod.call(cb, budget=self.limits.init_budget_ms / 1000.0, what=event)
+
+    # -- the game's API (host/runtime/gameapi.py) ---------------------------------------
+
+    def expose(self, name: str, value: Any) -> None:
+        """Publish a game table, object or function to every mod as the global `name`."""
+        self.game.expose(name, value)
+
+    def declare_event(self, *names: str) -> None:
+        """Declare game events mods can registerForEvent (before load())."""
+        self.game.declare_event(*names)
+
+    def emit(self, name: str, *args) -> int:
+        """Fire a declared game event in every running mod; returns how many callbacks ran."""
+        return self.game.emit(name, *args)
+
+    def hookable(self, cls: str, method: str, fn: Callable | None = None):
+        """Declare Class.Method hookable by Observe/Override; returns the function to call."""
+        return self.game.hookable(cls, method, fn)
 
     # -- providers --------------------------------------------------------------------
 
@@ -203,6 +225,10 @@ class Host:
         mod.close()
 
     # -- the frame ----------------------------------------------------------------------
+
+    def running_mods(self) -> list[Mod]:
+        """Loaded mods in load order."""
+        return self._running()
 
     def _running(self) -> list[Mod]:
         out = []

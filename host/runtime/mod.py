@@ -35,6 +35,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from host.errors import BudgetExceeded, ModError, QuotaExceeded, RelicError
+from host.runtime import cet
 from host.runtime.convert import (LuaError, LuaMemoryError, TransferError, lua_type,
                                   string_cost, to_lua, to_python)
 from host.runtime.manifest import Manifest
@@ -45,7 +46,7 @@ from host.runtime.sandbox import MemoryGate, SourceResolver, build_box, new_runt
 if TYPE_CHECKING:
     from host.runtime.host import Host
 
-EVENTS = ("onInit", "onUpdate", "onDraw", "onOverlayOpen", "onOverlayClose", "onShutdown")
+EVENTS = ("onInit", "onUpdate", "onDraw", "onOverlayOpen", "onOverlayClose", "onShutdown", "onTweak")
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_.]+\Z")
 COMMAND_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 BUILTIN_COMMANDS = ("help", "mods", "reload", "quit")
@@ -95,8 +96,9 @@ class Mod:
                           lines_per_frame=limits.log_lines_per_frame,
                           max_line=limits.max_log_line)
         self.db = ModDB(self.folder / "db.sqlite3", max_bytes=limits.db_max_bytes,
-                        max_rows=limits.db_max_rows, max_value_bytes=limits.db_max_value_bytes,
+                        max_value_bytes=limits.db_max_value_bytes,
                         deadline=lambda: self._py_deadline)
+        self.io = cet.make_io(self)
         self._resolver = SourceResolver(self.id, self.folder, host.lua_dir,
                                         limits.max_source_bytes)
         for w in manifest.warnings:
@@ -160,12 +162,7 @@ class Mod:
                                            self._register_key("registerInput", self.inputs,
                                                               self.host.limits.max_inputs, i, label, fn)))
         env.registerCommand = wrap(self._api(self._register_command))
-        env.db = self.box.api_table("db", self.lua.table_from({
-            "exec": self._api(lambda this=None, sql=None, *params:
-                              self._db_call("exec", this, sql, params)),
-            "rows": self._api(lambda this=None, sql=None, *params:
-                              self._db_call("rows", this, sql, params)),
-        }))
+        cet.install(self)
 
     def run_init(self) -> bool:
         """Run init.lua with the registration window open; True on success."""
@@ -340,6 +337,7 @@ class Mod:
         self.exports.clear()
         self.lua = None
         self.db.close()
+        self.io.close_all()
 
     def close(self) -> None:
         """Release the runtime and close the log (end of this Mod object)."""
@@ -440,6 +438,12 @@ class Mod:
         return to_python(value, max_depth=limits.transfer_depth, max_items=limits.transfer_items,
                          deadline=self._py_deadline)
 
+    def from_lua_plain(self, value: Any) -> Any:
+        """Lua value -> Python plain data; functions are refused (game API arguments)."""
+        limits = self.host.limits
+        return to_python(value, max_depth=limits.transfer_depth, max_items=limits.transfer_items,
+                         keep_functions=False)
+
     def table(self, mapping: dict | None = None, readonly: bool = False) -> Any:
         """A new Lua table from a dict (values converted, callables wrapped)."""
         t = self.to_lua(mapping or {})
@@ -480,9 +484,10 @@ class Mod:
             raise ModError("registerForEvent: the event name must be a string")
         if lua_type(fn) != "function":
             raise ModError(f"registerForEvent('{name}'): the callback must be a function")
-        if name not in EVENTS:
+        if name not in EVENTS and name not in self.host.game.events:
+            known = ", ".join(EVENTS + tuple(sorted(self.host.game.events)))
             self.log.write("error", f"registerForEvent: unknown event '{name}' ignored "
-                                    f"(known: {', '.join(EVENTS)})", force=True)
+                                    f"(known: {known})", force=True)
             return
         self.events[name] = fn
 
@@ -517,11 +522,3 @@ class Mod:
             raise QuotaExceeded(f"registerCommand: quota exceeded (at most "
                                 f"{self.host.limits.max_commands} per mod)")
         self.commands[name] = (help_text, fn)
-
-    def _db_call(self, fname: str, this, sql, params: tuple):
-        if lua_type(this) != "table":
-            raise ModError(f"db.{fname}: call it with a colon, db:{fname}(sql, ...)")
-        if fname == "exec":
-            return self.db.exec(sql, params)
-        return self.db.rows(sql, params)
-

@@ -634,13 +634,19 @@ local function safe_require(name)
     m = require_lib(name)
     if type(m) == "table" then m = readonly(m, name) end
   else
+    -- One file, one module: require("a.b") and require("a/b") share it.
+    local prev = loaded[chunkname]
+    if prev == LOADING then error("require: circular require of '" .. name .. "'", 2) end
+    if prev ~= nil then loaded[name] = prev; return prev end
     local f, err = load_text(src, chunkname, env)
     if not f then error(err, 2) end
     loaded[name] = LOADING
+    loaded[chunkname] = LOADING
     local okr, res = raw_pcall(f, name)
-    if not okr then loaded[name] = nil; error(res, 0) end
+    if not okr then loaded[name] = nil; loaded[chunkname] = nil; error(res, 0) end
     m = res
     if m == nil then m = true end
+    loaded[chunkname] = m
   end
   loaded[name] = m
   return m

@@ -28,6 +28,7 @@ from host.errors import QuotaExceeded, SandboxViolation
 
 _HERE = Path(__file__).resolve().parent
 MODULE_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+MODULE_PATH_RE = re.compile(r"[A-Za-z0-9_. /-]+\Z")
 ESC = 0x1B
 
 
@@ -151,14 +152,36 @@ class SourceResolver:
         return where, prefix + rel, src
 
     def module(self, name: str):
-        """require(name): mod folder first, then the shared library."""
-        if not MODULE_RE.match(name):
-            raise SandboxViolation(f"require: '{name}' is not a valid module name "
-                                   "(letters, digits, '_', '-', separated by dots)")
-        base = name.replace(".", "/")
-        for root, where in ((self.folder, "mod"), (self.lua_dir, "lib")):
+        """require(name): mod folder first, then the shared library.
+
+        Like CET: `require("a/b")`, `require("a.b")` (-> a/b.lua), `require("dir")`
+        (-> dir/init.lua) and `require("a/b.lua")`, all relative to the mod folder;
+        backslashes count as `/`.
+        """
+        if not isinstance(name, str) or "\0" in name:
+            raise SandboxViolation("require: module name must be a string without NUL bytes")
+        path = name.replace("\\", "/")
+        while path.startswith("./"):
+            path = path[2:]
+        parts = path.split("/")
+        if (not path or path.startswith("/") or re.match(r"[A-Za-z]:", path) or ".." in path
+                or any(p in ("", ".") for p in parts) or not MODULE_PATH_RE.match(path)):
+            raise SandboxViolation(f"require: '{name}' is not a valid module name (a path relative "
+                                   "to the mod folder: letters, digits, '_', '-', ' ', '.', '/'; "
+                                   "no '..')")
+        candidates = [path] if path.endswith(".lua") else []
+        candidates += [path + ".lua", path + "/init.lua"]
+        if "/" not in path and "." in path:
+            base = path.replace(".", "/")
+            candidates += [base + ".lua", base + "/init.lua"]
+        for rel in candidates:
+            found = self._read(self.folder, rel, "mod")
+            if found:
+                return found
+        if MODULE_RE.match(name):
+            base = name.replace(".", "/")
             for rel in (base + ".lua", base + "/init.lua"):
-                found = self._read(root, rel, where)
+                found = self._read(self.lua_dir, rel, "lib")
                 if found:
                     return found
         raise SandboxViolation(f"module '{name}' not found (mods can require .lua files in "
@@ -188,6 +211,11 @@ class SourceResolver:
         if any(p in ("", ".", "..") for p in parts):
             raise SandboxViolation(f"'{path}': '..', '.' and empty path parts are refused")
         if not path.endswith(".lua"):
+            # CET's dofile/loadfile also try the name with .lua added.
+            for root, where in ((self.folder, "mod"), (self.lua_dir, "lib")):
+                found = self._read(root, path + ".lua", where)
+                if found:
+                    return found
             raise SandboxViolation(f"'{path}': only .lua files can be loaded")
         for root, where in ((self.folder, "mod"), (self.lua_dir, "lib")):
             found = self._read(root, path, where)

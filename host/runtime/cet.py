@@ -1,0 +1,101 @@
+"""CET parity: the globals a Cyber Engine Tweaks mod expects, installed into every mod.
+
+Called once per mod from `Mod.build`, after the sandbox exists and before
+init.lua runs:
+
+- `db` (lsqlite3 semantics) and `sqlite3` (its constants, version, complete,
+  reopen) over the mod's own SQLite file (host/runtime/moddb.py,
+  lua/relic_db.lua);
+- `io` and `dir` confined to the mod's folder (host/runtime/modio.py,
+  lua/relic_io.lua);
+- `bit32` (CET's: LuaJIT's bit library under that name, plus 5.2's extras),
+  `table.unpack`/`table.pack` and `rawlen` when the LuaJIT build lacks them;
+- `GetVersion()`, `GetMods()`, `GetDisplayResolution()`;
+- the embedding game's API (host/runtime/gameapi.py) and the Cyberpunk
+  stand-ins (`Game`, `TweakDB`, `NewObject`, ... fail with one clear line).
+
+`ImGui` is installed separately (the overlay needs a renderer).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from host.runtime.gameapi import CYBERPUNK_FUNCTIONS, CYBERPUNK_TABLES
+from host.runtime.moddb import ModDB
+from host.runtime.modio import ModIO
+
+if TYPE_CHECKING:
+    from host.runtime.mod import Mod
+
+
+def make_io(mod: "Mod") -> ModIO:
+    """The mod's file access object (kept on the Mod; closed when it is released)."""
+    limits = mod.host.limits
+    return ModIO(mod.id, mod.folder, max_open=limits.io_max_open_files,
+                 max_file_bytes=limits.io_max_file_bytes,
+                 max_folder_bytes=limits.io_max_folder_bytes,
+                 max_read_bytes=limits.max_string_bytes)
+
+
+def _db_bridge(db: ModDB) -> dict:
+    return {
+        "prepare": lambda sql=None, temp=False: db.prepare(sql, bool(temp)),
+        "step": db.step, "reset": db.reset, "finalize": db.finalize,
+        "isopen_stmt": db.isopen_stmt,
+        "bind": db.bind, "bind_blob": db.bind_blob,
+        "bind_values": lambda sid=None, *values: db.bind_list(sid, values),
+        "param_count": db.param_count, "param_names": db.param_names,
+        "value": db.value, "values": db.values, "named_values": db.named_values,
+        "names": db.names, "next_row": db.next_row, "exec_values": db.exec_values,
+        "exec": lambda sql=None, *params: db.exec(sql, params),
+        "set_error": db.set_error,
+        "errcode": lambda: db.errcode, "errmsg": lambda: db.errmsg,
+        "last_insert_rowid": db.last_insert_rowid, "changes": db.changes,
+        "total_changes": db.total_changes,
+        "isopen": db.isopen, "close": db.close_by_mod, "reopen": db.reopen,
+        "version": db.version, "complete": db.complete,
+    }
+
+
+def _io_bridge(fio: ModIO) -> dict:
+    return {
+        "open": fio.open, "read": fio.read, "write": fio.write, "seek": fio.seek,
+        "flush": fio.flush, "close": fio.close, "is_open": fio.is_open, "listdir": fio.listdir,
+    }
+
+
+def install(mod: "Mod") -> None:
+    """Install the CET globals into `mod` (see the module docstring)."""
+    host = mod.host
+    game = host.game
+
+    db, sqlite3 = mod.load_lib("relic_db")(mod.table(_db_bridge(mod.db)))
+    mod.expose("db", db, readonly=False)        # methods check `self`: a proxy would fail them
+    mod.expose("sqlite3", sqlite3)
+
+    def log_line(text):
+        mod.log.write("info", text if isinstance(text, str) else str(text))
+
+    fio, dir_fn = mod.load_lib("relic_io")(mod.table(_io_bridge(mod.io)), mod.wrap(log_line))
+    if not mod.trusted:        # trusted mods keep the full io library
+        mod.expose("io", fio)
+    mod.expose("dir", dir_fn)
+
+    mod.expose("bit32", mod.load_lib("bit32"))
+    compat = mod.load_lib("relic_compat")
+    mod.expose("table", compat.table(mod.env.table))
+    if mod.env.rawlen is None:
+        mod.expose("rawlen", compat.rawlen)
+
+    mod.expose("GetVersion", mod.wrap(lambda: game.version))
+    mod.expose("GetMods", mod.wrap(lambda: [m.id for m in host.running_mods()]))
+    mod.expose("GetDisplayResolution",
+               mod.wrap(lambda: tuple(float(x) for x in game.display_resolution)))
+
+    stubs = mod.load_lib("relic_game")(mod.table(list(CYBERPUNK_TABLES)),
+                                        mod.table(list(CYBERPUNK_FUNCTIONS)),
+                                        mod.wrap(game.describe))
+    for name in CYBERPUNK_TABLES + CYBERPUNK_FUNCTIONS:
+        mod.expose(name, stubs[name], readonly=False)
+    game.install(mod)
