@@ -186,7 +186,7 @@ def test_class19_hostile_folders_are_skipped_with_reasons(make_host, mods_dir):
     assert "init exploded" in reasons["throws"]
     assert "not valid TOML" in reasons["bad_toml"]
     assert "'memory_mb' must be an integer" in reasons["bad_types"]
-    assert "memory_mb must be between 1 and 4096" in reasons["too_much"]
+    assert "memory_mb must be between 4 and 4096" in reasons["too_much"]
     assert "not a valid mod id" in reasons["bad_dep"]
     assert "bytecode" in reasons["bytecode"]
     assert host.mods["fine"].state == "loaded"

@@ -17,8 +17,12 @@ from host.runtime.limits import Limits
 ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 MANIFEST_KEYS = {"name", "version", "description", "dependencies", "trusted",
                  "memory_mb", "budget_ms"}
+MIN_MEMORY_MB = 4      # the sandbox and shared libraries take ~0.5 MiB; host data keeps 1 MiB spare
 MAX_MEMORY_MB = 4096
 MAX_BUDGET_MS = 10_000
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_TEXT_CHARS = {"name": 100, "version": 64, "description": 2000}
+MAX_DEPENDENCIES = 64
 
 
 @dataclass
@@ -55,7 +59,9 @@ def _expect(data: dict, key: str, kind, what: str):
     value = data[key]
     # bool is an int subclass; keep "memory_mb = true" an error.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ManifestError(f"mod.toml: '{key}' must be {what}, got {value!r}")
+        shown = repr(value)
+        raise ManifestError(f"mod.toml: '{key}' must be {what}, got "
+                            f"{shown if len(shown) <= 64 else shown[:60] + '...'}")
     return value
 
 
@@ -66,21 +72,32 @@ def read_manifest(folder: Path, mod_id: str, limits: Limits) -> Manifest:
     path = folder / "mod.toml"
     if not path.is_file():
         return m
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"mod.toml is {size} bytes; the limit is {MAX_MANIFEST_BYTES}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"mod.toml is not valid TOML: {e}") from None
-    for key in data:
-        if key not in MANIFEST_KEYS:
-            m.warnings.append(f"mod.toml: unknown key '{key}' ignored")
+    except RecursionError:   # tomllib recurses once per nested array or table
+        raise ManifestError("mod.toml is not valid TOML: values nested too deeply") from None
+    unknown = [key for key in data if key not in MANIFEST_KEYS]
+    for key in unknown[:10]:
+        m.warnings.append(f"mod.toml: unknown key '{key[:64]}' ignored")
+    if len(unknown) > 10:
+        m.warnings.append(f"mod.toml: {len(unknown) - 10} more unknown keys ignored")
     for key in ("name", "version", "description"):
         if key in data:
             setattr(m, key, _expect(data, key, str, "a string"))
+            if len(getattr(m, key)) > MAX_TEXT_CHARS[key]:
+                raise ManifestError(f"mod.toml: '{key}' is longer than {MAX_TEXT_CHARS[key]} characters")
     if "dependencies" in data:
         deps = _expect(data, "dependencies", list, "a list of mod ids")
+        if len(deps) > MAX_DEPENDENCIES:
+            raise ManifestError(f"mod.toml: more than {MAX_DEPENDENCIES} dependencies")
         for d in deps:
-            if not isinstance(d, str) or not valid_id(d):
-                raise ManifestError(f"mod.toml: dependency {d!r} is not a valid mod id")
+            if not isinstance(d, str) or not valid_id(d) or len(d) > 128:
+                raise ManifestError(f"mod.toml: dependency {str(d)[:64]!r} is not a valid mod id")
         if mod_id in deps:
             raise ManifestError("mod.toml: a mod cannot depend on itself")
         m.dependencies = tuple(dict.fromkeys(deps))
@@ -88,12 +105,13 @@ def read_manifest(folder: Path, mod_id: str, limits: Limits) -> Manifest:
         m.trusted = _expect(data, "trusted", bool, "true or false")
     if "memory_mb" in data:
         m.memory_mb = _expect(data, "memory_mb", int, "an integer")
-        if not 1 <= m.memory_mb <= MAX_MEMORY_MB:
-            raise ManifestError(f"mod.toml: memory_mb must be between 1 and {MAX_MEMORY_MB}")
+        if not MIN_MEMORY_MB <= m.memory_mb <= MAX_MEMORY_MB:
+            raise ManifestError(f"mod.toml: memory_mb must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}, "
+                                f"got {m.memory_mb}")
     if "budget_ms" in data:
         m.budget_ms = _expect(data, "budget_ms", int, "an integer")
         if not 1 <= m.budget_ms <= MAX_BUDGET_MS:
-            raise ManifestError(f"mod.toml: budget_ms must be between 1 and {MAX_BUDGET_MS}")
+            raise ManifestError(f"mod.toml: budget_ms must be between 1 and {MAX_BUDGET_MS}, got {m.budget_ms}")
     return m
 
 

@@ -167,13 +167,19 @@ class Mod:
     def run_init(self) -> bool:
         """Run init.lua with the registration window open; True on success."""
         path = self.folder / "init.lua"
+        limit = self.host.limits.max_source_bytes
         try:
-            src = path.read_bytes()
+            size = path.stat().st_size   # before reading: a 50 MB init.lua is never read
+            if size > limit:
+                self.fail(f"init.lua is {size} bytes; the limit is {limit} bytes")
+                return False
+            with open(path, "rb") as f:
+                src = f.read(limit + 1)
         except OSError as e:
             self.fail(f"cannot read init.lua: {e}")
             return False
-        if len(src) > self.host.limits.max_source_bytes:
-            self.fail(f"init.lua is larger than {self.host.limits.max_source_bytes} bytes")
+        if len(src) > limit:   # grew while being read
+            self.fail(f"init.lua is larger than {limit} bytes")
             return False
         res = self.box.load_chunk(src, f"@mods/{self.id}/init.lua")
         fn, err = res if isinstance(res, tuple) else (res, None)
