@@ -8,6 +8,8 @@ from lupa import luajit21 as lupa
 
 from host.runtime.sandbox import _prelude
 
+from modhost_util import frames, make_host, mods_dir  # noqa: F401
+
 COMPARE = r"""
 local G, seed, rounds = ...
 math.randomseed(seed)
@@ -136,3 +138,88 @@ def test_estimate_routes_catastrophic_calls_to_lua_and_ordinary_ones_to_c():
     assert not cheap(long_a, "a*b", 1, False)          # quadratic over starts
     assert not cheap("(" * 100_000, "%b()", 1, False)
     assert cheap(long_a, "b", 1, False)
+
+
+ODD_ARGS = r"""
+local G = ...
+local function show(...)
+  local t = {}
+  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
+  return table.concat(t, ",")
+end
+local vals = { 1.5, -1.5, 2.9, "2", " 0x2 ", "1e1", "x", {}, true, false, 0, -0.5, 2^31 - 1,
+               2^31, -2^31, 2^32 + 1, 1e10, -1e10, 2^53 + 3, 2^63, -2^63, 0/0, math.huge, -math.huge }
+local subjects = { "aaa", ("ab"):rep(3000) .. "a" }
+local calls = {
+  { "gsub", function(f, s, v) return f(s, "a", "b", v) end },
+  { "gsub", function(f, s, v) return f(s, "a.-b", "<%0>", v) end },
+  { "gsub", function(f, s, v) return f(s, "a", v) end },
+  { "find", function(f, s, v) return f(s, "b", v) end },
+  { "find", function(f, s, v) return f(s, "b", v, true) end },
+  { "find", function(f, s, v) return f(s, "a.-b", v) end },
+  { "find", function(f, s, v) return f(v, "1") end },
+  { "match", function(f, s, v) return f(s, "(a)", v) end },
+  { "match", function(f, s, v) return f(s, v) end },
+  { "gmatch", function(f, s, v) return f(s, v) and "iterator" end },
+}
+local diffs, n = {}, 0
+for _, s in ipairs(subjects) do
+  for _, v in ipairs(vals) do
+    for _, c in ipairs(calls) do
+      -- C names the function as the caller sees it ('f' here); the wrapper by its name
+      local a = show(pcall(c[2], string[c[1]], s, v)):gsub("to '[^']*'", "to '" .. c[1] .. "'")
+      local b = show(pcall(c[2], G[c[1]], s, v))
+      n = n + 1
+      if a ~= b then
+        diffs[#diffs + 1] = string.format("%s(%q..., %s): C {%s} vs wrapper {%s}", c[1], s:sub(1, 6),
+                                          tostring(v), a:sub(1, 80), b:sub(1, 80))
+      end
+    end
+  end
+end
+return n, table.concat(diffs, "\n")
+"""
+
+
+@pytest.mark.parametrize("cap", [1e7, 100])
+def test_odd_arguments_are_checked_exactly_like_c(cap):
+    """Issue 12 item 12: gsub(s, p, r, 1.5) replaced twice in the Lua port, and
+    non-number init/max were accepted on subjects large enough for the port.
+    cap = 100 sends every call on the long subject to the Lua matcher."""
+    rt, g = guard(cap=cap)
+    n, diffs = rt.execute(ODD_ARGS, g)
+    assert diffs == ""
+    assert n == 2 * 24 * 10
+
+
+def test_odd_arguments_from_a_mod_on_a_large_subject(make_host):
+    """The same checks from a real sandboxed mod, with a call the cost estimate
+    sends to the Lua matcher (a long run of 'a' before 'b'), beside a good mod."""
+    host, console = make_host({"odd": """
+        local s = ("a"):rep(20000) .. "bbb"
+        print(s:gsub("(a*)b", "x", 1.5) == "xbb", select(2, s:gsub("(a*)b", "x", 2.9)))
+        print(pcall(function() local r = s:find("(a*)b", {}) return r end))
+        print(pcall(function() local r = s:gsub("(a*)b", "x", "many") return r end))
+        print(pcall(function() local r = s:match("(a*)b", true) return r end))
+        print(pcall(function() local r = s:gsub("(a*)b") return r end))
+        local a, b = s:find("(a*)b", "2")
+        print(a, b, s:match("(a*)b", " 0x4E1F "))
+    """, "good": """
+        registerForEvent("onUpdate", function() ticks = (ticks or 0) + 1 end)
+        return { ticks = function() return ticks end }
+    """})
+    lines = console.mod_lines("odd")
+    assert lines[0] == "true\t2"
+    assert lines[1] == ("false\tmods/odd/init.lua:4: bad argument #3 to 'find' "
+                        "(number expected, got table)")
+    assert lines[2] == ("false\tmods/odd/init.lua:5: bad argument #4 to 'gsub' "
+                        "(number expected, got string)")
+    assert lines[3] == ("false\tmods/odd/init.lua:6: bad argument #3 to 'match' "
+                        "(number expected, got boolean)")
+    assert lines[4] == ("false\tmods/odd/init.lua:7: bad argument #3 to 'gsub' "
+                        "(string/function/table expected)")
+    assert lines[5] == "2\t20001\taa"
+    assert host.mods["odd"].state == "loaded"
+    frames(host, 2)
+    good = host.mods["good"]
+    assert good.call(good.public.ticks) == (True, 2)

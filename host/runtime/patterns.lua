@@ -24,6 +24,7 @@ local M = {}
 local byte, sub, char = string.byte, string.sub, string.char
 local concat = table.concat
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
+local floor = math.floor
 local ipairs, unpack, pcall, setmetatable = ipairs, unpack, pcall, setmetatable
 
 local CAP_UNFINISHED, CAP_POSITION = -1, -2
@@ -625,17 +626,60 @@ function M.new(opts)
   end
 
   -- Wrappers: argument checks as C does them, then C or Lua ---------------------
-  local function checkstr(v, n, fname)
+  -- Every argument is checked here, before the call is routed, so both
+  -- matchers see the same values and a bad argument gives the same error
+  -- whichever runs (LuaJIT's lib_string.c / lj_lib.c are the reference).
+  -- level: the mod's call site, counted from argerror.
+  local function argerror(n, fname, msg, level)
+    error("bad argument #" .. n .. " to '" .. fname .. "' (" .. msg .. ")", level)
+  end
+
+  -- luaL_checklstring: strings, and numbers converted to strings.
+  local function checkstr(v, n, fname, given)
     local t = type(v)
     if t == "string" then return v end
     if t == "number" then return tostring(v) end
-    error("bad argument #" .. n .. " to '" .. fname .. "' (string expected, got " ..
-          (v == nil and "no value" or t) .. ")", 3)
+    argerror(n, fname, "string expected, got " .. (given < n and "no value" or t), 4)
+  end
+
+  -- A number argument: numbers, and strings that convert to one; nil when absent.
+  local function checknum(v, n, fname)
+    if v == nil then return nil end
+    local x = v
+    if type(v) == "string" then x = tonumber(v) end
+    if type(x) ~= "number" then argerror(n, fname, "number expected, got " .. type(v), 5) end
+    return x
+  end
+
+  local function trunc(x)
+    if x >= 0 then return floor(x) end
+    return -floor(-x)
+  end
+
+  -- lj_lib_optint (init of find/match): (int32_t)x, which gives INT32_MIN
+  -- for NaN and values out of range.
+  local INT32_MIN = -2147483648
+  local function optint32(v, n, fname, default)
+    local x = checknum(v, n, fname)
+    if x == nil then return default end
+    if x ~= x or x >= 2147483648 or x < INT32_MIN then return INT32_MIN end
+    return trunc(x)
+  end
+
+  -- luaL_optint (max of gsub): (int)(int64_t)x on 64-bit, the low 32 bits of
+  -- the truncated value; 0 for NaN and values out of the int64 range.
+  local function optint64low(v, n, fname, default)
+    local x = checknum(v, n, fname)
+    if x == nil then return default end
+    if x ~= x or x >= 9223372036854775808 or x < -9223372036854775808 then return 0 end
+    x = trunc(x) % 4294967296          -- exact: the divisor is a power of two
+    if x >= 2147483648 then x = x - 4294967296 end
+    return x
   end
 
   -- Errors of the Lua matcher are raised at the mod's call site, as the C
-  -- functions do.  A watchdog stop passes through too: the hook raises again on
-  -- the next instruction.
+  -- functions do.  A watchdog stop passes through too: the check raises again
+  -- on the next loop iteration.
   local function rethrow(ok, ...)
     if ok then return ... end
     error((...), 3)
@@ -646,38 +690,50 @@ function M.new(opts)
 
   local G = {}
 
-  function G.find(s, p, init, plain)
-    s = checkstr(s, 1, "find"); p = checkstr(p, 2, "find")
+  function G.find(...)
+    local s, p, init, plain = ...
+    local given = select("#", ...)
+    s = checkstr(s, 1, "find", given); p = checkstr(p, 2, "find", given)
+    init = optint32(init, 3, "find", 1)
+    local start = posrelat(init, #s)
     if plain or not rfind(cut_nul(p), SPECIALS) then
-      local n = #s - posrelat(tonumber(init) or 1, #s) + 1
+      local n = #s - start + 1
       if n * #p <= cap * 256 then return rfind(s, p, init, plain) end
       return run_lua(find_aux, true, s, p, init, plain)
     end
-    if cheap(s, p, posrelat(tonumber(init) or 1, #s), false) then return rfind(s, p, init, plain) end
+    if cheap(s, p, start, false) then return rfind(s, p, init, plain) end
     return run_lua(find_aux, true, s, p, init, plain)
   end
 
-  function G.match(s, p, init)
-    s = checkstr(s, 1, "match"); p = checkstr(p, 2, "match")
-    if cheap(s, p, posrelat(tonumber(init) or 1, #s), false) then return rmatch(s, p, init) end
+  function G.match(...)
+    local s, p, init = ...
+    local given = select("#", ...)
+    s = checkstr(s, 1, "match", given); p = checkstr(p, 2, "match", given)
+    init = optint32(init, 3, "match", 1)
+    if cheap(s, p, posrelat(init, #s), false) then return rmatch(s, p, init) end
     return run_lua(find_aux, false, s, p, init)
   end
 
-  function G.gmatch(s, p)
-    s = checkstr(s, 1, "gmatch"); p = checkstr(p, 2, "gmatch")
+  function G.gmatch(...)
+    local s, p = ...
+    local given = select("#", ...)
+    s = checkstr(s, 1, "gmatch", given); p = checkstr(p, 2, "gmatch", given)
     if cheap(s, p, 1, true) then return rgmatch(s, p) end
     local it = lua_gmatch(s, p)
     return function() return run_lua(it) end
   end
 
-  function G.gsub(s, p, repl, max_s)
-    s = checkstr(s, 1, "gsub"); p = checkstr(p, 2, "gsub")
+  function G.gsub(...)
+    local s, p, repl, max_s = ...
+    local given = select("#", ...)
+    s = checkstr(s, 1, "gsub", given); p = checkstr(p, 2, "gsub", given)
+    max_s = optint64low(max_s, 4, "gsub", #s + 1)
     local tr = type(repl)
     if not (tr == "string" or tr == "number" or tr == "function" or tr == "table") then
-      error("bad argument #3 to 'gsub' (string/function/table expected)", 2)
+      argerror(3, "gsub", "string/function/table expected", 3)
     end
     if cheap(s, p, 1, false) then return rgsub(s, p, repl, max_s) end
-    return run_lua(lua_gsub, s, p, repl, tonumber(max_s))
+    return run_lua(lua_gsub, s, p, repl, max_s)
   end
 
   -- Exposed for tests: force the Lua matcher.
