@@ -13,10 +13,28 @@ BENCH_STAMP := $(VENV)/.relic-bench-installed
 GAME_STAMP  := $(VENV)/.relic-game-installed
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test judy npc game xvfb bench doctor clean
+# GPU=cuda|vulkan|metal|hip|cpu on `make setup` builds that variant (cached by
+# its cmake flags) and makes it this venv's choice; later targets use it.
+# `make setup GPU=cpu` switches back (instant: the CPU build stays cached).
+GPU ?=
+GPU_LAYERS ?=
+# Debian packages for the Vulkan build and Mesa's software driver (lavapipe).
+VULKAN_DEBS := mesa-vulkan-drivers libvulkan-dev glslc spirv-headers
+
+.PHONY: setup test test-gpu vulkan-deps rpc-server judy npc game xvfb bench doctor clean
 
 setup: $(STAMP)
-	$(PY) -m host.setup all
+	$(PY) -m host.setup all $(if $(GPU),--gpu $(GPU))
+
+# Installs only what is missing (dpkg-query first), so it is idempotent.
+vulkan-deps:
+	@missing=""; for p in $(VULKAN_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Vulkan headers, glslc, Mesa's lavapipe driver)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): install Python >= 3.10 with venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }
@@ -40,11 +58,25 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PIP) install -e '.[test,convert,bench]'
 	@touch $@
 
+# The ordinary suite runs on the CPU build whatever this venv chose
+# (RELIC_GPU=cpu); the RPC tests are part of it.
 test: setup xvfb $(GAME_STAMP)
-	$(PY) -m pytest -q
+	RELIC_GPU=cpu $(PY) -m pytest -q
+
+# The GPU code path on Mesa's software Vulkan driver (lavapipe): builds the
+# Vulkan variant (long the first time: shaders) and runs the generation,
+# offload and probe tests on it.  GGML_VK_VISIBLE_DEVICES=0 makes ggml use
+# lavapipe, which it skips by default (it is a CPU-type Vulkan device).
+test-gpu: vulkan-deps $(STAMP)
+	RELIC_GPU=vulkan $(PY) -m host.setup llama
+	RELIC_GPU=vulkan GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} RELIC_TEST_GPU=vulkan \
+	  $(PY) -m pytest -q -m gpu tests/test_gpu_offload.py
+
+rpc-server: $(STAMP)
+	$(PY) -m host.setup rpc-server $(if $(GPU),--gpu $(GPU))
 
 judy: setup
-	$(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL))
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL))
 
 npc: setup
 	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL))

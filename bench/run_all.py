@@ -45,6 +45,7 @@ EXTRAS = {
     "rag_bench": "bench/rag_bench.py",
     "frame_loop_idle": "bench/frame_loop_idle.py",
     "cancel_latency": "bench/cancel_latency.py",
+    "rpc_bench": "bench/rpc_bench.py",
 }
 EXTRA_TIMEOUT_S = 3600
 README_START, README_END = "<!-- latest-results:start -->", "<!-- latest-results:end -->"

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 
-def _doctor(_args) -> int:
+def _doctor(args) -> int:
     from host.setup.doctor import doctor
 
+    apply_offload_arguments(args)
     return doctor()
 
 
@@ -19,10 +20,36 @@ def _setup(args) -> int:
     return run(args.target)
 
 
+def add_offload_arguments(p: argparse.ArgumentParser) -> None:
+    """--gpu, --gpu-layers, --split-mode, --main-gpu, --rpc (they set the RELIC_* variables)."""
+    p.add_argument("--gpu", metavar="KIND", help="GPU build to use: cuda, vulkan, metal, hip or cpu "
+                   "(default: $RELIC_GPU or what `make setup GPU=...` chose)")
+    p.add_argument("--gpu-layers", metavar="N|all", help="layers to offload to the GPU / RPC servers "
+                   "(default: $RELIC_GPU_LAYERS, else all when a GPU or RPC server is present)")
+    p.add_argument("--split-mode", choices=["none", "layer", "row"],
+                   help="how to split the model over several devices (default: layer)")
+    p.add_argument("--main-gpu", type=int, metavar="I", help="the device that holds the model with --split-mode none")
+    p.add_argument("--rpc", metavar="HOST:PORT[,...]", help="llama.cpp rpc-servers to spread the model "
+                   "over (default: $RELIC_RPC)")
+
+
+def apply_offload_arguments(args) -> None:
+    """Put the offload flags into the environment every model load reads (chat and embedding)."""
+    import os
+
+    for attr, var in (("gpu", "RELIC_GPU"), ("gpu_layers", "RELIC_GPU_LAYERS"),
+                      ("split_mode", "RELIC_SPLIT_MODE"), ("main_gpu", "RELIC_MAIN_GPU"),
+                      ("rpc", "RELIC_RPC")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            os.environ[var] = str(value)
+
+
 def _run(args) -> int:
     """`relic run`: the frame loop with a console, and the model behind `llm` unless --no-llm."""
     from host.runtime import console
 
+    apply_offload_arguments(args)
     host = None
     if not args.no_llm:
         from host.app import build_host
@@ -37,6 +64,9 @@ def _run(args) -> int:
         except RelicError as exc:
             print(f"relic run: {exc}", file=sys.stderr)
             return 1
+        model = next((p.model for p in host.providers if hasattr(getattr(p, "model", None), "placement")), None)
+        if model is not None:  # where inference runs, once at start (results carry it too)
+            print(f"relic run: {model.path.name} on {model.placement}", file=sys.stderr, flush=True)
     return console.run(args, host=host)
 
 
@@ -59,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
     p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
+    add_offload_arguments(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("doctor", help="report the library, model and ABI check")
+    p = sub.add_parser("doctor", help="report the library, model, ABI check, devices and offload")
+    add_offload_arguments(p)
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("setup", help="build llama.cpp and fetch the default model (cached)")

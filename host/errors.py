@@ -23,6 +23,10 @@ class ABIMismatchError(LibraryLoadError):
     """The cffi declarations do not match the compiled library's layout."""
 
 
+class GpuProbeError(LibraryLoadError):
+    """A GPU build failed its child-process probe (backend init, devices, a tiny decode)."""
+
+
 # --- the llama.cpp binding ---------------------------------------------------
 
 class ClosedError(RelicError):
@@ -59,6 +63,14 @@ class GrammarError(RelicError):
 
 class TemplateError(RelicError):
     """A chat template is unknown or could not be applied."""
+
+
+class DeviceError(RelicError):
+    """An offload setting (GPU layers, split mode, main GPU) is invalid for the devices present."""
+
+
+class RpcError(DeviceError):
+    """An RPC server is malformed, unreachable, or failed its check before registration."""
 
 
 # --- the inference worker ----------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from host.errors import QueueFullError, RelicError, ShutdownError
 from host.messages import CallRequest, DoneEvent, GenerateRequest, TokenEvent, error_result
+from host.llama import aborts as _aborts
 
 log = logging.getLogger("relic.worker")
 
@@ -98,6 +99,7 @@ class Worker:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self.stats = {"submitted": 0, "delivered_events": 0}
+        self._stalled_failed = False  # pending requests were failed after an RPC server was lost
 
     # --- lifecycle ---------------------------------------------------------
     def _default_engine(self):
@@ -118,11 +120,13 @@ class Worker:
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._run, name="relic-worker", daemon=True)
+        _aborts.worker_running(True)  # an RPC loss now stops inference, not the process
         self._thread.start()
         if not self._ready.wait(timeout):
             raise ShutdownError("the inference worker did not start in time")
         if self._start_error is not None:
             self._thread.join(timeout)
+            _aborts.worker_running(False)
             raise self._start_error
         return self
 
@@ -138,10 +142,13 @@ class Worker:
         for h in self._handles.values():
             h.request.cancel.set()
         self._requests.put(_SHUTDOWN)
-        self._thread.join(timeout)
-        if self._thread.is_alive():  # pragma: no cover - a native call that never returns
+        self._thread.join(0.5 if _aborts.stalled() is not None else timeout)  # blocked for good then
+        if self._thread.is_alive() and _aborts.stalled() is not None:
+            log.warning("inference worker left blocked after the RPC server loss (see host.llama.aborts)")
+        elif self._thread.is_alive():  # pragma: no cover - a native call that never returns
             log.error("inference worker did not stop within %.1f s", timeout)
         self._thread = None
+        _aborts.worker_running(False)
 
     # --- frame thread API --------------------------------------------------
     def submit(self, mod_id: str, *, on_token=None, on_done=None, **options) -> Handle:
@@ -207,6 +214,8 @@ class Worker:
         self.stats["submitted"] += 1
         if self._thread is None or self._stopping.is_set():
             self._complete_now(handle, "the inference worker is shut down")
+        elif _aborts.stalled() is not None:
+            self._complete_now(handle, self._stalled_message())
         elif self._pending.get(req.mod_id, 0) >= self.config.max_pending_per_mod:
             self._complete_now(handle, f"{QueueFullError.__name__}: mod {req.mod_id!r} already has "
                                        f"{self.config.max_pending_per_mod} requests in flight; wait for some "
@@ -216,6 +225,15 @@ class Worker:
             self._pending[req.mod_id] = self._pending.get(req.mod_id, 0) + 1
             self._requests.put(req)
         return handle
+
+    def _stalled_message(self) -> str:
+        return f"inference stopped: an RPC server was lost mid-generation ({_aborts.stalled()}); restart to resume"
+
+    def _fail_stalled(self) -> None:
+        """The worker thread is blocked for good (host.llama.aborts): finish every pending request now."""
+        self._stalled_failed = True
+        for h in list(self._handles.values()):
+            self._events.put(DoneEvent(h.id, h.mod_id, error_result(self._stalled_message())))
 
     def _complete_now(self, handle: Handle, message: str) -> None:
         # delivered through the event queue so on_done still runs on the next pump, like any other result
@@ -261,6 +279,8 @@ class Worker:
         """
         deadline = time.perf_counter() + budget_s
         n = 0
+        if not self._stalled_failed and _aborts.stalled() is not None:
+            self._fail_stalled()
         while True:
             try:
                 ev = self._events.get_nowait()
@@ -279,6 +299,8 @@ class Worker:
         if isinstance(ev, TokenEvent):
             fn, arg = handle.on_token, ev.text
         else:
+            if isinstance(ev.result, dict) and "usage" in ev.result:  # a generation: say where it ran
+                ev.result.setdefault("device", getattr(self.model, "placement", "CPU"))
             handle.result = ev.result
             del self._handles[handle.id]
             left = self._pending.get(handle.mod_id, 1) - 1

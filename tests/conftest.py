@@ -7,6 +7,10 @@ import threading
 import pytest
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: runs on a GPU build (make test-gpu); skipped in make test")
+
+
 @pytest.fixture(scope="session")
 def lib():
     from host.llama import load

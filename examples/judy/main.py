@@ -58,7 +58,11 @@ def main() -> int:
     ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
     ap.add_argument("--mods", default=str(ROOT / "mods"), help="the mods folder (default: the repo's mods/)")
     ap.add_argument("--fps", type=float, default=60.0)
+    from host.cli import add_offload_arguments, apply_offload_arguments
+
+    add_offload_arguments(ap)  # --gpu-layers, --rpc, ... (make judy GPU_LAYERS=... sets the variable)
     args = ap.parse_args()
+    apply_offload_arguments(args)
 
     from host.app import host_with_mod
 
@@ -89,7 +93,7 @@ def main() -> int:
         if result["finish_reason"] == "error":
             out.write(f"\n(Judy could not answer: {result['error']})")
         usage = result["usage"]
-        out.write(f"\n  {clock.status()} {usage['completion_tokens']} tokens, "
+        out.write(f"\n  {clock.status()} {usage['completion_tokens']} tokens on {result['device'] or 'CPU'}, "
                   f"{usage['cached_tokens']} of {usage['prompt_tokens']} prompt tokens reused\n")
         if interactive:
             out.write("you> ")

@@ -6,6 +6,8 @@
 - A child keeps its parent alive: a parent closed while children are open is
   marked closed at once but freed only when its last child is freed, so any
   close order is safe.
+- After an RPC failure stopped inference (host.llama.aborts), nothing is
+  freed any more: a free would wait forever on the parked RPC thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import weakref
 
 from host.errors import ClosedError
+from host.llama import aborts
 
 
 class _Handle:
@@ -56,7 +59,7 @@ class _Handle:
             if self.freed:
                 return
             self.freed = True
-        if self.free is not None:
+        if self.free is not None and aborts.stalled() is None:
             self.free(self.ptr)
         self.ptr = None
         if self.parent is not None:

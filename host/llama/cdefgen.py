@@ -3,7 +3,9 @@
 The header is run through the real C preprocessor, so every ``#define``
 constant and explicit enum value is what the compiler sees.  From the result
 we keep every declaration of ``llama.h`` itself plus the ggml/gguf types it
-reaches (transitively); ggml's own functions are left out to keep the cdef small.
+reaches (transitively); of ggml's own functions only the few backend/device
+ones in :data:`GGML_FUNCTIONS` are declared (device listing, RPC registration),
+to keep the cdef small.
 
 A tiny C program (the *probe*) is generated from the same declarations and
 compiled against the same header; it prints ``sizeof``/``alignof``/``offsetof``
@@ -48,6 +50,25 @@ typedef struct _IO_FILE FILE;
 """
 _PRELUDE_LINES = _PARSE_PRELUDE.count("\n")
 
+# ggml functions the binding uses (host.llama.devices, host.llama.aborts).  All of them
+# return borrowed pointers into ggml's registry (valid for the process's life)
+# or fill caller-owned memory; none transfers ownership.  ggml-rpc.h is not
+# parsed: its add_server entry point is fetched at run time through
+# ggml_backend_reg_get_proc_address, as llama.cpp's own tools do.
+GGML_FUNCTIONS = (
+    "ggml_backend_reg_count", "ggml_backend_reg_get", "ggml_backend_reg_by_name",
+    "ggml_backend_reg_name", "ggml_backend_reg_dev_count", "ggml_backend_reg_dev_get",
+    "ggml_backend_reg_get_proc_address", "ggml_backend_register",
+    "ggml_backend_dev_count", "ggml_backend_dev_get", "ggml_backend_dev_name",
+    "ggml_backend_dev_description", "ggml_backend_dev_memory", "ggml_backend_dev_type",
+    "ggml_backend_dev_get_props", "ggml_backend_dev_backend_reg",
+    # ggml.h: a hook called with the message just before ggml aborts the process
+    "ggml_set_abort_callback",
+)
+# Structs those functions fill through a pointer: declared with their body
+# (and ABI-checked) instead of opaque.
+GGML_STRUCT_BODIES = ("ggml_backend_dev_props",)
+
 _INT_EXPR = re.compile(r"^[-+~()\s]*(0[xX][0-9a-fA-F]+|\d+)[uUlL]*[)\s]*$")
 
 
@@ -57,6 +78,7 @@ class Header:
 
     decls: list = field(default_factory=list)  # c_ast nodes, in source order
     functions: list = field(default_factory=list)  # LLAMA_API function names
+    ggml_functions: list = field(default_factory=list)  # the GGML_FUNCTIONS found
     structs: dict = field(default_factory=dict)  # "struct x" -> [field names]
     enum_constants: list = field(default_factory=list)
     defines: dict = field(default_factory=dict)  # name -> integer expression text
@@ -192,7 +214,7 @@ def parse_header(include_dir: Path) -> Header:
     for i, (node, _) in enumerate(decls):
         for name in _names_defined(node):
             defined_by.setdefault(name, []).append(i)
-    wanted = {i for i, (_, src) in enumerate(decls) if src == "llama.h"}
+    wanted = {i for i, (node, src) in enumerate(decls) if src == "llama.h" or _is_ggml_function(node)}
     todo = list(wanted)
     while todo:
         node = decls[todo.pop()][0]
@@ -202,13 +224,16 @@ def parse_header(include_dir: Path) -> Header:
                     wanted.add(j)
                     todo.append(j)
 
-    by_value = _structs_used_by_value([decls[i][0] for i in wanted])
+    by_value = _structs_used_by_value([decls[i][0] for i in wanted]) | set(GGML_STRUCT_BODIES)
     header = Header()
     for i, (node, src) in enumerate(decls):
         if i not in wanted:
             continue
         if isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl) and src != "llama.h":
-            continue  # ggml functions are not part of the binding
+            if _is_ggml_function(node):
+                header.decls.append(node)
+                header.ggml_functions.append(node.name)
+            continue  # other ggml functions are not part of the binding
         body = _struct_body(node)
         if src != "llama.h" and body is not None and body.name and body.name not in by_value:
             # ggml structs that llama.h only points to stay opaque
@@ -227,6 +252,11 @@ def parse_header(include_dir: Path) -> Header:
             header.enum_constants.extend(e.name for e in en.values.enumerators)
     header.defines = _integer_defines(include_dir, incs)
     return header
+
+
+def _is_ggml_function(node) -> bool:
+    return (isinstance(node, c_ast.Decl) and isinstance(node.type, c_ast.FuncDecl)
+            and node.name in GGML_FUNCTIONS)
 
 
 def _structs_used_by_value(nodes) -> set[str]:

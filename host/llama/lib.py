@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,14 +23,14 @@ from pathlib import Path
 import cffi
 
 from host.errors import ABIMismatchError, LibraryLoadError
-from host.llama import abi, cdefgen, log
+from host.llama import abi, aborts, cdefgen, log
 
 _lock = threading.Lock()  # guards _loaded; held only while loading
 _loaded: dict[str, "Lib"] = {}
 
 # ggml's libraries, loaded globally before libllama so its NEEDED entries
 # resolve whatever the RPATH says (the build directory may have moved).
-_GGML_LIBS = ("libggml-base", "libggml-cpu", "libggml")
+_GGML_LIBS = ("libggml-base", "libggml-cpu", "libggml-rpc", "libggml")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Lib:
             )
         self.abi_checked = len(probe)
         log.install(self)
+        aborts.install(self)
         self.C.llama_backend_init()
         self.load_seconds = time.perf_counter() - start
 
@@ -115,12 +117,80 @@ def _preload_ggml(ffi, lib_dir: Path) -> list:
     return handles
 
 
-def default_paths():
-    """Resolve the library through setup (builds it on first use, cached after)."""
-    from host.setup import llama_build
+@dataclass(frozen=True)
+class Selection:
+    """Which build this process uses, and why (shown by doctor and the status lines)."""
 
-    info = llama_build.ensure_library()
-    return LibPaths(Path(info.lib_path), Path(info.include_dir), Path(info.artifacts_dir)), info
+    requested: str  # the GPU word asked for: cpu, cuda, vulkan, metal, hip
+    source: str  # where the word came from ($RELIC_GPU, make setup GPU=..., default)
+    used: str  # the build in use: the requested one, or cpu after a failed probe
+    reason: str = ""  # why the requested GPU build is not used ("" when it is)
+    probe: dict | None = None  # the GPU probe's verdict (devices, placement, text)
+
+
+_selection: Selection | None = None  # decided once per process (the probe runs once)
+
+
+def _paths_of(info) -> LibPaths:
+    return LibPaths(Path(info.lib_path), Path(info.include_dir), Path(info.artifacts_dir))
+
+
+def _choose():
+    """Pick the build: the selected GPU variant if it is built and passes its probe, else CPU."""
+    from host.errors import GpuProbeError, SetupError
+    from host.setup import gpu, llama_build
+
+    kind, source = gpu.selected()
+    if os.environ.get(llama_build.ENV_LIB):
+        # an external library is used as it is (its backends are whatever it was built with)
+        return llama_build.ensure_library(), Selection("external", "LLAMA_CPP_LIB", "external")
+    if kind == "cpu":
+        return llama_build.ensure_library(gpu.flags("cpu")), Selection(kind, source, "cpu")
+    reason, verdict = "", None
+    try:
+        info = llama_build.ensure_library(gpu.flags(kind), allow_build=False)
+    except SetupError:
+        reason = f"the {kind} build is not there (run `make setup GPU={kind}`)"
+    else:
+        from host.llama.probe import probe_gpu
+        from host.setup.model_fetch import cached_default_model
+
+        try:
+            verdict = probe_gpu(_paths_of(info), cached_default_model())
+        except GpuProbeError as exc:
+            reason = f"its probe failed: {exc}"
+        else:
+            return info, Selection(kind, source, kind, "", verdict)
+    print(f"relic: GPU build '{kind}' not used, running on the CPU: {reason}", file=sys.stderr, flush=True)
+    return llama_build.ensure_library(gpu.flags("cpu")), Selection(kind, source, "cpu", reason, verdict)
+
+
+def selection() -> Selection | None:
+    """The build decision of this process (None until the default library was loaded)."""
+    return _selection
+
+
+def default_paths():
+    """Resolve the library through setup (builds the CPU one on first use, cached after).
+
+    With a GPU variant selected (``make setup GPU=...`` or ``$RELIC_GPU``) that
+    build is probed in a child process first; if it is missing or its probe
+    fails, one line on stderr says why and the CPU build is used.
+    """
+    with _choose_lock:
+        if _selection is None or _selection_info is None:
+            info, sel = _choose()
+            _remember(info, sel)
+        return _paths_of(_selection_info), _selection_info
+
+
+_choose_lock = threading.Lock()
+_selection_info = None
+
+
+def _remember(info, sel) -> None:
+    global _selection, _selection_info
+    _selection, _selection_info = sel, info
 
 
 def load(lib_info=None) -> Lib:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from host.errors import ModelLoadError, TemplateError, TokenizeError
 from host.llama import lib as _lib
 from host.llama import log
+from host.llama import devices as _devices
+from host.llama import offload as _offload
 from host.llama._native import NativeObject
 
 _GGUF_MAGIC = b"GGUF"
@@ -25,18 +28,35 @@ class Model(NativeObject):
     ``Model(path)`` raises :class:`~host.errors.ModelLoadError` naming the path
     and the reason for a missing file, a file that is not a GGUF, a truncated
     or corrupt one, or an unsupported architecture; the process survives.
+
+    Offload: ``n_gpu_layers`` (a count, ``"all"`` or None) overrides
+    ``offload`` (an :class:`~host.llama.offload.OffloadConfig`), which defaults
+    to the environment (RELIC_GPU_LAYERS, or RELIC_EMBED_GPU_LAYERS with
+    ``embed=True``).  :attr:`placement` says where the layers went.
     """
 
     kind = "model"
 
-    def __init__(self, path, *, lib=None, n_gpu_layers: int = 0, vocab_only: bool = False,
-                 use_mmap: bool = True):
+    def __init__(self, path, *, lib=None, n_gpu_layers=None, vocab_only: bool = False,
+                 use_mmap: bool = True, offload=None, embed: bool = False):
         self.lib = lib or _lib.load()
         self.path = Path(path)
         _precheck(self.path)
         ffi, C = self.lib.ffi, self.lib.C
+        config = offload if offload is not None else _offload.OffloadConfig.from_env(embed=embed)
+        if n_gpu_layers is not None:
+            config = replace(config, gpu_layers=_offload.parse_gpu_layers(n_gpu_layers, "n_gpu_layers"))
+        if vocab_only:
+            config = replace(config, gpu_layers=0)
+        else:  # RPC servers must be devices before the load, and alive (else llama.cpp aborts)
+            _devices.ensure_env_rpc(self.lib)
+            if config.gpu_layers != 0:
+                _devices.check_registered_alive(self.lib)
+        plan = _offload.resolve(self.lib, config)
         params = C.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
+        params.n_gpu_layers = plan.n_gpu_layers
+        params.split_mode = getattr(C, f"LLAMA_SPLIT_MODE_{plan.split_mode.upper()}")
+        params.main_gpu = plan.main_gpu
         params.vocab_only = vocab_only
         params.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
         with log.capture() as lines:
@@ -55,6 +75,13 @@ class Model(NativeObject):
         has_layers = self.n_layer > 0 and not vocab_only
         self.n_head = C.llama_model_n_head(ptr) if has_layers else 0
         self.n_head_kv = C.llama_model_n_head_kv(ptr) if has_layers else 0
+        self.offload = plan
+        counted = _offload.parse_offloaded(lines)
+        total = counted[1] if counted else (self.n_layer + 1 if has_layers else 0)
+        # (layers on offload devices, layers in all); llama.cpp counts the output layer too, and
+        # logs "offloaded N/N layers to GPU" even when there is no GPU (they stay on the CPU)
+        self.offloaded = (counted[0] if counted and plan.devices else 0, total)
+        self.placement = _placement(plan, self.offloaded)
 
     def __repr__(self) -> str:
         return f"<Model {self.path.name}{' closed' if self.closed else ''}>"
@@ -128,6 +155,18 @@ class Model(NativeObject):
                 return ffi.string(buf, n).decode("utf-8", "replace")
             size = n + 1
         raise TemplateError("chat template output kept growing")  # pragma: no cover
+
+
+def _placement(plan, offloaded) -> str:
+    """Where inference runs, in words: "CPU", "Vulkan0 (31/31 layers)", "RPC0+RPC1+CPU (20/31 layers)"."""
+    done, total = offloaded
+    if done == 0 or not plan.devices:
+        return "CPU"
+    devs = plan.devices
+    if plan.split_mode == "none":
+        devs = devs[plan.main_gpu:plan.main_gpu + 1]
+    names = "+".join(d.name for d in devs) + ("+CPU" if done < total else "")
+    return f"{names} ({done}/{total} layers)"
 
 
 def builtin_templates(lib=None) -> list[str]:

@@ -65,7 +65,8 @@ class Embedder:
             model = embed_model_path()
         self._owns_model = not isinstance(model, Model)
         try:
-            self.model = Model(Path(model), lib=lib or load_lib()) if self._owns_model else model
+            self.model = (Model(Path(model), lib=lib or load_lib(), embed=True)  # RELIC_EMBED_GPU_LAYERS
+                          if self._owns_model else model)
         except RelicError as exc:
             raise EmbeddingError(f"cannot load the embedding model: {exc}") from exc
         self.lib = self.model.lib

@@ -1,8 +1,13 @@
-"""``python -m host.setup [all|llama|model|embed|doctor]``: run the set-up steps.
+"""``python -m host.setup [all|llama|model|embed|rpc-server|doctor] [--gpu KIND]``: run the set-up steps.
 
 Every step is idempotent and cached; a warm run only checks a few paths and
 says so.  Each step prints how long it took.  Exit status 0 on success, 1 on a
 set-up error (its message says what to do), 2 on bad usage.
+
+``--gpu cuda|vulkan|metal|hip|cpu`` (``make setup GPU=...``): the llama step
+checks that variant's toolchain, builds it next to the CPU build, and saves
+the word as this venv's choice (see host.setup.gpu).  Without ``--gpu`` the
+saved choice (or ``$RELIC_GPU``) is built.
 """
 
 from __future__ import annotations
@@ -13,17 +18,51 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = "usage: python -m host.setup [all|llama|model|embed|doctor]"
+_USAGE = "usage: python -m host.setup [all|llama|model|embed|rpc-server|doctor] [--gpu cuda|vulkan|metal|hip|cpu]"
+
+_gpu_request: str | None = None  # set by --gpu for this run
+
+
+def _ensure_variant(kind: str) -> tuple[bool, str]:
+    """(was cached, library path) for one variant, checking its toolchain before a build."""
+    from host.setup import gpu, llama_build
+
+    flags = gpu.flags(kind)
+    if llama_build.find_library(flags) is not None:
+        return True, str(llama_build.ensure_library(flags).lib_path)
+    if kind != "cpu":
+        gpu.check_toolchain(kind)  # names the package to install, before any download or build
+    return False, str(llama_build.ensure_library(flags).lib_path)
 
 
 def _step_llama() -> str:
-    from host.setup import llama_build
+    from host.setup import gpu, llama_build
 
-    if llama_build.find_library() is not None:
+    if os.environ.get(llama_build.ENV_LIB):
         info = llama_build.ensure_library()
-        return f"cached: {info.lib_path}"
-    info = llama_build.ensure_library()
-    return f"ready: {info.lib_path}"
+        return f"using ${llama_build.ENV_LIB}: {info.lib_path}"
+    kind = gpu.check_kind(_gpu_request) if _gpu_request else gpu.selected()[0]
+    if kind != "cpu" and llama_build.find_library(gpu.flags(kind)) is None:
+        gpu.check_toolchain(kind)  # fail before the CPU build, not after it
+    cached, path = _ensure_variant("cpu")  # the fallback of every GPU build
+    parts = [f"cpu {path}"]
+    if kind != "cpu":
+        was, gpath = _ensure_variant(kind)
+        cached &= was
+        parts.append(f"{kind} {gpath}")
+    if _gpu_request:
+        gpu.save_choice(kind)
+        parts.append(f"this venv now uses {kind} ({gpu.choice_path()})")
+    return ("cached: " if cached else "ready: ") + "; ".join(parts)
+
+
+def _step_rpc_server() -> str:
+    from host.setup.rpc_server import server_path
+
+    path = server_path(_gpu_request)
+    return (f"ready: {path}\n       run it on each machine that lends its CPU/GPU: {path} -H <its LAN address> "
+            f"-p 50052\n       then here: RELIC_RPC=<address>:50052[,...] (or relic run --rpc ...). "
+            "Never expose it to an untrusted network: the protocol has no authentication.")
 
 
 def _step_model() -> str:
@@ -47,17 +86,19 @@ def _step_embed() -> str:
 
 
 _STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed}
+_EXTRA_STEPS = {"rpc-server": _step_rpc_server}  # on request, not part of "all"
 
 
 def run(target: str) -> int:
     """Run the steps for ``target`` ("all" or one step name); return an exit status."""
     names = list(_STEPS) if target == "all" else [target]
+    steps = {**_STEPS, **_EXTRA_STEPS}
     started = time.monotonic()
     all_cached = True
     for name in names:
         t0 = time.monotonic()
         try:
-            result = _STEPS[name]()
+            result = steps[name]()
         except SetupError as exc:
             print(f"relic setup: {name} failed after {time.monotonic() - t0:.1f} s:\n{exc}", file=sys.stderr)
             return 1
@@ -73,9 +114,24 @@ def run(target: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    args = sys.argv[1:] if argv is None else argv
+    global _gpu_request
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--gpu" in args:
+        i = args.index("--gpu")
+        if i + 1 >= len(args):
+            print(_USAGE, file=sys.stderr)
+            return 2
+        _gpu_request = args[i + 1]
+        del args[i:i + 2]
+        try:
+            from host.setup.gpu import check_kind
+
+            check_kind(_gpu_request)
+        except SetupError as exc:
+            print(f"relic setup: {exc}", file=sys.stderr)
+            return 2
     target = args[0] if args else "all"
-    if len(args) > 1 or target not in ("all", "doctor", *_STEPS):
+    if len(args) > 1 or target not in ("all", "doctor", *_STEPS, *_EXTRA_STEPS):
         print(_USAGE, file=sys.stderr)
         return 2
     if target == "doctor":

@@ -2,7 +2,10 @@
 
 Prints the library path, llama.cpp commit, build flags, model path and the
 result of the ABI check (``host.llama.lib.load``, which compares the cffi
-declarations with the probe compiled against the same header).  Doctor never
+declarations with the probe compiled against the same header), then the GPU
+choice, the backends and devices llama.cpp sees with their memory, the RPC
+servers of ``$RELIC_RPC``, and how many layers of the model are offloaded
+(the model is loaded with the current settings to find out).  Doctor never
 starts a build or a download; it says which command fixes what is missing.
 """
 
@@ -63,7 +66,7 @@ def _check_abi(info: llama_build.LibInfo) -> list[str]:
     try:
         from host.llama.lib import load
 
-        load(info)
+        load()
     except RelicError as exc:  # ABIMismatchError names the field; LibraryLoadError the cause
         _line("ABI check", f"FAILED ({type(exc).__name__}): {exc}")
         return ["ABI check failed"]
@@ -71,6 +74,52 @@ def _check_abi(info: llama_build.LibInfo) -> list[str]:
         _line("ABI check", f"ERROR ({type(exc).__name__}): {exc}")
         return ["ABI check could not run"]
     _line("ABI check", "OK (cffi declarations match the compiled layout)")
+    return []
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _check_devices() -> list[str]:
+    """GPU choice, backends, devices, RPC servers and the model's offload."""
+    from host.llama import devices, lib as _lib, offload
+
+    lib = _lib.load()
+    sel = _lib.selection()
+    if sel is not None:
+        used = sel.used if sel.used == sel.requested else f"{sel.used} (FALLBACK: {sel.reason})"
+        _line("GPU choice", f"{sel.requested} (from {sel.source}); in use: {used}")
+    _line("backends", ", ".join(devices.backends(lib)) or "(none)")
+    problems: list[str] = []
+    try:
+        rpc = devices.ensure_env_rpc(lib)
+    except RelicError as exc:
+        _line("RPC", f"FAILED: {exc}")
+        problems.append("an RPC server in $RELIC_RPC failed its check")
+    else:
+        if rpc:
+            _line("RPC", ", ".join(sorted({d.description for d in rpc})) + f" ({len(rpc)} device(s))")
+    for d in devices.list_devices(lib):
+        mem = f"{_gib(d.memory_free)} free of {_gib(d.memory_total)}" if d.memory_total else "memory n/a"
+        _line(f"device {d.index}", f"{d.name} [{d.backend}, {d.kind}] {d.description}: {mem}")
+    if problems:
+        return problems
+    try:
+        config = offload.OffloadConfig.from_env()
+        from host.llama import Model
+
+        model = Model(model_fetch.model_path(), lib=lib, offload=config)
+    except RelicError as exc:
+        _line("offload", f"FAILED: {exc}")
+        return ["the model did not load with the offload settings"]
+    try:
+        done, total = model.offloaded
+        _line("offload", f"{done}/{total} layers of {model.path.name} on {model.placement} "
+                         f"({model.offload.reason}; split {model.offload.split_mode}, "
+                         f"main GPU {model.offload.main_gpu})")
+    finally:
+        model.close()
     return []
 
 
@@ -84,7 +133,10 @@ def doctor() -> int:
     problems += found
     problems += _check_model()
     if info is not None:
-        problems += _check_abi(info)
+        found = _check_abi(info)
+        problems += found
+        if not found and not problems:
+            problems += _check_devices()
     else:
         _line("ABI check", "SKIPPED (no library)")
     if problems:

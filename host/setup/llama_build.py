@@ -3,9 +3,11 @@
 The pinned source is the ``vendor/llama.cpp`` tree of the
 ``llama-cpp-python==0.3.36`` sdist (llama.cpp commit 0c1e570), checked by
 sha256.  We build only the ``llama`` target (libllama plus the libggml* it
-links), Release, CPU, shared, and keep the result in the cache under a name
-made of the version and a hash of the exact cmake flags, so a different flag
-set is a different cached build and never a silent mismatch.
+links, with ggml's RPC client backend) and llama.cpp's own ``ggml-rpc-server``
+(one more source file on top of ggml), Release, shared, and keep the result in
+the cache under a name made of the version and a hash of the exact cmake
+flags, so a different flag set (a GPU backend: see host.setup.gpu) is a
+different cached build and never a silent mismatch.
 
 Every cached item appears by one ``rename`` of a finished folder: a build that
 failed or was interrupted leaves only a temp folder (cleaned up next time),
@@ -57,8 +59,10 @@ BASE_CMAKE_ARGS: tuple[str, ...] = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_BUILD_SERVER=OFF",
-    "-DLLAMA_BUILD_TOOLS=OFF",
-    "-DLLAMA_BUILD_COMMON=OFF",
+    # tools/ (and the common/ they need) are only configured, so that the
+    # ggml-rpc-server target exists; only llama and ggml-rpc-server are built.
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_COMMON=ON",
     "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_CURL=OFF",
     "-DLLAMA_OPENSSL=OFF",
@@ -67,7 +71,12 @@ BASE_CMAKE_ARGS: tuple[str, ...] = (
     # $ORIGIN-relative RUNPATH: libllama finds libggml* next to itself after
     # the build folder is renamed into the cache.
     "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
+    # ggml's RPC backend: the client that `RELIC_RPC` / `relic run --rpc` uses
+    # in-process, and the server binary `make rpc-server` hands out.
+    "-DGGML_RPC=ON",
 )
+
+RPC_SERVER_TARGET = "ggml-rpc-server"
 
 # Bump when the cached layout changes, so old caches are not misread.
 _LAYOUT_VERSION = 1
@@ -93,6 +102,14 @@ class LibInfo:
     build_flags: tuple[str, ...]  # cmake flags of the build; () for LLAMA_CPP_LIB
     artifacts_dir: Path  # cdef + ABI probe results written by host.llama.cdefgen
     external: bool = False  # True when LLAMA_CPP_LIB named the library
+
+    @property
+    def rpc_server(self) -> Path | None:
+        """llama.cpp's ggml-rpc-server built with this library, or None (external or no RPC)."""
+        if self.external:
+            return None
+        path = self.lib_dir / _exe_name(RPC_SERVER_TARGET)  # next to the libs its RUNPATH names
+        return path if path.is_file() else None
 
 
 # --- the pinned source -------------------------------------------------------
@@ -228,6 +245,31 @@ def _lib_name() -> str:
     return "libllama.dylib" if sys.platform == "darwin" else "libllama.so"
 
 
+def _exe_name(stem: str) -> str:
+    return stem + ".exe" if sys.platform == "win32" else stem
+
+
+def flag_value(flags: Sequence[str], name: str) -> str | None:
+    """The value of ``-D<name>=`` in a cmake flag list (the last one wins), or None."""
+    value = None
+    for flag in flags:
+        m = re.match(rf"^-D{re.escape(name)}(?::\w+)?=(.*)$", flag)
+        if m:
+            value = m.group(1)
+    return value
+
+
+def _is_on(value: str | None) -> bool:
+    return value is not None and value.upper() in ("ON", "1", "YES", "TRUE", "Y")
+
+
+def _targets(flags: Sequence[str]) -> list[str]:
+    targets = ["llama"]
+    if _is_on(flag_value(flags, "GGML_RPC")):
+        targets.append(RPC_SERVER_TARGET)
+    return targets
+
+
 def generator_hash() -> str:
     """Hash of the cdef/ABI generator's source: keys the artifacts folder."""
     host_dir = Path(__file__).resolve().parent.parent
@@ -277,6 +319,10 @@ def _built_ok(base: Path) -> bool:
     return (base / _INFO_FILE).is_file() and (base / "lib" / _lib_name()).exists()
 
 
+def _server_ok(base: Path, flags: Sequence[str]) -> bool:
+    return RPC_SERVER_TARGET not in _targets(flags) or (base / "lib" / _exe_name(RPC_SERVER_TARGET)).is_file()
+
+
 def _artifacts_ok(info: LibInfo) -> bool:
     return info.artifacts_dir.is_dir()
 
@@ -295,7 +341,7 @@ def find_library(extra_cmake_args: Iterable[str] | None = None) -> LibInfo | Non
     else:
         flags = cmake_args(extra_cmake_args)
         base = library_dir(flags)
-        if not _built_ok(base):
+        if not (_built_ok(base) and _server_ok(base, flags)):
             return None
         info = _info_for(base, base / "lib" / _lib_name(), flags, False)
     return info if _artifacts_ok(info) else None
@@ -388,6 +434,19 @@ def _copy_libs(build: Path, dest: Path) -> None:
         raise SetupError(f"the build finished but produced no {_lib_name()} (looked under {build})")
 
 
+def _copy_programs(build: Path, dest: Path, targets: Sequence[str]) -> None:
+    """Copy the built executables (``ggml-rpc-server``) out of the build tree."""
+    for target in targets:
+        if target == "llama":
+            continue
+        name = _exe_name(target)
+        found = sorted(p for p in build.rglob(name) if p.is_file() and "CMakeFiles" not in p.parts)
+        if not found:
+            raise SetupError(f"the build finished but produced no {name} (looked under {build})")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(found[0], dest / name)
+
+
 def _copy_headers(src: Path, dest: Path) -> None:
     """Copy llama.h and ggml's public headers, keeping the tree's relative layout."""
     for rel in ("include", "ggml/include"):
@@ -412,10 +471,13 @@ def _build(flags: tuple[str, ...], final: Path) -> None:
         with open(log_path, "w") as log:
             say(f"configuring llama.cpp {LLAMA_CPP_COMMIT} (log: {log_path})")
             _run_logged(["cmake", "-S", str(src), "-B", str(build), *flags], log, False)
-            say(f"building libllama with {jobs} job(s); this takes a few minutes on 2 cores")
+            targets = _targets(flags)
+            say(f"building {' and '.join(targets)} with {jobs} job(s); this takes a few minutes "
+                "on 2 cores (longer with a GPU backend)")
             _run_logged(["cmake", "--build", str(build), "--config", "Release",
-                         "--target", "llama", "-j", str(jobs)], log, True)
+                         "--target", *targets, "-j", str(jobs)], log, True)
         _copy_libs(build, stage / "lib")
+        _copy_programs(build, stage / "lib", targets)
         _copy_headers(src, stage / "headers")
         seconds = round(time.monotonic() - started, 1)
         (stage / _INFO_FILE).write_text(json.dumps({
@@ -485,10 +547,10 @@ def ensure_library(extra_cmake_args: Iterable[str] | None = None, *, allow_build
     flags = cmake_args(extra_cmake_args)
     base = library_dir(flags)
     info = _info_for(base, base / "lib" / _lib_name(), flags, False)
-    if _built_ok(base) and _artifacts_ok(info):
+    if _built_ok(base) and _server_ok(base, flags) and _artifacts_ok(info):
         return info  # the warm path: no lock, no subprocess
     with file_lock(paths.lock_path(base.name)):
-        if not _built_ok(base):
+        if not (_built_ok(base) and _server_ok(base, flags)):
             if not allow_build:
                 raise SetupError(f"libllama is not built for these flags ({base.name}); "
                                  "run `make setup` or `python -m host.setup llama`")
