@@ -46,6 +46,7 @@ EXTRAS = {
     "frame_loop_idle": "bench/frame_loop_idle.py",
     "cancel_latency": "bench/cancel_latency.py",
     "rpc_bench": "bench/rpc_bench.py",
+    "hostile": "bench/hostile.py",
 }
 EXTRA_TIMEOUT_S = 3600
 README_START, README_END = "<!-- latest-results:start -->", "<!-- latest-results:end -->"
@@ -371,7 +372,7 @@ def markdown(res: dict, charts: list[str]) -> str:
         L.append("")
     extras = res.get("extras")
     if extras:
-        L += ["## Other benchmarks (grammar, RAG, idle host, cancel)", ""]
+        L += ["## Other benchmarks (grammar, RAG, idle host, cancel, hostile mods)", ""]
         for name, r in extras.items():
             if "skipped" in r:
                 L.append(f"- **{name}**: skipped — {r['skipped']}")
