@@ -111,3 +111,29 @@ def test_host_function_results_past_the_cap_fail_cleanly_in_the_mod(make_host):
     assert lines[2].startswith("false ") and "memory cap" in lines[2]
     ok, n = good.call(good.public.n)
     assert ok and n == 60
+
+
+def test_llm_tokenize_past_the_cap_is_a_clear_error_from_a_mod(llm_host):
+    """The issue's own case: llm.tokenize's token list would not fit under a 4 MiB cap."""
+    host, console = llm_host({"attacker": """
+        local done = false
+        registerForEvent("onUpdate", function()
+          if done then return end
+          done = true
+          local text = string.rep("a ", 200000)     -- 400 KB, ~200,000 tokens: > 3 MiB as a Lua table
+          local ok, err = pcall(llm.tokenize, text)
+          print(ok, err)
+          local ok2, ids = pcall(llm.tokenize, "hello there")
+          print(ok2, type(ids) == "table" and #ids > 0)
+        end)
+    """, "good": GOOD}, tomls={"attacker": "memory_mb = 4\nbudget_ms = 5000\n"})
+    frames(host, 3)
+    lines = console.mod_lines("attacker")
+    assert len(lines) == 2, console.text
+    assert lines[0].startswith("false\t"), lines
+    assert "memory cap" in lines[0] or "limit" in lines[0], lines
+    assert lines[1] == "true\ttrue"
+    assert host.mods["attacker"].state == "loaded"
+    good = host.mods["good"]
+    ok, n = good.call(good.public.n)
+    assert ok and n == 60

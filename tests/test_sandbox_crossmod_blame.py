@@ -46,7 +46,7 @@ def test_bad_arguments_to_another_mods_function_blame_the_caller(make_host):
             end)
             return { errs = function() return errs end, last = function() return last end }
         """,
-    })
+    }, tomls={"prober": "budget_ms = 5000\n", "attacker": "budget_ms = 5000\n"})   # blame, not speed, is tested
     frames(host, 30)
     lib, good, attacker, prober = (host.mods[m] for m in ("library", "good", "attacker", "prober"))
     assert lib.state == "loaded", lib.reason
@@ -76,10 +76,28 @@ def test_callee_errors_with_a_callers_function_blame_the_caller(make_host):
               GetMod("library").apply(function(x) return x.nope.nope end, 1)
             end)
         """,
-    })
+    }, tomls={"attacker": "budget_ms = 5000\n"})
     frames(host, 25)
     assert host.mods["library"].state == "loaded"
     assert host.mods["attacker"].state == "quarantined"
     good = host.mods["good"]
     ok, n = good.call(good.public.count)
     assert ok and n == 25
+
+
+def test_pairs_over_a_huge_exported_table_is_bounded(make_host):
+    """Issue 12 item 6: GetMod views list keys synchronously; past the transfer cap it is an error."""
+    from host.runtime.limits import Limits
+
+    host, console = make_host({
+        "owner": "local t = {} for i = 1, 3000 do t['k' .. i] = i end return { big = t, small = { a = 1 } }",
+        "reader": """
+            local ok, err = pcall(function() for k in pairs(GetMod("owner").big) do end end)
+            print(ok, err)
+            for k, v in pairs(GetMod("owner").small) do print(k, v) end
+        """,
+    }, limits=Limits(transfer_items=1000))
+    lines = console.mod_lines("reader")
+    assert lines[0].startswith("false\t") and "more than 1000 keys" in lines[0]
+    assert lines[1] == "a\t1"
+    assert host.mods["owner"].state == "loaded" and host.mods["reader"].state == "loaded"

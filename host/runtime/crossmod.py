@@ -128,7 +128,15 @@ class CrossMod:
         tbl = target.box.walk(target.public, *self._path(path))
         if lua_type(tbl) != "table":
             return []
-        return [k for k in tbl.keys() if lua_type(k) is None]
+        cap = self.host.limits.transfer_items
+        keys = []
+        for k in tbl.keys():
+            if lua_type(k) is None:
+                keys.append(k)
+                if len(keys) > cap:   # pairs() over a huge table: bounded like every transfer
+                    raise TransferError(f"GetMod('{target_id}'): the table has more than {cap} keys; "
+                                        "pairs() over it is refused")
+        return keys
 
     # -- calls ------------------------------------------------------------------
 
