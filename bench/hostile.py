@@ -8,7 +8,8 @@ host shuts down and the process exits.  Recorded per class:
 
     rc            the class process's exit status (0 = clean; negative = killed by a signal)
     worst / p99   frame time (host.update + host.draw, ms)
-    served        the good mod's requests answered / asked
+    served        the good mod's requests answered / asked (it stops asking at the end and its
+                  requests in flight get up to DRAIN_S to finish)
     wait p95      the good mod's submit -> on_done time (ms, p95)
     RSS growth    peak RSS during the run minus RSS after loading (MB)
     quit          seconds host.shutdown() took (the "quit" class: while the worker is busy)
@@ -34,13 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FPS = 60
+DRAIN_S = 20.0   # after the run, how long the good mod's requests in flight may take to finish
 
 GOOD = """
 local asked, served, waits, errors = 0, 0, {}, 0
 local t = 0.5
 registerForEvent("onUpdate", function(dt)
   t = t + dt
-  if t < 1 then return end
+  if t < 1 or not bench.asking() then return end
   t = t - 1
   asked = asked + 1
   local t0 = bench.now()
@@ -52,6 +54,7 @@ registerForEvent("onUpdate", function(dt)
     end }
 end)
 return { stats = function() return { asked = asked, served = served, errors = errors, waits = waits } end,
+         pending = function() return asked - served - errors end,
          area = function(w, h) return w * h end }
 """
 
@@ -194,10 +197,13 @@ def percentile(values, q):
 
 
 class BenchClock:
-    """Gives mods `bench.now()` (wall-clock seconds) to time their own requests."""
+    """Gives mods `bench.now()` (wall-clock seconds) and `bench.asking()` (false while draining)."""
+
+    def __init__(self):
+        self.asking = True
 
     def install(self, mod):
-        mod.expose("bench", {"now": time.perf_counter})
+        mod.expose("bench", {"now": time.perf_counter, "asking": lambda: self.asking})
 
 
 def run_class(name: str, seconds: float) -> dict:
@@ -216,7 +222,8 @@ def run_class(name: str, seconds: float) -> dict:
                 (mods / mid / "mod.toml").write_text(tml, encoding="utf-8")
         lines: list[str] = []
         host = build_host(mods, console=lines.append, load=False)
-        host.add_provider(BenchClock())
+        clock = BenchClock()
+        host.add_provider(clock)
         t_load = time.perf_counter()
         host.load()
         load_s = time.perf_counter() - t_load
@@ -241,8 +248,20 @@ def run_class(name: str, seconds: float) -> dict:
             next_t += period
             if time.perf_counter() > next_t + period:
                 next_t = time.perf_counter()
-        peak = max(peak, rss_mb())
+        # drain: the good mod stops asking; its requests in flight get up to DRAIN_S to finish
+        clock.asking = False
         good = host.mods.get("good")
+        drain_end = time.perf_counter() + DRAIN_S
+        while time.perf_counter() < drain_end and good is not None and good.state == "loaded":
+            ok, pending = good.call(good.public["pending"])
+            if not ok or not pending:
+                break
+            t0 = time.perf_counter()
+            host.update(period)
+            host.draw()
+            frames.append((time.perf_counter() - t0) * 1000)
+            time.sleep(period)
+        peak = max(peak, rss_mb())
         stats = {}
         if good is not None and good.state == "loaded":
             ok, s = good.call(good.public["stats"])
@@ -319,8 +338,11 @@ def table(rows) -> str:
     out = [head, "|" + "---|" * 10]
     for r in rows:
         err = (r.get("attacker_last_error") or r.get("error") or "").replace("|", "/").replace("\n", " ")
+        served = f"{r.get('good_served', '-')}/{r.get('good_asked', '-')}"
+        if r.get("good_state", "loaded") != "loaded":
+            served += f" (good mod {r['good_state']})"
         out.append(f"| {r['class']} | {r['rc']} | {r.get('worst_frame_ms', '-')} | {r.get('p99_frame_ms', '-')} "
-                   f"| {r.get('good_served', '-')}/{r.get('good_asked', '-')} | {r.get('good_wait_p95_ms', '-')} "
+                   f"| {served} | {r.get('good_wait_p95_ms', '-')} "
                    f"| {r.get('rss_growth_mb', '-')} | {r.get('quit_s', '-')} | {r.get('attacker_state', '-')} "
                    f"| {err[:120]} |")
     return "\n".join(out)
