@@ -10,7 +10,8 @@ Rows (each run a fresh child process; the default model; greedy):
                    `make test-gpu` (or `make setup GPU=vulkan`) built it
 
 Each row reports prompt tok/s (one batch), generation tok/s (one decode per
-token), the client's peak RSS and, for RPC, the servers' peak RSS (VmHWM), and
+token; both timed to llama_synchronize, as RPC and GPU backends finish
+asynchronously), the client's peak RSS and, for RPC, the servers' peak RSS (VmHWM), and
 whether its greedy text equals local-cpu's.  The servers run with --threads
 threads each, like the client; on loopback the "network" is the kernel's.
 
@@ -45,7 +46,8 @@ ctx = Context(m, n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=thr
 toks = m.vocab.tokenize(prompt)
 batch = Batch(lib, 512)
 batch.set_tokens(toks, 0, 0, logits_last=True, n_vocab=m.vocab.n_tokens)
-t0 = time.perf_counter(); ctx.decode(batch); t_prompt = time.perf_counter() - t0
+t0 = time.perf_counter(); ctx.decode(batch); lib.C.llama_synchronize(ctx.ptr)  # RPC/GPU run async
+t_prompt = time.perf_counter() - t0
 sampler = SamplerChain.temperature(lib, 0.0, None)
 out, pos = [], len(toks)
 t0 = time.perf_counter()

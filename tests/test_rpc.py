@@ -113,6 +113,18 @@ def test_two_loopback_rpc_servers_give_the_local_greedy_text(two_servers, local_
     assert all(s.alive() for s in two_servers)
 
 
+@pytest.mark.parametrize("settings,placement", [
+    ({"RELIC_SPLIT_MODE": "none", "RELIC_MAIN_GPU": "1"}, "RPC1 (31/31 layers)"),
+    ({"RELIC_GPU_LAYERS": "10"}, "RPC0+RPC1+CPU (10/31 layers)"),
+])
+def test_split_mode_main_gpu_and_partial_offload_over_rpc_devices(two_servers, local_text, settings, placement):
+    proc = _generate(RELIC_RPC=",".join(s.endpoint for s in two_servers), **settings)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["placement"] == placement
+    assert out["text"] == local_text
+
+
 def test_rpc_flag_of_relic_run_registers_servers_before_the_model_loads(two_servers, tmp_path):
     (tmp_path / "mods").mkdir()
     proc = subprocess.run([sys.executable, "-m", "host.cli", "doctor", "--rpc", two_servers[0].endpoint],
