@@ -1,4 +1,4 @@
-"""``python -m host.setup [all|llama|model|embed|rpc-server|doctor] [--gpu KIND]``: run the set-up steps.
+"""``python -m host.setup [all|llama|model|embed|lupa|rpc-server|doctor] [--gpu KIND]``: run the set-up steps.
 
 Every step is idempotent and cached; a warm run only checks a few paths and
 says so.  Each step prints how long it took.  Exit status 0 on success, 1 on a
@@ -18,7 +18,7 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = "usage: python -m host.setup [all|llama|model|embed|rpc-server|doctor] [--gpu cuda|vulkan|metal|hip|cpu]"
+_USAGE = "usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|doctor] [--gpu cuda|vulkan|metal|hip|cpu]"
 
 _gpu_request: str | None = None  # set by --gpu for this run
 
@@ -85,7 +85,13 @@ def _step_embed() -> str:
     return f"ready: {embed_model.ensure_embed_model()}"
 
 
-_STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed}
+def _step_lupa() -> str:
+    from host.setup import lupa_build
+
+    return lupa_build.ensure_compat_lupa()
+
+
+_STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed, "lupa": _step_lupa}
 _EXTRA_STEPS = {"rpc-server": _step_rpc_server}  # on request, not part of "all"
 
 

@@ -1,0 +1,106 @@
+"""One Dear ImGui context through imgui-bundle (the `ui` extra), with no window of its own.
+
+The game feeds it input (`mouse_pos`, `mouse_button`, `key`, `text`) and a
+display size; `new_frame(dt)` / `render()` bracket the draw phase; the draw
+data then goes to a renderer (host/ui/imgui_overlay.py draws it into a
+pygame surface).  Without a renderer the frames still run, so widgets keep
+real state (a headless game can drive them through the inputs).
+
+Frame thread only: Dear ImGui has one global context per process here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from imgui_bundle import imgui
+
+from host.ui.imgui_names import FLAG_TABLES
+
+
+
+def _camel(name: str) -> str:
+    if name == "count":
+        return "COUNT"
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+
+
+def flag_tables() -> dict[str, dict[str, int]]:
+    """{ "ImGuiWindowFlags": { "NoTitleBar": 1, ... }, ... } with Dear ImGui's values."""
+    out = {}
+    for lua_name, cls_name in FLAG_TABLES.items():
+        cls = getattr(imgui, cls_name, None)
+        if cls is None:
+            continue
+        table = {}
+        for member in getattr(cls, "__members__", {}).values():
+            name = member.name
+            if re.fullmatch(r"[a-z0-9_]+", name):
+                table[_camel(name.rstrip("_"))] = int(member.value)
+        out[lua_name] = table
+    return out
+
+
+class ImGuiBackend:
+    """A Dear ImGui context sized to the game's display (see the module docstring)."""
+
+    def __init__(self, width: int, height: int):
+        self.context = imgui.create_context()
+        imgui.set_current_context(self.context)
+        io = imgui.get_io()
+        io.set_ini_filename("")                      # never write imgui.ini into the cwd
+        io.backend_flags |= imgui.BackendFlags_.renderer_has_textures.value
+        io.display_size = imgui.ImVec2(float(width), float(height))
+        style = imgui.get_style()
+        # The software renderer draws flat triangles: no anti-aliased fringes.
+        style.anti_aliased_lines = False
+        style.anti_aliased_lines_use_tex = False
+        style.anti_aliased_fill = False
+        self.in_frame = False
+        self.imgui = imgui
+
+    def resize(self, width: int, height: int) -> None:
+        """The game's display size changed."""
+        imgui.get_io().display_size = imgui.ImVec2(float(width), float(height))
+
+    def new_frame(self, dt: float) -> None:
+        """Start an ImGui frame (the game's draw phase)."""
+        imgui.set_current_context(self.context)
+        imgui.get_io().delta_time = max(float(dt), 1e-4)
+        imgui.new_frame()
+        self.in_frame = True
+
+    def render(self):
+        """End the frame; returns the draw data (ImDrawData)."""
+        self.in_frame = False
+        imgui.render()
+        return imgui.get_draw_data()
+
+    # -- input (from the game's event loop) ---------------------------------------------
+
+    def mouse_pos(self, x: float, y: float) -> None:
+        """The pointer moved."""
+        imgui.get_io().add_mouse_pos_event(float(x), float(y))
+
+    def mouse_button(self, button: int, down: bool) -> None:
+        """A mouse button (0 left, 1 right, 2 middle) went down or up."""
+        imgui.get_io().add_mouse_button_event(int(button), bool(down))
+
+    def mouse_wheel(self, dx: float, dy: float) -> None:
+        """The wheel turned."""
+        imgui.get_io().add_mouse_wheel_event(float(dx), float(dy))
+
+    def key(self, key_name: str, down: bool) -> None:
+        """A named key (imgui.Key member: "enter", "backspace", "tab", "left_arrow", ...)."""
+        k = getattr(imgui.Key, key_name, None)
+        if k is not None:
+            imgui.get_io().add_key_event(k, bool(down))
+
+    def text(self, chars: str) -> None:
+        """Typed text."""
+        imgui.get_io().add_input_characters_utf8(chars)
+
+    def wants_input(self) -> tuple[bool, bool]:
+        """(ImGui wants the mouse, ImGui wants the keyboard) this frame."""
+        io = imgui.get_io()
+        return io.want_capture_mouse, io.want_capture_keyboard
