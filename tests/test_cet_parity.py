@@ -210,3 +210,29 @@ def test_unpublished_cyberpunk_names_fail_with_one_clear_line(make_host):
     assert "'Market.Buy' is not a hookable function of this game" in lines[3]
     log = read_log(host, "cp")
     assert "mods/cp/init.lua:3: `Game.GetPlayer` is a Cyberpunk 2077 API" in log
+
+
+def test_lua_dialect_is_cets_luajit_with_lua52compat(make_host):
+    # CET's LuaJIT is built with LUAJIT_ENABLE_LUA52COMPAT; so is Relic's (host/setup/lupa_build.py).
+    host, console = make_host({"d": """
+        local t = setmetatable({}, { __pairs = function(self) return function(_, k)
+          if not k then return 1, "one" end end, self, nil end,
+          __len = function() return 42 end })
+        local seen = {}
+        for k, v in pairs(t) do seen[#seen + 1] = k .. "=" .. v end
+        print(#t, table.concat(seen, ","), select("#", coroutine.running()))
+        local id = function(...) return ... end
+        local v = id
+        ("ambiguous syntax compiles")      -- a call, as in Lua 5.2 (5.1 refused to compile it)
+        print(v)
+        for i = 1, 3 do
+          if i == 2 then goto continue end
+          print("goto", i)
+          ::continue::
+        end
+        print(#json, #string > 0 or #string == 0, #Rules.list)
+    """}, load=False)
+    host.expose("Rules", {"list": [1, 2, 3]})
+    host.load()
+    assert console.mod_lines("d") == ["42\t1=one\t2", "ambiguous syntax compiles", "goto\t1", "goto\t3",
+                                      "0\ttrue\t3"]

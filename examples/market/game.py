@@ -7,7 +7,8 @@ Each frame, on this one thread::
     deliveries -> NPC mods        hear(who, text) / event(text) on the mods' public tables
     host.update(dt)               Lua mods run; tokens from the worker land in bubbles
     draw world, HUD, stats        then every hook in ``game.draw_hooks`` (overlays draw here)
-    host.draw()                   mods' onDraw
+    host.draw()                   mods' onDraw (their ImGui calls, one ImGui frame)
+    overlay.draw(screen)          the mods' ImGui windows (F1 opens the overlay, as in CET)
     flip; tick to the frame rate
 
 The inference worker never blocks this loop: NPC lines are requests whose
@@ -58,6 +59,7 @@ class Game:
         self.world = World(seed)
         self.market = MarketAPI(self.world)
         self.host = host_factory(mods_dir, self.market)
+        self.overlay = self.host.ui.overlay   # the mods' ImGui overlay (F1), or None
         self.renderer = Renderer(self.screen)
         self.draw_hooks: list[Callable[[pygame.Surface], None]] = []  # overlays: called after the world is drawn
         self.fps = fps
@@ -139,6 +141,8 @@ class Game:
         """One frame of game logic and drawing (no sleeping)."""
         t0 = time.perf_counter()
         for event in pygame.event.get():
+            if self.overlay is not None and self.overlay.handle_event(event):
+                continue          # the overlay's toggle key, or input while it is open
             self.handle(event)
         self.world.update(dt, self.held)
         self.deliver()
@@ -151,6 +155,8 @@ class Game:
         for hook in self.draw_hooks:
             hook(self.screen)
         self.host.draw()
+        if self.overlay is not None:
+            self.overlay.draw(self.screen)    # what the mods drew with ImGui in onDraw
         pygame.display.flip()
         ms = (time.perf_counter() - t0) * 1000
         self.work_ms.append(ms)
@@ -197,6 +203,8 @@ class Game:
             "said": [{"to": a, "text": b} for a, b in self.said],
             "answers": [{"speaker": a, "text": b} for a, b in self.world.answers],
             "mods": {mid: m.state for mid, m in self.host.mods.items()},
+            "overlay": {"open": self.host.overlay_open,
+                        "triangles": self.overlay.renderer.triangles if self.overlay else 0},
         }
 
     def save_report(self, path: Path) -> None:

@@ -47,6 +47,9 @@ def demo_script(shots_dir: Path | None, shot_every: int):
                 pygame.event.post(pygame.event.Event(pygame.TEXTINPUT, text=ch))
         elif f == 102:
             post_key(pygame.KEYDOWN, pygame.K_RETURN)
+        elif f == 130:
+            post_key(pygame.KEYDOWN, pygame.K_F1)       # open the mods' ImGui overlay
+            post_key(pygame.KEYUP, pygame.K_F1)
         if shots_dir is not None and f > 0 and f % shot_every == 0:
             pygame.image.save(game.screen, str(shots_dir / f"frame{f:05d}.png"))
 
@@ -85,6 +88,12 @@ def main(argv=None) -> int:
         host = build_host(mods_dir, model_path=args.model, rag=False, load=False,
                           console=lambda line: print(line, flush=True))
         host.add_provider(market_api)
+        try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)
+            from host.ui.imgui_overlay import ImGuiOverlay
+            from world import HEIGHT, WIDTH
+            ImGuiOverlay(host, (WIDTH, HEIGHT))
+        except ImportError as exc:
+            print(f"relic: no ImGui overlay ({exc}); mods' ImGui calls draw nothing", flush=True)
         host.load()
         return host
 

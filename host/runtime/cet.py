@@ -14,7 +14,8 @@ init.lua runs:
 - the embedding game's API (host/runtime/gameapi.py) and the Cyberpunk
   stand-ins (`Game`, `TweakDB`, `NewObject`, ... fail with one clear line).
 
-`ImGui` is installed separately (the overlay needs a renderer).
+`ImGui` and its flag tables come from the host's UI layer (host/ui/imgui_api.py):
+Dear ImGui when the game attached an overlay, calls that draw nothing otherwise.
 """
 
 from __future__ import annotations
@@ -98,4 +99,5 @@ def install(mod: "Mod") -> None:
                                         mod.wrap(game.describe))
     for name in CYBERPUNK_TABLES + CYBERPUNK_FUNCTIONS:
         mod.expose(name, stubs[name], readonly=False)
+    host.ui.install(mod)
     game.install(mod)

@@ -38,6 +38,7 @@ from host.runtime.manifest import Manifest, Skipped, discover, inspect_folder, l
 from host.runtime.mod import BUILTIN_COMMANDS, Mod
 from host.runtime.modlog import default_console
 from host.runtime.sandbox import default_lua_dir
+from host.ui.imgui_api import ImGuiLayer
 
 logger = logging.getLogger("relic.runtime")
 
@@ -77,6 +78,10 @@ class Host:
         self.call_stack: list[str] = []        # ids of mods running now (innermost last)
         self.crossmod = CrossMod(self)
         self.game = GameAPI(self)              # what the embedding game publishes
+        # Mods' ImGui: headless (calls accepted, nothing drawn) until a game
+        # attaches an overlay's layer (host/ui/imgui_overlay.py) before load().
+        self.ui = ImGuiLayer()
+        self._last_draw: float | None = None
         self.quit_requested = False
         self.overlay_open = False
         self.frame = 0
@@ -257,11 +262,25 @@ class Host:
             m.step_async()
 
     def draw(self) -> None:
-        """The draw phase: onDraw for every running mod."""
+        """The draw phase: onDraw for every running mod, inside one ImGui frame."""
         if self._shut:
             return
-        for m in self._running():
-            m.fire("onDraw")
+        now = self.clock()
+        dt = (now - self._last_draw) if self._last_draw is not None else 1 / 60
+        self._last_draw = now
+        ui = self.ui
+        ui.begin_frame(dt)
+        try:
+            for m in self._running():
+                if "onDraw" not in m.events:
+                    continue
+                ui.enter_mod()
+                try:
+                    m.fire("onDraw")
+                finally:
+                    ui.leave_mod()      # closes what the mod left open (an error, a missing End)
+        finally:
+            ui.end_frame()
 
     def open_overlay(self) -> None:
         """Console/overlay opened: onOverlayOpen (once per change)."""
@@ -311,7 +330,8 @@ class Host:
         return None
 
     def run_command(self, line: str) -> None:
-        """Run one console line: a built-in (help, mods, reload [id], quit) or a mod command."""
+        """Run one console line: a built-in (help, mods, reload [id], quit, overlay, hotkey,
+        input) or a mod command."""
         parts = line.strip().split(None, 1)
         if not parts:
             return
@@ -319,6 +339,13 @@ class Host:
         rest = parts[1] if len(parts) > 1 else ""
         if name == "help":
             self.console("built-in commands: " + ", ".join(BUILTIN_COMMANDS) + " (reload takes an optional mod id)")
+            self.console("  overlay [open|close|toggle]: the overlay (onOverlayOpen/onOverlayClose)")
+            self.console("  hotkey <id> [mod]: press and release a registerHotkey key")
+            self.console("  input <id> down|up [mod]: a registerInput key goes down or up")
+            keys = sorted({f"{k} ({m.id}, hotkey)" for m in self._running() for k in m.hotkeys}
+                          | {f"{k} ({m.id}, input)" for m in self._running() for k in m.inputs})
+            if keys:
+                self.console("  keys: " + ", ".join(keys))
             for m in self._running():
                 for cname, (help_text, _) in sorted(m.commands.items()):
                     self.console(f"  {cname} ({m.id}): {help_text}")
@@ -333,6 +360,8 @@ class Host:
             self.console(f"[relic] reload of {rest.strip() or 'all mods'} at the next frame")
         elif name == "quit":
             self.quit_requested = True
+        elif name in ("overlay", "hotkey", "input"):
+            self._input_command(name, rest.split())
         else:
             owner = self.command_owner(name)
             if owner is None:
@@ -340,6 +369,33 @@ class Host:
                 return
             mod = self.mods[owner]
             mod.call(mod.commands[name][1], rest, what=f"command '{name}'")
+
+    def _input_command(self, name: str, args: list[str]) -> None:
+        """overlay/hotkey/input from the console (CET's bindings, for a headless host)."""
+        if name == "overlay":
+            what = args[0] if args else "toggle"
+            if what not in ("open", "close", "toggle"):
+                self.console("[relic] usage: overlay [open|close|toggle]")
+                return
+            if what == "open" or (what == "toggle" and not self.overlay_open):
+                self.open_overlay()
+            else:
+                self.close_overlay()
+            self.console(f"[relic] overlay {'open' if self.overlay_open else 'closed'}")
+        elif name == "hotkey":
+            if not 1 <= len(args) <= 2:
+                self.console("[relic] usage: hotkey <id> [mod]")
+                return
+            n = self.press_hotkey(args[0], args[1] if len(args) > 1 else None)
+            if n == 0:
+                self.console(f"[relic] no mod registered hotkey '{args[0]}' (try help)")
+        else:
+            if not 2 <= len(args) <= 3 or args[1] not in ("down", "up"):
+                self.console("[relic] usage: input <id> down|up [mod]")
+                return
+            n = self.input(args[0], args[1] == "down", args[2] if len(args) > 2 else None)
+            if n == 0:
+                self.console(f"[relic] no mod registered input '{args[0]}' (try help)")
 
     def commands(self) -> dict[str, tuple[str, str]]:
         """All mod commands: name -> (mod id, help)."""

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 EVENTS = ("onInit", "onUpdate", "onDraw", "onOverlayOpen", "onOverlayClose", "onShutdown", "onTweak")
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_.]+\Z")
 COMMAND_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
-BUILTIN_COMMANDS = ("help", "mods", "reload", "quit")
+BUILTIN_COMMANDS = ("help", "mods", "reload", "quit", "overlay", "hotkey", "input")
 _generations = itertools.count(1)
 
 

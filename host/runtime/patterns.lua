@@ -28,6 +28,9 @@ local floor = math.floor
 local ipairs, unpack, pcall, setmetatable = ipairs, unpack, pcall, setmetatable
 
 local CAP_UNFINISHED, CAP_POSITION = -1, -2
+-- LuaJIT built with LUAJIT_ENABLE_LUA52COMPAT (as CET builds it) makes
+-- find/match return nil for a start past the end instead of clamping it.
+local LJ52 = string.find("", "", 2) == nil
 local MAXCAPTURES = 32
 
 local P_OPEN, P_CLOSE, P_ESC, P_DOLLAR = 40, 41, 37, 36
@@ -513,7 +516,10 @@ function M.new(opts)
   local function find_aux(find, s, p, init, plain)
     local ls = #s
     init = posrelat(tonumber(init) or 1, ls) - 1
-    if init < 0 then init = 0 elseif init > ls then init = ls end
+    if init < 0 then init = 0 elseif init > ls then
+      if LJ52 then return nil end
+      init = ls
+    end
     if find and (plain or not rfind(cut_nul(p), SPECIALS)) then
       return plain_find(s, p, init + 1)
     end

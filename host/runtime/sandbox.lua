@@ -345,6 +345,8 @@ readonly = function(t, name)
     end,
     __metatable = "locked",
     __tostring = function() return name end,
+    -- #proxy: honored by LuaJIT's 5.2-compat build (setup builds it, as CET does).
+    __len = function() return #t end,
   })
   ro_backing[p] = t
   ro_cache[t] = p

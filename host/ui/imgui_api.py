@@ -50,6 +50,7 @@ class ImGuiLayer:
 
     def __init__(self, backend=None):
         self.backend = backend          # ImGuiBackend or None (headless: draw nothing)
+        self.overlay = None             # the ImGuiOverlay that renders this layer, if any
         self.drawing = False            # inside the draw phase (onDraw allowed to call ImGui)
         self.draw_data = None           # the last frame's draw data (for a renderer)
         self._stack: list[str] = []
@@ -876,6 +877,30 @@ class _ModImGui:
         """-> bool."""
         im = self._im("IsItemActive")
         return False if im is None else im.is_item_active()
+
+    def GetItemRectMin(self):
+        """-> x, y of the last item's top left corner (screen pixels)."""
+        im = self._im("GetItemRectMin")
+        if im is None:
+            return 0.0, 0.0
+        v = im.get_item_rect_min()
+        return v.x, v.y
+
+    def GetItemRectMax(self):
+        """-> x, y of the last item's bottom right corner."""
+        im = self._im("GetItemRectMax")
+        if im is None:
+            return 0.0, 0.0
+        v = im.get_item_rect_max()
+        return v.x, v.y
+
+    def GetCursorScreenPos(self):
+        """-> x, y where the next item goes (screen pixels)."""
+        im = self._im("GetCursorScreenPos")
+        if im is None:
+            return 0.0, 0.0
+        v = im.get_cursor_screen_pos()
+        return v.x, v.y
 
     def GetFrameHeight(self):
         """-> height of a framed widget."""

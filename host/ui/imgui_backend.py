@@ -54,10 +54,22 @@ class ImGuiBackend:
         style = imgui.get_style()
         # The software renderer draws flat triangles: no anti-aliased fringes.
         style.anti_aliased_lines = False
-        style.anti_aliased_lines_use_tex = False
+        style.anti_aliased_line_ends = False
         style.anti_aliased_fill = False
         self.in_frame = False
         self.imgui = imgui
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # Dear ImGui 1.92 rasterizes glyphs on first use, which would land in the
+        # first mod's onDraw (and its time budget): draw the printable ASCII once here.
+        imgui.new_frame()
+        imgui.set_next_window_pos(imgui.ImVec2(-10000.0, -10000.0))
+        imgui.begin("##relic-warm-up")
+        imgui.text_unformatted("".join(chr(c) for c in range(32, 127)))
+        imgui.checkbox("##c", True)
+        imgui.end()
+        imgui.render()
 
     def resize(self, width: int, height: int) -> None:
         """The game's display size changed."""

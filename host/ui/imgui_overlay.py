@@ -1,0 +1,253 @@
+"""CET's overlay for a pygame game: mods' ImGui drawn into the game's surface.
+
+    overlay = ImGuiOverlay(host, screen.get_size())     # before host.load()
+    ...each frame:
+    for event in pygame.event.get():
+        if overlay.handle_event(event):                 # the toggle key, and input while open
+            continue
+        game.handle(event)
+    host.update(dt); draw the game
+    host.draw()                                         # mods' onDraw, inside one ImGui frame
+    overlay.draw(screen)                                # the ImGui frame onto the game's picture
+    pygame.display.flip()
+
+The toggle key (default F1) opens and closes the overlay: `onOverlayOpen` /
+`onOverlayClose` fire in every mod, and while it is open mouse and keyboard
+go to ImGui instead of the game (as in CET).  Mods draw in `onDraw` whether or
+not it is open (a mod shows its windows only while open by checking its own
+flag, as CET mods do).
+
+Dear ImGui produces triangles; `SurfaceRenderer` draws them with pygame
+itself, no OpenGL: flat-coloured triangles as polygons (blended through a
+small alpha layer when translucent), and the font atlas's glyph quads as
+tinted blits.  Anti-aliased fringes are turned off in the style, so nothing
+else is needed.  Frame thread only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pygame
+
+from host.ui.imgui_api import ImGuiLayer
+from host.ui.imgui_backend import ImGuiBackend
+
+VERT = np.dtype([("x", "<f4"), ("y", "<f4"), ("u", "<f4"), ("v", "<f4"), ("col", "<u4")])
+MAX_TINTS = 8192
+
+_KEYS = {
+    pygame.K_TAB: "tab", pygame.K_LEFT: "left_arrow", pygame.K_RIGHT: "right_arrow",
+    pygame.K_UP: "up_arrow", pygame.K_DOWN: "down_arrow", pygame.K_PAGEUP: "page_up",
+    pygame.K_PAGEDOWN: "page_down", pygame.K_HOME: "home", pygame.K_END: "end",
+    pygame.K_INSERT: "insert", pygame.K_DELETE: "delete", pygame.K_BACKSPACE: "backspace",
+    pygame.K_SPACE: "space", pygame.K_RETURN: "enter", pygame.K_ESCAPE: "escape",
+    pygame.K_KP_ENTER: "keypad_enter", pygame.K_LCTRL: "left_ctrl", pygame.K_RCTRL: "right_ctrl",
+    pygame.K_LSHIFT: "left_shift", pygame.K_RSHIFT: "right_shift", pygame.K_a: "a",
+    pygame.K_c: "c", pygame.K_v: "v", pygame.K_x: "x", pygame.K_y: "y", pygame.K_z: "z",
+}
+
+
+def _rgba(col: int) -> tuple[int, int, int, int]:
+    return col & 0xFF, (col >> 8) & 0xFF, (col >> 16) & 0xFF, (col >> 24) & 0xFF
+
+
+class SurfaceRenderer:
+    """Draws Dear ImGui draw data into a pygame Surface (see the module docstring)."""
+
+    def __init__(self, imgui):
+        self.imgui = imgui
+        self.textures: dict[int, pygame.Surface] = {}
+        self._tints: dict[tuple, pygame.Surface] = {}
+        self.triangles = 0          # drawn in the last frame (tests, stats)
+
+    def _update_textures(self) -> None:
+        im = self.imgui
+        for tex in im.get_platform_io().textures:
+            status = tex.status
+            if status in (im.ImTextureStatus.want_create, im.ImTextureStatus.want_updates):
+                pixels = np.ascontiguousarray(tex.get_pixels_array(), dtype=np.uint8)
+                surf = pygame.image.frombuffer(pixels.tobytes(), (tex.width, tex.height), "RGBA")
+                tid = tex.unique_id + 1
+                self.textures[tid] = surf
+                tex.set_tex_id(tid)
+                tex.status = im.ImTextureStatus.ok
+                self._tints.clear()
+            elif status == im.ImTextureStatus.want_destroy:
+                self.textures.pop(tex.get_tex_id(), None)
+                tex.set_tex_id(0)
+                tex.status = im.ImTextureStatus.destroyed
+                self._tints.clear()
+
+    def _tinted(self, tid: int, rect: tuple, col: int, size: tuple) -> pygame.Surface | None:
+        key = (tid, rect, col, size)
+        surf = self._tints.get(key)
+        if surf is None:
+            atlas = self.textures.get(tid)
+            if atlas is None or rect[2] <= 0 or rect[3] <= 0:
+                return None
+            try:
+                surf = atlas.subsurface(rect).copy()
+            except ValueError:
+                return None
+            surf.fill(_rgba(col), special_flags=pygame.BLEND_RGBA_MULT)
+            if size != (rect[2], rect[3]) and size[0] > 0 and size[1] > 0:
+                surf = pygame.transform.smoothscale(surf, size)
+            if len(self._tints) >= MAX_TINTS:
+                self._tints.clear()
+            self._tints[key] = surf
+        return surf
+
+    def render(self, draw_data, surface: pygame.Surface) -> None:
+        """Draw one frame's draw data onto `surface`."""
+        self._update_textures()
+        self.triangles = 0
+        if draw_data is None:
+            return
+        old_clip = surface.get_clip()
+        try:
+            for cl in draw_data.cmd_lists:
+                nv, ni = cl.vtx_buffer.size(), cl.idx_buffer.size()
+                if nv == 0 or ni == 0:
+                    continue
+                raw = np.frombuffer((ctypes.c_char * (nv * VERT.itemsize)).from_address(
+                    cl.vtx_buffer.data_address()), dtype=VERT)
+                # Python lists: pygame wants plain numbers, and list indexing is fast.
+                vtx = {k: raw[k].tolist() for k in ("x", "y", "u", "v", "col")}
+                itype = np.uint16 if self.imgui.INDEX_SIZE == 2 else np.uint32
+                idx = np.frombuffer((ctypes.c_char * (ni * self.imgui.INDEX_SIZE)).from_address(
+                    cl.idx_buffer.data_address()), dtype=itype).astype(np.int64)
+                for cmd in cl.cmd_buffer:
+                    if cmd.elem_count == 0:
+                        continue
+                    c = cmd.clip_rect
+                    clip = pygame.Rect(int(c.x), int(c.y), int(c.z - c.x), int(c.w - c.y))
+                    clip = clip.clip(surface.get_rect())
+                    if clip.width <= 0 or clip.height <= 0:
+                        continue
+                    surface.set_clip(clip)
+                    ids = (idx[cmd.idx_offset:cmd.idx_offset + cmd.elem_count] + cmd.vtx_offset).tolist()
+                    self._draw_command(surface, vtx, ids, cmd.tex_ref.get_tex_id())
+        finally:
+            surface.set_clip(old_clip)
+
+    def _draw_command(self, surface, vtx, ids, tid) -> None:
+        x, y, u, v, col = vtx["x"], vtx["y"], vtx["u"], vtx["v"], vtx["col"]
+        atlas = self.textures.get(tid)
+        aw, ah = (atlas.get_width(), atlas.get_height()) if atlas is not None else (1, 1)
+        n = len(ids)
+        batch: list = []
+        batch_col = None
+        i = 0
+        while i + 3 <= n:
+            a, b, c = ids[i], ids[i + 1], ids[i + 2]
+            # A textured axis-aligned quad (a glyph): triangles (a,b,c) (a,c,d).
+            if (i + 6 <= n and ids[i + 3] == a and ids[i + 4] == c
+                    and (u[a] != u[c] or v[a] != v[c])):
+                d = ids[i + 5]
+                if y[a] == y[b] and x[b] == x[c] and y[c] == y[d] and x[d] == x[a]:
+                    self._flush(surface, batch, batch_col)
+                    batch, batch_col = [], None
+                    rect = (int(round(u[a] * aw)), int(round(v[a] * ah)),
+                            int(round((u[c] - u[a]) * aw)), int(round((v[c] - v[a]) * ah)))
+                    size = (int(round(x[c] - x[a])), int(round(y[c] - y[a])))
+                    glyph = self._tinted(tid, rect, int(col[a]), size)
+                    if glyph is not None:
+                        surface.blit(glyph, (int(round(x[a])), int(round(y[a]))))
+                    self.triangles += 2
+                    i += 6
+                    continue
+            tri_col = int(col[a])
+            if tri_col >> 24 == 0:          # fully transparent
+                i += 3
+                continue
+            if tri_col != batch_col:
+                self._flush(surface, batch, batch_col)
+                batch, batch_col = [], tri_col
+            batch.append(((x[a], y[a]), (x[b], y[b]), (x[c], y[c])))
+            self.triangles += 1
+            i += 3
+        self._flush(surface, batch, batch_col)
+
+    @staticmethod
+    def _flush(surface, batch, col) -> None:
+        if not batch:
+            return
+        r, g, b, a = _rgba(col)
+        if a == 255:
+            for tri in batch:
+                pygame.draw.polygon(surface, (r, g, b), tri)
+            return
+        xs = [p[0] for tri in batch for p in tri]
+        ys = [p[1] for tri in batch for p in tri]
+        left, top = int(min(xs)), int(min(ys))
+        w, h = int(max(xs)) - left + 2, int(max(ys)) - top + 2
+        if w <= 0 or h <= 0:
+            return
+        layer = pygame.Surface((w, h), pygame.SRCALPHA)
+        for tri in batch:
+            pygame.draw.polygon(layer, (r, g, b, 255), [(px - left, py - top) for px, py in tri])
+        layer.set_alpha(a)
+        surface.blit(layer, (left, top))
+
+
+class ImGuiOverlay:
+    """The overlay of a pygame game (see the module docstring)."""
+
+    def __init__(self, host, size: tuple[int, int], toggle_key: int = pygame.K_F1):
+        self.host = host
+        self.backend = ImGuiBackend(*size)
+        self.layer = ImGuiLayer(self.backend)
+        self.layer.overlay = self
+        host.ui = self.layer
+        host.game.display_resolution = (float(size[0]), float(size[1]))
+        self.renderer = SurfaceRenderer(self.backend.imgui)
+        self.toggle_key = toggle_key
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the overlay is open (input goes to ImGui)."""
+        return self.host.overlay_open
+
+    def toggle(self) -> None:
+        """Open or close the overlay (fires onOverlayOpen / onOverlayClose)."""
+        if self.host.overlay_open:
+            self.host.close_overlay()
+        else:
+            self.host.open_overlay()
+
+    def handle_event(self, event) -> bool:
+        """Feed one pygame event; True when the overlay used it (the game should not)."""
+        if event.type == pygame.KEYDOWN and event.key == self.toggle_key:
+            self.toggle()
+            return True
+        if event.type == pygame.KEYUP and event.key == self.toggle_key:
+            return True
+        b = self.backend
+        if event.type == pygame.MOUSEMOTION:
+            b.mouse_pos(*event.pos)
+            return self.is_open
+        if not self.is_open:
+            return False
+        if event.type in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEBUTTONUP):
+            if event.button in (1, 2, 3):
+                b.mouse_pos(*event.pos)
+                b.mouse_button({1: 0, 3: 1, 2: 2}[event.button], event.type == pygame.MOUSEBUTTONDOWN)
+            return True
+        if event.type == pygame.MOUSEWHEEL:
+            b.mouse_wheel(event.x, event.y)
+            return True
+        if event.type in (pygame.KEYDOWN, pygame.KEYUP):
+            name = _KEYS.get(event.key)
+            if name:
+                b.key(name, event.type == pygame.KEYDOWN)
+            return True
+        if event.type == pygame.TEXTINPUT:
+            b.text(event.text)
+            return True
+        return False
+
+    def draw(self, surface: pygame.Surface) -> None:
+        """Draw the last ImGui frame (made by host.draw()) onto `surface`."""
+        self.renderer.render(self.layer.draw_data, surface)

@@ -1,0 +1,243 @@
+"""CET's ImGui for mods: headless (accepted, draws nothing), real Dear ImGui, and the
+pygame overlay under Xvfb with a screenshot.
+
+The real-ImGui and overlay tests need the `ui` extra (imgui-bundle, pygame-ce; `make test`
+installs them with the game extra) and Xvfb (`make xvfb`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modhost_util import Console, make_host, mods_dir, read_log, write_mod  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A CET-style settings window: toggled with the overlay, all the common widgets.
+CET_WINDOW = r"""
+local state = { open = false, enabled = true, name = "Vex", volume = 3, speed = 1.5, mode = 1,
+                notes = "", clicks = 0 }
+registerForEvent("onOverlayOpen", function() state.open = true end)
+registerForEvent("onOverlayClose", function() state.open = false end)
+registerForEvent("onDraw", function()
+  if not state.open then return end
+  ImGui.SetNextWindowPos(40, 40, ImGuiCond.Always)
+  ImGui.SetNextWindowSize(360, 320, ImGuiCond.Always)
+  ImGui.PushStyleColor(ImGuiCol.WindowBg, 0.1, 0.1, 0.4, 1.0)
+  if ImGui.Begin("Market tools", ImGuiWindowFlags.NoCollapse + ImGuiWindowFlags.NoMove) then
+    ImGui.Text("Hello from a CET-style mod")
+    ImGui.TextWrapped("This window is drawn by Dear ImGui into the game's surface.")
+    state.enabled = ImGui.Checkbox("Enabled", state.enabled)
+    state.cb_x, state.cb_y = ImGui.GetItemRectMin()
+    state.name = ImGui.InputText("Name", state.name, 64)
+    state.volume = ImGui.SliderInt("Volume", state.volume, 0, 10)
+    state.speed = ImGui.SliderFloat("Speed", state.speed, 0, 5)
+    state.mode = ImGui.Combo("Mode", state.mode, { "calm", "busy", "storm" }, 3)
+    ImGui.Separator()
+    if ImGui.Button("Count", 120, 0) then state.clicks = state.clicks + 1 end
+    state.bt_x, state.bt_y = ImGui.GetItemRectMin()
+    ImGui.SameLine()
+    ImGui.Text("clicks " .. state.clicks)
+    ImGui.Spacing()
+    if ImGui.BeginTabBar("tabs") then
+      if ImGui.BeginTabItem("Stats") then ImGui.Text("volume " .. state.volume) ImGui.EndTabItem() end
+      if ImGui.BeginTabItem("Notes") then
+        state.notes = ImGui.InputTextMultiline("##notes", state.notes, 256, 200, 60)
+        ImGui.EndTabItem()
+      end
+      ImGui.EndTabBar()
+    end
+    if ImGui.BeginChild("child", 0, 40, true) then ImGui.Text("in a child") end
+    ImGui.EndChild()
+  end
+  ImGui.End()
+  ImGui.PopStyleColor()
+end)
+return { state = function() return state end }
+"""
+
+
+def test_headless_imgui_accepts_the_calls_and_draws_nothing(make_host):
+    host, console = make_host({"w": CET_WINDOW, "probe": """
+        print(pcall(ImGui.Text, "outside onDraw"))
+        print(ImGuiWindowFlags.NoResize + ImGuiCol.Text, type(ImGui.Begin))
+    """})
+    assert host.ui.headless
+    host.run_command("overlay open")
+    for _ in range(3):
+        host.update(1 / 60)
+        host.draw()
+    assert host.mods["w"].state == "loaded", read_log(host, "w")
+    ok, state = host.mods["w"].call(host.mods["w"].public.state)
+    assert state.open and state.volume == 3 and state.name == "Vex" and state.clicks == 0
+    lines = console.mod_lines("probe")
+    assert lines[0].startswith("false\t") and "only be used inside onDraw" in lines[0]
+    assert lines[1] == "0\tfunction"
+
+
+def test_unbalanced_imgui_calls_are_clear_errors_and_are_repaired(make_host):
+    host, console = make_host({"bad": """
+        local n = 0
+        registerForEvent("onDraw", function()
+          n = n + 1
+          if n == 1 then ImGui.End() end                          -- End without Begin
+          if n == 2 then ImGui.Begin("x") ImGui.PushStyleColor(ImGuiCol.Text, 1, 0, 0, 1) error("boom") end
+          if n == 3 then ImGui.Begin("y") ImGui.PopStyleColor() end  -- pops a color it never pushed
+          if n == 4 then ImGui.Begin("z") ImGui.End() print("clean frame") end
+        end)
+    """})
+    for _ in range(4):
+        host.update(1 / 60)
+        host.draw()
+    log = read_log(host, "bad")
+    assert "ImGui.End: nothing to close" in log
+    assert "boom" in log
+    assert "ImGui.PopStyleColor: nothing to close (the innermost open call needs ImGui.End first)" in log
+    assert console.mod_lines("bad") == ["clean frame"]
+
+
+def _require_ui():
+    try:
+        import imgui_bundle  # noqa: F401
+        import pygame  # noqa: F401
+    except ImportError:
+        pytest.fail("the ui extra is not installed: `pip install -e '.[ui]'` (`make test` does it)")
+
+
+def test_real_imgui_widgets_respond_to_input(make_host):
+    """Dear ImGui without a window: a click on the button and the checkbox changes the mod's state."""
+    _require_ui()
+    from host.ui.imgui_api import ImGuiLayer
+    from host.ui.imgui_backend import ImGuiBackend
+
+    host, console = make_host({"w": CET_WINDOW}, load=False)
+    backend = ImGuiBackend(800, 600)
+    host.ui = ImGuiLayer(backend)
+    host.load()
+    host.run_command("overlay open")
+    mod = host.mods["w"]
+
+    def frame():
+        host.update(1 / 60)
+        host.draw()
+
+    frame()
+    frame()
+    ok, state = mod.call(mod.public.state)
+    assert ok and state.enabled is True and state.clicks == 0
+    def click(x, y):
+        backend.mouse_pos(x, y)
+        frame()
+        backend.mouse_button(0, True)
+        frame()
+        backend.mouse_button(0, False)
+        frame()
+
+    click(state.cb_x + 5, state.cb_y + 5)          # the checkbox, where the mod saw it drawn
+    click(state.bt_x + 10, state.bt_y + 5)         # the Count button
+    click(state.bt_x + 10, state.bt_y + 5)
+    ok, state = mod.call(mod.public.state)
+    assert state.enabled is False and state.clicks == 2
+    host.run_command("overlay close")
+    frame()
+    ok, state = mod.call(mod.public.state)
+    assert state.open is False
+    assert mod.state == "loaded", read_log(host, "w")
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private Xvfb server; yields its DISPLAY value."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it")
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        assert number.isdigit(), "Xvfb did not report a display number"
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+WINDOW_SCRIPT = textwrap.dedent(r"""
+    import sys, json
+    import pygame
+    from host.runtime.host import Host
+    from host.ui.imgui_overlay import ImGuiOverlay
+
+    mods, out = sys.argv[1], sys.argv[2]
+    pygame.display.init()
+    screen = pygame.display.set_mode((640, 400))
+    host = Host(mods, console=print)
+    overlay = ImGuiOverlay(host, screen.get_size())
+    host.load()
+
+    def frame(events=()):
+        for e in events:
+            pygame.event.post(e)
+        for e in pygame.event.get():
+            overlay.handle_event(e)
+        host.update(1 / 60)
+        screen.fill((30, 60, 40))
+        host.draw()
+        overlay.draw(screen)
+        pygame.display.flip()
+
+    frame()
+    pygame.image.save(screen, out + "/closed.png")
+    key = dict(mod=0, unicode="", scancode=0)
+    frame([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_F1, **key),
+           pygame.event.Event(pygame.KEYUP, key=pygame.K_F1, **key)])
+    for _ in range(3):
+        frame()
+    pygame.image.save(screen, out + "/open.png")
+    mod = host.mods["w"]
+    ok, state = mod.call(mod.public.state)
+    print(json.dumps({"open": host.overlay_open, "state": mod.state, "tris": overlay.renderer.triangles,
+                      "lua_open": state.open}))
+    host.shutdown()
+""")
+
+
+def test_overlay_screenshot_under_xvfb(display, tmp_path):
+    _require_ui()
+    mods = tmp_path / "mods"
+    write_mod(mods, "w", CET_WINDOW)
+    script = tmp_path / "window.py"
+    script.write_text(WINDOW_SCRIPT)
+    env = dict(os.environ, DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy",
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(script), str(mods), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import json
+
+    import pygame
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"open": True, "state": "loaded", "tris": report["tris"], "lua_open": True}
+    assert report["tris"] > 100
+    closed = pygame.image.load(str(tmp_path / "closed.png"))
+    opened = pygame.image.load(str(tmp_path / "open.png"))
+    # closed: only the game's background; open: the window with its pushed WindowBg colour
+    assert closed.get_at((200, 200))[:3] == (30, 60, 40)
+    bg = (26, 26, 102)                                   # 0.1, 0.1, 0.4 -> the pushed WindowBg
+    inside = [opened.get_at((x, 300))[:3] for x in range(60, 380, 10)]
+    assert sum(1 for c in inside if c == bg) > len(inside) // 2, inside
+    assert opened.get_at((600, 380))[:3] == (30, 60, 40)    # outside the window: the game
+    # text was drawn: light pixels inside the title bar and the first text line
+    light = sum(1 for x in range(45, 300) for y in range(42, 80)
+                if sum(opened.get_at((x, y))[:3]) > 500)
+    assert light > 100, light
