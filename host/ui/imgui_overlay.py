@@ -111,15 +111,13 @@ class SurfaceRenderer:
                 nv, ni = cl.vtx_buffer.size(), cl.idx_buffer.size()
                 if nv == 0 or ni == 0:
                     continue
-                raw = np.frombuffer((ctypes.c_char * (nv * VERT.itemsize)).from_address(
-                    cl.vtx_buffer.data_address()), dtype=VERT)
-                # Python lists: pygame wants plain numbers, and list indexing is fast.
-                vtx = {k: raw[k].tolist() for k in ("x", "y", "u", "v", "col")}
+                vtx = np.frombuffer((ctypes.c_char * (nv * VERT.itemsize)).from_address(
+                    cl.vtx_buffer.data_address()), dtype=VERT).copy()
                 itype = np.uint16 if self.imgui.INDEX_SIZE == 2 else np.uint32
                 idx = np.frombuffer((ctypes.c_char * (ni * self.imgui.INDEX_SIZE)).from_address(
                     cl.idx_buffer.data_address()), dtype=itype).astype(np.int64)
                 for cmd in cl.cmd_buffer:
-                    if cmd.elem_count == 0:
+                    if cmd.elem_count < 3:
                         continue
                     c = cmd.clip_rect
                     clip = pygame.Rect(int(c.x), int(c.y), int(c.z - c.x), int(c.w - c.y))
@@ -127,48 +125,68 @@ class SurfaceRenderer:
                     if clip.width <= 0 or clip.height <= 0:
                         continue
                     surface.set_clip(clip)
-                    ids = (idx[cmd.idx_offset:cmd.idx_offset + cmd.elem_count] + cmd.vtx_offset).tolist()
+                    ids = idx[cmd.idx_offset:cmd.idx_offset + cmd.elem_count] + cmd.vtx_offset
                     self._draw_command(surface, vtx, ids, cmd.tex_ref.get_tex_id())
         finally:
             surface.set_clip(old_clip)
 
     def _draw_command(self, surface, vtx, ids, tid) -> None:
+        # Classify every triangle with numpy, then walk them once in order
+        # (order is layering: a button's frame, then its label).
+        m = len(ids) // 3
+        tri = ids[:m * 3].reshape(m, 3)
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
         x, y, u, v, col = vtx["x"], vtx["y"], vtx["u"], vtx["v"], vtx["col"]
+        textured = (u[a] != u[c]) | (v[a] != v[c])
+        quad = np.zeros(m, dtype=bool)
+        if m > 1:
+            d = np.empty(m, dtype=np.int64)
+            d[:-1] = tri[1:, 2]
+            d[-1] = a[-1]
+            nxt_a = np.append(tri[1:, 0], -1)
+            nxt_b = np.append(tri[1:, 1], -1)
+            quad = (textured & (nxt_a == a) & (nxt_b == c)
+                    & (y[a] == y[b]) & (x[b] == x[c]) & (y[c] == y[d]) & (x[d] == x[a]))
         atlas = self.textures.get(tid)
         aw, ah = (atlas.get_width(), atlas.get_height()) if atlas is not None else (1, 1)
-        n = len(ids)
+        # glyph blits: position, size, atlas rect (ints), colour
+        gx, gy = np.rint(x[a]).astype(int).tolist(), np.rint(y[a]).astype(int).tolist()
+        gw, gh = np.rint(x[c] - x[a]).astype(int).tolist(), np.rint(y[c] - y[a]).astype(int).tolist()
+        rx, ry = np.rint(u[a] * aw).astype(int).tolist(), np.rint(v[a] * ah).astype(int).tolist()
+        rw = np.rint((u[c] - u[a]) * aw).astype(int).tolist()
+        rh = np.rint((v[c] - v[a]) * ah).astype(int).tolist()
+        tcol = col[a].tolist()
+        ax, ay = x[a].tolist(), y[a].tolist()
+        bx, by = x[b].tolist(), y[b].tolist()
+        cx, cy = x[c].tolist(), y[c].tolist()
+        is_quad = quad.tolist()
         batch: list = []
         batch_col = None
-        i = 0
-        while i + 3 <= n:
-            a, b, c = ids[i], ids[i + 1], ids[i + 2]
-            # A textured axis-aligned quad (a glyph): triangles (a,b,c) (a,c,d).
-            if (i + 6 <= n and ids[i + 3] == a and ids[i + 4] == c
-                    and (u[a] != u[c] or v[a] != v[c])):
-                d = ids[i + 5]
-                if y[a] == y[b] and x[b] == x[c] and y[c] == y[d] and x[d] == x[a]:
+        k = 0
+        while k < m:
+            if is_quad[k]:
+                if batch:
                     self._flush(surface, batch, batch_col)
                     batch, batch_col = [], None
-                    rect = (int(round(u[a] * aw)), int(round(v[a] * ah)),
-                            int(round((u[c] - u[a]) * aw)), int(round((v[c] - v[a]) * ah)))
-                    size = (int(round(x[c] - x[a])), int(round(y[c] - y[a])))
-                    glyph = self._tinted(tid, rect, int(col[a]), size)
-                    if glyph is not None:
-                        surface.blit(glyph, (int(round(x[a])), int(round(y[a]))))
-                    self.triangles += 2
-                    i += 6
-                    continue
-            tri_col = int(col[a])
-            if tri_col >> 24 == 0:          # fully transparent
-                i += 3
+                glyph = self._tinted(tid, (rx[k], ry[k], rw[k], rh[k]), tcol[k], (gw[k], gh[k]))
+                if glyph is not None:
+                    surface.blit(glyph, (gx[k], gy[k]))
+                self.triangles += 2
+                k += 2
                 continue
-            if tri_col != batch_col:
-                self._flush(surface, batch, batch_col)
-                batch, batch_col = [], tri_col
-            batch.append(((x[a], y[a]), (x[b], y[b]), (x[c], y[c])))
+            tc = tcol[k]
+            k += 1
+            if tc >> 24 == 0:                 # fully transparent
+                continue
+            if tc != batch_col:
+                if batch:
+                    self._flush(surface, batch, batch_col)
+                batch, batch_col = [], tc
+            j = k - 1
+            batch.append(((ax[j], ay[j]), (bx[j], by[j]), (cx[j], cy[j])))
             self.triangles += 1
-            i += 3
-        self._flush(surface, batch, batch_col)
+        if batch:
+            self._flush(surface, batch, batch_col)
 
     @staticmethod
     def _flush(surface, batch, col) -> None:
