@@ -241,3 +241,20 @@ def test_overlay_screenshot_under_xvfb(display, tmp_path):
     light = sum(1 for x in range(45, 300) for y in range(42, 80)
                 if sum(opened.get_at((x, y))[:3]) > 500)
     assert light > 100, light
+
+
+def test_console_commands_drive_overlay_hotkeys_and_inputs(make_host):
+    host, console = make_host({"k": """
+        registerHotkey("toggle_ui", "Toggle the UI", function() print("hotkey") end)
+        registerInput("sprint", "Sprint", function(down) print("input", down) end)
+        registerForEvent("onOverlayOpen", function() print("open") end)
+        registerForEvent("onOverlayClose", function() print("close") end)
+    """})
+    for line in ("help", "overlay open", "overlay", "hotkey toggle_ui", "input sprint down",
+                 "input sprint up k", "hotkey nope", "input sprint sideways"):
+        host.run_command(line)
+    assert console.mod_lines("k") == ["open", "close", "hotkey", "input\ttrue", "input\tfalse"]
+    text = console.text
+    assert "overlay [open|close|toggle]" in text and "hotkey <id> [mod]" in text
+    assert "toggle_ui (k, hotkey)" in text and "sprint (k, input)" in text
+    assert "no mod registered hotkey 'nope'" in text and "usage: input <id> down|up [mod]" in text
