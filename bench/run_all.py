@@ -47,6 +47,8 @@ EXTRAS = {
     "cancel_latency": "bench/cancel_latency.py",
     "rpc_bench": "bench/rpc_bench.py",
     "hostile": "bench/hostile.py",
+    "sandbox_speed": "bench/sandbox_speed.py",
+    "watchdog_latency": "bench/watchdog_latency.py",
 }
 EXTRA_TIMEOUT_S = 3600
 README_START, README_END = "<!-- latest-results:start -->", "<!-- latest-results:end -->"

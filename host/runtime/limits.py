@@ -15,17 +15,19 @@ MiB = 1024 * 1024
 class Limits:
     """Caps applied to every mod unless its manifest says otherwise."""
 
-    # Watchdog: wall-clock budget of one host->mod entry (a callback, a Cron
-    # tick, an async step, a provider callback).
+    # Watchdog: budget of one host->mod entry (a callback, a Cron tick, an
+    # async step, a provider callback), in CPU time of the frame thread, so a
+    # busy machine does not count against a mod.
     budget_ms: int = 50
     # init.lua and onInit do one-off setup work, so they get more.
     init_budget_ms: int = 1000
-    # Instructions between two watchdog checks (the stop latency is at most
-    # this many instructions past the deadline, plus one C call).
-    hook_count: int = 1000
+    # The backstop for a call that blocks without using CPU: it is also
+    # stopped once its wall time passes max(budget * factor, min).
+    wall_ceiling_factor: float = 20.0
+    wall_ceiling_min_ms: int = 1000
     memory_mb: int = 64
 
-    # Size caps for C functions the hook cannot interrupt.
+    # Size caps for C functions the watchdog cannot interrupt.
     max_string_bytes: int = 16 * MiB
     max_source_bytes: int = 4 * MiB
     # Estimated matcher steps a pattern call may take in C (scaled by the
@@ -66,6 +68,10 @@ class Limits:
     # Values passed between mods (GetMod) and between Lua and the host.
     transfer_depth: int = 32
     transfer_items: int = 100_000
+
+    def wall_ceiling(self, budget_s: float) -> float:
+        """Wall-clock limit, in seconds, of a call with a CPU budget of budget_s."""
+        return max(budget_s * self.wall_ceiling_factor, self.wall_ceiling_min_ms / 1000.0)
 
     def pattern_cost_cap(self, budget_ms: int) -> float:
         """Pattern-cost cap for a mod with the given budget."""

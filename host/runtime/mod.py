@@ -42,6 +42,7 @@ from host.runtime.manifest import Manifest
 from host.runtime.moddb import ModDB
 from host.runtime.modlog import ModLog
 from host.runtime.sandbox import MemoryGate, SourceResolver, build_box, new_runtime
+from host.runtime.watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from host.runtime.host import Host
@@ -87,7 +88,9 @@ class Mod:
         self._registering = False
         self._bridge_depth = 0   # host functions of this mod running now
         self._depth = 0
-        self._py_deadline: float | None = None
+        self._slot = None        # watchdog stop flag (watchdog.py), while the runtime lives
+        self._cpu_budget = 0.0     # CPU seconds / wall deadline of the running call
+        self._wall_deadline = 0.0
         self._errors: deque[float] = deque()
         limits = host.limits
         self.log = ModLog(self.id, self.folder / f"{self.id}.log",
@@ -97,7 +100,7 @@ class Mod:
                           max_line=limits.max_log_line)
         self.db = ModDB(self.folder / "db.sqlite3", max_bytes=limits.db_max_bytes,
                         max_value_bytes=limits.db_max_value_bytes,
-                        deadline=lambda: self._py_deadline)
+                        deadline=self.deadline)
         self.io = cet.make_io(self)
         self._resolver = SourceResolver(self.id, self.folder, host.lua_dir,
                                         limits.max_source_bytes)
@@ -114,12 +117,15 @@ class Mod:
         limits = self.host.limits
         m = self.manifest
         self.lua = new_runtime(m.memory_mb)
+        self._slot = WATCHDOG.slot()
         lua_dir = self.host.lua_dir
         cfg = {
             "mod_id": self.id,
             "sandboxed": not self.trusted,
             "budget_s": self.budget_s,
-            "hook_count": limits.hook_count,
+            "wd_address": self._slot.address,
+            "wall_ceiling_factor": limits.wall_ceiling_factor,
+            "wall_ceiling_min_s": limits.wall_ceiling_min_ms / 1000.0,
             "memory_mb": m.memory_mb,
             "max_string_bytes": limits.max_string_bytes,
             "max_source_bytes": limits.max_source_bytes,
@@ -142,6 +148,7 @@ class Mod:
             "view_get": self._api(lambda target, path, key: cross.view_get(self, target, path, key)),
             "view_keys": self._api(lambda target, path: cross.view_keys(self, target, path)),
             "clock": time.monotonic,
+            "thread_clock": time.thread_time,
         }
         self.box = build_box(self.lua, cfg, bridge)
         self.env = self.box.env
@@ -207,8 +214,13 @@ class Mod:
         call, st = self._box_call, self._st
         if call is None:
             return "dead", None
+        slot = self._slot
         if self._depth == 0:
-            self._py_deadline = time.monotonic() + (budget or self.budget_s)
+            b = budget or self.budget_s
+            ceiling = self.host.limits.wall_ceiling(b)
+            self._cpu_budget = b
+            self._wall_deadline = time.monotonic() + ceiling
+            slot.arm(b, ceiling)
         self._depth += 1
         stack = self.host.call_stack
         stack.append(self.id)
@@ -225,8 +237,8 @@ class Mod:
         finally:
             stack.pop()
             self._depth -= 1
-            if self._depth == 0:
-                self._py_deadline = None
+            if self._depth == 0 and self._slot is slot:
+                slot.disarm()
         if not isinstance(res, tuple):
             res = (res,)
         if res[0]:
@@ -342,6 +354,9 @@ class Mod:
         self.commands.clear()
         self.exports.clear()
         self.lua = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         self.db.close()
         self.io.close_all()
 
@@ -371,14 +386,17 @@ class Mod:
                 vals = res if isinstance(res, tuple) else (res,)
                 out = tuple(to_lua(self.lua, v, max_depth=self.host.limits.transfer_depth,
                                    raw_callables=found, room=self._gate.room,
-                                   deadline=self._py_deadline) for v in vals)
+                                   deadline=self.deadline()) for v in vals)
                 return ((2 if found else True),) + out
             except UnicodeError as e:
                 return False, f"strings passed to host functions must be valid UTF-8 ({e})"
             except (RelicError, TransferError, ValueError, TypeError, LuaError) as e:
                 if isinstance(e, BudgetExceeded):
-                    # the watchdog stops the mod right after this: keep the reason
+                    # host work on the mod's behalf used up its budget: the
+                    # watchdog stops the mod right after this; keep the reason
                     self.log.write("error", str(e), force=True)
+                    if self._slot is not None:
+                        self._slot.stop()
                 return False, str(e)
             except Exception as e:  # a host bug: keep the mod and the loop alive
                 self.host.host_log(f"internal error in a host function for mod "
@@ -402,9 +420,18 @@ class Mod:
         None when no call is running.  Host work done on the mod's behalf
         inside a bridge function (checking a grammar, converting a result)
         stops at this time with a clear error, so no frame stalls for long
-        past the mod's budget.
+        past the mod's budget.  The budget is CPU time of the frame thread
+        (see watchdog.py): what is left of it, from now, capped by the
+        call's wall-clock ceiling; 0.0 once the watchdog stopped the call.
         """
-        return self._py_deadline
+        if self._depth == 0 or self._slot is None:
+            return None
+        slot = self._slot
+        if slot.stopped:
+            return 0.0
+        start = slot.cpu_start
+        left = self._cpu_budget - (time.thread_time() - start) if start else self._cpu_budget
+        return min(time.monotonic() + left, self._wall_deadline)
 
     def room(self, nbytes: int) -> None:
         """Raise QuotaExceeded unless this mod's Lua heap can take `nbytes` more of host data."""
@@ -442,7 +469,7 @@ class Mod:
         """Lua value -> Python data (functions stay LuaFunction objects)."""
         limits = self.host.limits
         return to_python(value, max_depth=limits.transfer_depth, max_items=limits.transfer_items,
-                         deadline=self._py_deadline)
+                         deadline=self.deadline())
 
     def from_lua_plain(self, value: Any) -> Any:
         """Lua value -> Python plain data; functions are refused (game API arguments)."""

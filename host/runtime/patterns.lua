@@ -1,7 +1,6 @@
 -- relic/patterns.lua: bounded string.find/match/gmatch/gsub for sandboxed mods.
 --
--- LuaJIT's pattern matcher is C code: the watchdog's count hook cannot fire
--- inside it, and a backtracking pattern over a long subject ("a*a*a*b",
+-- LuaJIT's pattern matcher is C code: the watchdog cannot stop it midway, and a backtracking pattern over a long subject ("a*a*a*b",
 -- ".-.-.-x") can run for minutes in one call.  Each wrapped call first
 -- estimates the matcher's worst-case work from the pattern and the subject:
 --
@@ -15,8 +14,8 @@
 -- subject is short and only scans the subject when that bound is too high.
 --
 -- Calls under the cap use the C matcher.  Calls over it run the same
--- algorithm ported to Lua below, which is slow but executes bytecode, so the
--- watchdog stops it when the mod's budget runs out.  The results are the same
+-- algorithm ported to Lua below, which is slow but checks the watchdog's stop
+-- flag in every loop, so the watchdog stops it when the mod's budget runs out.  The results are the same
 -- either way (tests compare them on random patterns).
 
 local M = {}
@@ -43,6 +42,10 @@ function M.new(opts)
   local raw = opts.raw            -- the unwrapped string library
   local cap = opts.cap            -- estimated matcher steps allowed in C
   local rfind, rmatch, rgmatch, rgsub = raw.find, raw.match, raw.gmatch, raw.gsub
+  -- The watchdog's tick (sandbox.lua's WDT): every loop of the Lua matcher
+  -- ticks it, as instrumented mod code does.  Without one (tests), a counter
+  -- that never runs out.
+  local wd = opts.wd or { n = math.huge }
 
   -- Character classes ------------------------------------------------------
   -- Built lazily from the C matcher itself, so %a etc. mean exactly what the
@@ -137,8 +140,12 @@ function M.new(opts)
   local function max_expand(ms, si, pi, ep)
     local s, slen, p = ms.s, ms.slen, ms.p
     local i = 0
-    while si + i <= slen and single(byte(s, si + i), p, pi, ep) do i = i + 1 end
+    while si + i <= slen and single(byte(s, si + i), p, pi, ep) do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
+      i = i + 1
+    end
     while i >= 0 do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local r = do_match(ms, si + i, ep + 1)
       if r then return r end
       i = i - 1
@@ -149,6 +156,7 @@ function M.new(opts)
   local function min_expand(ms, si, pi, ep)
     local s, slen, p = ms.s, ms.slen, ms.p
     while true do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local r = do_match(ms, si, ep + 1)
       if r then return r end
       if si <= slen and single(byte(s, si), p, pi, ep) then
@@ -204,6 +212,7 @@ function M.new(opts)
     local b, e = byte(p, pi), byte(p, pi + 1)
     local cont = 1
     for i = si + 1, ms.slen do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local c = byte(s, i)
       if c == e then
         cont = cont - 1
@@ -218,6 +227,7 @@ function M.new(opts)
   do_match = function(ms, si, pi)
     local s, slen, p, plen = ms.s, ms.slen, ms.p, ms.plen
     while true do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       if pi > plen then return si end
       local pc = byte(p, pi)
       if pc == P_OPEN then
@@ -390,7 +400,7 @@ function M.new(opts)
       end
     end
     if malformed then
-      info = { malformed = true }
+      info = { malformed = true, literal = not rfind(p, SPECIALS) }
     else
       local mult, add = {}, {}
       for i = 1, #items do
@@ -413,7 +423,8 @@ function M.new(opts)
           end
         end
       end
-      info = { anchored = anchored, items = #items, mult = mult, add = add }
+      info = { anchored = anchored, items = #items, mult = mult, add = add,
+               literal = not rfind(p, SPECIALS) }
     end
     if cache_size > 512 then analysis_cache, cache_size = {}, 0 end
     analysis_cache[p] = info
@@ -431,6 +442,7 @@ function M.new(opts)
     r = 0
     local pat, init = cls .. "+", 1
     while true do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local a, b = rfind(s, pat, init)
       if not a then break end
       if b - a + 1 > r then
@@ -446,6 +458,7 @@ function M.new(opts)
   local function count_byte(s, c, limit)
     local n, init = 0, 1
     while n <= limit do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local a = rfind(s, c, init, true)
       if not a then break end
       n, init = n + 1, a + 1
@@ -466,10 +479,23 @@ function M.new(opts)
   end
 
   -- true when the C matcher is safe for this call
-  local function cheap(s, p, init, gm)
+  -- Bytes of s inside runs of class cls (one C pass).
+  local function run_bytes(s, cls)
+    if run_cache_s ~= s then run_cache_s, run_cache = s, {} end
+    local key = cls .. "\0T"
+    local t = run_cache[key]
+    if not t then
+      t = #s - #rgsub(s, cls .. "+", "")
+      run_cache[key] = t
+    end
+    return t
+  end
+
+  -- true when the C matcher is safe for this call
+  local function cheap(s, p, init, gm, info)
     local n = #s - (init or 1) + 1
     if n < 0 then n = 0 end
-    local info = analyze(p)
+    info = info or analyze(p)
     if info.malformed then return true end    -- C raises the error at once
     local starts = (info.anchored and not gm) and 1 or (n + 1)
     local mult, add = info.mult, info.add
@@ -485,21 +511,44 @@ function M.new(opts)
       pm = pm * (reach(s, n, mult[i], limit) + 1)
       if estimate(info, starts, pm, 0) > cap then return false end
     end
+    if #mult > 0 then
+      for i = 1, #add do
+        sa = sa + reach(s, n, add[i], limit) + 1
+        if estimate(info, starts, pm, sa) > cap then return false end
+      end
+      return true
+    end
+    -- No quantifier multiplies the work, so what the others cost is summed
+    -- over the starts instead of bounded per start: a class quantifier
+    -- followed by a disjoint item (%a+, ) eats, from each start, at most the
+    -- rest of the run of its class it stands in, so all starts together cost
+    -- at most (M + 1) / 2 per byte of such runs, M the longest run.  This
+    -- keeps linear patterns over long texts on the C matcher.
+    local total = starts * (info.items + 1)
     for i = 1, #add do
-      sa = sa + reach(s, n, add[i], limit) + 1
-      if estimate(info, starts, pm, sa) > cap then return false end
+      local it = add[i]
+      local r = reach(s, n, it, limit)
+      local cost = starts * (r + 1)
+      if it.cls and not it.dot and it.quant ~= Q_OPT then
+        if r > limit then r = longest_run(s, it.cls, cap) end
+        local agg = (r + 1) * run_bytes(s, it.cls) / 2 + starts
+        if agg < cost then cost = agg end
+      end
+      total = total + cost
+      if total > cap then return false end
     end
     return true
   end
 
   -- Plain search in Lua: memchr-speed probes through the C find on a short
-  -- prefix, full comparisons in bytecode (so the hook sees every candidate).
+  -- prefix, full comparisons in bytecode (the loop checks the stop flag).
   local function plain_find(s, p, init)
     local m = #p
     if m == 0 then return init, init - 1 end
     local probe = sub(p, 1, 16)
     local pos = init
     while true do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       local a = rfind(s, probe, pos, true)
       if not a then return nil end
       if sub(s, a, a + m - 1) == p then return a, a + m - 1 end
@@ -528,6 +577,7 @@ function M.new(opts)
     if byte(ms.p, 1) == P_CARET then pstart, anchor = 2, true end
     local si = init + 1
     repeat
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       ms.level = 0
       local e = do_match(ms, si, pstart)
       if e then
@@ -549,6 +599,7 @@ function M.new(opts)
     return function()
       local si = pos + 1
       while si <= ms.slen + 1 do
+        wd.n = wd.n - 1 if wd.n < 0 then wd() end
         ms.level = 0
         local e = do_match(ms, si, 1)
         if e then
@@ -574,6 +625,7 @@ function M.new(opts)
     local buf, nb = {}, 0
     local si, last, n = 1, 1, 0
     while n < max_s do
+      wd.n = wd.n - 1 if wd.n < 0 then wd() end
       ms.level = 0
       local e = do_match(ms, si, pstart)
       if e then
@@ -582,6 +634,7 @@ function M.new(opts)
         if tr == "string" or tr == "number" then
           local parts, i, rl = {}, 1, #rs
           while i <= rl do
+            wd.n = wd.n - 1 if wd.n < 0 then wd() end
             local c = byte(rs, i)
             if c ~= P_ESC then
               parts[#parts + 1] = char(c)
@@ -684,8 +737,8 @@ function M.new(opts)
   end
 
   -- Errors of the Lua matcher are raised at the mod's call site, as the C
-  -- functions do.  A watchdog stop passes through too: the check raises again
-  -- on the next loop iteration.
+  -- functions do.  A watchdog stop passes through too: the flag stays set, so
+  -- the mod's next check raises again.
   local function rethrow(ok, ...)
     if ok then return ... end
     error((...), 3)
@@ -702,12 +755,13 @@ function M.new(opts)
     s = checkstr(s, 1, "find", given); p = checkstr(p, 2, "find", given)
     init = optint32(init, 3, "find", 1)
     local start = posrelat(init, #s)
-    if plain or not rfind(cut_nul(p), SPECIALS) then
+    local info = analysis_cache[p] or analyze(p)
+    if plain or info.literal then
       local n = #s - start + 1
       if n * #p <= cap * 256 then return rfind(s, p, init, plain) end
       return run_lua(find_aux, true, s, p, init, plain)
     end
-    if cheap(s, p, start, false) then return rfind(s, p, init, plain) end
+    if cheap(s, p, start, false, info) then return rfind(s, p, init, plain) end
     return run_lua(find_aux, true, s, p, init, plain)
   end
 

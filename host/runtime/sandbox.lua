@@ -2,7 +2,7 @@
 --
 -- Runs once per lupa runtime, in the runtime's real globals, before any mod
 -- code.  It captures the raw standard library in locals, installs the
--- watchdog (count hook + wall-clock deadline), builds the mod's environment
+-- watchdog (stop flag, CPU budget, wall-clock ceiling), builds the mod's environment
 -- from whitelisted and wrapped functions, and returns the "box": the table
 -- through which the Python host drives the runtime.  Nothing in here is
 -- reachable from mod code: mods only ever see the environment table, whose
@@ -11,9 +11,10 @@
 --
 -- Chunk arguments: cfg (plain Lua table of settings), bridge (table of
 -- Python callables; they never leave this file unwrapped), patterns (the
--- interruptible pattern matcher from relic/patterns.lua).
+-- interruptible pattern matcher from relic/patterns.lua), instrument (the
+-- source rewriter from relic/instrument.lua).
 
-local cfg, bridge, patterns = ...
+local cfg, bridge, patterns, instrument = ...
 
 -- Raw library, captured before anything else can run ----------------------
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
@@ -28,7 +29,7 @@ local str_gsub, str_match, str_gmatch = string.gsub, string.match, string.gmatch
 local tbl_concat = table.concat
 local co_create, co_resume, co_running, co_status = coroutine.create, coroutine.resume, coroutine.running, coroutine.status
 local co_yield = coroutine.yield
-local traceback, sethook = debug.traceback, debug.sethook
+local traceback, getupvalue, setupvalue = debug.traceback, debug.getupvalue, debug.setupvalue
 local floor, huge = math.floor, math.huge
 
 local MOD_ID = cfg.mod_id
@@ -37,49 +38,68 @@ local MAX_STRING = cfg.max_string_bytes
 local MAX_SOURCE = cfg.max_source_bytes
 local MAX_LOG_LINE = cfg.max_log_line
 
--- Clock ---------------------------------------------------------------------
--- The hook needs a cheap wall clock.  os.clock() is process CPU time (it runs
--- fast while the inference worker is busy), so use CLOCK_MONOTONIC through the
--- FFI.  The FFI stays a local of this chunk; mods never see it.
-local now
-do
-  local ok, ffi = raw_pcall(require, "ffi")
-  if ok and (ffi.os == "Linux" or ffi.os == "OSX") and ffi.abi("64bit") and ffi.abi("le") then
-    -- struct timespec on 64-bit little-endian, read as 32-bit halves: int64
-    -- fields would come back boxed (an allocation per hook tick, which can
-    -- fail at the memory cap); int32 fields are plain numbers.
-    ffi.cdef [[
-      typedef struct { int32_t sec_lo, sec_hi, nsec_lo, nsec_hi; } relic_timespec_t;
-      int clock_gettime(int clk_id, relic_timespec_t *tp);
-    ]]
-    local C, ts = ffi.C, ffi.new("relic_timespec_t")
-    local MONOTONIC = ffi.os == "OSX" and 6 or 1
-    now = function()
-      C.clock_gettime(MONOTONIC, ts)
+-- Clocks and the stop flag -----------------------------------------------------
+-- The budget is the CPU time of the frame thread (CLOCK_THREAD_CPUTIME_ID)
+-- during one call, with a wall-clock ceiling (CLOCK_MONOTONIC) as the
+-- backstop; the watchdog thread (host/runtime/watchdog.py) watches both and
+-- sets WD.stop, a word in host memory that instrumented code reads every few
+-- loop iterations, function entries and gotos (relic/instrument.lua, WDT
+-- below).  The FFI stays a local of this chunk; mods never see it.
+local ffi = require("ffi")
+local now, cpu_now
+if (ffi.os == "Linux" or ffi.os == "OSX") and ffi.abi("64bit") and ffi.abi("le") then
+  -- struct timespec on 64-bit little-endian, read as 32-bit halves: int64
+  -- fields would come back boxed (an allocation per read, which can fail at
+  -- the memory cap); int32 fields are plain numbers.
+  ffi.cdef [[
+    typedef struct { int32_t sec_lo, sec_hi, nsec_lo, nsec_hi; } relic_timespec_t;
+    int clock_gettime(int clk_id, relic_timespec_t *tp);
+  ]]
+  local C, ts = ffi.C, ffi.new("relic_timespec_t")
+  local function reader(clk)
+    return function()
+      C.clock_gettime(clk, ts)
       local lo = ts.sec_lo
       if lo < 0 then lo = lo + 4294967296 end
       return ts.sec_hi * 4294967296 + lo + ts.nsec_lo * 1e-9
     end
-  else
-    local pyclock = bridge.clock
-    now = function() return pyclock() end
   end
+  now = reader(ffi.os == "OSX" and 6 or 1)          -- CLOCK_MONOTONIC
+  cpu_now = reader(ffi.os == "OSX" and 16 or 3)     -- CLOCK_THREAD_CPUTIME_ID
+else
+  now, cpu_now = bridge.clock, bridge.thread_clock
 end
+
+-- host/runtime/watchdog.py's SlotMemory
+ffi.cdef [[ typedef struct { volatile int32_t stop; int32_t pad; double cpu_start; } relic_wd_t; ]]
+local WD = ffi.cast("relic_wd_t *", cfg.wd_address)
+local STOP_CEILING = 2
 
 -- Watchdog ------------------------------------------------------------------
 -- st is shared with Python (it reads fatal/depth after a call).  Invariant:
--- once st.fatal is set the runtime is dead: every hook tick and every catch
--- point (pcall, xpcall, coroutine.resume) re-raises, and the host quarantines
--- the mod and drops the runtime without running any more Lua in it.
+-- once st.fatal is set the runtime is dead: WD.stop stays set, so every check
+-- in mod code and every catch point (pcall, xpcall, coroutine.resume)
+-- re-raises, and the host quarantines the mod and drops the runtime without
+-- running any more Lua in it.
 local st = {
-  deadline = false,   -- wall-clock time the current host->mod entry must end by
-  depth = 0,          -- nesting of guarded calls (only the outermost sets deadline)
-  fatal = false,      -- false | "budget" | "memory"
+  cpu_budget = false,    -- CPU time the current host->mod entry may use (WD.cpu_start: its start)
+  wall_start = false,    -- wall clock when it began,
+  wall_deadline = false, -- and its wall-clock ceiling
+  depth = 0,             -- nesting of guarded calls (only the outermost sets deadlines)
+  fatal = false,         -- false | "budget" | "memory"
   fatal_msg = false,
   budget = cfg.budget_s,
 }
+local CEILING_FACTOR, CEILING_MIN = cfg.wall_ceiling_factor, cfg.wall_ceiling_min_s
+local function ceiling(budget)
+  local c = budget * CEILING_FACTOR
+  if c < CEILING_MIN then c = CEILING_MIN end
+  return c
+end
 local BUDGET_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget and was stopped"
+local CEILING_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms wall-clock limit and was stopped"
 local BUDGET_MSG = str_format(BUDGET_FMT, floor(cfg.budget_s * 1000 + 0.5))
+local CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(cfg.budget_s) * 1000 + 0.5))
 local msg_budget = cfg.budget_s
 local MEMORY_MSG = str_format("memory: mod '%s' reached its %d MiB memory cap", MOD_ID, cfg.memory_mb)
 local OOM = "not enough memory"
@@ -91,44 +111,74 @@ local OOM = "not enough memory"
 -- guarded call); the rest of the time the host has headroom above it.
 local mem_enter, mem_leave = bridge.mem_enter, bridge.mem_leave
 
-local hook
+local WDT   -- the tick counter instrumented code sees (below)
+
 local function trip(kind, msg)
   if not st.fatal then
     mem_leave()      -- room for the error's traceback on the way out
     st.fatal, st.fatal_msg = kind, msg
-    -- From now on raise on every instruction, so a handler that catches the
-    -- error cannot run even one loop iteration further.
-    if SANDBOXED then sethook(hook, "", 1) end
+    -- Keep the flag set: every check raises from now on, so a handler that
+    -- catches the error cannot run even one loop iteration further.
+    WD.stop = 1
+    WDT.n = 0
   end
   error(st.fatal_msg, 0)
 end
 
-hook = function()
-  if st.fatal then error(st.fatal_msg, 0) end
-  local dl = st.deadline
-  if dl and now() > dl then trip("budget", BUDGET_MSG) end
+local function stop_msg()
+  return WD.stop == STOP_CEILING and CEILING_MSG or BUDGET_MSG
 end
 
-if SANDBOXED then
-  -- Compiled traces never call the count hook, so the JIT must be off for the
-  -- watchdog to see every loop.  LuaJIT hooks are per global state, so this
-  -- one hook also fires inside every coroutine.
-  jit.off()
-  jit.flush()
-  sethook(hook, "", cfg.hook_count)
+-- The flag as instrumented code sees it (relic/instrument.lua): a tick
+-- counter, and a call every TICKS ticks that reads WD.stop.  Host code that
+-- may have run long (a big C call) sets WDT.n = 0, so the next tick looks.
+local TICKS = 32
+local function stopped()
+  if not st.fatal then trip("budget", stop_msg()) end
+  error(st.fatal_msg, 0)
+end
+WDT = setmetatable({ n = TICKS }, {
+  __call = function(t)
+    if WD.stop ~= 0 then
+      t.n = 0         -- stays run out: every tick from now on raises
+      stopped()
+    end
+    t.n = TICKS
+  end,
+  __metatable = false,
+})
+
+-- The same tick, for this file's own loops over mod-sized data.
+local function wd_check()
+  local n = WDT.n - 1
+  WDT.n = n
+  if n < 0 then WDT() end
 end
 
--- Every place where Lua code can catch an error funnels through here.  Besides
--- re-raising fatal errors, it re-checks the deadline: near the Lua stack limit
--- LuaJIT cannot even call the hook (callhook fails its stack check and throws
--- "stack overflow", which a pcall loop would swallow forever), so the catch
--- points are the second line of the watchdog.
+-- Past the budget by the clocks themselves: the second line, for where the
+-- watchdog thread may not have looked yet (the end of a long C call).  The
+-- CPU clock costs a system call; it cannot have run past the budget before
+-- the wall clock did.
+local function over_budget()
+  local ws = st.wall_start
+  if not ws then return false end
+  local t = now()
+  if t > st.wall_deadline then return CEILING_MSG end
+  if t - ws >= st.cpu_budget and cpu_now() - WD.cpu_start > st.cpu_budget then return BUDGET_MSG end
+  return false
+end
+
+-- Every place where Lua code can catch an error funnels through here: it
+-- re-raises fatal errors and re-checks the flag and the clocks.  Near the Lua
+-- stack limit a check's own call can fail with "stack overflow", which a pcall
+-- loop would swallow forever, so the catch points are the second line.
 local function after_catch(ok, ...)
   if not ok then
     if st.fatal then error(st.fatal_msg, 0) end
     if (...) == OOM then trip("memory", MEMORY_MSG) end
-    local dl = st.deadline
-    if dl and now() > dl then trip("budget", BUDGET_MSG) end
+    if WD.stop ~= 0 then trip("budget", stop_msg()) end
+    local over = over_budget()
+    if over then trip("budget", over) end
   end
   return ok, ...
 end
@@ -197,10 +247,13 @@ local function finish(ok, ...)
   st.depth = d
   if d == 0 then
     -- A single long C call (a pattern, a query) can end a callback past its
-    -- deadline before the hook gets another tick: check once more here.
-    local dl = st.deadline
-    if dl and now() > dl and not st.fatal then trip("budget", BUDGET_MSG) end
-    st.deadline = false
+    -- budget before any check ran again: look once more here.
+    if not st.fatal then
+      if WD.stop ~= 0 then trip("budget", stop_msg()) end
+      local over = over_budget()
+      if over then trip("budget", over) end
+    end
+    st.cpu_budget, st.wall_start, st.wall_deadline = false, false, false
     mem_leave()
   end
   if st.fatal then error(st.fatal_msg, 0) end
@@ -209,17 +262,21 @@ local function finish(ok, ...)
 end
 
 -- call(budget_s or nil, fn, ...) -> true, results... | false, message
--- Only the outermost call of a nesting sets the deadline: a provider that
+-- Only the outermost call of a nesting sets the deadlines: a provider that
 -- calls back into the mod from inside a host function shares its budget.
+-- The host arms the watchdog thread for the same budget (Mod._invoke).
 local function guarded_call(budget, fn, ...)
   if st.fatal then return false, st.fatal_msg end
   local d = st.depth
   if d == 0 then
     budget = budget or st.budget
-    st.deadline = now() + budget
+    local t = now()
+    st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
+    WD.cpu_start = cpu_now()
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
       BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+      CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(budget) * 1000 + 0.5))
     end
     mem_enter()
   end
@@ -242,6 +299,8 @@ end
 
 local function checked(pok, ...)
   if st.fatal then error(st.fatal_msg, 0) end
+  -- the watchdog may have stopped the call while the host function ran
+  if WD.stop ~= 0 then trip("budget", stop_msg()) end
   if st.depth > 0 then mem_enter() end
   if pok then return ... end
   local e = ...
@@ -273,6 +332,7 @@ local function fix_value(v, depth)
   if tv == "userdata" then return wrap_py(v) end
   if tv == "table" and depth < 64 then
     for k, x in next, v do
+      wd_check()
       local tx = type(x)
       if tx == "userdata" or tx == "table" then rawset(v, k, fix_value(x, depth + 1)) end
     end
@@ -473,7 +533,15 @@ local function safe_getmetatable(x)
   return nil   -- never hand out the metatable of host objects or cdata
 end
 
--- Size caps for C functions the hook cannot interrupt ------------------------
+-- Size caps for C functions the watchdog cannot interrupt --------------------
+-- A C call that built a big string took a while: look at the stop flag at the
+-- next tick instead of up to TICKS ticks later.
+local BIG_RESULT = 256 * 1024
+local function big_result(r)
+  if #r > BIG_RESULT then WDT.n = 0 end
+  return r
+end
+
 local function cap_error(fname, size)
   error(str_format("%s: result of %d bytes exceeds the sandbox limit of %d bytes",
                    fname, size, MAX_STRING), 3)
@@ -486,7 +554,7 @@ local function safe_rep(s, n, sep)
     local total = #s * n + (type(sep) == "string" and #sep * (n - 1) or 0)
     if total > MAX_STRING or n > MAX_STRING then cap_error("string.rep", total) end
   end
-  return str_rep(s, n, sep)
+  return big_result(str_rep(s, n, sep))
 end
 
 local function safe_concat(t, sep, i, j)
@@ -495,13 +563,15 @@ local function safe_concat(t, sep, i, j)
     j = j or #t
     local total, seplen = 0, (type(sep) == "string" and #sep or 0)
     for k = i, j do
+      wd_check()
       local v = t[k]
       if type(v) == "string" then total = total + #v + seplen
-      elseif type(v) == "number" then total = total + 24 + seplen end
+      elseif type(v) == "number" then total = total + 24 + seplen
+      else break end          -- the C function raises its own error for it
       if total > MAX_STRING then cap_error("table.concat", total) end
     end
   end
-  return tbl_concat(t, sep, i, j)
+  return big_result(tbl_concat(t, sep, i, j))
 end
 
 local function safe_date(fmt, t)
@@ -525,7 +595,7 @@ for k, v in pairs(string) do safe_string[k] = v end
 safe_string.dump = nil
 safe_string.rep = safe_rep
 if SANDBOXED then
-  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string }
+  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT }
   safe_string.find = guard.find
   safe_string.match = guard.match
   safe_string.gmatch = guard.gmatch
@@ -544,7 +614,24 @@ local function load_text(src, chunkname, fenv)
     return nil, str_format("source of %d bytes exceeds the limit of %d bytes", #src, MAX_SOURCE)
   end
   if str_byte(src, 1) == 27 then return nil, "loading precompiled bytecode is not allowed" end
-  return raw_load(src, chunkname, "t", fenv)
+  local f, err = raw_load(src, chunkname, "t", fenv)
+  if not f or not SANDBOXED then return f, err end
+  -- It compiles as written (so syntax errors read as usual); now compile it
+  -- again with the watchdog checks in (relic/instrument.lua) and hand out that.
+  local isrc, ierr = instrument.instrument(src, wd_check)
+  if not isrc then
+    return nil, str_format("%s: %s", (str_gsub(tostring(chunkname), "^[@=]", "")), ierr)
+  end
+  local outer
+  outer, err = raw_load(isrc, chunkname, "t", fenv)
+  if not outer then
+    return nil, "cannot add the watchdog checks: " .. tostring(err)
+  end
+  f = outer()
+  if getupvalue(f, 1) == instrument.NAME then
+    setupvalue(f, 1, WDT)   -- the chunk's only upvalue, when it has checks
+  end
+  return f
 end
 
 local function collect_reader(reader)

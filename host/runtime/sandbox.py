@@ -108,10 +108,11 @@ def build_box(runtime, cfg: dict, bridge: dict):
     """Run the privileged prelude in `runtime`; return the box (a LuaTable)."""
     g = runtime.globals()
     load = g.load
+    instrument = _load(load, _prelude("instrument.lua"), "@relic/instrument.lua")[0]()
     patterns_fn, err = _load(load, _prelude("patterns.lua"), "@relic/patterns.lua")
     patterns = patterns_fn()
     sandbox_fn, err = _load(load, _prelude("sandbox.lua"), "@relic/sandbox.lua")
-    return sandbox_fn(runtime.table_from(cfg), runtime.table_from(bridge), patterns)
+    return sandbox_fn(runtime.table_from(cfg), runtime.table_from(bridge), patterns, instrument)
 
 
 def _load(load, src: bytes, name: str):

@@ -1,0 +1,201 @@
+"""The watchdog thread: stops a mod's call once it has used its CPU budget.
+
+Sandboxed mod code runs with the JIT on.  Every chunk is instrumented when it
+is loaded (instrument.lua): each loop iteration, function entry and goto reads
+the mod's *stop flag*, a 32-bit word owned here, and raises the watchdog error
+when it is not zero.  This module sets the flags.
+
+While the host calls into a mod (`Slot.arm` ... `Slot.disarm`, around every
+outermost guarded call), the thread below watches the frame thread's CPU clock
+(CLOCK_THREAD_CPUTIME_ID, through `time.pthread_getcpuclockid`): the budget is
+CPU time the frame thread spent in that call, so a mod is not blamed for time
+the machine gave to other threads or processes.  A wall-clock ceiling (a
+generous multiple of the budget, see Limits) is the backstop for a call that
+blocks without using CPU.  Flag values: 1 = CPU budget spent, 2 = ceiling.
+
+Ownership: the flag memory is allocated in chunks that are never freed, so a
+runtime can never read freed memory, whatever the order in which runtimes and
+Mods are collected.  Slots are reused after `release`.
+
+Threads: `arm`, `disarm` and `stopped` run on the frame thread; the watchdog
+thread only reads the armed table and writes flags, both under `_cond`'s lock,
+and writes a flag only for a call that is still armed (arm clears the flag and
+disarm removes the record under that lock), so a late decision can never stop
+the next call.  The frame thread's CPU clock at the start of a call is written
+into the slot by the Lua side (sandbox.lua's guarded_call), where reading it
+costs far less than from Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+import time
+from typing import NamedTuple
+
+CHUNK = 1024
+STOP_BUDGET = 1
+STOP_CEILING = 2
+
+
+class SlotMemory(ctypes.Structure):
+    """One runtime's shared word: the stop flag, and the frame thread's CPU
+    clock at the start of the running call (written by sandbox.lua)."""
+
+    _fields_ = [("stop", ctypes.c_int32), ("pad", ctypes.c_int32), ("cpu_start", ctypes.c_double)]
+
+
+def _cpu_clock_id(ident: int):
+    try:
+        return time.pthread_getcpuclockid(ident)
+    except (AttributeError, OSError):
+        return None
+
+
+class _Armed(NamedTuple):
+    budget: float        # CPU seconds
+    ceiling: float       # wall seconds
+    wall_start: float
+    clock: object        # the frame thread's CPU clock id, or None: wall time only
+
+
+class Watchdog:
+    """Owns the stop flags and the thread that sets them (one per process)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._chunks: list = []          # SlotMemory arrays; never freed (see module doc)
+        self._free: list[int] = []
+        self._size = 0
+        self._armed: dict[int, _Armed] = {}   # guarded by _cond
+        self._wake_at = math.inf              # guarded by _cond: when the thread looks next
+        self._thread: threading.Thread | None = None
+        self._clocks: dict[int, object] = {}
+
+    # -- slots --------------------------------------------------------------------
+
+    def slot(self) -> "Slot":
+        """A stop flag for one runtime (cleared)."""
+        with self._cond:
+            if not self._free:
+                arr = (SlotMemory * CHUNK)()
+                base = len(self._chunks) * CHUNK
+                self._chunks.append(arr)
+                self._free.extend(range(base + CHUNK - 1, base - 1, -1))
+            idx = self._free.pop()
+            mem = self._chunks[idx // CHUNK][idx % CHUNK]
+            mem.stop, mem.cpu_start = 0, 0.0
+            return Slot(self, idx, mem, ctypes.addressof(mem))
+
+    def _release(self, idx: int, mem: SlotMemory) -> None:
+        with self._cond:
+            self._armed.pop(idx, None)
+            mem.stop = 0
+            self._free.append(idx)
+
+    # -- arming (frame thread) -------------------------------------------------------
+
+    def _arm(self, idx: int, mem: SlotMemory, budget: float, ceiling: float) -> None:
+        ident = threading.get_ident()
+        clock = self._clocks.get(ident, False)
+        if clock is False:
+            clock = self._clocks[ident] = _cpu_clock_id(ident)
+        now = time.monotonic()
+        with self._lock:
+            mem.stop, mem.cpu_start = 0, 0.0
+            self._armed[idx] = (mem, _Armed(budget, ceiling, now, clock))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="relic-watchdog", daemon=True)
+                self._thread.start()
+            if now + min(budget, ceiling) < self._wake_at:
+                self._cond.notify()
+
+    def _disarm(self, idx: int) -> None:
+        with self._lock:
+            self._armed.pop(idx, None)
+
+    def _stop_now(self, idx: int, mem: SlotMemory) -> None:
+        with self._cond:
+            self._armed.pop(idx, None)
+            mem.stop = STOP_BUDGET
+
+    # -- the thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wake = math.inf
+                for idx, (mem, a) in list(self._armed.items()):
+                    wall = now - a.wall_start
+                    if wall >= a.ceiling:
+                        self._stop(idx, mem, STOP_CEILING)
+                        continue
+                    if wall < a.budget:             # CPU time never runs ahead of wall time
+                        at = a.wall_start + a.budget
+                    else:
+                        used = self._cpu_used(a, mem)
+                        if used >= a.budget:
+                            self._stop(idx, mem, STOP_BUDGET)
+                            continue
+                        at = now + (a.budget - used)
+                    wake = min(wake, at, a.wall_start + a.ceiling)
+                self._wake_at = wake
+                self._cond.wait(None if wake == math.inf else max(0.0, wake - now))
+
+    def _cpu_used(self, a: _Armed, mem: SlotMemory) -> float:
+        start = mem.cpu_start
+        if a.clock is None or start == 0.0:   # no CPU clock, or the Lua side has not begun
+            return time.monotonic() - a.wall_start
+        try:
+            return time.clock_gettime(a.clock) - start
+        except OSError:                       # the frame thread is gone
+            return math.inf
+
+    def _stop(self, idx: int, mem: SlotMemory, why: int) -> None:
+        # under _cond: the call is still the armed one
+        mem.stop = why
+        del self._armed[idx]
+
+
+WATCHDOG = Watchdog()
+
+
+class Slot:
+    """One runtime's stop flag: its address for the Lua side, arm/disarm for the host."""
+
+    __slots__ = ("_wd", "_mem", "index", "address")
+
+    def __init__(self, wd: Watchdog, index: int, mem: SlotMemory, address: int):
+        self._wd = wd
+        self._mem = mem
+        self.index = index
+        self.address = address
+
+    def arm(self, budget_s: float, ceiling_s: float) -> None:
+        """Clear the flag and start watching: CPU budget and wall ceiling, in seconds."""
+        self._wd._arm(self.index, self._mem, budget_s, ceiling_s)
+
+    def disarm(self) -> None:
+        """Stop watching (the call returned); the flag keeps its value."""
+        self._wd._disarm(self.index)
+
+    def stop(self) -> None:
+        """Stop the running call now, as if its budget were spent (host work ran out of it)."""
+        self._wd._stop_now(self.index, self._mem)
+
+    @property
+    def stopped(self) -> int:
+        """0, or why the watchdog stopped the call (STOP_BUDGET, STOP_CEILING)."""
+        return self._mem.stop
+
+    @property
+    def cpu_start(self) -> float:
+        """The frame thread's CPU clock when the running call began (0.0: not begun)."""
+        return self._mem.cpu_start
+
+    def release(self) -> None:
+        """Give the flag back (the runtime will never run again)."""
+        self._wd._release(self.index, self._mem)
