@@ -7,7 +7,7 @@ After every kill the files are checked on disk; after the last one a fresh
 host loads them through the mod API.
 
 Each round starts a host (~3-6 s), so `make test` runs RELIC_CRASH_ROUNDS
-rounds (default 3); the issue's 20 rounds: RELIC_CRASH_ROUNDS=20.
+rounds (default 2); the issue's 20 rounds: RELIC_CRASH_ROUNDS=20.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from host.engine.session import read_header
 
 CHILD = Path(__file__).with_name("crash_child.py")
-ROUNDS = int(os.environ.get("RELIC_CRASH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("RELIC_CRASH_ROUNDS", "2"))
 
 
 def run_and_kill(kind: str, mods: Path, rng: random.Random, marker: str) -> int:
@@ -72,9 +72,9 @@ def test_kill_9_during_session_save(tmp_path):
         assert [m["role"] for m in header["messages"]] == ["user", "assistant"]
         assert header["system"] == "You keep a ship's log."
         assert len(state) > 0 and len(header["kv_tokens"]) > 0
-        # what a killed save leaves behind is only its own temporary file, never a half session
+        # a killed save leaves at most its own temporary file (the next save removes it), never a half session
         leftovers = [p.name for p in path.parent.iterdir() if p.name != "slot.session"]
-        assert all(n.startswith("slot.session.tmp") for n in leftovers), leftovers
+        assert len(leftovers) <= 1 and all(n.startswith("slot.session.tmp") for n in leftovers), leftovers
     assert run_check("session-check", mods) == "[writer] CHECKED length"
 
 

@@ -248,7 +248,22 @@ def save(ctx, session: SessionState, path: Path, model_id: str) -> int:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _remove_stale_temps(path)
     return len(data)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete `<name>.tmp<pid>` files that processes killed mid-save left behind (a disk leak otherwise)."""
+    for p in path.parent.glob(path.name + ".tmp*"):
+        pid = p.name[len(path.name) + 4:]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:   # that writer is gone
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def read_header(path: Path) -> tuple[dict, bytes]:
