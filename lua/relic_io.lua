@@ -129,7 +129,7 @@ return function(bridge, write_log)
     if type(path) ~= "string" then
       error("bad argument #1 to 'lines' (string expected, got " .. type(path) .. ")", 2)
     end
-    local h, msg = B.open(path, "r")
+    local h, msg = B.open(path, "r", true)
     if not h then error(msg, 2) end
     local n, fmts = select("#", ...), { ... }
     return function()

@@ -236,3 +236,18 @@ def test_lua_dialect_is_cets_luajit_with_lua52compat(make_host):
     host.load()
     assert console.mod_lines("d") == ["42\t1=one\t2", "ambiguous syntax compiles", "goto\t1", "goto\t3",
                                       "0\ttrue\t3"]
+
+
+def test_abandoned_io_lines_iterators_do_not_exhaust_the_file_quota(make_host, mods_dir):
+    from host.runtime.limits import Limits
+    write_mod(mods_dir, "l", """
+        for i = 1, 20 do
+          for line in io.lines("data.txt") do break end     -- left before the end: still open
+        end
+        local f = assert(io.open("data.txt"))                -- the oldest io.lines handles make room
+        print(f:read("l"), pcall(io.open, "x1", "w"))
+    """, files={"data.txt": "a\nb\n"})
+    host, console = make_host(limits=Limits(io_max_open_files=4))
+    (line,) = console.mod_lines("l")
+    assert line.startswith("a\ttrue\t")
+    assert host.mods["l"].io.open_count() <= 4

@@ -54,6 +54,7 @@ class ModIO:
         self.max_folder_bytes = max_folder_bytes
         self.max_read_bytes = max_read_bytes
         self._files: dict[int, _File] = {}
+        self._lines: list[int] = []         # io.lines handles, oldest first (closed at EOF)
         self._next = 1
         self._used: int | None = None      # bytes in the folder, counted on first write
 
@@ -134,8 +135,12 @@ class ModIO:
 
     # -- files --------------------------------------------------------------------------
 
-    def open(self, rel, mode="r"):
-        """io.open(path, mode) -> handle id, or (None, message, errno) as Lua's io.open."""
+    def open(self, rel, mode="r", lines=False):
+        """io.open(path, mode) -> handle id, or (None, message, errno) as Lua's io.open.
+
+        `lines`: a handle for io.lines; when the open-file quota is reached the
+        oldest such handle (an iterator abandoned before its end) is closed.
+        """
         if mode is None:
             mode = "r"
         if not isinstance(mode, str) or not MODE_RE.match(mode):
@@ -146,6 +151,10 @@ class ModIO:
             full = self.path(rel, write=write)
         except SandboxViolation as e:      # Lua's io.open reports failures, it does not raise
             return None, str(e), errno.EACCES
+        while len(self._files) >= self.max_open and self._lines:
+            old = self._lines.pop(0)
+            if old in self._files:
+                self.close(old)
         if len(self._files) >= self.max_open:
             raise QuotaExceeded(f"io.open: more than {self.max_open} files open; close() the ones "
                                 "you no longer need")
@@ -186,6 +195,8 @@ class ModIO:
         hid = self._next
         self._next += 1
         self._files[hid] = _File(f, full, write, size)
+        if lines:
+            self._lines.append(hid)
         return hid
 
     def _fh(self, hid) -> _File:

@@ -100,8 +100,19 @@ def build_wheel() -> Path:
         work = Path(tempfile.mkdtemp(prefix="lupa-", dir=paths.tmp_dir()))
         try:
             say(f"downloading lupa=={LUPA_VERSION} (source only; ~6 MB)")
-            files = pip_download(["--no-binary", ":all:", "--no-deps", f"lupa=={LUPA_VERSION}"],
-                                 work / "dl")
+            # pip prepares an sdist's metadata by running its setup.py, and lupa's
+            # setup.py builds every bundled Lua while it is imported (minutes);
+            # LUPA_NO_BUNDLE=true keeps that step to the metadata.
+            old = os.environ.get("LUPA_NO_BUNDLE")
+            os.environ["LUPA_NO_BUNDLE"] = "true"
+            try:
+                files = pip_download(["--no-binary", ":all:", "--no-deps", f"lupa=={LUPA_VERSION}"],
+                                     work / "dl")
+            finally:
+                if old is None:
+                    os.environ.pop("LUPA_NO_BUNDLE", None)
+                else:
+                    os.environ["LUPA_NO_BUNDLE"] = old
             sdists = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
             if len(sdists) != 1:
                 raise SetupError(f"pip download saved {[f.name for f in files]}, expected one sdist")
@@ -110,6 +121,7 @@ def build_wheel() -> Path:
             root = work / "src" / f"lupa-{LUPA_VERSION}"
             _prepare_tree(root)
             say("building lupa's LuaJIT 2.1 with LUAJIT_ENABLE_LUA52COMPAT (as CET builds it; a few minutes)")
+            os.environ.pop("LUPA_NO_BUNDLE", None)   # the build itself uses the (patched) bundle
             run_forwarding([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
                             "--disable-pip-version-check", "-w", str(work / "out")])
             wheels = sorted((work / "out").glob("lupa-*.whl"))
