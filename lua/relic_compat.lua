@@ -28,4 +28,15 @@ function compat.rawlen(v)
   return #v
 end
 
+--- Host plumbing: { name = function(...) } for each name, each a tail call into
+--- the one host dispatcher `call(name, ...)` (host/runtime/cet.py bridge_table).
+function compat.bridge(call, names)
+  local t = {}
+  for i = 1, #names do
+    local name = names[i]
+    t[name] = function(...) return call(name, ...) end
+  end
+  return t
+end
+
 return compat

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from host.errors import ModError
 from host.runtime.gameapi import CYBERPUNK_FUNCTIONS, CYBERPUNK_TABLES
 from host.runtime.moddb import ModDB
 from host.runtime.modio import ModIO
@@ -66,19 +67,34 @@ def _io_bridge(fio: ModIO) -> dict:
     }
 
 
+def bridge_table(mod: "Mod", functions: dict):
+    """A Lua table {name = function} calling `functions[name]` through one bridge function.
+
+    One wrapped dispatcher instead of a wrapped function per name keeps a
+    mod's start cheap (each wrap costs a Python->Lua round trip).
+    """
+    def dispatch(name, *args):
+        fn = functions.get(name) if isinstance(name, str) else None
+        if fn is None:
+            raise ModError(f"internal: no host function {name!r}")
+        return fn(*args)
+
+    return mod.load_lib("relic_compat").bridge(mod.wrap(dispatch), mod.table(sorted(functions)))
+
+
 def install(mod: "Mod") -> None:
     """Install the CET globals into `mod` (see the module docstring)."""
     host = mod.host
     game = host.game
 
-    db, sqlite3 = mod.load_lib("relic_db")(mod.table(_db_bridge(mod.db)))
+    db, sqlite3 = mod.load_lib("relic_db")(bridge_table(mod, _db_bridge(mod.db)))
     mod.expose("db", db, readonly=False)        # methods check `self`: a proxy would fail them
     mod.expose("sqlite3", sqlite3)
 
     def log_line(text):
         mod.log.write("info", text if isinstance(text, str) else str(text))
 
-    fio, dir_fn = mod.load_lib("relic_io")(mod.table(_io_bridge(mod.io)), mod.wrap(log_line))
+    fio, dir_fn = mod.load_lib("relic_io")(bridge_table(mod, _io_bridge(mod.io)), mod.wrap(log_line))
     if not mod.trusted:        # trusted mods keep the full io library
         mod.expose("io", fio)
     mod.expose("dir", dir_fn)
@@ -94,10 +110,7 @@ def install(mod: "Mod") -> None:
     mod.expose("GetDisplayResolution",
                mod.wrap(lambda: tuple(float(x) for x in game.display_resolution)))
 
-    stubs = mod.load_lib("relic_game")(mod.table(list(CYBERPUNK_TABLES)),
-                                        mod.table(list(CYBERPUNK_FUNCTIONS)),
-                                        mod.wrap(game.describe))
-    for name in CYBERPUNK_TABLES + CYBERPUNK_FUNCTIONS:
-        mod.expose(name, stubs[name], readonly=False)
+    mod.load_lib("relic_game")(mod.env, mod.table(list(CYBERPUNK_TABLES)),
+                               mod.table(list(CYBERPUNK_FUNCTIONS)), mod.wrap(game.describe))
     host.ui.install(mod)
     game.install(mod)

@@ -55,6 +55,7 @@ class ImGuiLayer:
         self.draw_data = None           # the last frame's draw data (for a renderer)
         self._stack: list[str] = []
         self._flags: dict[str, dict[str, int]] | None = None
+        self._flag_src: str | None = None
 
     @property
     def headless(self) -> bool:
@@ -99,17 +100,32 @@ class ImGuiLayer:
     def install(self, mod: "Mod") -> None:
         """Expose `ImGui` and the flag tables in a mod being built."""
         api = _ModImGui(self, mod)
-        fns = {name: getattr(api, name) for name in dir(api)
-               if name[:1].isupper() and callable(getattr(api, name))}
-        mod.expose("ImGui", fns)
-        zero = mod.load_lib("relic_imgui")
-        tables = self.flag_tables()
-        for name in FLAG_TABLES:
-            values = tables.get(name)
-            if values:
-                mod.expose(name, values)
-            else:
-                mod.expose(name, zero.zero_flags(name), readonly=False)
+        names = [n for n in dir(api) if n[:1].isupper() and callable(getattr(api, n))]
+
+        def dispatch(name, *args):
+            fn = getattr(api, name, None) if isinstance(name, str) and name[:1].isupper() else None
+            if fn is None:
+                raise ModError(f"ImGui.{name} does not exist")
+            return fn(*args)
+
+        lib = mod.load_lib("relic_imgui")
+        mod.expose("ImGui", lib.functions(mod.wrap(dispatch), mod.table(names)))
+        values = None
+        if self.flag_tables():
+            res = mod.box.load_chunk(self._flag_source(), "=relic_imgui_flags")
+            values = (res[0] if isinstance(res, tuple) else res)()
+        lib.expose_flags(mod.env, values, mod.table(list(FLAG_TABLES)), mod.box.readonly)
+
+    def _flag_source(self) -> str:
+        # The flag tables as one Lua table constructor, compiled in each mod's
+        # runtime: far cheaper than building ~1,000 fields through lupa.
+        if self._flag_src is None:
+            parts = []
+            for table, values in sorted(self.flag_tables().items()):
+                fields = ", ".join(f"[{k!r}] = {int(v)}" for k, v in sorted(values.items()))
+                parts.append(f"{table} = {{ {fields} }}")
+            self._flag_src = "return { " + ",\n".join(parts) + " }"
+        return self._flag_src
 
     # -- stack --------------------------------------------------------------------------------
 
