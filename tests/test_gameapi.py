@@ -138,3 +138,19 @@ def test_modding_guide_game_example_runs(tmp_path, monkeypatch):
     assert out == [(7,)]                     # 10 gold - 3 for the apple
     log = (tmp_path / "mods" / "hooks" / "hooks.log").read_text()
     assert "buying apple" in log and "bought apple" in log
+
+
+def test_a_mod_calling_a_hooked_function_is_not_reentered(make_host):
+    host, console, shop = game_host(make_host, {
+        "self_hook": """
+            Observe("Shop", "Buy", function(self, name) print("observed", name) end)
+            registerForEvent("onQuestDone", function() print("quest") end)
+            registerCommand("buy", "", function(item) print("paid", Shop.buy(item)) end)
+        """,
+        "other": 'Observe("Shop", "Buy", function(self, name) print("other saw", name) end)',
+    })
+    shop.buy = host.hookable("Shop", "Buy", shop.buy)      # re-declared: hooks are kept
+    host.expose("Shop", shop)
+    host.run_command("buy fish")
+    assert console.mod_lines("self_hook") == ["paid\t7"]
+    assert console.mod_lines("other") == ["other saw\tfish"]

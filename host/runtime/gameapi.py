@@ -110,7 +110,12 @@ def plain(value: Any, depth: int = 0, wrap: Callable[[Callable], Any] | None = N
 
 
 class Hook:
-    """A game function that mods can Observe/Override (made by GameAPI.hookable)."""
+    """A game function that mods can Observe/Override (made by GameAPI.hookable).
+
+    Call it on the frame thread only (its callbacks run Lua).  A mod that is
+    running when the hook fires (it called the game function itself) is
+    skipped: a runtime is never re-entered.
+    """
 
     def __init__(self, api: "GameAPI", cls: str, method: str, fn: Callable):
         self.api = api
@@ -220,9 +225,10 @@ class GameAPI:
                                "before loading mods)")
         n = 0
         data = [plain(a) for a in args]
+        running = set(self.host.call_stack)     # a mod inside a call cannot be re-entered
         for mod in self.host.running_mods():
             cb = mod.events.get(name)
-            if cb is None:
+            if cb is None or mod.id in running:
                 continue
             mod.call(cb, *[mod.to_lua(d) for d in data], what=name)
             n += 1
@@ -240,6 +246,8 @@ class GameAPI:
             return lambda f: self.hookable(cls, method, f)
         if not callable(fn):
             raise GameAPIError("hookable: the function must be callable")
+        if isinstance(fn, Hook):
+            fn = fn.fn          # declared again with the hooked function: wrap the original once
         old = self.hooks.get((cls, method))
         hook = Hook(self, cls, method, fn)
         if old is not None:
