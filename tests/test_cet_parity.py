@@ -251,3 +251,18 @@ def test_abandoned_io_lines_iterators_do_not_exhaust_the_file_quota(make_host, m
     (line,) = console.mod_lines("l")
     assert line.startswith("a\ttrue\t")
     assert host.mods["l"].io.open_count() <= 4
+
+
+def test_io_open_of_a_fifo_in_the_mod_folder_does_not_block(make_host, mods_dir):
+    # A hostile mod folder may ship a FIFO: opening it for reading must not hang the frame.
+    folder = write_mod(mods_dir, "f", """
+        print(io.open("pipe"))
+        print(io.open("pipe", "w"))
+        print(pcall(io.lines, "pipe"))
+    """)
+    os.mkfifo(folder / "pipe")
+    host, console = make_host()
+    lines = console.mod_lines("f")
+    assert lines[0].startswith("nil\t") and "not a regular file" in lines[0]
+    assert lines[1].startswith("nil\t")                   # no reader: refused, not blocked
+    assert lines[2].startswith("false\t") and "not a regular file" in lines[2]

@@ -158,7 +158,9 @@ class ModIO:
         if len(self._files) >= self.max_open:
             raise QuotaExceeded(f"io.open: more than {self.max_open} files open; close() the ones "
                                 "you no longer need")
-        flags = os.O_CLOEXEC | os.O_NOFOLLOW
+        # O_NONBLOCK: opening a FIFO shipped in a mod folder must not block the
+        # frame (it is refused below as not a regular file); no effect on files.
+        flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         if kind == "r":
             flags |= os.O_RDWR if plus else os.O_RDONLY
         elif kind == "w":
