@@ -64,6 +64,79 @@ return { state = function() return state end }
 """
 
 
+MORE_WIDGETS = r"""
+registerForEvent("onDraw", function()
+  ImGui.SetNextWindowBgAlpha(0.8)
+  if ImGui.Begin("More") then
+    ImGui.SeparatorText("section")
+    ImGui.Bullet() ImGui.TextUnformatted("bullet")
+    ImGui.PlotLines("lines", { 1, 3, 2, 5, 4 }, 5)
+    ImGui.PlotHistogram("hist", { 1, 3, 2, 5, 4 }, 5, 0, nil, 0, 6, 0, 40)
+    ImGui.ColorPicker3("pick", { 1, 0, 0 })
+    ImGui.ColorEdit4("edit", { 0, 1, 0, 1 })
+    local a = ImGui.SliderAngle("angle", 1.0)
+    ImGui.Columns(2, "cols", true) ImGui.Text("a") ImGui.NextColumn() ImGui.Text("b") ImGui.Columns(1)
+    ImGui.ArrowButton("arrow", ImGuiDir.Left)
+    ImGui.InvisibleButton("inv", 10, 10)
+    if ImGui.BeginListBox("lb", 100, 50) then ImGui.Selectable("x") ImGui.EndListBox() end
+    if ImGui.BeginPopupContextItem("ctx") then ImGui.Text("menu") ImGui.EndPopup() end
+    if ImGui.CollapsingHeader("header") then ImGui.Text("inside") end
+    if ImGui.TreeNode("tree") then ImGui.BulletText("leaf") ImGui.TreePop() end
+    if ImGui.BeginTable("t", 2, ImGuiTableFlags.Borders) then
+      ImGui.TableSetupColumn("k") ImGui.TableSetupColumn("v") ImGui.TableHeadersRow()
+      ImGui.TableNextRow() ImGui.TableNextColumn() ImGui.Text("1") ImGui.TableNextColumn() ImGui.Text("2")
+      ImGui.EndTable()
+    end
+    ImGui.ProgressBar(0.5, -1, 0, "half")
+    ImGui.PushStyleVar(ImGuiStyleVar.FramePadding, 4, 2) ImGui.SmallButton("s") ImGui.PopStyleVar()
+    ImGui.Text(tostring(ImGui.GetTime() >= 0) .. " " .. tostring(ImGui.IsPopupOpen("p")))
+    ImGui.SetWindowSize(400, 500)
+  end
+  ImGui.End()
+  print("drawn")
+end)
+"""
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_many_widgets_run_headless_and_real(make_host, real):
+    host, console = make_host({"m": MORE_WIDGETS}, load=False)
+    if real:
+        _require_ui()
+        from host.ui.imgui_api import ImGuiLayer
+        from host.ui.imgui_backend import ImGuiBackend
+        host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(3):
+        host.draw()
+    assert host.mods["m"].state == "loaded", read_log(host, "m")
+    assert console.mod_lines("m") == ["drawn"] * 3
+    assert host.ui.errors == 0
+
+
+def test_a_call_dear_imgui_refuses_is_a_clear_error_and_the_frame_goes_on(make_host):
+    _require_ui()
+    from host.ui.imgui_api import ImGuiLayer
+    from host.ui.imgui_backend import ImGuiBackend
+    host, console = make_host({"bad": """
+        registerForEvent("onDraw", function()
+          ImGui.Begin("w")
+          print(pcall(ImGui.BeginTable, "t", 0))                         -- no columns
+          print(pcall(ImGui.BeginPopupContextItem, "c", 0x7fffffff))    -- invalid popup flags
+          ImGui.End()
+        end)
+    """, "good": MORE_WIDGETS}, load=False)
+    host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(2):
+        host.draw()
+    lines = console.mod_lines("bad")
+    assert lines[0].startswith("false\t") and "columns must be 1..64" in lines[0]
+    assert lines[1].startswith("false\t") and "Dear ImGui refused the call" in lines[1]
+    assert console.mod_lines("good") == ["drawn"] * 2
+    assert host.mods["bad"].state == "loaded" and host.mods["good"].state == "loaded"
+
+
 def test_headless_imgui_accepts_the_calls_and_draws_nothing(make_host):
     host, console = make_host({"w": CET_WINDOW, "probe": """
         print(pcall(ImGui.Text, "outside onDraw"))

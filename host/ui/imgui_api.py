@@ -51,6 +51,8 @@ class ImGuiLayer:
     def __init__(self, backend=None):
         self.backend = backend          # ImGuiBackend or None (headless: draw nothing)
         self.overlay = None             # the ImGuiOverlay that renders this layer, if any
+        self.errors = 0                 # frames Dear ImGui could not finish
+        self.last_error: str | None = None
         self.drawing = False            # inside the draw phase (onDraw allowed to call ImGui)
         self.draw_data = None           # the last frame's draw data (for a renderer)
         self._stack: list[str] = []
@@ -71,10 +73,19 @@ class ImGuiLayer:
         self.drawing = True
 
     def end_frame(self) -> None:
-        """Close the frame; with a backend, keep its draw data for the renderer."""
+        """Close the frame; with a backend, keep its draw data for the renderer.
+
+        A frame Dear ImGui cannot finish (its state broken by a refused call)
+        is dropped, never raised into the game's loop.
+        """
         self.drawing = False
         if self.backend is not None:
-            self.draw_data = self.backend.render()
+            try:
+                self.draw_data = self.backend.render()
+            except RuntimeError as e:
+                self.draw_data = None
+                self.errors += 1
+                self.last_error = str(e)
 
     def enter_mod(self) -> None:
         """A mod's onDraw starts: a fresh stack."""
@@ -106,7 +117,10 @@ class ImGuiLayer:
             fn = getattr(api, name, None) if isinstance(name, str) and name[:1].isupper() else None
             if fn is None:
                 raise ModError(f"ImGui.{name} does not exist")
-            return fn(*args)
+            try:
+                return fn(*args)
+            except RuntimeError as e:        # Dear ImGui's IM_ASSERT
+                raise ModError(f"ImGui.{name}: Dear ImGui refused the call ({e})") from None
 
         lib = mod.load_lib("relic_imgui")
         mod.expose("ImGui", lib.functions(mod.wrap(dispatch), mod.table(names)))
@@ -876,6 +890,243 @@ class _ModImGui:
     def EndDisabled(self):
         """EndDisabled()."""
         self._end("EndDisabled", "disabled", "end_disabled")
+
+    # -- more windows, widgets and queries (CET names) ------------------------------------------
+
+    def _simple(self, fname, call, default=None):
+        im = self._im(fname)
+        return default if im is None else call(im)
+
+    def SetWindowPos(self, x=None, y=None, cond=None):
+        """SetWindowPos(x, y [, cond]) for the current window."""
+        self._simple("SetWindowPos", lambda im: im.set_window_pos(self._vec2(x, y), _int(cond)))
+
+    def SetWindowSize(self, w=None, h=None, cond=None):
+        """SetWindowSize(w, h [, cond]) for the current window."""
+        self._simple("SetWindowSize", lambda im: im.set_window_size(self._vec2(w, h), _int(cond)))
+
+    def SetWindowFocus(self):
+        """SetWindowFocus() for the current window."""
+        self._simple("SetWindowFocus", lambda im: im.set_window_focus())
+
+    def SetNextWindowBgAlpha(self, alpha=None):
+        """SetNextWindowBgAlpha(alpha)."""
+        self._simple("SetNextWindowBgAlpha", lambda im: im.set_next_window_bg_alpha(float(_num(alpha, 1.0))))
+
+    def SetNextWindowCollapsed(self, collapsed=None, cond=None):
+        """SetNextWindowCollapsed(collapsed [, cond])."""
+        self._simple("SetNextWindowCollapsed",
+                     lambda im: im.set_next_window_collapsed(bool(collapsed), _int(cond)))
+
+    def SetNextWindowFocus(self):
+        """SetNextWindowFocus()."""
+        self._simple("SetNextWindowFocus", lambda im: im.set_next_window_focus())
+
+    def GetWindowHeight(self):
+        """-> height."""
+        return self._simple("GetWindowHeight", lambda im: im.get_window_height(), 0.0)
+
+    def IsWindowHovered(self, flags=None):
+        """-> bool."""
+        return self._simple("IsWindowHovered", lambda im: im.is_window_hovered(_int(flags)), False)
+
+    def IsAnyItemHovered(self):
+        """-> bool."""
+        return self._simple("IsAnyItemHovered", lambda im: im.is_any_item_hovered(), False)
+
+    def IsItemEdited(self):
+        """-> bool."""
+        return self._simple("IsItemEdited", lambda im: im.is_item_edited(), False)
+
+    def IsItemDeactivatedAfterEdit(self):
+        """-> bool."""
+        return self._simple("IsItemDeactivatedAfterEdit", lambda im: im.is_item_deactivated_after_edit(), False)
+
+    def IsMouseClicked(self, button=None):
+        """IsMouseClicked(button) -> bool."""
+        return self._simple("IsMouseClicked", lambda im: im.is_mouse_clicked(_int(button)), False)
+
+    def IsMouseDown(self, button=None):
+        """IsMouseDown(button) -> bool."""
+        return self._simple("IsMouseDown", lambda im: im.is_mouse_down(_int(button)), False)
+
+    def IsMouseDoubleClicked(self, button=None):
+        """IsMouseDoubleClicked(button) -> bool."""
+        return self._simple("IsMouseDoubleClicked", lambda im: im.is_mouse_double_clicked(_int(button)), False)
+
+    def GetMousePos(self):
+        """-> x, y."""
+        im = self._im("GetMousePos")
+        if im is None:
+            return 0.0, 0.0
+        v = im.get_mouse_pos()
+        return v.x, v.y
+
+    def GetCursorPosX(self):
+        """-> x within the window."""
+        return self._simple("GetCursorPosX", lambda im: im.get_cursor_pos_x(), 0.0)
+
+    def GetCursorPosY(self):
+        """-> y within the window."""
+        return self._simple("GetCursorPosY", lambda im: im.get_cursor_pos_y(), 0.0)
+
+    def SetCursorPosX(self, x=None):
+        """SetCursorPosX(x)."""
+        self._simple("SetCursorPosX", lambda im: im.set_cursor_pos_x(float(_num(x))))
+
+    def SetCursorPosY(self, y=None):
+        """SetCursorPosY(y)."""
+        self._simple("SetCursorPosY", lambda im: im.set_cursor_pos_y(float(_num(y))))
+
+    def GetScrollY(self):
+        """-> scroll y."""
+        return self._simple("GetScrollY", lambda im: im.get_scroll_y(), 0.0)
+
+    def GetScrollMaxY(self):
+        """-> max scroll y."""
+        return self._simple("GetScrollMaxY", lambda im: im.get_scroll_max_y(), 0.0)
+
+    def SetScrollY(self, y=None):
+        """SetScrollY(y)."""
+        self._simple("SetScrollY", lambda im: im.set_scroll_y(float(_num(y))))
+
+    def SetScrollHereY(self, ratio=None):
+        """SetScrollHereY([ratio])."""
+        self._simple("SetScrollHereY", lambda im: im.set_scroll_here_y(float(_num(ratio, 0.5))))
+
+    def AlignTextToFramePadding(self):
+        """AlignTextToFramePadding()."""
+        self._simple("AlignTextToFramePadding", lambda im: im.align_text_to_frame_padding())
+
+    def Bullet(self):
+        """Bullet()."""
+        self._simple("Bullet", lambda im: im.bullet())
+
+    def SeparatorText(self, label=None):
+        """SeparatorText(label)."""
+        label = _text(label, "label")
+        self._simple("SeparatorText", lambda im: im.separator_text(label))
+
+    def TextUnformatted(self, text=None):
+        """TextUnformatted(text)."""
+        text = _text(text)
+        self._simple("TextUnformatted", lambda im: im.text_unformatted(text))
+
+    def InvisibleButton(self, name=None, w=None, h=None):
+        """InvisibleButton(id, w, h) -> pressed."""
+        name = _text(name, "id")
+        return self._simple("InvisibleButton",
+                            lambda im: im.invisible_button(name, self._vec2(max(1.0, _num(w, 1.0)),
+                                                                            max(1.0, _num(h, 1.0)))), False)
+
+    def ArrowButton(self, name=None, direction=None):
+        """ArrowButton(id, ImGuiDir.X) -> pressed."""
+        name = _text(name, "id")
+        return self._simple("ArrowButton", lambda im: im.arrow_button(name, im.Dir(_int(direction) % 4)), False)
+
+    def Columns(self, count=None, name=None, border=None):
+        """Columns([count, id, border]) (the old column API; tables are preferred)."""
+        n = max(1, min(64, _int(count, 1)))
+        ident = None if name is None else _text(name, "id")
+        self._simple("Columns", lambda im: im.columns(n, ident, border is not False))
+
+    def NextColumn(self):
+        """NextColumn()."""
+        self._simple("NextColumn", lambda im: im.next_column())
+
+    def IsPopupOpen(self, name=None):
+        """IsPopupOpen(id) -> bool."""
+        name = _text(name, "id")
+        return self._simple("IsPopupOpen", lambda im: im.is_popup_open(name), False)
+
+    def BeginPopupModal(self, name=None, a=None, b=None):
+        """BeginPopupModal(name [, open] [, flags]) -> shown (or open, shown); EndPopup() when shown."""
+        im = self._im("BeginPopupModal")
+        name = _text(name, "name")
+        with_open = isinstance(a, bool)
+        flags = _int(b if with_open else a)
+        if im is None:
+            return (a, False) if with_open else False
+        shown, still = im.begin_popup_modal(name, a if with_open else None, flags)
+        self._begin_if("BeginPopupModal", "popup", shown)
+        return (bool(still), shown) if with_open else shown
+
+    def BeginPopupContextItem(self, name=None, flags=None):
+        """BeginPopupContextItem([id, flags]) -> open; EndPopup() when open."""
+        im = self._im("BeginPopupContextItem")
+        ident = None if name is None else _text(name, "id")
+        return self._begin_if("BeginPopupContextItem", "popup",
+                              False if im is None else im.begin_popup_context_item(ident, _int(flags)))
+
+    def BeginPopupContextWindow(self, name=None, flags=None):
+        """BeginPopupContextWindow([id, flags]) -> open; EndPopup() when open."""
+        im = self._im("BeginPopupContextWindow")
+        ident = None if name is None else _text(name, "id")
+        return self._begin_if("BeginPopupContextWindow", "popup",
+                              False if im is None else im.begin_popup_context_window(ident, _int(flags)))
+
+    def BeginListBox(self, label=None, w=None, h=None):
+        """BeginListBox(label [, w, h]) -> open; EndListBox() when open."""
+        im = self._im("BeginListBox")
+        label = _text(label, "label")
+        return self._begin_if("BeginListBox", "listbox",
+                              False if im is None else im.begin_list_box(label, self._vec2(w, h)))
+
+    def EndListBox(self):
+        """EndListBox()."""
+        self._end("EndListBox", "listbox", "end_list_box")
+
+    def ColorPicker3(self, label=None, col=None, flags=None):
+        """ColorPicker3(label, {r, g, b} [, flags]) -> col, used."""
+        im = self._im("ColorPicker3")
+        label = _text(label, "label")
+        values = ([float(_num(x)) for x in self._list(col)] + [1.0, 1.0, 1.0])[:3]
+        if im is None:
+            return values, False
+        used, out = im.color_picker3(label, values, _int(flags))
+        return list(out), used
+
+    def SliderAngle(self, label=None, rad=None, lo=None, hi=None):
+        """SliderAngle(label, radians [, minDegrees, maxDegrees]) -> radians, used."""
+        im = self._im("SliderAngle")
+        label, v = _text(label, "label"), float(_num(rad))
+        if im is None:
+            return v, False
+        used, v = im.slider_angle(label, v, float(_num(lo, -360.0)), float(_num(hi, 360.0)))
+        return v, used
+
+    def PlotLines(self, label=None, values=None, count=None, offset=None, overlay=None,
+                  lo=None, hi=None, w=None, h=None):
+        """PlotLines(label, values, count [, offset, overlay, scaleMin, scaleMax, w, h])."""
+        self._plot("PlotLines", "plot_lines", label, values, count, offset, overlay, lo, hi, w, h)
+
+    def PlotHistogram(self, label=None, values=None, count=None, offset=None, overlay=None,
+                      lo=None, hi=None, w=None, h=None):
+        """PlotHistogram(label, values, count [, offset, overlay, scaleMin, scaleMax, w, h])."""
+        self._plot("PlotHistogram", "plot_histogram", label, values, count, offset, overlay, lo, hi, w, h)
+
+    def _plot(self, fname, fn, label, values, count, offset, overlay, lo, hi, w, h):
+        im = self._im(fname)
+        label = _text(label, "label")
+        data = [float(_num(x)) for x in self._list(values)]
+        if count is not None:
+            data = data[:max(0, _int(count))]
+        if im is None or not data:
+            return
+        np = self._layer.backend.np        # imported with the backend, not inside a mod's budget
+        big = 3.4028234663852886e38
+        getattr(im, fn)(label, np.asarray(data, dtype=np.float32), _int(offset),
+                        None if overlay is None else _text(overlay, "overlay"),
+                        big if lo is None else float(_num(lo)), big if hi is None else float(_num(hi)),
+                        self._vec2(w, h))
+
+    def GetTime(self):
+        """-> seconds since the UI started."""
+        return self._simple("GetTime", lambda im: im.get_time(), 0.0)
+
+    def GetFrameCount(self):
+        """-> frames drawn."""
+        return self._simple("GetFrameCount", lambda im: im.get_frame_count(), 0)
 
     # -- queries --------------------------------------------------------------------------------
 

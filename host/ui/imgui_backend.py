@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+import numpy
 from imgui_bundle import imgui
 
 from host.ui.imgui_names import FLAG_TABLES
@@ -51,6 +52,13 @@ class ImGuiBackend:
         io.set_ini_filename("")                      # never write imgui.ini into the cwd
         io.backend_flags |= imgui.BackendFlags_.renderer_has_textures.value
         io.display_size = imgui.ImVec2(float(width), float(height))
+        # Mods' mistakes Dear ImGui can recover from (a missing End, a Pop too
+        # many) are recovered at the end of the frame instead of asserting (and
+        # shown as a tooltip); imgui_api.py already closes what a mod leaves open.
+        io.config_error_recovery = True
+        io.config_error_recovery_enable_assert = False
+        io.config_error_recovery_enable_debug_log = False
+        io.config_error_recovery_enable_tooltip = True   # Dear ImGui needs one way to report
         style = imgui.get_style()
         # The software renderer draws flat triangles: no anti-aliased fringes.
         style.anti_aliased_lines = False
@@ -58,6 +66,7 @@ class ImGuiBackend:
         style.anti_aliased_fill = False
         self.in_frame = False
         self.imgui = imgui
+        self.np = numpy
         self._warm_up()
 
     def _warm_up(self) -> None:
