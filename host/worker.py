@@ -44,15 +44,20 @@ class WorkerConfig:
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
     max_pending_per_mod: int = 16  # requests not yet done, per mod
     max_prompt_tokens: int | None = None  # default: the context size
+    kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
+    prompt_share: float = 2.0  # while others generate, a step reads this many generation steps' worth of prompt
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
-        """Defaults overridden by RELIC_N_THREADS, RELIC_N_THREADS_BATCH, RELIC_WORKER_NICE, RELIC_N_CTX."""
+        """Defaults overridden by RELIC_N_THREADS, RELIC_N_THREADS_BATCH, RELIC_WORKER_NICE, RELIC_N_CTX,
+        RELIC_KV_TYPE."""
         cfg = cls()
         for env, attr in (("RELIC_N_THREADS", "n_threads"), ("RELIC_N_THREADS_BATCH", "n_threads_batch"),
                           ("RELIC_WORKER_NICE", "nice"), ("RELIC_N_CTX", "n_ctx")):
             if os.environ.get(env):
                 setattr(cfg, attr, int(os.environ[env]))
+        if os.environ.get("RELIC_KV_TYPE"):
+            cfg.kv_type = os.environ["RELIC_KV_TYPE"]
         return cfg
 
 
@@ -113,7 +118,7 @@ class Worker:
         return Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
                          n_threads=c.n_threads or default_threads(),
                          n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
-                         max_prompt_tokens=c.max_prompt_tokens)
+                         max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type, prompt_share=c.prompt_share)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""

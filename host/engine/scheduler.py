@@ -17,6 +17,7 @@ every sequence is taken, the least recently used idle session gives its up.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 
 from host.engine import sampling
@@ -25,8 +26,11 @@ from host.engine import summary
 from host.engine.stop import StopMatcher
 from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
+from host.llama.context import check_kv_type
 from host.llama import log as llama_log
 from host.messages import DoneEvent, GenerateRequest, TokenEvent, error_result
+
+log = logging.getLogger("relic.engine")
 
 
 class _Slot:
@@ -62,29 +66,50 @@ class Scheduler:
 
     def __init__(self, model, *, n_ctx: int = 2048, n_batch: int = 256, n_seq_max: int = 4,
                  n_threads: int | None = None, n_threads_batch: int | None = None,
-                 max_prompt_tokens: int | None = None):
-        """``n_ctx`` is per sequence: each request or session gets that many tokens."""
+                 max_prompt_tokens: int | None = None, prompt_share: float = 2.0, kv_type: str = "q8_0",
+                 n_seq_start: int = 1):
+        """``n_ctx`` is per sequence: each request or session gets that many tokens.
+
+        ``kv_type``: the KV cache element type (host.llama.context.KV_TYPES; "q8_0" takes
+        about half the memory of "f16").  ``n_seq_start``: sequences the context has room
+        for at first (it grows to ``n_seq_max`` on demand).
+
+        ``prompt_share``: while some sequences generate, a step also reads about this many
+        generation steps' worth of another's prompt (see plan_chunk).
+        """
         self.model = model
         self.lib = model.lib
         self.vocab = model.vocab
-        # Owned by this scheduler (the worker thread), freed in close().  One KV stream
-        # per sequence (kv_unified off) and flash attention make a sequence's logits
-        # independent of the others sharing the context: concurrent == sequential.
-        self.ctx = Context(model, n_ctx=n_ctx * n_seq_max, n_batch=n_batch, n_seq_max=n_seq_max,
-                           n_threads=n_threads, n_threads_batch=n_threads_batch, flash_attn=True,
-                           kv_unified=False)
+        # Owned by this scheduler (the worker thread), freed in close() or replaced by a
+        # bigger one in _grow().  One KV stream per sequence (kv_unified off) and flash
+        # attention make a sequence's logits independent of the others sharing the
+        # context: concurrent == sequential.  The context starts with room for
+        # n_seq_start sequences and doubles, up to n_seq_max, when more are needed at
+        # once, so the KV cache is what the sessions in use need, not the maximum.
+        check_kv_type(kv_type)
+        self.kv_type = kv_type
+        self.n_seq_limit = n_seq_max
+        self._ctx_args = dict(n_batch=n_batch, n_threads=n_threads, n_threads_batch=n_threads_batch,
+                              flash_attn=True, kv_unified=False, kv_type=kv_type)
+        self._n_ctx_arg = -(-n_ctx // 256) * 256 if n_ctx > 0 else n_ctx  # llama.cpp pads to 256: same per-sequence size at every n_seq
+        self.ctx = self._new_context(max(1, min(n_seq_start, n_seq_max)))
         self.n_ctx_seq = self.lib.C.llama_n_ctx_seq(self.ctx.ptr)
         self.batch = Batch(self.lib, self.ctx.n_batch, 1)
         self.max_prompt_tokens = min(max_prompt_tokens or self.n_ctx_seq, self.n_ctx_seq)
         self.free_seqs = collections.deque(range(self.ctx.n_seq_max))
+        self._lost: set[int] = set()  # sequences whose state a failed _grow dropped
         self.waiting: collections.deque = collections.deque()  # admitted later, in order
         self.slots: list[_Slot] = []
         self._rr = 0  # round-robin start for prompt chunks
-        self._last_was_gen = False
+        # while others generate, a prompt chunk takes about prompt_share generation steps
+        self.prompt_share = prompt_share
+        self._gen_step_s = None  # running estimates of a generation step's and a prompt token's time
+        self._prompt_tok_s = None
         self.decode_calls = 0
         self.sessions: dict[int, sessions.SessionState] = {}
         self._clock = 0  # orders sessions by last use, for eviction
-        self.model_id = f"{model.path.name}:{model.size_bytes}"
+        # saved sessions carry KV state only for the same model and KV cache type
+        self.model_id = f"{model.path.name}:{model.size_bytes}" + ("" if kv_type == "f16" else f":{kv_type}")
         self._internal: dict = {}  # request id -> callback(result): the scheduler's own requests (summaries)
         self._internal_ids = 0  # they count down from -1, apart from the worker's ids
         self.services: dict = {}  # worker-thread helpers (e.g. "rag"), closed with the scheduler
@@ -92,6 +117,50 @@ class Scheduler:
         # only).  Installed for prompt steps only, so generation pays nothing.
         self._reading = None  # the request whose prompt chunk is being decoded
         self._abort_cb = self.lib.ffi.callback("ggml_abort_callback", self._should_abort)
+
+    def _new_context(self, n_seq: int) -> Context:
+        return Context(self.model, n_ctx=self._n_ctx_arg * n_seq, n_seq_max=n_seq, **self._ctx_args)
+
+    @property
+    def n_seq_max(self) -> int:
+        """Sequences the context has room for now (grows up to ``n_seq_limit``)."""
+        return self.ctx.n_seq_max
+
+    def _grow(self) -> bool:
+        """Make room for more sequences (double, up to n_seq_limit); False if at the limit.
+
+        The KV state of every sequence in use is copied out, the context replaced by a
+        bigger one, and the state copied back: the sequences go on exactly where they
+        were (only between steps, on the worker thread).  If the bigger context cannot
+        be made (memory), the old size is kept and False returned.
+        """
+        old = self.ctx
+        k = old.n_seq_max
+        if k >= self.n_seq_limit:
+            return False
+        saved = {seq: old.seq_state(seq) for seq in sorted(set(range(k)) - set(self.free_seqs))}
+        old.close()  # first: the two never need memory at once
+        grown = True
+        try:
+            self.ctx = self._new_context(min(self.n_seq_limit, 2 * k))
+        except RelicError as exc:
+            log.warning("cannot grow the context to %d sequences (%s); keeping %d", 2 * k, exc, k)
+            self.ctx, grown = self._new_context(k), False
+        for seq, state in saved.items():
+            if not self.ctx.set_seq_state(seq, state):
+                self.ctx.memory_seq_rm(seq)
+                self._lost.add(seq)  # its holder is failed (slot) or recomputes (idle session)
+        self.free_seqs.extend(range(k, self.ctx.n_seq_max))
+        return grown
+
+    def _take_lost(self, emit) -> None:
+        """Fail the slots, and clear the caches of idle sessions, whose KV state _grow could not keep."""
+        lost, self._lost = self._lost, set()
+        for slot in [s for s in self.slots if s.seq in lost]:
+            self._finish(slot, "error", emit, error="the KV cache could not be kept while the context grew")
+        for se in self.sessions.values():
+            if se.seq in lost and not se.busy:
+                se.kv_tokens = []
 
     def _should_abort(self, _data) -> bool:
         req = self._reading
@@ -186,7 +255,7 @@ class Scheduler:
             raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
         need_seq = session is None or session.seq is None
         while need_seq and not self.free_seqs:  # before planning: planning may change the session
-            if not self._evict_one(keep=session):
+            if not self._grow() and not self._evict_one(keep=session):
                 return False
         plan = None
         if session is not None:
@@ -252,39 +321,51 @@ class Scheduler:
         for slot in [s for s in self.slots if s.req.cancel.is_set()]:
             self._finish(slot, "cancelled", emit)
         self._admit(emit)
+        if self._lost:
+            self._take_lost(emit)
         if not self.slots:
             return
         batch = self.batch
         batch.clear()
         for slot in self.slots:
             slot.out_index = -1
-        # A step is either every generating slot's next token, or one prompt chunk of
-        # one slot, alternating.  Keeping prompts apart makes each sequence's logits
-        # independent of what else runs (concurrent output == sequential output), and a
-        # new request still joins between two generation steps.
+        # A step holds every generating slot's next token and, when some slot is still
+        # reading its prompt, one chunk of that prompt (round robin): a newcomer's prompt
+        # is read alongside the tokens of those already talking.  While others generate
+        # the chunk is kept small (plan_chunk: about prompt_share generation steps' worth
+        # of prompt time), so their next token is never held up by a whole prompt.
         readers = [s for s in self.slots if s.n_prompt_done < len(s.prompt)]
         writers = [s for s in self.slots if s.next_token is not None]
-        if readers and (not writers or self._last_was_gen):
+        reader, start, chunk = None, 0, ()
+        room = batch.capacity - len(writers)
+        if readers and room > 0:
             self._rr %= len(readers)
-            slot = readers[self._rr]
+            reader = readers[self._rr]
             self._rr += 1
-            start = slot.n_prompt_done
-            chunk = slot.prompt[start:start + batch.capacity]
-            for k, tok in enumerate(chunk):
-                batch.add(tok, start + k, (slot.seq,), False)
-            slot.n_prompt_done += len(chunk)
-            if slot.n_prompt_done == len(slot.prompt):
-                batch.struct.logits[batch.n_tokens - 1] = True
-                slot.out_index = batch.n_tokens - 1
-                slot.pos = len(slot.prompt)
-            self._last_was_gen = False
-            self._reading = slot.req
-            self.lib.C.llama_set_abort_callback(self.ctx.ptr, self._abort_cb, self.lib.ffi.NULL)
-        else:
-            for slot in writers:
+            start = reader.n_prompt_done
+            limit = min(self.plan_chunk(), room) if writers else room
+            chunk = reader.prompt[start:start + limit]
+        # by sequence id: llama.cpp splits a batch over per-sequence KV streams into runs
+        # of consecutive sequence ids, so an ordered batch takes the fewest graph runs
+        parts = sorted([(w.seq, w) for w in writers] + ([(reader.seq, reader)] if reader else []),
+                       key=lambda p: p[0])
+        for _, slot in parts:
+            if slot is reader:
+                for k, tok in enumerate(chunk):
+                    batch.add(tok, start + k, (slot.seq,), False)
+                reader.n_prompt_done += len(chunk)
+                if reader.n_prompt_done == len(reader.prompt):
+                    batch.struct.logits[batch.n_tokens - 1] = True
+                    reader.out_index = batch.n_tokens - 1
+                    reader.pos = len(reader.prompt)
+            else:
                 slot.out_index = batch.n_tokens
                 batch.add(slot.next_token, slot.pos, (slot.seq,), True)
-            self._last_was_gen = True
+        if reader is not None and not writers:
+            # cancel inside a prompt-only chunk (mixed steps are short: cancel waits for the step)
+            self._reading = reader.req
+            self.lib.C.llama_set_abort_callback(self.ctx.ptr, self._abort_cb, self.lib.ffi.NULL)
+        t0 = time.perf_counter()
         logged = ()
         try:
             if self._reading is None:
@@ -310,6 +391,7 @@ class Scheduler:
                 self.lib.C.llama_set_abort_callback(self.ctx.ptr, self.lib.ffi.NULL, self.lib.ffi.NULL)
         self.decode_calls += 1
         now = time.perf_counter()
+        self._observe(now - t0, len(writers), len(chunk))
         for slot in list(self.slots):
             if slot.out_index < 0:
                 continue
@@ -319,6 +401,33 @@ class Scheduler:
             elif slot.t_prompt is None:
                 slot.t_prompt = now
             self._sample(slot, emit)
+
+    MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
+
+    def plan_chunk(self) -> int:
+        """Prompt tokens to read in a step that also carries generating sequences' tokens.
+
+        About ``prompt_share`` generation steps' worth of prompt time, from running
+        estimates of both, so those already talking see their gap between two tokens
+        grow to about 1 + prompt_share steps while a newcomer's prompt is read; the
+        newcomer gets about prompt_share / (1 + prompt_share) of the time.  Before
+        any estimate exists, 16 tokens.
+        """
+        if self._gen_step_s is None or self._prompt_tok_s is None:
+            return 16
+        return max(self.MIN_CHUNK, int(self.prompt_share * self._gen_step_s / self._prompt_tok_s))
+
+    def _observe(self, seconds: float, n_gen: int, n_prompt: int) -> None:
+        """Update the running time estimates from one decode."""
+        def ema(old, new):
+            return new if old is None else 0.8 * old + 0.2 * new
+        if n_prompt == 0:
+            self._gen_step_s = ema(self._gen_step_s, seconds)
+        elif n_gen == 0:
+            if n_prompt >= self.MIN_CHUNK:  # a tiny chunk's fixed cost would overstate the cost per token
+                self._prompt_tok_s = ema(self._prompt_tok_s, seconds / n_prompt)
+        elif self._gen_step_s is not None:  # mixed: what the chunk added to a generation step
+            self._prompt_tok_s = ema(self._prompt_tok_s, max(seconds - self._gen_step_s, 1e-6) / n_prompt)
 
     def _sample(self, slot: _Slot, emit) -> None:
         token = slot.sampler.sample(self.ctx, slot.out_index)
@@ -456,7 +565,7 @@ class Scheduler:
                                    list(header["messages"]), dropped=int(header.get("dropped", 0)))
         se.summary = str(header.get("summary") or "")
         if state and header.get("model") == self.model_id:
-            while not self.free_seqs and self._evict_one():
+            while not self.free_seqs and (self._grow() or self._evict_one()):
                 pass
             if self.free_seqs:
                 se.seq = self.free_seqs.popleft()

@@ -288,11 +288,8 @@ def restore_state(ctx, session: SessionState, header: dict, state: bytes, model_
     session.kv_tokens = []
     if not state or header.get("model") != model_id or session.seq is None:
         return
-    lib = ctx.lib
-    buf = lib.ffi.from_buffer(state)
     ctx.memory_seq_rm(session.seq)
-    n = lib.C.llama_state_seq_set_data(ctx.ptr, buf, len(state), session.seq)
-    if n == 0:  # incompatible state: fall back to recomputing from the conversation
+    if not ctx.set_seq_state(session.seq, state):  # incompatible state: fall back to recomputing from the conversation
         ctx.memory_seq_rm(session.seq)
         return
     session.kv_tokens = [int(t) for t in header["kv_tokens"]]

@@ -32,6 +32,23 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+# KV cache element types a context accepts, with bytes per element (ggml block size / values).
+# Quantized types need flash attention for the V cache (llama.cpp refuses them otherwise).
+KV_TYPES = {"f32": ("GGML_TYPE_F32", 4.0), "f16": ("GGML_TYPE_F16", 2.0), "bf16": ("GGML_TYPE_BF16", 2.0),
+            "q8_0": ("GGML_TYPE_Q8_0", 34 / 32), "q5_1": ("GGML_TYPE_Q5_1", 24 / 32),
+            "q5_0": ("GGML_TYPE_Q5_0", 22 / 32), "q4_1": ("GGML_TYPE_Q4_1", 20 / 32),
+            "q4_0": ("GGML_TYPE_Q4_0", 18 / 32), "iq4_nl": ("GGML_TYPE_IQ4_NL", 18 / 32)}
+
+
+def check_kv_type(kv_type: str, flash_attn: bool | None = True) -> str:
+    """``kv_type`` if it names a KV cache type this binding knows; ContextError otherwise."""
+    if kv_type not in KV_TYPES:
+        raise ContextError(f"unknown KV cache type {kv_type!r}; use one of {sorted(KV_TYPES)}")
+    if KV_TYPES[kv_type][1] < 2 and flash_attn is False:
+        raise ContextError(f"a {kv_type} KV cache needs flash attention (flash_attn=True)")
+    return kv_type
+
+
 def _available_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
@@ -44,7 +61,9 @@ class Context(NativeObject):
 
     ``n_ctx=None`` takes the model's training context capped at 4096; an
     ``n_ctx`` of 0, a negative one, or one whose KV cache would not fit in
-    memory raises :class:`~host.errors.ContextError`.
+    memory raises :class:`~host.errors.ContextError`.  ``kv_type`` is the KV
+    cache element type (``"f16"``, ``"q8_0"``, ... see ``KV_TYPES``); ``"q8_0"``
+    takes about half the memory of ``"f16"`` and needs flash attention.
     """
 
     kind = "context"
@@ -52,7 +71,7 @@ class Context(NativeObject):
     def __init__(self, model, *, n_ctx: int | None = None, n_batch: int = 512, n_ubatch: int | None = None,
                  n_seq_max: int = 1, n_threads: int | None = None, n_threads_batch: int | None = None,
                  embeddings: bool = False, kv_unified: bool = True, pooling: int | None = None,
-                 flash_attn: bool | None = None):
+                 flash_attn: bool | None = None, kv_type: str = "f16"):
         self.model = model
         self.lib = model.lib
         ffi, C = self.lib.ffi, self.lib.C
@@ -65,7 +84,8 @@ class Context(NativeObject):
                 raise ContextError(f"{name} must be a positive integer, got {value!r}")
         if n_seq_max > C.llama_max_parallel_sequences():
             raise ContextError(f"n_seq_max {n_seq_max} exceeds llama.cpp's limit {C.llama_max_parallel_sequences()}")
-        kv_bytes = self.estimate_kv_bytes(model, n_ctx)
+        check_kv_type(kv_type, flash_attn)
+        kv_bytes = self.estimate_kv_bytes(model, n_ctx, kv_type)
         avail = _available_memory()
         if avail is not None and kv_bytes > avail:
             raise ContextError(f"n_ctx {n_ctx} needs about {kv_bytes >> 20} MiB of KV cache but only "
@@ -80,6 +100,7 @@ class Context(NativeObject):
         p.embeddings = embeddings
         p.kv_unified = kv_unified
         p.no_perf = False
+        p.type_k = p.type_v = getattr(C, KV_TYPES[kv_type][0])
         if pooling is not None:
             p.pooling_type = pooling
         if flash_attn is not None:
@@ -95,15 +116,17 @@ class Context(NativeObject):
         self.n_batch = C.llama_n_batch(ptr)
         self.n_seq_max = C.llama_n_seq_max(ptr)
         self.n_vocab = model.vocab.n_tokens
+        self.kv_type = kv_type
+        self.n_stream = 1 if kv_unified else self.n_seq_max  # KV streams: one per sequence unless unified
 
     def __repr__(self) -> str:
         return f"<Context n_ctx={self.n_ctx}{' closed' if self.closed else ''}>"
 
     @staticmethod
-    def estimate_kv_bytes(model, n_ctx: int) -> int:
-        """Rough f16 K+V cache size for n_ctx tokens."""
+    def estimate_kv_bytes(model, n_ctx: int, kv_type: str = "f16") -> int:
+        """Rough K+V cache size for n_ctx tokens of the given element type."""
         head_dim = model.n_embd // max(1, model.n_head)
-        return 2 * 2 * n_ctx * model.n_layer * head_dim * max(1, model.n_head_kv)
+        return int(2 * KV_TYPES[kv_type][1] * n_ctx * model.n_layer * head_dim * max(1, model.n_head_kv))
 
     @property
     def n_threads(self) -> int:
@@ -137,6 +160,25 @@ class Context(NativeObject):
     def embeddings_ith(self, i: int):
         return self.lib.C.llama_get_embeddings_ith(self.ptr, i)
 
+    # --- sequence state (KV cells of one sequence) ------------------------------
+    def seq_state(self, seq_id: int) -> bytes:
+        """A copy of one sequence's KV state (llama_state_seq_get_data)."""
+        C, ffi = self.lib.C, self.lib.ffi
+        size = C.llama_state_seq_get_size(self.ptr, seq_id)
+        buf = ffi.new("uint8_t[]", size)
+        n = C.llama_state_seq_get_data(self.ptr, buf, size, seq_id)
+        return ffi.buffer(buf, n)[:]
+
+    def set_seq_state(self, seq_id: int, state: bytes) -> bool:
+        """Load a sequence's KV state; False (and llama.cpp logs why) when it does not fit this context.
+
+        A state taken from a context with another number of KV streams (another
+        n_seq_max) is re-laid out for this one first (see restream_seq_state).
+        """
+        state = restream_seq_state(state, self.n_stream)
+        C, ffi = self.lib.C, self.lib.ffi
+        return bool(state) and C.llama_state_seq_set_data(self.ptr, ffi.from_buffer(state), len(state), seq_id) == len(state)
+
     # --- memory (KV cache) ---------------------------------------------------
     def memory_clear(self, data: bool = True) -> None:
         self.lib.C.llama_memory_clear(self.lib.C.llama_get_memory(self.ptr), data)
@@ -155,6 +197,33 @@ class Context(NativeObject):
 
     def memory_can_shift(self) -> bool:
         return bool(self.lib.C.llama_memory_can_shift(self.lib.C.llama_get_memory(self.ptr)))
+
+
+def restream_seq_state(state: bytes, n_stream: int) -> bytes:
+    """One sequence's saved KV state re-laid out for a context with ``n_stream`` KV streams.
+
+    The pinned llama.cpp writes a sequence's state as: uint32 magic, int32 sequence
+    id, uint32 stream count, then per stream a uint32 cell count followed by that
+    stream's cells when the count is not 0.  A sequence's cells are in one stream,
+    and reading puts them in the target sequence's own stream whatever their index,
+    so the state is the same cells under another stream count.  Returned unchanged
+    when the layout is not that one (llama.cpp then refuses it and logs why).
+    """
+    if len(state) < 16:
+        return state
+    n_old = int.from_bytes(state[8:12], "little")
+    if n_old == n_stream or n_old == 0 or len(state) < 12 + 4 * n_old:
+        return state
+    counts = [int.from_bytes(state[12 + 4 * i:16 + 4 * i], "little") for i in range(n_old)]
+    first = next((i for i, c in enumerate(counts) if c), None)
+    head = state[:8] + n_stream.to_bytes(4, "little")
+    if first is None:
+        return head + bytes(4 * n_stream) if len(state) == 12 + 4 * n_old else state
+    tail = 4 * (n_old - first - 1)
+    if tail and any(state[-tail:]):
+        return state
+    body = state[12 + 4 * first:len(state) - tail]  # the cell count and the cells
+    return head + body + bytes(4 * (n_stream - 1))
 
 
 class Batch(NativeObject):
