@@ -6,6 +6,23 @@ import threading
 
 import pytest
 
+# Tests that use any of these fixtures (directly or through another fixture) need the
+# built llama.cpp library or the models: they are marked needs_model, which
+# `make test-fast` (pytest -m "not needs_model") leaves out.  Modules that reach the
+# model another way (the examples run in a subprocess) are named in MODEL_MODULES;
+# a single test can carry @pytest.mark.needs_model itself.  `make test-fast` points
+# the library and model settings at nothing, so a test that needs them and is not
+# marked fails there instead of quietly building or downloading.
+MODEL_FIXTURES = frozenset({"lib", "model_path", "model", "real_lib"})
+MODEL_MODULES = frozenset({"test_judy", "test_npc_dialogue", "test_market_game"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if (MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.module.__name__.rpartition(".")[2] in MODEL_MODULES):
+            item.add_marker(pytest.mark.needs_model)
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: runs on a GPU build (make test-gpu); skipped in make test")

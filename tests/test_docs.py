@@ -14,7 +14,9 @@ def _python_blocks(path: Path):
     return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
 
 
-@pytest.mark.parametrize("index,code", list(enumerate(_python_blocks(ROOT / "README.md"))))
+@pytest.mark.parametrize("index,code", [
+    pytest.param(i, code, marks=[pytest.mark.needs_model] if "model" in code else [])
+    for i, code in enumerate(_python_blocks(ROOT / "README.md"))])
 def test_readme_python_examples_run(index, code, capsys):
     exec(compile(code, f"README.md[python block {index}]", "exec"), {})
     assert capsys.readouterr().out.strip(), "the example printed nothing"
