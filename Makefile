@@ -75,12 +75,13 @@ test-gpu: vulkan-deps $(STAMP)
 rpc-server: $(STAMP)
 	$(PY) -m host.setup rpc-server $(if $(GPU),--gpu $(GPU))
 
-# What needs no model and no llama.cpp build (under a minute): no set-up beyond the
-# venv; the library and model settings point at nothing, so a test that needs them
-# but is not marked needs_model (tests/conftest.py) fails here instead of building.
+# What needs no model and no llama.cpp build, and is not marked slow (under a minute):
+# no set-up beyond the venv; the library and model settings point at nothing, so a
+# test that needs them but is not marked needs_model (tests/conftest.py) fails here
+# instead of building or downloading.
 test-fast: $(STAMP)
 	LLAMA_CPP_LIB=/nonexistent/libllama.so RELIC_MODEL=/nonexistent/model.gguf \
-	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model"
+	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
 
 judy: setup
 	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL))

@@ -33,8 +33,9 @@ ESC = 0x1B
 
 
 def default_lua_dir() -> Path:
-    """The shared Lua library shipped with Relic (the repo's lua/ folder)."""
-    return _HERE.parent.parent / "lua"
+    """The shared Lua library shipped with Relic: host/lua in an installed package, else the repo's lua/."""
+    packaged = _HERE.parent / "lua"
+    return packaged if packaged.is_dir() else _HERE.parent.parent / "lua"
 
 
 def _prelude(name: str) -> bytes:
