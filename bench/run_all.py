@@ -49,6 +49,8 @@ EXTRAS = {
     "hostile": "bench/hostile.py",
     "sandbox_speed": "bench/sandbox_speed.py",
     "watchdog_latency": "bench/watchdog_latency.py",
+    "join_latency": "bench/join_latency.py",
+    "judy_memory": "bench/judy_memory.py",
 }
 EXTRA_TIMEOUT_S = 3600
 README_START, README_END = "<!-- latest-results:start -->", "<!-- latest-results:end -->"

@@ -3,14 +3,28 @@
 Owned by the worker thread (it creates the context, batch and samplers and is
 the only thread that touches them).  Each running request is a *slot* with
 its own sequence id and sampler chain.  A step builds one batch holding the
-next token of every generating slot plus prompt chunks of slots still reading
-their prompt (round robin, bounded by n_batch), decodes once, then samples
-each slot that has logits.  A new request joins the running batch at the next
-step; cancellation is seen between steps, so it takes effect within one decode.
+next token of every generating slot plus one prompt chunk of a slot still
+reading its prompt (round robin), decodes once, then samples each slot that
+has logits.  While others generate, the chunk is small (about ``prompt_share``
+generation steps' worth of prompt time, from running estimates), so a
+newcomer's long prompt never freezes those already talking; with nobody
+generating, a chunk is a whole batch (n_batch).  A new request joins at the
+next step; cancellation is seen between steps, and inside a prompt-only chunk.
+
+What a fixed seed promises: the text of a request depends only on its own
+prompt, sampler and seed, not on what else runs or how its prompt was chunked
+(each sequence has its own KV stream, flash attention, per-row kernels).
+tests/test_sessions.py and test_scheduler_batching.py check concurrent ==
+sequential and grown == preallocated contexts, greedily, on the CPU build.  It
+is a property of the pinned llama.cpp CPU kernels, not a guarantee of ggml: a
+GPU backend or another build may pick kernels by batch size and differ in the
+last bits (then texts can diverge after a near tie).
 
 Each sequence has its own n_ctx tokens of KV cache; a request whose prompt +
 max_tokens does not fit fails at once with a clear error, so nothing
-overflows mid-generation.  Sessions keep their sequence between turns; when
+overflows mid-generation.  The context holds KV room for as many sequences as
+are in use (it starts with one and doubles up to n_seq_max, copying the
+sequences' state over).  Sessions keep their sequence between turns; when
 every sequence is taken, the least recently used idle session gives its up.
 """
 
