@@ -17,7 +17,7 @@ and the ratios the targets of issue 16 item 3 use: join gap / steady gap
 (target <= 2) and first token / alone (target <= 1.5).  Times are wall clock on
 the frame thread (when a game would show the token), also given in 60 fps frames.
 
-    python bench/join_latency.py [--runs 3] [--threads N] [--fps 60] [--steady 3] [--after 1]
+    python bench/join_latency.py [--runs 3] [--threads N] [--fps 60] [--steady 3] [--after 1] [--prompt-share 2]
 """
 
 from __future__ import annotations
@@ -89,13 +89,16 @@ def run(args) -> None:
     cfg.n_ctx, cfg.n_seq_max, cfg.max_pending_per_mod = 1024, 4, 64
     if args.threads:
         cfg.n_threads = cfg.n_threads_batch = args.threads
+    if args.prompt_share is not None:
+        cfg.prompt_share = args.prompt_share
     w = Worker(model, cfg).start()
     vocab = model.vocab
     no_eog = {"logit_bias": {t: float("-inf") for t in range(vocab.n_tokens) if vocab.is_eog(t)}}
     n_prompt = len(vocab.tokenize(model.apply_chat_template(
         [{"role": "system", "content": NEWCOMER_SYSTEM}, {"role": "user", "content": NEWCOMER_QUESTION}]),
         add_special=True, parse_special=True))
-    print(f"model {model.path.name}, n_batch {cfg.n_batch}, newcomer prompt {n_prompt} tokens, "
+    print(f"model {model.path.name}, n_batch {cfg.n_batch}, prompt_share {cfg.prompt_share}, "
+          f"newcomer prompt {n_prompt} tokens, "
           f"{args.fps:.0f} fps frame loop, {args.runs} runs")
     rows = []
     try:
@@ -156,6 +159,8 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--steady", type=float, default=3.0, help="seconds of steady generation measured before the join")
     ap.add_argument("--after", type=float, default=1.0, help="seconds measured after the newcomer's first token")
+    ap.add_argument("--prompt-share", type=float, default=None,
+                    help="WorkerConfig.prompt_share (default: its default): prompt time per mixed step, in generation steps")
     run(ap.parse_args())
 
 
