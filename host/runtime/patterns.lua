@@ -749,16 +749,27 @@ function M.new(opts)
 
   local G = {}
 
+  -- The common case first: string subject and pattern, init absent or an
+  -- int32; anything else goes through the full checks.
+  local function plain_int(v)
+    return v == nil or (type(v) == "number" and v == floor(v)
+                        and v >= INT32_MIN and v < 2147483648)
+  end
+
   function G.find(...)
     local s, p, init, plain = ...
-    local given = select("#", ...)
-    s = checkstr(s, 1, "find", given); p = checkstr(p, 2, "find", given)
-    init = optint32(init, 3, "find", 1)
-    local start = posrelat(init, #s)
+    if type(s) ~= "string" or type(p) ~= "string" or not plain_int(init) then
+      local given = select("#", ...)
+      s = checkstr(s, 1, "find", given); p = checkstr(p, 2, "find", given)
+      init = optint32(init, 3, "find", 1)
+    end
+    init = init or 1
+    local ls = #s
+    local start = init
+    if start < 0 then start = start + ls + 1; if start < 0 then start = 0 end end
     local info = analysis_cache[p] or analyze(p)
     if plain or info.literal then
-      local n = #s - start + 1
-      if n * #p <= cap * 256 then return rfind(s, p, init, plain) end
+      if (ls - start + 1) * #p <= cap * 256 then return rfind(s, p, init, plain) end
       return run_lua(find_aux, true, s, p, init, plain)
     end
     if cheap(s, p, start, false, info) then return rfind(s, p, init, plain) end
@@ -767,9 +778,12 @@ function M.new(opts)
 
   function G.match(...)
     local s, p, init = ...
-    local given = select("#", ...)
-    s = checkstr(s, 1, "match", given); p = checkstr(p, 2, "match", given)
-    init = optint32(init, 3, "match", 1)
+    if type(s) ~= "string" or type(p) ~= "string" or not plain_int(init) then
+      local given = select("#", ...)
+      s = checkstr(s, 1, "match", given); p = checkstr(p, 2, "match", given)
+      init = optint32(init, 3, "match", 1)
+    end
+    init = init or 1
     if cheap(s, p, posrelat(init, #s), false) then return rmatch(s, p, init) end
     return run_lua(find_aux, false, s, p, init)
   end
