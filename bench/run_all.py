@@ -271,6 +271,15 @@ def targets(res: dict) -> list[dict]:
             a, b = _median(mic, "relic-python", op), _median(mic, "llama-cpp-python", op)
             if a is not None and b is not None:
                 add(f"Relic Python {op} >= llama-cpp-python", a >= b, f"{a:,.0f} vs {b:,.0f} calls/s (x{a / b:.2f})")
+    extras = res.get("extras", {})
+    frame = extras.get("sandbox_speed", {}).get("data", {}).get("game frame")
+    if frame:   # issue 16 item 1
+        add("sandboxed game-like frame <= 1.3 x trusted (JIT)", frame["ratio"] <= 1.3,
+            f"{frame['sandboxed_ms']:.2f} vs {frame['trusted_ms']:.2f} ms (x{frame['ratio']:.2f})")
+    wd = extras.get("watchdog_latency", {}).get("data")
+    if wd:
+        add("watchdog stops every runaway within budget + 10 ms (CPU time)", wd["worst_late_ms"] <= 10,
+            f"worst {wd['worst_late_ms']:.1f} ms past the {wd['budget_ms']} ms budget")
     return out
 
 
