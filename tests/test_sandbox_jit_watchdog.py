@@ -261,3 +261,36 @@ def test_wall_clock_ceiling_stops_a_blocked_call(make_host):
     frames(host, 1)
     by = host.mods["bystander"]
     assert by.call(by.public.ticks) == (True, 2)
+
+
+def test_watchdog_thread_counts_cpu_not_sleep():
+    """The thread's own rules, without Lua: CPU time of the arming thread
+    spends the budget, sleeping does not (until the wall-clock ceiling)."""
+    import ctypes
+
+    from host.runtime.watchdog import STOP_BUDGET, STOP_CEILING, WATCHDOG
+
+    slot = WATCHDOG.slot()
+    # what sandbox.lua's guarded_call does: note this thread's CPU clock in the slot
+    cpu_start = ctypes.c_double.from_address(slot.address + 8)
+    try:
+        slot.arm(0.03, 5.0)
+        cpu_start.value = time.thread_time()
+        time.sleep(0.15)                      # no CPU: not stopped
+        assert slot.stopped == 0
+        t0 = time.monotonic()
+        x = 0
+        while not slot.stopped and time.monotonic() - t0 < 5:
+            x += 1                            # burn CPU on this thread
+        assert slot.stopped == STOP_BUDGET
+        slot.disarm()
+        slot.arm(10.0, 0.1)
+        cpu_start.value = time.thread_time()
+        time.sleep(0.4)
+        assert slot.stopped == STOP_CEILING
+        slot.disarm()
+        slot.arm(0.05, 1.0)                   # arming clears the flag
+        assert slot.stopped == 0
+        slot.disarm()
+    finally:
+        slot.release()

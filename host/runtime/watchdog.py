@@ -71,8 +71,12 @@ class Watchdog:
         self._size = 0
         self._armed: dict[int, _Armed] = {}   # guarded by _cond
         self._wake_at = math.inf              # guarded by _cond: when the thread looks next
-        self._thread: threading.Thread | None = None
         self._clocks: dict[int, object] = {}
+        # Started here, once per process, not on the first call: it idles on
+        # _cond while nothing is armed, and a thread that appeared in the
+        # middle of a host's life would look like one the host left behind.
+        self._thread = threading.Thread(target=self._run, name="relic-watchdog", daemon=True)
+        self._thread.start()
 
     # -- slots --------------------------------------------------------------------
 
@@ -106,9 +110,6 @@ class Watchdog:
         with self._lock:
             mem.stop, mem.cpu_start = 0, 0.0
             self._armed[idx] = (mem, _Armed(budget, ceiling, now, clock))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="relic-watchdog", daemon=True)
-                self._thread.start()
             if now + min(budget, ceiling) < self._wake_at:
                 self._cond.notify()
 
