@@ -22,9 +22,19 @@ return function(bridge)
     error((string.gsub(tostring(res), "^lua/grammar%.lua:%d+: ", "")), 3)
   end
 
+  -- Size caps checked here first, before the host copies anything (the host
+  -- checks them again): an oversized input costs the mod nothing but the error.
+  local limits = bridge.limits or {}
+  local function too_big(what, n, limit, unit)
+    if limit and n > limit then
+      error(string.format("%s is %d %s; the limit is %d", what, n, unit, limit), 3)
+    end
+  end
+
   --- A grammar from GBNF text (llama.cpp's grammar format); root defaults to "root".
   function grammar.gbnf(text, root)
     if type(text) ~= "string" then error("grammar.gbnf expects GBNF text", 2) end
+    too_big("the GBNF text", #text, limits.max_gbnf_bytes, "bytes")
     return wrap(make("gbnf", text, root or "root"), "gbnf")
   end
 
@@ -37,6 +47,7 @@ return function(bridge)
   --- Exactly one of the given strings.
   function grammar.choice(options)
     if type(options) ~= "table" then error("grammar.choice expects a list of strings", 2) end
+    too_big("the choice list", #options, limits.max_choices, "options")
     return wrap(make("choice", options), "choice")
   end
 

@@ -63,7 +63,8 @@ class GrammarProvider:
     def install(self, mod) -> None:
         self._registry[mod.id] = {}
         factory = mod.load_lib("grammar")
-        bridge = mod.table({"make": lambda kind, *args: self._make(mod, kind, *args)})
+        limits = {"max_gbnf_bytes": MOD_GRAMMAR_LIMITS.max_gbnf_bytes, "max_choices": MOD_GRAMMAR_LIMITS.max_choices}
+        bridge = mod.table({"make": lambda kind, *args: self._make(mod, kind, *args), "limits": limits})
         mod.expose("grammar", factory(bridge))
 
     def uninstall(self, mod) -> None:
