@@ -15,7 +15,11 @@ host shuts down and the process exits.  Recorded per class:
     quit          seconds host.shutdown() took (the "quit" class: while the worker is busy)
     attacker      the attacker's state at the end (loaded / quarantined / failed) and its last error
 
-    python bench/hostile.py [--seconds 8] [--classes a,b] [--json PATH] [--frames N]
+    python bench/hostile.py [--seconds 8] [--classes a,b] [--json PATH] [--frames N] [--no-worker-pieces]
+
+Then it runs the worker's own measurements from bench/hostile_worker.py
+(quit while busy, fairness ratio, RSS under a session flood, the tokenize
+cap) when that file is in the checkout.
 
 The "alone" row is the good mod without an attacker: the reference for wait p95.
 """
@@ -312,6 +316,47 @@ def child_main(name: str, seconds: float, out: Path) -> int:
     return 0
 
 
+# The worker's own measurements (bench/hostile_worker.py, from the worker's
+# issue-12 items): quit while busy, fairness alone vs beside a hog, RSS under
+# a session flood, the tokenize cap.  Run each in a child like the classes.
+WORKER_PIECES = {
+    "quit_store": ("quit_while_busy", {"kind": "store"}),
+    "quit_prompt": ("quit_while_busy", {"kind": "prompt"}),
+    "fairness_ratio": ("fairness", {"seconds": None}),
+    "session_spam_rss": ("session_spam_rss", {"seconds": None}),
+    "tokenize_at_cap": ("tokenize_at_cap", {}),
+}
+
+
+def worker_piece_main(name: str, seconds: float, out: Path) -> int:
+    import bench.hostile_worker as hw
+
+    fn_name, kwargs = WORKER_PIECES[name]
+    kwargs = {k: (seconds if v is None else v) for k, v in kwargs.items()}
+    out.write_text(json.dumps(getattr(hw, fn_name)(**kwargs)))
+    return 0
+
+
+def run_worker_pieces(seconds: float) -> dict:
+    if not (ROOT / "bench" / "hostile_worker.py").is_file():
+        return {"skipped": "bench/hostile_worker.py is not in this checkout"}
+    res = {}
+    for name in WORKER_PIECES:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            out = Path(f.name)
+        try:
+            p = subprocess.run([sys.executable, __file__, "--worker-piece", name, "--seconds", str(seconds),
+                                "--out", str(out)], capture_output=True, text=True, timeout=seconds * 3 + 300)
+            res[name] = json.loads(out.read_text()) if p.returncode == 0 else {"rc": p.returncode,
+                                                                              "error": p.stderr[-800:]}
+        except (subprocess.TimeoutExpired, OSError, ValueError) as e:
+            res[name] = {"error": f"{type(e).__name__}: {e}"[:800]}
+        finally:
+            out.unlink(missing_ok=True)
+        print(f"  {name}: {json.dumps(res[name])[:400]}", flush=True)
+    return res
+
+
 def run_all(classes, seconds: float) -> list[dict]:
     rows = []
     for name in classes:
@@ -364,22 +409,32 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=None, help="run this many frames per class instead")
     ap.add_argument("--classes", default=",".join(CLASSES))
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--no-worker-pieces", action="store_true",
+                    help="skip the measurements of bench/hostile_worker.py")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-piece", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     seconds = args.frames / FPS if args.frames else args.seconds
     if args.child:
         return child_main(args.child, seconds, Path(args.out))
+    if args.worker_piece:
+        return worker_piece_main(args.worker_piece, seconds, Path(args.out))
     classes = [c for c in args.classes.split(",") if c]
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
         ap.error(f"unknown classes {unknown}; known: {', '.join(CLASSES)}")
     print(f"hostile mods beside a good one, {seconds:.1f} s per class:", flush=True)
     rows = run_all(classes, seconds)
+    worker = {"skipped": "--no-worker-pieces"}
+    if not args.no_worker_pieces:
+        print("the worker's measurements (bench/hostile_worker.py):", flush=True)
+        worker = run_worker_pieces(max(seconds, 10.0))
     print(table(rows))
+    result = {"seconds": seconds, "rows": rows, "worker": worker}
     if args.json:
-        Path(args.json).write_text(json.dumps({"seconds": seconds, "rows": rows}, indent=1))
-    print(json.dumps({"seconds": seconds, "rows": rows}))
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
     return 0
 
 

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_hostile_bench_runs_a_class_beside_a_good_mod(tmp_path, model_path):
     out = tmp_path / "hostile.json"
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "hostile.py"), "--frames", "90",
-                        "--classes", "readonly_write", "--json", str(out)],
+                        "--classes", "readonly_write", "--no-worker-pieces",
+                        "--json", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]
