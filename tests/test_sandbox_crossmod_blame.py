@@ -101,3 +101,23 @@ def test_pairs_over_a_huge_exported_table_is_bounded(make_host):
     assert lines[0].startswith("false\t") and "more than 1000 keys" in lines[0]
     assert lines[1] == "a\t1"
     assert host.mods["owner"].state == "loaded" and host.mods["reader"].state == "loaded"
+
+
+def test_copies_between_mods_stop_at_the_callers_deadline(make_host):
+    """Issue 12 item 6: copying 90,000 values into another mod is host work on the caller's budget."""
+    host, console = make_host({
+        "owner": "return { echo = function(x) return #x end }",
+        "good": GOOD.replace('GetMod("library").area(2, 3)', "6"),
+        "caller": """
+            local big = {} for i = 1, 90000 do big[i] = i end
+            registerForEvent("onUpdate", function() GetMod("owner").echo(big) end)
+        """,
+    }, tomls={"caller": "budget_ms = 5\n"})
+    frames(host, 3)
+    caller = host.mods["caller"]
+    assert caller.state == "quarantined", caller.reason
+    assert "copying values between mods ran past the time left" in read_log(host, "caller")
+    assert host.mods["owner"].state == "loaded"
+    good = host.mods["good"]
+    ok, n = good.call(good.public.count)
+    assert ok and n == 3

@@ -57,7 +57,8 @@ class LuaFixup:
 CHECK_EVERY = 1024  # values converted between two looks at the deadline (~1-3 ms of work)
 
 
-def _past(deadline: float | None, what: str) -> None:
+def past_deadline(deadline: float | None, what: str) -> None:
+    """Raise BudgetExceeded when `deadline` (time.monotonic(); None: none) has passed."""
     if deadline is not None and time.monotonic() > deadline:
         raise BudgetExceeded(f"{what} ran past the time left to this call (the mod's time budget); "
                              "pass less data at once")
@@ -95,7 +96,7 @@ def to_python(value: Any, *, max_depth: int = 32, max_items: int = 100_000,
             if budget[0] < 0:
                 raise TransferError(f"more than {max_items} values")
             if budget[0] % CHECK_EVERY == 0:
-                _past(deadline, "reading the mod's data")
+                past_deadline(deadline, "reading the mod's data")
             if lua_type(k) is not None or not isinstance(k, (bool, int, float, str, bytes)):
                 raise TransferError("table keys must be strings, numbers or booleans")
             out[k] = conv(item, depth + 1)
@@ -191,7 +192,7 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
         count[0] += 1
         if count[0] >= CHECK_EVERY:
             count[0] = 0
-            _past(deadline, "building the result")
+            past_deadline(deadline, "building the result")
 
     if room is not None:
         if isinstance(value, (str, bytes)):

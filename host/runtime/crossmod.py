@@ -20,8 +20,8 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from host.errors import ModError
-from host.runtime.convert import (HASH_NODE_BYTES, TABLE_BYTES, LuaFixup, TransferError, lua_type,
-                                  string_cost, to_python)
+from host.runtime.convert import (CHECK_EVERY, HASH_NODE_BYTES, TABLE_BYTES, LuaFixup, TransferError,
+                                  lua_type, past_deadline, string_cost, to_python)
 
 if TYPE_CHECKING:
     from host.runtime.host import Host
@@ -164,7 +164,8 @@ class CrossMod:
         # The owner is idle (not on the call stack), so functions can be
         # wrapped in its runtime directly; the caller is inside this bridge
         # call, so functions going back to it are left raw for its Lua side.
-        conv = tuple(self.transfer(a, caller, owner, at_rest=True) for a in args)
+        deadline = caller.deadline()   # copies are host work on the caller's behalf
+        conv = tuple(self.transfer(a, caller, owner, at_rest=True, deadline=deadline) for a in args)
         # Bad arguments are the caller's fault: the error is raised in the
         # caller (and counts there if uncaught); the owner's window is untouched.
         ok, result, err = owner.call_detail(fn, *conv, what=f"a call from mod '{caller.id}'",
@@ -172,10 +173,10 @@ class CrossMod:
         if not ok:
             first = (err or "the call failed").split("\n", 1)[0]
             raise ModError(f"GetMod('{owner.id}'): {first}")
-        return LuaFixup(self.transfer(result, owner, caller, at_rest=False))
+        return LuaFixup(self.transfer(result, owner, caller, at_rest=False, deadline=caller.deadline()))
 
     def transfer(self, value: Any, src: "Mod", dst: "Mod", at_rest: bool, depth: int = 0,
-                 budget: list | None = None) -> Any:
+                 budget: list | None = None, deadline: float | None = None) -> Any:
         """Copy a Lua value of `src` into the runtime of `dst`.
 
         Functions become CrossCall proxies: wrapped in dst when dst is idle
@@ -205,6 +206,8 @@ class CrossMod:
         cost = TABLE_BYTES
         for k, v in value.items():
             budget[0] -= 1
+            if budget[0] % CHECK_EVERY == 0:
+                past_deadline(deadline, "copying values between mods")
             if budget[0] < 0:
                 raise TransferError(f"more than {limits.transfer_items} values "
                                     "cannot be passed between mods")
@@ -220,5 +223,5 @@ class CrossMod:
         dst.room(cost)
         out = dst.lua.table()
         for k, v in entries:
-            out[k] = self.transfer(v, src, dst, at_rest, depth + 1, budget)
+            out[k] = self.transfer(v, src, dst, at_rest, depth + 1, budget, deadline)
         return out
