@@ -170,8 +170,11 @@ class Game:
             fps = (len(self.frame_times) - 1) / span if span > 0 else 0.0
         p50 = percentile(self.work_ms, 50) if self.work_ms else 0.0
         p99 = percentile(self.work_ms, 99) if self.work_ms else 0.0
-        return [f"fps {fps:5.1f}", f"frame p50 {p50:5.2f} ms  p99 {p99:5.2f} ms",
-                f"tok/s {self.world.tok_per_s():5.1f}"]
+        lines = [f"fps {fps:5.1f}", f"frame p50 {p50:5.2f} ms  p99 {p99:5.2f} ms",
+                 f"tok/s {self.world.tok_per_s():5.1f}"]
+        where = next((p.model.placement for p in self.host.providers
+                      if hasattr(getattr(p, "model", None), "placement")), None)
+        return lines + [f"model on {where}"] if where else lines
 
     def run(self, *, max_frames: int | None = None, script=None) -> None:
         """The loop: until the window closes, Esc, or ``max_frames``; ``script(game)`` runs each frame."""
