@@ -27,7 +27,7 @@ setup: $(STAMP)
 	$(PY) -m host.setup all $(if $(GPU),--gpu $(GPU))
 
 # Installs only what is missing (dpkg-query first), so it is idempotent.
-vulkan-deps:
+vulkan-deps: $(STAMP)
 	@missing=""; for p in $(VULKAN_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -35,6 +35,9 @@ vulkan-deps:
 	  echo "installing$$missing (Vulkan headers, glslc, Mesa's lavapipe driver)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# Debian 12's Vulkan headers (1.3.239) are too old for the pinned ggml-vulkan:
+	@# fetch Debian 13's into the Relic cache (headers only; nothing is installed)
+	$(PY) -m host.setup vulkan-headers
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): install Python >= 3.10 with venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }

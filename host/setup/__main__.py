@@ -18,7 +18,8 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = "usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|doctor] [--gpu cuda|vulkan|metal|hip|cpu]"
+_USAGE = ("usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|vulkan-headers|doctor] "
+          "[--gpu cuda|vulkan|metal|hip|cpu]")
 
 _gpu_request: str | None = None  # set by --gpu for this run
 
@@ -91,8 +92,19 @@ def _step_lupa() -> str:
     return lupa_build.ensure_compat_lupa()
 
 
+def _step_vulkan_headers() -> str:
+    from host.setup import vulkan_headers
+
+    if vulkan_headers.system_headers() is not None:
+        return f"using the system's: {vulkan_headers.system_headers()} has {vulkan_headers.NEEDED_SYMBOL}"
+    cached = vulkan_headers.headers_ok(vulkan_headers.cached_dir())
+    path = vulkan_headers.ensure()
+    return f"{'cached' if cached else 'ready'}: {path}"
+
+
 _STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed, "lupa": _step_lupa}
-_EXTRA_STEPS = {"rpc-server": _step_rpc_server}  # on request, not part of "all"
+_EXTRA_STEPS = {"rpc-server": _step_rpc_server,  # on request, not part of "all"
+                "vulkan-headers": _step_vulkan_headers}
 
 
 def run(target: str) -> int:

@@ -50,8 +50,19 @@ def check_kind(kind: str) -> str:
 
 
 def flags(kind: str) -> tuple[str, ...]:
-    """The extra cmake flags of a variant."""
-    return BACKENDS[check_kind(kind)]
+    """The extra cmake flags of a variant.
+
+    Vulkan: when the system's headers are too old for the pinned ggml-vulkan
+    and newer ones were fetched (host.setup.vulkan_headers), the build uses those.
+    """
+    kind = check_kind(kind)
+    extra: tuple[str, ...] = ()
+    if kind == "vulkan":
+        from host.setup import vulkan_headers
+
+        if vulkan_headers.system_headers() is None and vulkan_headers.headers_ok(vulkan_headers.cached_dir()):
+            extra = (f"-DVulkan_INCLUDE_DIR={vulkan_headers.cached_dir()}",)
+    return BACKENDS[kind] + extra
 
 
 def choice_path() -> Path:
@@ -130,6 +141,13 @@ def missing_toolchain(kind: str) -> list[tuple[str, str]]:
             missing.append(("the Vulkan headers and loader",
                             "Debian/Ubuntu: sudo apt-get install libvulkan-dev; Fedora: vulkan-headers "
                             "vulkan-loader-devel; or the LunarG Vulkan SDK (set VULKAN_SDK)"))
+        else:
+            from host.setup import vulkan_headers
+
+            try:
+                vulkan_headers.include_dir()
+            except SetupError as exc:
+                missing.append(("Vulkan headers new enough for ggml-vulkan", str(exc)))
         if not _which(["glslc"], [Path(os.environ.get("VULKAN_SDK", "/nonexistent")) / "bin"]):
             missing.append(("glslc (the GLSL to SPIR-V compiler)",
                             "Debian/Ubuntu: sudo apt-get install glslc; Fedora: glslc; or the LunarG Vulkan SDK"))
