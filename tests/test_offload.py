@@ -121,7 +121,7 @@ def test_rpc_endpoint_list_is_deduplicated_and_capped():
 def test_gpu_words_map_to_cmake_flags_in_the_cache_key():
     from host.setup import llama_build
 
-    assert gpu.flags("vulkan") == ("-DGGML_VULKAN=ON",)
+    assert gpu.flags("vulkan")[0] == "-DGGML_VULKAN=ON" and gpu.flags("cuda") == ("-DGGML_CUDA=ON",)
     assert gpu.check_kind(" CUDA ") == "cuda" and gpu.check_kind("none") == "cpu"
     keys = {k: llama_build.cache_key(llama_build.cmake_args(gpu.flags(k))) for k in gpu.BACKENDS}
     assert len(set(keys.values())) == len(keys)  # every variant is its own cached build
@@ -195,3 +195,25 @@ def test_doctor_lists_backends_devices_and_offload():
     assert "backends" in out and "RPC" in out and "CPU" in out
     assert "device 0" in out and "GiB free of" in out
     assert "offload      0/" in out and "on CPU" in out
+
+
+def test_vulkan_headers_too_old_are_named_with_the_fix(monkeypatch, tmp_path):
+    from host.setup import vulkan_headers
+
+    old = tmp_path / "old" / "vulkan"
+    old.mkdir(parents=True)
+    (old / "vulkan_core.h").write_text("#define VK_HEADER_VERSION 239\n")
+    (old / "vulkan.hpp").write_text("")
+    monkeypatch.setattr(vulkan_headers, "SYSTEM_ROOTS", (str(tmp_path / "old"),))
+    monkeypatch.setenv("RELIC_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VULKAN_SDK", raising=False)
+    assert vulkan_headers.system_headers() is None
+    with pytest.raises(SetupError, match=r"1\.x\.239.*VK_EXT_layer_settings.*make vulkan-deps"):
+        vulkan_headers.include_dir()
+    assert gpu.flags("vulkan") == ("-DGGML_VULKAN=ON",)  # nothing fetched: no include override
+    new = vulkan_headers.cached_dir() / "vulkan"
+    new.mkdir(parents=True)
+    (new / "vulkan_core.h").write_text("#define VK_EXT_layer_settings 1\n")
+    (new / "vulkan.hpp").write_text("")
+    assert vulkan_headers.include_dir() == vulkan_headers.cached_dir()
+    assert gpu.flags("vulkan")[-1] == f"-DVulkan_INCLUDE_DIR={vulkan_headers.cached_dir()}"
