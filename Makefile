@@ -23,8 +23,9 @@ VULKAN_DEBS := mesa-vulkan-drivers libvulkan-dev glslc spirv-headers
 
 .PHONY: setup test test-fast test-gpu vulkan-deps rpc-server judy npc game xvfb bench doctor clean
 
+# MODEL=path.gguf: setup then reports that model instead of fetching/announcing the default one
 setup: $(STAMP)
-	$(PY) -m host.setup all $(if $(GPU),--gpu $(GPU))
+	$(if $(MODEL),RELIC_MODEL=$(MODEL)) $(PY) -m host.setup all $(if $(GPU),--gpu $(GPU))
 
 # Installs only what is missing (dpkg-query first), so it is idempotent.
 vulkan-deps: $(STAMP)
@@ -87,10 +88,10 @@ test-fast: $(STAMP)
 	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
 
 judy: setup
-	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL))
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
 
 npc: setup
-	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL))
+	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
 
 game: setup $(GAME_STAMP)
 	$(PY) examples/market/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))

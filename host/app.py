@@ -24,25 +24,59 @@ class ModelOwner:
         self.model.close()
 
 
-def load_model(model_path=None):
+ENV_TEMPLATE = "RELIC_TEMPLATE"
+
+
+def set_template(model, template=None) -> str | None:
+    """Use the llama.cpp chat template ``template`` (or $RELIC_TEMPLATE) for every chat of ``model``.
+
+    An unknown name raises TemplateError here, at start.  Returns a one-line
+    warning when the model has no chat template of its own and none was given
+    (chats would fail: it is probably a base model), else None.
+    """
+    import os
+
+    from host.llama.model import builtin_templates
+
+    template = template or os.environ.get(ENV_TEMPLATE) or None
+    if template:
+        model.apply_chat_template([{"role": "user", "content": "x"}], template=template)  # checks the name
+        model.template_override = template
+        return None
+    if model.chat_template() is None:
+        return (f"no chat template in {model.path.name} - is it a base model? pass --template NAME "
+                f"(or {ENV_TEMPLATE}=NAME), one of: {', '.join(builtin_templates(model.lib))}")
+    return None
+
+
+def load_model(model_path=None, template=None):
     """The model to serve: an explicit path, else $RELIC_MODEL, else the default (fetched if needed).
 
-    A bad path raises ModelLoadError here, at start, naming the file.
+    A bad path raises ModelLoadError here, at start, naming the file; ``template``
+    (or $RELIC_TEMPLATE) names the chat template to use (see :func:`set_template`).
     """
     from host.llama import Model
     from host.setup.model_fetch import model_path as resolve
 
-    return Model(Path(model_path) if model_path else resolve())
+    model = Model(Path(model_path) if model_path else resolve())
+    try:
+        set_template(model, template)
+    except BaseException:
+        model.close()
+        raise
+    return model
 
 
 def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: bool = True,
-               worker_config=None, load: bool = True, **host_kwargs) -> Host:
+               worker_config=None, load: bool = True, template: str | None = None, **host_kwargs) -> Host:
     """A Host with `llm` (and the trusted `llama`) wired to a started worker.
 
     ``model``: an open Model to share (not closed by the host); otherwise one is
     loaded from ``model_path`` / $RELIC_MODEL / the default and closed at shutdown.
     ``llm=False`` gives a host without a model (mods still load; `llm` is absent).
     ``rag=False`` leaves out the `rag` module (its embedding model loads on first use).
+    ``template``: a llama.cpp chat template name for a model without one (else $RELIC_TEMPLATE);
+    a model with no template and none given gets one clear line on the console.
     """
     host = Host(mods_dir, **host_kwargs)
     if llm:
@@ -53,7 +87,12 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
 
         owned = model is None
         if owned:
-            model = load_model(model_path)
+            model = load_model(model_path, template)
+        elif template:
+            set_template(model, template)
+        warning = set_template(model) if not model.template_override else None
+        if warning:
+            host.host_log(warning)
         try:
             worker = Worker(model, worker_config or WorkerConfig.from_env()).start()
         except BaseException:

@@ -45,11 +45,47 @@ return function(bridge)
     end
   end
 
+  -- tools = { name = { description =, parameters =, run = fn(args) } }: the spec for the host
+  -- (no functions) and the run functions, which stay here; nil when opts has no tools.
+  local TOOL_KEYS = { tools = true, on_tool = true, max_tool_calls = true, tool_choice = true }
+  local function tool_extra(opts)
+    return { max_tool_calls = opts.max_tool_calls, tool_choice = opts.tool_choice }
+  end
+  local function split_tools(opts, where)
+    if opts.tools == nil then return nil end
+    if type(opts.tools) ~= "table" then error(where .. ": tools must be a table", 4) end
+    if opts.on_tool ~= nil and type(opts.on_tool) ~= "function" then error(where .. ": on_tool must be a function", 4) end
+    local spec, runs = {}, {}
+    for name, t in pairs(opts.tools) do
+      if type(name) ~= "string" or type(t) ~= "table" or type(t.run) ~= "function" then
+        error(where .. ": tool " .. tostring(name) .. " must be a table with run = function(args)", 4)
+      end
+      spec[name] = { description = t.description, parameters = t.parameters }
+      runs[name] = t.run
+    end
+    local rest = {}
+    for k, v in pairs(opts) do
+      if not TOOL_KEYS[k] then rest[k] = v end
+    end
+    return spec, runs, rest
+  end
+
+  local function tool_handle(id, opts, runs)
+    local h = new_handle(id, opts.on_token, opts.on_done)
+    h._runs, h._on_tool = runs, opts.on_tool
+    return h
+  end
+
   local function submit(kind, opts)
     if type(opts) ~= "table" then
       error("llm." .. kind .. " takes one table argument, e.g. llm." .. kind .. "{ prompt = 'hi' }", 3)
     end
     check_callbacks(opts)
+    local spec, runs, rest = split_tools(opts, "llm." .. kind)
+    if spec ~= nil then
+      if kind ~= "chat" then error("tools are for llm.chat and sessions", 3) end
+      return tool_handle(bridge.chat_tools(rest, spec, tool_extra(opts)), opts, runs)
+    end
     local id = bridge.submit(kind, opts)
     return new_handle(id, opts.on_token, opts.on_done)
   end
@@ -60,7 +96,11 @@ return function(bridge)
     return submit("generate", opts)
   end
 
-  --- llm.chat{ messages={ {role=, content=}, ... }, <same options as generate> } -> handle
+  --- llm.chat{ messages={ {role=, content=}, ... }, <same options as generate> } -> handle.
+  --- With tools = { name = { description=, parameters=<JSON Schema>, run=fn(args) } } the model
+  --- speaks or calls a tool (on_tool=fn(name, args) is told first; max_tool_calls caps the loop;
+  --- tool_choice="required" makes the first step a tool call);
+  --- result.text is what it said, result.tool_calls what it did.
   function llm.chat(opts)
     return submit("chat", opts)
   end
@@ -89,6 +129,16 @@ return function(bridge)
     opts = opts or {}
     if type(opts) ~= "table" then error("session:say options must be a table", 2) end
     check_callbacks(opts)
+    if self._tools ~= nil then
+      if opts.on_tool ~= nil and type(opts.on_tool) ~= "function" then error("on_tool must be a function", 2) end
+      local rest = {}
+      for k, v in pairs(opts) do
+        if not TOOL_KEYS[k] then rest[k] = v end
+      end
+      local h = tool_handle(bridge.say_tools(self.id, text, rest, self._tools, tool_extra(opts)), opts, self._runs)
+      h._on_tool = opts.on_tool or self._on_tool
+      return h
+    end
     local id = bridge.say(self.id, text, opts)
     return new_handle(id, opts.on_token, opts.on_done)
   end
@@ -113,11 +163,17 @@ return function(bridge)
     return setmetatable({ id = id, loaded = loaded }, Session)
   end
 
-  --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift", template=, memory=store }
+  --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift"|"summarize", template=,
+  ---   memory=store, tools={ name = { description=, parameters=, run=fn(args) } }, on_tool=fn(name, args) }
+  --- With tools, each say() lets the model speak or act (see llm.chat).
   function llm.session(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("llm.session takes one table argument", 2) end
-    return wrap_session(bridge.session_create(opts))
+    local spec, runs, rest = split_tools(opts, "llm.session")
+    if spec == nil then return wrap_session(bridge.session_create(opts)) end
+    local s = wrap_session(bridge.session_create(rest, spec))
+    s._tools, s._runs, s._on_tool = spec, runs, opts.on_tool
+    return s
   end
 
   --- A session saved with session:save(name); `session.loaded` is a handle for the load.
@@ -135,6 +191,13 @@ return function(bridge)
     if h == nil then return end
     if kind == "token" then
       if h._on_token then h._on_token(payload) end
+    elseif kind == "tool" then
+      -- a tool call of a turn with tools: tell on_tool, run the tool, return its result to the host
+      local name, args = payload.name, payload.arguments
+      if h._on_tool then h._on_tool(name, args) end
+      local run = h._runs and h._runs[name]
+      if run == nil then return { error = "no tool named " .. tostring(name) } end
+      return run(args)
     else
       pending[id] = nil
       h._result = payload

@@ -29,7 +29,11 @@ def test_judy_answers_and_remembers_across_a_restart(tmp_path):
     assert status, "the status line shows the frame loop"
     assert (mods / "judy" / "sessions" / "judy.session").is_file(), "saved on shutdown"
 
+    assert re.search(r"\[first token [\d.]+ s, \d+ tok/s\]", first), "the status line shows TTFT and tok/s"
+    assert "(restored" not in first
+
     second = run_judy(mods, "And what did I ask you before?\n")
+    assert "(restored 1 turns)" in second
     reused = re.findall(r"(\d+) of (\d+) prompt tokens reused", second)
     assert reused and int(reused[0][0]) > 50, second  # the restored session's cache was used
     log = (mods / "judy" / "judy.log").read_text()
@@ -41,3 +45,12 @@ def test_quit_exits_cleanly(tmp_path):
     shutil.copytree(ROOT / "mods" / "judy", mods / "judy")
     out = run_judy(mods, "quit\nthis line is never read\n")
     assert "bye." in out and "Judy:" not in out
+
+
+def test_an_empty_line_cancels_her_reply_without_quitting(tmp_path):
+    """Issue 14: a reply can be cancelled (Esc or an empty line) and the chat goes on."""
+    mods = tmp_path / "mods"
+    shutil.copytree(ROOT / "mods" / "judy", mods / "judy")
+    out = run_judy(mods, "Tell me the whole story of Lowmarsh, every year of it.\n\nWhat is your name?\n")
+    assert "(cancelled)" in out, out
+    assert len(re.findall(r"Judy: ", out)) == 2 and "bye." in out, out

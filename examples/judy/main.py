@@ -3,10 +3,13 @@
 The host runs at a fixed frame rate the whole time; your lines go to the judy
 mod's public `ask` function (as a game would call into a mod), and her reply
 streams in token by token while the loop keeps ticking.  After each reply a
-status line shows frames per second and the frame-time p99, so you can see the
-loop never stalls.  `quit` or Ctrl-C exits (Judy saves the conversation; the
-next run picks it up).  `make judy MODEL=path.gguf` (or RELIC_MODEL) uses
-another model.
+status line shows the time to her first token, tokens per second, frames per
+second and the frame-time p99, so you can see the loop never stalls.  While she
+answers, an empty line (or Esc, then Enter) cancels the reply; `quit` or Ctrl-C
+exits (Judy saves the conversation; the next run picks it up and says how many
+turns it restored).  `make judy MODEL=path.gguf` (or RELIC_MODEL) uses another
+model; `TEMPLATE=NAME` (--template, RELIC_TEMPLATE) a chat template for a model
+that has none.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from host.errors import RelicError  # noqa: E402
+
+
+NOTHING = object()  # no line waiting
 
 
 class FrameClock:
@@ -56,6 +62,7 @@ def read_lines(q: queue.Queue) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
+    ap.add_argument("--template", help="a llama.cpp chat template name, for a model without one (or RELIC_TEMPLATE)")
     ap.add_argument("--mods", default=str(ROOT / "mods"), help="the mods folder (default: the repo's mods/)")
     ap.add_argument("--fps", type=float, default=60.0)
     from host.cli import add_offload_arguments, apply_offload_arguments
@@ -74,33 +81,51 @@ def main() -> int:
             out.write(line + "\n")
 
     try:
-        host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console)
+        host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console,
+                                   template=args.template)
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1
 
     clock = FrameClock()
-    state = {"talking": False}
+    state = {"talking": False, "handle": None, "asked": 0.0, "first": None}
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=read_lines, args=(lines,), name="stdin-reader", daemon=True).start()
 
     def on_token(text):
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
         out.write(text)
         out.flush()
 
     def on_done(result):
-        state["talking"] = False
+        state["talking"], state["handle"] = False, None
         if result["finish_reason"] == "error":
             out.write(f"\n(Judy could not answer: {result['error']})")
+        elif result["finish_reason"] == "cancelled":
+            out.write("\n(cancelled)")
         usage = result["usage"]
-        out.write(f"\n  {clock.status()} {usage['completion_tokens']} tokens on {result['device'] or 'CPU'}, "
-                  f"{usage['cached_tokens']} of {usage['prompt_tokens']} prompt tokens reused\n")
+        ttft = (state["first"] or time.perf_counter()) - state["asked"]
+        timings = result["timings"]  # a Lua table: index it, it has no .get
+        tps = (timings["tokens_per_second"] if timings is not None else None) or 0.0
+        out.write(f"\n  [first token {ttft:.2f} s, {tps:.0f} tok/s] {clock.status()} {usage['completion_tokens']} "
+                  f"tokens on {result['device'] or 'CPU'}, {usage['cached_tokens']} of {usage['prompt_tokens']} "
+                  "prompt tokens reused\n")
         if interactive:
             out.write("you> ")
         out.flush()
 
     on_token_lua, on_done_lua = judy.wrap(on_token), judy.wrap(on_done)
-    out.write(f"{judy.public.greeting}\n(type to talk, 'quit' to leave)\n")
+    out.write(f"{judy.public.greeting}\n(type to talk; an empty line or Esc cancels her reply; 'quit' to leave)\n")
+    restored = None
+    until = time.perf_counter() + 10
+    while restored is None and time.perf_counter() < until:  # the saved conversation loads on the worker
+        host.update(1 / 60)
+        ok, restored = judy.call(judy.public.restored, what="judy.restored")
+        restored = restored if ok else 0
+        time.sleep(0.005)
+    if restored:
+        out.write(f"(restored {int(restored)} turns)\n")
     if interactive:
         out.write("you> ")
     out.flush()
@@ -108,16 +133,28 @@ def main() -> int:
     period = 1.0 / args.fps
     next_frame = time.perf_counter()
     eof = False
+    held = NOTHING  # the next line from stdin, read but not yet handled
     try:
         while not host.quit_requested:
             now = time.perf_counter()
             if now < next_frame:
                 time.sleep(next_frame - now)
             start = time.perf_counter()
-            if not state["talking"]:
+            if held is NOTHING:
                 try:
-                    line = lines.get_nowait()
+                    held = lines.get_nowait()
                 except queue.Empty:
+                    pass
+            if state["talking"]:  # a line typed now cancels (empty, Esc) or quits; others wait their turn
+                word = held.strip() if isinstance(held, str) else None
+                if word in ("", "\x1b") and state["handle"] is not None:
+                    held = NOTHING
+                    judy.call(state["handle"].cancel, state["handle"], what="cancel")  # on_done says "cancelled"
+                elif word in ("quit", "exit", "/quit"):
+                    break
+            else:
+                line, held = held, NOTHING
+                if line is NOTHING:
                     line = ""
                     if eof:
                         break
@@ -128,8 +165,9 @@ def main() -> int:
                 elif line.strip():
                     out.write("Judy: ")
                     out.flush()
-                    state["talking"] = True
-                    ok, _ = judy.call(judy.public.ask, line.strip(), on_token_lua, on_done_lua, what="judy.ask")
+                    state["talking"], state["asked"], state["first"] = True, time.perf_counter(), None
+                    ok, state["handle"] = judy.call(judy.public.ask, line.strip(), on_token_lua, on_done_lua,
+                                                    what="judy.ask")
                     if not ok:
                         state["talking"] = False
                         out.write("(Judy is not listening; see mods/judy/judy.log)\n")

@@ -31,7 +31,7 @@ from world import HEIGHT, WIDTH, MarketAPI, World
 ARROWS = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down"}
 MAX_TYPED = 160
 PLAYER = "The traveler"
-PLAYER_WAIT_S = 30.0  # a busy NPC gets the player's line again until this long after it was said
+
 AMBIENT = [
     "The tide bell rings from the clock tower: high water within the hour.",
     "A gull snatches a herring from a cart and the crowd laughs.",
@@ -74,7 +74,6 @@ class Game:
         self.ambient_s = ambient_s
         self.next_ambient = time.monotonic() + ambient_s
         self.said: list = []  # what the player said: (to whom, text)
-        self.waiting: dict = {}  # mod id -> until when a line of the player waits for that busy NPC
 
     # --- input -------------------------------------------------------------
     def handle(self, event) -> None:
@@ -109,7 +108,6 @@ class Game:
             return
         self.said.append((target.name, text))
         self.world.hear(target.mod_id, "hear", PLAYER, text)
-        self.waiting[target.mod_id] = time.monotonic() + PLAYER_WAIT_S
 
     # --- the frame -----------------------------------------------------------
     def deliver(self) -> None:
@@ -127,7 +125,7 @@ class Game:
             if ok and accepted:
                 npc.busy, npc.depth = True, depth
                 npc.answering_player = speaker == PLAYER
-            elif ok and speaker == PLAYER and time.monotonic() < self.waiting.get(mod_id, 0):
+            elif ok and speaker == PLAYER:
                 self.world.hear(mod_id, kind, speaker, text, delay=0.25)  # busy: the player's line waits
         now = time.monotonic()
         if now > self.next_ambient:

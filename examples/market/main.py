@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--frames", type=int, help="stop after this many frames")
+    ap.add_argument("--seconds", type=float, help="stop after this many seconds")
     ap.add_argument("--until-lines", type=int, default=0,
                     help="with --frames: stop early once NPCs finished this many lines, every line of the player "
                          "was answered, and 240 frames ran")
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         shots.mkdir(parents=True, exist_ok=True)
 
     def host_factory(mods_dir, market_api):
-        host = build_host(mods_dir, model_path=args.model, rag=False, load=False,
+        host = build_host(mods_dir, model_path=args.model, rag=False, load=False, template=args.template,
                           console=lambda line: print(line, flush=True))
         host.add_provider(market_api)
         try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)
@@ -97,10 +98,6 @@ def main(argv=None) -> int:
         host.load()
         return host
 
-    if args.template:
-        import os
-
-        os.environ["RELIC_TEMPLATE"] = args.template
     try:
         game = Game(host_factory, mods_dir=Path(args.mods), fps=args.fps, seed=args.seed, ambient_s=args.ambient)
     except RelicError as exc:
@@ -112,6 +109,8 @@ def main(argv=None) -> int:
             if g.frame and g.frame % args.shot_every == 0:
                 pygame.image.save(g.screen, str(shots / f"frame{g.frame:05d}.png"))
 
+    t0 = time.monotonic()
+
     def with_stop(g):
         if script is not None:
             script(g)
@@ -119,8 +118,9 @@ def main(argv=None) -> int:
         answered = len(g.world.answers) >= len(g.said)
         if args.until_lines and lines >= args.until_lines and answered and g.frame >= 240:
             g.running = False
+        if args.seconds and time.monotonic() - t0 > args.seconds:
+            g.running = False
 
-    t0 = time.monotonic()
     try:
         game.run(max_frames=args.frames, script=with_stop)
     finally:

@@ -28,6 +28,16 @@ class Renderer:
         self.small = pygame.font.Font(None, 17)
         self.big = pygame.font.Font(None, 26)
         self.backdrop = self._backdrop()
+        self._texts: dict = {}  # (font, text, color) -> surface: most text is the same frame after frame
+
+    def text(self, font, text: str, color) -> pygame.Surface:
+        key = (id(font), text, color)
+        surf = self._texts.get(key)
+        if surf is None:
+            if len(self._texts) > 512:
+                self._texts.clear()
+            surf = self._texts[key] = font.render(text, True, color)
+        return surf
 
     def _backdrop(self) -> pygame.Surface:
         s = pygame.Surface((WIDTH, HEIGHT))
@@ -62,7 +72,7 @@ class Renderer:
             pygame.draw.rect(s, (95, 70, 50), (x - 60, STREET_TOP - 40, 120, 40))
             for k in range(6):
                 pygame.draw.rect(s, color if k % 2 == 0 else (235, 230, 220), (x - 66 + k * 22, STREET_TOP - 70, 22, 26))
-            label = self.small.render(f"{npc.name}'s {npc.role}", True, (245, 240, 230))
+            label = self.text(self.small, f"{npc.name}'s {npc.role}", (245, 240, 230))
             s.blit(label, (x - label.get_width() // 2, STREET_TOP - 34))
         actors = sorted([world.player] + [n for n in world.npcs.values() if n.mode != "away"], key=lambda a: a.y)
         for a in actors:
@@ -80,10 +90,17 @@ class Renderer:
         pygame.draw.circle(s, INK, (x + 4 * a.facing, y - 52), 2)
         if highlighted:
             pygame.draw.circle(s, (255, 255, 255), (x, y - 50), 15, 2)
-        name = self.small.render(a.name, True, INK)
+        name = self.text(self.small, a.name, INK)
         s.blit(name, (x - name.get_width() // 2, y + 6))
 
     def _wrap(self, text: str, width: int) -> list[str]:
+        key = (text, width)
+        hit = self._texts.get(key)
+        if hit is None:
+            hit = self._texts[key] = self._wrap_now(text, width)
+        return hit
+
+    def _wrap_now(self, text: str, width: int) -> list[str]:
         lines, cur = [], ""
         for word in text.split():
             trial = f"{cur} {word}".strip()
@@ -108,7 +125,7 @@ class Renderer:
         pygame.draw.rect(s, (250, 250, 245), (x, y, w, h), border_radius=8)
         pygame.draw.rect(s, npc.color, (x, y, w, h), 2, border_radius=8)
         for i, line in enumerate(lines):
-            s.blit(self.font.render(line, True, INK), (x + 8, y + 5 + 18 * i))
+            s.blit(self.text(self.font, line, INK), (x + 8, y + 5 + 18 * i))
         if npc.streaming:
             pygame.draw.circle(s, npc.color, (x + w - 8, y + h - 8), 3)
 
@@ -119,14 +136,14 @@ class Renderer:
         s.blit(panel, (0, HEIGHT - 34))
         who = talk_target.name if talk_target else "nobody (walk up to someone)"
         prompt = f"> {typed}_" if typed else f"type to talk to {who}; arrows walk; Esc quits"
-        s.blit(self.font.render(prompt, True, (240, 240, 230)), (10, HEIGHT - 26))
+        s.blit(self.text(self.font, prompt, (240, 240, 230)), (10, HEIGHT - 26))
         if world.inventory:
-            inv = self.small.render("carrying: " + ", ".join(world.inventory[-4:]), True, (240, 220, 150))
+            inv = self.text(self.small, "carrying: " + ", ".join(world.inventory[-4:]), (240, 220, 150))
             s.blit(inv, (WIDTH - inv.get_width() - 10, HEIGHT - 25))
         y = 10
         for text, until in list(world.toasts):
             if now < until:
-                t = self.big.render(text, True, (255, 250, 220))
+                t = self.text(self.big, text, (255, 250, 220))
                 box = pygame.Surface((t.get_width() + 16, t.get_height() + 8), pygame.SRCALPHA)
                 box.fill((30, 30, 40, 190))
                 s.blit(box, (WIDTH // 2 - box.get_width() // 2, y))

@@ -233,18 +233,18 @@ class MarketAPI:
         def give(item):
             item = _text(item, MAX_ITEM_CHARS, "market.give item").strip() or "something"
             if len(w.inventory) >= MAX_INVENTORY:
-                return "the traveler's hands are full"
+                return {"ok": False, "why": "hands full"}
             w.inventory.append(item)
             npc.actions.append("give")
             w.toast(f"{npc.name} gives you {item}")
-            return f"gave {item} to the traveler"
+            return {"ok": True, "item": item}
 
         def follow(seconds=10):
             seconds = min(max(float(seconds) if isinstance(seconds, (int, float)) else 10.0, 1.0), 30.0)
             npc.mode, npc.mode_until = "follow", w.clock() + seconds
             npc.actions.append("follow")
             w.toast(f"{npc.name} follows you")
-            return f"following the traveler for {seconds:.0f} seconds"
+            return {"ok": True, "seconds": int(seconds)}
 
         def call_guard(reason=""):
             reason = _text(reason or "", 80, "market.call_guard reason")
@@ -252,18 +252,18 @@ class MarketAPI:
             guard = w.npcs.get("tomas")
             w.toast(f"{npc.name} calls the guard!")
             if guard is None or guard is npc:
-                return "the guard is already here"
+                return {"ok": False, "why": "no other guard"}
             guard.mode, guard.mode_until = "guard", w.clock() + 8.0
             guard.target = (npc.x + 40, npc.y)
             w.hear(guard.mod_id, "event", "", f"{npc.name} calls you over: {reason or 'trouble at the stall'}.",
                    delay=0.5)
-            return "the guard is on his way"
+            return {"ok": True}
 
         def leave():
             npc.mode, npc.mode_until = "leave", w.clock() + 6.0
             npc.actions.append("leave")
             w.toast(f"{npc.name} leaves the street for a while")
-            return "leaving for a while"
+            return {"ok": True}
 
         def player_near():
             return npc.distance(w.player) < TALK_RANGE

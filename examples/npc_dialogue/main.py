@@ -24,6 +24,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=3, help="how many scene events (1-3)")
     ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
+    ap.add_argument("--template", help="a llama.cpp chat template name, for a model without one (or RELIC_TEMPLATE)")
     ap.add_argument("--mods", default=str(HERE / "mods"))
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--json", action="store_true", help="print the final log as JSON lines")
@@ -32,7 +33,7 @@ def main() -> int:
     from host.app import host_with_mod
 
     try:
-        host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False,
+        host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False, template=args.template,
                                      console=lambda line: print(line))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
@@ -43,6 +44,7 @@ def main() -> int:
     shown = 0
     frame_ms = []
     deadline = time.monotonic() + args.timeout
+    done, lines = False, []
     try:
         while time.monotonic() < deadline and market.state == "loaded":
             t0 = time.perf_counter()
@@ -70,7 +72,16 @@ def main() -> int:
     if frame_ms:
         print(f"{shown} lines; frame p50 {frame_ms[len(frame_ms) // 2]:.2f} ms, "
               f"p99 {frame_ms[int(len(frame_ms) * 0.99)]:.2f} ms over {len(frame_ms)} frames")
-    return 0 if done else 1
+    if not done:
+        why = f"the market mod stopped ({market.reason})" if market.state != "loaded" else \
+            f"the scene did not finish within {args.timeout:.0f} s"
+        print(f"relic: {why}; see {args.mods}/market/market.log", file=sys.stderr)
+        return 1
+    if not shown:
+        print(f"relic: no NPC produced a usable line (every request failed); see {args.mods}/market/market.log",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

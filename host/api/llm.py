@@ -123,6 +123,9 @@ class LLMProvider:
         self.grammar_from = grammar_from
         self.max_tokens_cap = max_tokens_cap
         self._mods: dict[str, tuple] = {}  # mod id -> (mod, deliver)
+        from host.api.tools import ToolTurns
+
+        self.tools = ToolTurns(self)  # turns with tools= (host/api/tools.py)
 
     # --- provider protocol (frame thread) -----------------------------------
     def install(self, mod) -> None:
@@ -133,7 +136,10 @@ class LLMProvider:
             "tokenize": lambda text: self.model.vocab.tokenize(text, add_special=False),
             "count": lambda text: self.model.vocab.count(text, add_special=False),
             "say": lambda sid, text, opts: self._say(mod, sid, text, opts),
-            "session_create": lambda opts: self._session_create(mod, opts),
+            "session_create": lambda opts, tools=None: self._session_create(mod, opts, tools),
+            "say_tools": lambda sid, text, opts, tools, extra: self._tool_turn(mod, opts, tools, extra, "say",
+                                                                              session_id=sid, text=text),
+            "chat_tools": lambda opts, tools, extra: self._tool_turn(mod, opts, tools, extra, "chat"),
             "session_call": lambda sid, what, *args: self._session_call(mod, sid, what, *args),
             "session_close": lambda sid: self.worker.close_session(mod.id, sid),
             "session_load": lambda name, opts: self._session_load(mod, name, opts),
@@ -151,6 +157,7 @@ class LLMProvider:
     def uninstall(self, mod) -> None:
         if self._mods.get(mod.id, (None,))[0] is mod:
             del self._mods[mod.id]
+        self.tools.forget_mod(mod.id)
         self.worker.forget_mod(mod.id)
 
     def pump(self, budget_s: float) -> None:
@@ -183,7 +190,7 @@ class LLMProvider:
         return handle.id
 
     # --- sessions ----------------------------------------------------------------
-    def _session_create(self, mod, opts) -> int:
+    def _session_create(self, mod, opts, tools=None) -> int:
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
@@ -192,6 +199,10 @@ class LLMProvider:
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
         memory = self._memory(mod, opts)
+        if tools is not None:  # the model learns what each tool does from the system prompt
+            described = self.tools.toolset(mod, tools).describe()
+            system = opts.get("system")
+            opts["system"] = f"{system}\n\n{described}" if isinstance(system, str) and system else described
         sid = self.worker.create_session(mod.id, system=opts.get("system"), sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"))
         self._attach_memory(sid, memory)
@@ -240,6 +251,36 @@ class LLMProvider:
         self._attach_memory(sid, memory)
         return sid, load_id
 
+    def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:
+        """A say or chat turn with tools= (host/api/tools.py); returns the turn's handle id."""
+        toolset = self.tools.toolset(mod, tools)
+        extra = mod.from_lua(extra) or {}
+        options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
+                                grammar_from=self._grammar_for(mod))
+        messages = options.pop("messages", None)
+        if kind == "chat":
+            messages = list(messages)
+            if messages and messages[0]["role"] == "system":
+                messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{toolset.describe()}"}
+            else:
+                messages.insert(0, {"role": "system", "content": toolset.describe()})
+        return self.tools.start(mod, options=options, toolset=toolset, max_calls=extra.get("max_tool_calls"),
+                                choice=extra.get("tool_choice"), session_id=session_id, text=text,
+                                messages=messages)
+
+    def call_tool(self, mod, rid: int, name: str, args) -> tuple:
+        """Run a tool of request ``rid`` in the mod (on_tool, then run), guarded: (ok, Python result)."""
+        entry = self._mods.get(mod.id)
+        if entry is None or entry[0] is not mod or mod.state != "loaded":
+            return False, None
+        ok, out = mod.call(entry[1], rid, "tool", mod.to_lua({"name": name, "arguments": args}),
+                           what=f"tool {name}")
+        return ok, (mod.from_lua(out) if ok else None)
+
+    def forward(self, mod, rid: int, kind: str, payload) -> None:
+        """Hand an event ("token" text or "done" result) to the mod's Lua side for handle ``rid``."""
+        self._forward(mod, rid, kind, payload)
+
     def _forward(self, mod, rid: int, kind: str, payload) -> None:
         """Hand an event to the mod's Lua side, guarded like any callback."""
         entry = self._mods.get(mod.id)
@@ -250,6 +291,8 @@ class LLMProvider:
         mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
 
     def _cancel(self, mod, rid) -> None:
+        if self.tools.cancel(mod, rid):
+            return
         self.worker.cancel(mod.id, rid)
 
     # --- trusted mods: the raw binding through LuaJIT's FFI ----------------------

@@ -6,7 +6,8 @@ step of the turn generates one JSON object under a grammar,
     {"say": "<what the character says>"}                      -- the turn ends
     {"tool": "<name>", "arguments": { <the tool's parameters> }}  -- a call
 
-After a call the host runs the tool (a Lua function, on the frame thread),
+With ``tool_choice = "required"`` the first step must be a call.  After a
+call the host runs the tool (a Lua function, on the frame thread),
 adds ``{"role": "tool", "content": <its result as JSON>}`` to the
 conversation, and the next step goes on from there.  After ``max_calls``
 calls the grammar allows only ``say``: the loop cap.
@@ -71,16 +72,17 @@ class ToolSet:
         try:
             self.say_grammar = grammar_from_schema(say)
             self.grammar = grammar_from_schema({"anyOf": [say] + calls})
+            self.call_grammar = grammar_from_schema(calls[0] if len(calls) == 1 else {"anyOf": calls})
         except RelicError as exc:
             raise ToolError(f"tools: {exc}") from None
 
     def describe(self) -> str:
         """One line per tool, for a system prompt (the grammar already enforces the format)."""
-        lines = ['Reply with JSON: {"say": "..."} to speak, or {"tool": NAME, "arguments": {...}} to act. Tools:']
+        lines = ["You may also act, with one of these tools:"]
         for name, t in self.tools.items():
             props = t["parameters"].get("properties") or {}
-            args = ", ".join(sorted(map(str, props))) or "no arguments"
-            lines.append(f"- {name} ({args}): {t['description']}")
+            args = ", ".join(sorted(map(str, props)))
+            lines.append(f"- {name}{f' ({args})' if args else ''}: {t['description']}")
         return "\n".join(lines)
 
 

@@ -68,6 +68,7 @@ class Model(NativeObject):
         # borrowed: valid as long as the model is not freed
         self.vocab = Vocab(self, C.llama_model_get_vocab(ptr))
         self.vocab_only = vocab_only
+        self.template_override: str | None = None  # a llama.cpp template name used when template= is not given
         self.n_ctx_train = C.llama_model_n_ctx_train(ptr)
         self.n_embd = C.llama_model_n_embd(ptr)
         self.n_layer = C.llama_model_n_layer(ptr)
@@ -125,9 +126,10 @@ class Model(NativeObject):
         :func:`builtin_templates`); an unknown one raises TemplateError.
         """
         ffi, C = self.lib.ffi, self.lib.C
-        tmpl = template if template is not None else self.chat_template()
+        tmpl = template if template is not None else (self.template_override or self.chat_template())
         if tmpl is None:
-            raise TemplateError(f"{self.path.name} has no chat template; pass template= (one of {builtin_templates(self.lib)})")
+            raise TemplateError(f"no chat template in {self.path.name} - is it a base model? pass --template NAME "
+                                f"(or RELIC_TEMPLATE, template=), one of {builtin_templates(self.lib)}")
         keep = []
         msgs = ffi.new("llama_chat_message[]", max(1, len(messages)))
         total = 0

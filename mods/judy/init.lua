@@ -15,12 +15,13 @@ local session
 local memory      -- her rag store (lore and what the player told her), when the host has rag
 local talking = false
 local exchanges = 0
+local restored = nil  -- turns restored from the saved conversation, once known
 
 local function new_session(memory)
   return llm.session{
     system = persona.system,
     sampler = persona.sampler,
-    overflow = "drop_oldest",
+    overflow = "summarize",  -- a running summary of what no longer fits, after her persona
     memory = memory,
   }
 end
@@ -33,12 +34,13 @@ registerForEvent("onInit", function()
       memory:add("lore:" .. name, require("lore." .. name))
     end
   end
-  local ok, restored = pcall(llm.load_session, "judy", { memory = memory })
+  local ok, loaded = pcall(llm.load_session, "judy", { memory = memory })
   if ok then
-    session = restored
+    session = loaded
     spdlog.info("restored the saved conversation")
   else
     session = new_session(memory)
+    restored = 0
   end
 end)
 
@@ -63,6 +65,16 @@ function judy.ask(text, on_token, on_done)
       if on_done then on_done(result) end
     end,
   })
+end
+
+--- How many turns were restored from the last run: nil while loading, 0 when none.
+function judy.restored()
+  if restored == nil and session ~= nil and session.loaded ~= nil and session.loaded:done() then
+    local r = session.loaded:result()
+    local v = r and (r.value or r)
+    restored = (v and type(v.messages) == "number") and math.floor(v.messages / 2) or 0
+  end
+  return restored
 end
 
 --- Forget the conversation (her persona stays).

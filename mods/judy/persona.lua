@@ -8,6 +8,10 @@ return {
     "copper and lost things. You are warm, dry-humored and practical; you speak",
     "plainly, in one to three short sentences, and you never claim to be an AI.",
   }, " "),
-  sampler = { preset = "balanced", temperature = 0.6 },
+  -- against verbatim repetition (a 135M model copies its own earlier replies): repeat and
+  -- presence penalties over the recent tokens, and DRY over the whole conversation
+  sampler = { preset = "balanced", temperature = 0.7,
+              penalties = { last_n = 256, ["repeat"] = 1.15, presence = 0.4, frequency = 0.1 },
+              dry = { multiplier = 0.8, base = 1.75, allowed_length = 3, last_n = -1 } },
   greeting = "Judy looks up from a half-stripped bilge pump. \"You came in on the low tide. What do you need?\"",
 }

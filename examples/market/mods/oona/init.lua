@@ -3,13 +3,31 @@
 -- The game calls the two functions this file returns: hear(who, text) when
 -- someone speaks to her, event(text) when something happens on the street.
 -- Her body is the game's: `market.speak` streams into her bubble,
--- `market.finish` ends the line (and lets her neighbours react).
+-- `market.finish` ends the line (and lets her neighbours react), and her
+-- tools act on the street.  Each turn the model either speaks or calls a tool;
+-- after a tool it goes on and speaks.
+local tools = {
+  give_item = {
+    description = "Give the traveler something from your cart.",
+    parameters = { type = "object", properties = { item = { type = "string", enum = { "eel", "mussels", "herring" } } },
+                   required = { "item" } },
+    run = function(args) return market.give(args.item) end,
+  },
+  call_guard = {
+    description = "Call the street guard when someone steals or threatens you.",
+    parameters = { type = "object", properties = { reason = { type = "string", maxLength = 60 } },
+                   required = { "reason" } },
+    run = function(args) return market.call_guard(args.reason) end,
+  },
+}
+
 local me = llm.session{
-  system = "You are Oona, a loud, cheerful fishmonger at a market in a flooded harbor town. "
-    .. "You sell eel, mussels and herring from your cart and you haggle hard. "
+  system = "You are Oona, a loud, cheerful fishmonger at a market in a flooded harbor town. You sell eel, mussels and herring from your cart and you haggle hard. "
     .. "Answer in one short sentence, in your own words.",
   sampler = { preset = "balanced", temperature = 0.8,
               penalties = { last_n = 128, ["repeat"] = 1.15, presence = 0.3 } },
+  overflow = "summarize",
+  tools = tools,
 }
 local talking = false
 
@@ -18,10 +36,11 @@ local function respond(prompt)
   talking = true
   market.bubble("")
   me:say(prompt, {
-    max_tokens = 48, stop = { "\n" },
+    max_tokens = 60, max_tool_calls = 1,
     on_token = function(piece) market.speak(piece) end,
     on_done = function(result)
       talking = false
+      if result.error then spdlog.warning("Oona: " .. result.error) end
       market.finish(result.text)
     end,
   })
@@ -32,5 +51,5 @@ return {
   --- Someone said `text` to Oona (or near her). Returns true if she answers.
   hear = function(who, text) return respond(who .. " says: \"" .. text .. "\"") end,
   --- Something happened on the street. Returns true if she reacts.
-  event = function(text) return respond(text .. " What do you say?") end,
+  event = function(text) return respond("(" .. text .. ") Say something about it to the people around you.") end,
 }

@@ -3,13 +3,27 @@
 -- The game calls the two functions this file returns: hear(who, text) when
 -- someone speaks to him, event(text) when something happens on the street.
 -- His body is the game's: `market.speak` streams into his bubble,
--- `market.finish` ends the line (and lets his neighbours react).
+-- `market.finish` ends the line (and lets his neighbours react), and his
+-- tools act on the street.  Each turn the model either speaks or calls a tool;
+-- after a tool it goes on and speaks.
+local tools = {
+  follow_player = {
+    description = "Escort the traveler through the market.",
+    run = function() return market.follow(12) end,
+  },
+  leave = {
+    description = "Go on patrol down the canal for a while.",
+    run = function() return market.leave() end,
+  },
+}
+
 local me = llm.session{
-  system = "You are Tomas, a young street guard at a market in a flooded harbor town. "
-    .. "You are nervous about trouble and eager to look important. "
+  system = "You are Tomas, a young street guard at a market in a flooded harbor town. You are nervous about trouble and eager to look important. "
     .. "Answer in one short sentence, in your own words.",
   sampler = { preset = "balanced", temperature = 0.8,
               penalties = { last_n = 128, ["repeat"] = 1.15, presence = 0.3 } },
+  overflow = "summarize",
+  tools = tools,
 }
 local talking = false
 
@@ -18,10 +32,11 @@ local function respond(prompt)
   talking = true
   market.bubble("")
   me:say(prompt, {
-    max_tokens = 48, stop = { "\n" },
+    max_tokens = 60, max_tool_calls = 1,
     on_token = function(piece) market.speak(piece) end,
     on_done = function(result)
       talking = false
+      if result.error then spdlog.warning("Tomas: " .. result.error) end
       market.finish(result.text)
     end,
   })
@@ -32,5 +47,5 @@ return {
   --- Someone said `text` to Tomas (or near him). Returns true if he answers.
   hear = function(who, text) return respond(who .. " says: \"" .. text .. "\"") end,
   --- Something happened on the street. Returns true if he reacts.
-  event = function(text) return respond(text .. " What do you say?") end,
+  event = function(text) return respond("(" .. text .. ") Say something about it to the people around you.") end,
 }

@@ -1,0 +1,112 @@
+"""Tools from Lua: llm.session{ tools = ... } and llm.chat{ tools = ... } with the real model."""
+
+from __future__ import annotations
+
+from modhost_util import run_until
+
+from host.engine.tools import SayStream, ToolError, ToolSet, decode_step, tool_result_message
+
+GIVE = """
+  give_item = {
+    description = "Give the traveler an item from your cart.",
+    parameters = { type = "object", properties = { item = { type = "string", enum = { "eel", "herring" } } },
+                   required = { "item" } },
+    run = function(args) given = (given or 0) + 1; print("ran give_item " .. tostring(args.item)); return { ok = true } end,
+  },
+"""
+
+
+def lines(console, mod_id, prefix):
+    return [line for line in console.mod_lines(mod_id) if line.startswith(prefix)]
+
+
+def test_session_tool_is_called_run_on_the_frame_thread_and_the_turn_goes_on(llm_host):
+    # tool_choice = "required": the first step is a call, whatever the model would prefer
+    host, console = llm_host({"seller": """
+        local s = llm.session{ system = "You are Oona, a fishmonger. When asked for fish, call give_item.",
+          tools = {""" + GIVE + """},
+          on_tool = function(name, args) print("on_tool " .. name) end }
+        registerForEvent("onInit", function()
+          s:say("Please give me an eel, right now.", { max_tokens = 48, seed = 3, temperature = 0,
+            tool_choice = "required", max_tool_calls = 1,
+            on_token = function(t) print("tok " .. t) end,
+            on_done = function(r)
+              print("done " .. r.finish_reason .. " calls=" .. #r.tool_calls .. " text=" .. r.text)
+            end })
+        end)
+    """})
+    run_until(host, lambda: lines(console, "seller", "done "), 180)
+    done = lines(console, "seller", "done ")[0]
+    assert done.startswith("done stop") or done.startswith("done length"), done
+    # whatever the model chose, the format held: what streamed is exactly the spoken text, no JSON
+    said = done.split(" text=", 1)[1]
+    assert "".join(t[4:] for t in lines(console, "seller", "tok ")) == said
+    assert "{" not in said and '"say"' not in said
+    calls = int(done.split("calls=")[1].split()[0])
+    assert calls == 1, done  # required, and capped at one: then she speaks
+    ran = lines(console, "seller", "ran give_item")
+    assert ran in (["ran give_item eel"], ["ran give_item herring"]) and lines(console, "seller", "on_tool give_item")
+
+
+def test_a_runaway_tool_is_stopped_by_the_mods_budget(llm_host):
+    """The tool runs on the frame thread under the mod's time budget: a loop quarantines the mod only."""
+    host, console = llm_host({"loopy": """
+        registerForEvent("onInit", function()
+          llm.chat{ messages = { { role = "user", content = "Do it." } }, max_tokens = 40, tool_choice = "required",
+            tools = { spin = { description = "Spin.", run = function() while true do end end } },
+            on_done = function(r) print("done " .. r.finish_reason) end }
+        end)
+    """, "calm": "registerForEvent('onUpdate', function() ticks = (ticks or 0) + 1 end)"})
+    run_until(host, lambda: host.mods["loopy"].state == "quarantined", 180)
+    assert host.mods["calm"].state == "loaded"
+    assert not lines(console, "loopy", "done ")
+
+
+def test_chat_tool_loop_cap_forces_speech(llm_host):
+    host, console = llm_host({"asker": """
+        registerForEvent("onInit", function()
+          llm.chat{ messages = { { role = "system", content = "Always call give_item." },
+                                 { role = "user", content = "Give me an eel." } },
+            tools = {""" + GIVE + """}, max_tool_calls = 0, max_tokens = 40, temperature = 0,
+            on_done = function(r) print("done " .. r.finish_reason .. " calls=" .. #r.tool_calls .. " " .. r.text) end }
+        end)
+    """})
+    run_until(host, lambda: lines(console, "asker", "done "), 180)
+    done = lines(console, "asker", "done ")[0]
+    assert " calls=0 " in done and not lines(console, "asker", "ran give_item"), done
+
+
+def test_bad_tools_are_clear_errors(llm_host):
+    host, console = llm_host({"bad": """
+        local ok1, e1 = pcall(llm.session, { tools = { give = { description = "x" } } })
+        print("e1 " .. tostring(e1))
+        local ok2, e2 = pcall(llm.chat, { messages = { { role = "user", content = "hi" } },
+          tools = { ["bad name"] = { run = function() end } } })
+        print("e2 " .. tostring(e2))
+        local ok3, e3 = pcall(llm.chat, { messages = { { role = "user", content = "hi" } },
+          tools = { t = { run = function() end } }, max_tool_calls = 99 })
+        print("e3 " .. tostring(e3))
+    """})
+    assert "must be a table with run = function(args)" in lines(console, "bad", "e1 ")[0]
+    assert "tool name 'bad name'" in lines(console, "bad", "e2 ")[0]
+    assert "max_tool_calls must be an integer from 0 to 8" in lines(console, "bad", "e3 ")[0]
+
+
+def test_toolset_and_stream_units():
+    made = []
+    ts = ToolSet({"leave": {"description": "Leave the street."}}, lambda schema: made.append(schema) or schema)
+    assert made[1]["anyOf"][1]["properties"]["tool"] == {"const": "leave"}
+    assert "- leave: Leave the street." in ts.describe()
+    for bad in ({}, {"say": {}}, {"x": {"parameters": {"type": "string"}}}, {"x": {"description": 5}}):
+        try:
+            ToolSet(bad, lambda s: s)
+        except ToolError:
+            continue
+        raise AssertionError(f"accepted {bad}")
+    s = SayStream()
+    assert "".join(s.push(c) for c in ['{ "sa', 'y": "a\\', 'u00e9 \\"b\\"', '"}']) == 'a\u00e9 "b"'
+    assert SayStream().push('{"tool": "leave", "arguments": {}}') == ""
+    assert decode_step({"tool": "leave"}) == ("tool", ("leave", {}))
+    assert decode_step({"say": "hi"}) == ("say", "hi") and decode_step(None) == ("none", None)
+    msg = tool_result_message("t", "x" * 5000)
+    assert msg["role"] == "tool" and len(msg["content"]) < 1100
