@@ -154,7 +154,11 @@ def build(lib, vocab, cfg: dict, *, grammar=None) -> SamplerChain | GrammarChain
             if grammar != lib.ffi.NULL:
                 lib.C.llama_sampler_free(grammar)
             raise
-        return GrammarChain(lib, chain, grammar, vocab.n_tokens)
+        # a greedy pick over candidates kept best-first (typical keeps others) lets a rejected
+        # pick be followed by the next best ones before the whole-vocabulary pass
+        greedy = (cfg.get("greedy", False) or (cfg.get("temperature", 0.0) <= 0 and "mirostat" not in cfg)) \
+            and not cfg.get("typical", 1.0) < 1
+        return GrammarChain(lib, chain, grammar, vocab.n_tokens, greedy=greedy)
     C, ffi = lib.C, lib.ffi
     n_vocab = vocab.n_tokens
     seed = cfg.get("seed", C.LLAMA_DEFAULT_SEED)

@@ -77,13 +77,20 @@ class GrammarChain:
     the first draw consumes the seeded RNG, so a fixed seed still gives the same
     text, but not the same text as grammar-first sampling.
 
+    ``greedy=True`` says the chain ends in a greedy pick and keeps, of any candidates,
+    the best by logit (no ``typical``): then a rejected pick is followed by the next
+    best ones (each previous one banned), checked one at a time, up to RETRIES,
+    before the whole-vocabulary pass; the best allowed token is the same either way.
+
     Takes ownership of ``chain`` and of the ``grammar`` sampler pointer; both are
     freed by close().  Owned by one thread (the worker).
     """
 
     kind = "grammar sampler chain"
 
-    def __init__(self, lib, chain: SamplerChain, grammar, n_vocab: int):
+    RETRIES = 8  # greedy chains: next-best picks checked one by one before the whole-vocabulary pass
+
+    def __init__(self, lib, chain: SamplerChain, grammar, n_vocab: int, *, greedy: bool = False):
         import numpy as np
 
         if grammar == lib.ffi.NULL:
@@ -108,7 +115,8 @@ class GrammarChain:
         self._one = ffi.new("llama_token_data *")
         self._one_p = ffi.new("llama_token_data_array *")
         self._one_p.data, self._one_p.size = self._one, 1
-        self.resampled = 0  # how many picks the grammar rejected (then sampled grammar-first)
+        self.greedy = greedy
+        self.resampled = 0  # how many picks the grammar rejected (then sampled again)
         self.picks = 0
 
     def _load(self, ctx, idx: int) -> None:
@@ -134,20 +142,36 @@ class GrammarChain:
         self._load(ctx, idx)
         C.llama_sampler_apply(chain, self._cur_p)
         token = self._pick()
-        one = self._one
-        one.id, one.logit, one.p = token, 1.0, 0.0
-        self._one_p.selected, self._one_p.sorted = -1, False
-        C.llama_sampler_apply(grammar, self._one_p)
         self.picks += 1
-        if one.logit == float("-inf"):  # rejected: grammar first over the whole vocabulary
+        if not self._allowed(token):
             self.resampled += 1
-            self._load(ctx, idx)
-            C.llama_sampler_apply(grammar, self._cur_p)
-            C.llama_sampler_apply(chain, self._cur_p)
-            token = self._pick()
+            banned, token = [token], None
+            if self.greedy:  # the next best, one at a time
+                for _ in range(self.RETRIES):
+                    self._load(ctx, idx)
+                    self._logits[banned] = float("-inf")
+                    C.llama_sampler_apply(chain, self._cur_p)
+                    pick = self._pick()
+                    if self._allowed(pick):
+                        token = pick
+                        break
+                    banned.append(pick)
+            if token is None:  # grammar first over the whole vocabulary
+                self._load(ctx, idx)
+                C.llama_sampler_apply(grammar, self._cur_p)
+                C.llama_sampler_apply(chain, self._cur_p)
+                token = self._pick()
         C.llama_sampler_accept(grammar, token)
         C.llama_sampler_accept(chain, token)
         return token
+
+    def _allowed(self, token: int) -> bool:
+        """Whether the grammar accepts ``token`` next (it checks one candidate, not the vocabulary)."""
+        one = self._one
+        one.id, one.logit, one.p = token, 1.0, 0.0
+        self._one_p.selected, self._one_p.sorted = -1, False
+        self.lib.C.llama_sampler_apply(self.grammar.ptr, self._one_p)
+        return one.logit != float("-inf")
 
     def accept(self, token: int) -> None:
         self.lib.C.llama_sampler_accept(self.grammar.ptr, token)
