@@ -66,12 +66,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from host.rag import Embedder, Store
+    from host.setup.embed_model import embed_model_path
 
     tmp = None
     if args.store is None:
         tmp = tempfile.TemporaryDirectory(prefix="rag-bench-")
         args.store = Path(tmp.name) / "bench.db"
-    embedder = Embedder()
+    embedder = Embedder(embed_model_path())
     store = Store.open(args.store, embedder)
     out = {"threads": embedder.ctx.n_threads, "cpu_count": os.cpu_count()}
     try:

@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from host.rag import Embedder, Store
+    from host.setup.embed_model import embed_model_path
 
     items = corpus(args.limit)
     n_deb = sum(1 for it in items if it[0].startswith("deb:"))
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     if args.store is None:
         tmp = tempfile.TemporaryDirectory(prefix="rag-eval-")
         args.store = Path(tmp.name) / "eval.db"
-    embedder = Embedder()
+    embedder = Embedder(embed_model_path())
     store = Store.open(args.store, embedder)
     try:
         t0 = time.perf_counter()

@@ -55,12 +55,14 @@ def _worker(threads: int, n_seq_max: int, n_ctx: int):
 
 
 def _child_npcs(mode: str, k: int, tokens: int, threads: int) -> dict:
+    from host.messages import StatsRequest
+
     model, w = _worker(threads, max(CONCURRENCY), 512)
     vocab = model.vocab
     no_eog = {"logit_bias": {t: float("-inf") for t in range(vocab.n_tokens) if vocab.is_eog(t)}}
     sids = [w.create_session("bench", system=f"You are the {ROLES[i]} of a flooded harbor town.", sampler=no_eog)
             for i in range(k)]
-    decode0 = w.wait(w.call("bench", lambda e: e.decode_calls), 60)["value"]
+    decode0 = w.wait(w.call(StatsRequest, "bench"), 60)["value"]["decode_calls"]
     results = []
     t0 = time.perf_counter()
     if mode == "concurrent":
@@ -70,7 +72,7 @@ def _child_npcs(mode: str, k: int, tokens: int, threads: int) -> dict:
         for i, sid in enumerate(sids):
             results.append(w.wait(w.say("bench", sid, QUESTIONS[i], max_tokens=tokens, temperature=0.0), TIMEOUT_S))
     wall = time.perf_counter() - t0
-    decodes = w.wait(w.call("bench", lambda e: e.decode_calls), 60)["value"] - decode0
+    decodes = w.wait(w.call(StatsRequest, "bench"), 60)["value"]["decode_calls"] - decode0
     w.shutdown()
     model.close()
     errors = [r["error"] for r in results if r["error"]]

@@ -15,7 +15,11 @@ from host.runtime.host import Host
 
 
 class ModelOwner:
-    """A provider that closes the model after every other provider has shut down."""
+    """A provider that closes the model after every other provider has shut down.
+
+    If the worker thread outlived its shutdown, frees are held
+    (host.llama.hold_frees) and close() leaves the model allocated.
+    """
 
     def __init__(self, model):
         self.model = model
@@ -82,6 +86,7 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
     if llm:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
+        from host.api.quotas import QuotaLedger
         from host.api.rag import RagProvider
         from host.worker import Worker, WorkerConfig
 
@@ -94,13 +99,15 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
         if warning:
             host.host_log(warning)
         try:
-            worker = Worker(model, worker_config or WorkerConfig.from_env()).start()
+            worker = Worker(model, worker_config or WorkerConfig.from_env(),
+                            on_dead=lambda message: host.console(f"[relic] {message}")).start()
         except BaseException:
             if owned:
                 model.close()
             raise
-        grammars = GrammarProvider(model)
-        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve)
+        ledger = QuotaLedger()  # per-mod host-side objects, shared by the three providers
+        grammars = GrammarProvider(model, ledger=ledger)
+        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger)
         memory = RagProvider(worker, llm_provider) if rag else None
         llm_provider.memory_for = memory.memory_for if memory else None
         host.add_provider(grammars)

@@ -10,6 +10,7 @@ from host.errors import RelicError
 
 def chat_main(args) -> int:
     """Read lines from stdin, stream the model's replies to stdout; ``quit`` exits."""
+    from host.engine.chat_tokens import chat_tokens
     from host.llama import Context, Model, generate
     from host.setup.model_fetch import model_path
 
@@ -32,14 +33,13 @@ def chat_main(args) -> int:
             if not line.strip():
                 continue
             history.append({"role": "user", "content": line.strip()})
-            prompt = model.apply_chat_template(history)
-            while model.vocab.count(prompt) > ctx.n_ctx - args.max_tokens and len(history) > 2:
+            prompt = chat_tokens(model, history)  # what the user typed stays plain text
+            while len(prompt) > ctx.n_ctx - args.max_tokens and len(history) > 2:
                 del history[1:3]  # forget the oldest exchange, keep the system prompt
-                prompt = model.apply_chat_template(history)
+                prompt = chat_tokens(model, history)
             print("model> ", end="", flush=True)
             reply, n, t0 = [], 0, time.perf_counter()
-            for delta in generate(ctx, prompt, max_tokens=args.max_tokens, temperature=args.temperature,
-                                  parse_special=True):
+            for delta in generate(ctx, prompt, max_tokens=args.max_tokens, temperature=args.temperature):
                 reply.append(delta)
                 n += 1
                 print(delta, end="", flush=True)

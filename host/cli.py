@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -67,7 +68,18 @@ def _run(args) -> int:
         model = next((p.model for p in host.providers if hasattr(getattr(p, "model", None), "placement")), None)
         if model is not None:  # where inference runs, once at start (results carry it too)
             print(f"relic run: {model.path.name} on {model.placement}", file=sys.stderr, flush=True)
-    return console.run(args, host=host)
+    status = console.run(args, host=host)
+    if host is not None:
+        from host.llama import frees_held
+
+        if frees_held():
+            # The worker thread is still inside llama.cpp (it did not stop within the
+            # shutdown wait): interpreter teardown could run Python callbacks or free
+            # memory under it, so end the process here, after flushing what was printed.
+            print(f"relic run: exiting without teardown: {frees_held()}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(status)
+    return status
 
 
 def _chat(args) -> int:

@@ -2,11 +2,22 @@
 
 Messages say what went wrong and, where there is one, how to fix it.
 Append new classes at the end of their section; never rename one.
+
+Each class has an ``error_type``: the short, stable name a mod sees as
+``result.error_type`` when a request fails with it (see docs/MODDING.md);
+``error_type_of(exc)`` gives it for any exception ("internal" for a host bug).
 """
 
 
 class RelicError(Exception):
     """Base class of every error Relic raises on purpose."""
+
+    error_type = "error"
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The ``result.error_type`` for an exception: its class's, or "internal" for a host bug."""
+    return exc.error_type if isinstance(exc, RelicError) else "internal"
 
 
 # --- setup and the native library -------------------------------------------
@@ -32,17 +43,25 @@ class GpuProbeError(LibraryLoadError):
 class ClosedError(RelicError):
     """A native object was used after close()."""
 
+    error_type = "closed"
+
 
 class ModelLoadError(RelicError):
     """A model file is missing, not a GGUF, truncated, corrupt or unsupported."""
+
+    error_type = "model"
 
 
 class ContextError(RelicError):
     """A llama context could not be created with the given parameters."""
 
+    error_type = "context"
+
 
 class DecodeError(RelicError):
     """llama_decode/llama_encode returned a failure code."""
+
+    error_type = "decode"
 
     def __init__(self, message: str, code: int = 0):
         super().__init__(message)
@@ -52,17 +71,25 @@ class DecodeError(RelicError):
 class TokenizeError(RelicError):
     """Text could not be tokenized, or a token id is out of range."""
 
+    error_type = "tokenize"
+
 
 class SamplerError(RelicError):
     """A sampler name or parameter is invalid."""
+
+    error_type = "sampler"
 
 
 class GrammarError(RelicError):
     """A GBNF grammar or JSON Schema is invalid or unsupported."""
 
+    error_type = "grammar"
+
 
 class TemplateError(RelicError):
     """A chat template is unknown or could not be applied."""
+
+    error_type = "template"
 
 
 class DeviceError(RelicError):
@@ -78,27 +105,57 @@ class RpcError(DeviceError):
 class WorkerError(RelicError):
     """The inference worker refused or failed a request."""
 
+    error_type = "worker"
+
 
 class QueueFullError(WorkerError):
     """A mod has too many requests queued."""
+
+    error_type = "queue_full"
 
 
 class PromptTooLongError(WorkerError):
     """A prompt exceeds the configured cap or the context size."""
 
+    error_type = "prompt_too_long"
+
 
 class CancelledError(WorkerError):
     """A request was cancelled before it finished."""
 
+    error_type = "cancelled"
+
 
 class ShutdownError(WorkerError):
     """The worker is shut down and takes no more requests."""
+
+    error_type = "shutdown"
+
+
+class WorkerDeadError(WorkerError):
+    """The inference worker thread died; every pending and later request fails with this."""
+
+    error_type = "worker_dead"
+
+
+class SessionError(WorkerError):
+    """A session file could not be read or written, or a session is unknown or busy."""
+
+    error_type = "session"
+
+
+class OptionError(RelicError):
+    """A mod passed a bad option or argument to an llm, session or store call."""
+
+    error_type = "option"
 
 
 # --- the mod runtime ---------------------------------------------------------
 
 class ModError(RelicError):
     """A mod failed to load or misbehaved."""
+
+    error_type = "mod"
 
 
 class ManifestError(ModError):
@@ -116,6 +173,8 @@ class BudgetExceeded(ModError):
 class QuotaExceeded(ModError):
     """A mod exceeded a registration, event, log or request quota."""
 
+    error_type = "quota"
+
 
 class GameAPIError(RelicError):
     """The embedding game misused host.expose/emit/hookable (bad name, bad value)."""
@@ -126,6 +185,10 @@ class GameAPIError(RelicError):
 class StoreError(RelicError):
     """A RAG store could not be opened, read or written."""
 
+    error_type = "store"
+
 
 class EmbeddingError(RelicError):
     """Text could not be embedded (too long, empty, or the model failed)."""
+
+    error_type = "embedding"

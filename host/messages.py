@@ -4,45 +4,151 @@ Requests go frame thread -> request queue -> worker; events go worker ->
 event queue -> frame thread.  Everything here is frozen except the cancel
 flag, a ``threading.Event`` that the frame thread sets and the worker reads
 (the only state the two threads share besides the queues).
+
+Two kinds of request:
+
+- :class:`GenerateRequest` - a generation (``llm.generate``, ``llm.chat``,
+  ``session:say``), run by the scheduler over many steps, streaming tokens;
+- the *host calls* below (session create/reset/close/save/load, store
+  add/remove/search, forgetting a mod): each is handled once, in order with
+  the mod's other requests, by :meth:`host.engine.service.Engine.run`, and
+  its result dict is merged into the request's result.
+
+A request with ``id == 0`` is fire-and-forget: no result is delivered.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+def _cancel_flag() -> threading.Event:
+    return threading.Event()
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """Generate text for a mod: from ``prompt`` or from chat ``messages``."""
+    """Generate text for a mod: from ``prompt`` or from chat ``messages`` (or a session turn)."""
 
     id: int
     mod_id: str
     prompt: str | None = None
-    messages: tuple | None = None  # ({"role":, "content":}, ...)
+    messages: tuple | None = None  # ({"role":, "content":}, ...): contents are always plain text
     max_tokens: int = 256
     temperature: float | None = None
     seed: int | None = None
     stop: tuple = ()
     sampler: dict | None = None  # see host.engine.sampling
     template: str | None = None  # named chat template override
-    parse_special: bool = True
+    parse_special: bool = False  # a raw prompt's special-token text becomes special tokens (llm.generate only)
     grammar: Any = None  # a grammar object (host.engine.grammar), or None
-    session: Any = None  # a host.engine.session.Session, or None
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    session: int | None = None  # the session id of a session:say turn
+    stream: bool = True  # post token events (off when nobody listens: the text still comes in the result)
+    cancel: threading.Event = field(default_factory=_cancel_flag, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class CallRequest:
-    """Run ``fn(engine)`` on the worker thread (e.g. a RAG query); the result is the return value."""
+# --- host calls ---------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class HostCall:
+    """Base of the typed host calls; ``Engine.run`` dispatches on the class."""
 
     id: int
     mod_id: str
-    fn: Any
-    merge: bool = False  # a dict result is merged into the result dict
-    cancel: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    cancel: threading.Event = field(default_factory=_cancel_flag, compare=False, repr=False)
 
+
+@dataclass(frozen=True, kw_only=True)
+class SessionCreateRequest(HostCall):
+    """Create session ``session_id`` (settings were validated on the frame thread)."""
+
+    session_id: int
+    system: str | None = None
+    sampler: dict | None = None
+    overflow: str = "drop_oldest"
+    template: str | None = None
+    memory: Path | None = None  # a store whose hits are put into each user turn
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionResetRequest(HostCall):
+    """Forget a session's conversation and cached tokens (the system prompt stays)."""
+
+    session_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionCloseRequest(HostCall):
+    """Forget a session; a turn still running frees its sequence when it ends."""
+
+    session_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSaveRequest(HostCall):
+    """Save a session (conversation and cached state) to ``path``."""
+
+    session_id: int
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionLoadRequest(HostCall):
+    """Load a saved session from ``path`` as ``session_id``."""
+
+    session_id: int
+    path: Path
+    memory: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionInfoRequest(HostCall):
+    """A detached copy of a session's state (a SessionState; for tools and tests, not for Lua)."""
+
+    session_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsRequest(HostCall):
+    """Engine counters: {decode_calls, running, waiting, sessions} (tools, tests, bench)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModForgetRequest(HostCall):
+    """Close every session of a mod (its runtime is gone)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreAddRequest(HostCall):
+    """Add or replace one document of the store at ``path``."""
+
+    path: Path
+    doc_id: Any
+    text: Any
+    meta: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreRemoveRequest(HostCall):
+    """Remove one document of the store at ``path``."""
+
+    path: Path
+    doc_id: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSearchRequest(HostCall):
+    """Search the store at ``path``; ``options`` holds k, mode, filters, weights."""
+
+    path: Path
+    query: Any
+    options: tuple = ()  # (name, value) pairs: a frozen request holds no dict
+
+
+# --- events -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TokenEvent:
@@ -54,12 +160,23 @@ class TokenEvent:
 
 
 @dataclass(frozen=True)
+class TokensEvent:
+    """The text deltas of one decode step, one per streaming request: ``items`` = ((request_id, text), ...).
+
+    One queue message per step instead of one per sequence.
+    """
+
+    items: tuple
+
+
+@dataclass(frozen=True)
 class DoneEvent:
     """The end of a request, exactly once: ``result`` is a plain dict.
 
     ``result``: text, finish_reason ("stop"|"length"|"cancelled"|"error"),
-    error (message or None), usage {prompt_tokens, cached_tokens,
-    completion_tokens}, timings {...}; plus request-specific fields.
+    error (message or None), error_type (see host.errors; None on success),
+    usage {prompt_tokens, cached_tokens, completion_tokens}, timings {...};
+    plus request-specific fields.
     """
 
     request_id: int
@@ -67,11 +184,27 @@ class DoneEvent:
     result: dict
 
 
-def error_result(message: str, *, reason: str = "error", text: str = "") -> dict:
-    """A result dict for a request that failed or was cancelled."""
+def error_result(message: str, *, reason: str = "error", text: str = "", error_type: str | None = None) -> dict:
+    """A result dict for a request that failed or was cancelled.
+
+    ``error_type`` defaults to "cancelled" for a cancel and "error" otherwise;
+    pass the failing exception's ``error_type`` (host.errors) when there is one.
+    """
+    if error_type is None:
+        error_type = "cancelled" if reason == "cancelled" else "error"
     return {
         "text": text,
         "finish_reason": reason,
         "error": message if reason == "error" else (message or None),
+        "error_type": error_type,
         "usage": {"prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0},
     }
+
+
+def exception_result(exc: BaseException) -> dict:
+    """The error result for an exception: its message and its error_type."""
+    from host.errors import RelicError, error_type_of
+
+    message = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
+    reason = "cancelled" if error_type_of(exc) == "cancelled" else "error"
+    return error_result(message, reason=reason, error_type=error_type_of(exc))

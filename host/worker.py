@@ -1,16 +1,27 @@
 """The inference worker: one thread that owns the llama context and does all inference.
 
 Frame thread                         worker thread
-  submit() ── request queue ──────►  Scheduler.submit / step (decode, sample)
-  pump()   ◄── event queue ────────  TokenEvent / DoneEvent
+  submit()/call() ── request queue ──►  Engine.submit / step / run (host/engine/service.py)
+  pump()          ◄── event queue ────  TokenEvent / DoneEvent
 
-- The frame thread never blocks on the worker: ``submit`` enqueues and returns
-  a :class:`Handle`; ``pump`` delivers queued events within a time budget.
+- The frame thread never blocks on the worker: ``submit``/``call`` enqueue
+  and return a :class:`Handle`; ``pump`` delivers queued events within a time
+  budget.  Requests are typed (host/messages.py); results are plain dicts
+  with ``error_type`` naming the class of a failure (host/errors.py).
 - The worker never touches Lua; it only posts events.
-- Cancellation is a per-request ``threading.Event`` the worker checks between
-  decode steps.
-- ``shutdown`` cancels what is pending, joins the thread (which frees the
-  context, batch and samplers it created) and returns promptly.
+- Cancellation is a per-request ``threading.Event``; ``_stopping`` is the
+  worker-wide one.  The engine checks both between decode steps, inside
+  prompt chunks (llama.cpp's abort callback) and inside long host calls
+  (store ingest, session rendering), so every job stops within one step.
+- Oversized input is refused by its byte size here, on the frame thread,
+  before anything is tokenized (``max_prompt_bytes``: no text longer than
+  that can fit the prompt limit, whatever its tokens).
+- ``shutdown`` cancels everything, waits ``shutdown_wait_s`` for the thread,
+  and if it is still inside llama.cpp, leaks the native objects instead of
+  freeing them under it (host.llama.hold_frees) and says so in the log.
+- A worker thread that dies (a bug) is noticed by ``pump``: every pending and
+  later request fails at once with error_type "worker_dead", and
+  ``on_dead(message)`` is called once (the host prints it on the console).
 """
 
 from __future__ import annotations
@@ -23,9 +34,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from host.errors import QueueFullError, RelicError, ShutdownError
-from host.messages import CallRequest, DoneEvent, GenerateRequest, TokenEvent, error_result
+from host.errors import PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, WorkerDeadError
 from host.llama import aborts as _aborts
+from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
+                           TokenEvent, TokensEvent, error_result, exception_result)
 
 log = logging.getLogger("relic.worker")
 
@@ -43,9 +55,13 @@ class WorkerConfig:
     n_threads_batch: int | None = None  # prompt threads (default: like n_threads)
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
     max_pending_per_mod: int = 16  # requests not yet done, per mod
+    max_pending_bytes_per_mod: int = 4 << 20  # input bytes (prompts, texts) of those requests, per mod
     max_prompt_tokens: int | None = None  # default: the context size
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
     prompt_share: float = 2.0  # while others generate, a step reads this many generation steps' worth of prompt
+    max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
+    shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
+    embed_model: object = None  # stores' embedding model: a path or a callable giving one (None: the default)
 
     @classmethod
     def from_env(cls) -> "WorkerConfig":
@@ -61,6 +77,29 @@ class WorkerConfig:
         return cfg
 
 
+def _default_embed_model():
+    from host.setup.embed_model import embed_model_path
+
+    return embed_model_path()
+
+
+def max_piece_bytes(model) -> int:
+    """The longest text one token of the model's vocabulary stands for, in bytes (at least 1).
+
+    N tokens never cover more than N times this many bytes, so a longer text
+    cannot fit N tokens: the bound lets a prompt be refused before tokenizing.
+    """
+    C, ffi = model.lib.C, model.lib.ffi
+    vptr = model.vocab.ptr
+    buf = ffi.new("char[]", 256)
+    longest = 1
+    for t in range(model.vocab.n_tokens):
+        for special in (False, True):
+            n = C.llama_token_to_piece(vptr, t, buf, 256, 0, special)
+            longest = max(longest, abs(n))
+    return longest
+
+
 class Handle:
     """The frame-thread side of one request: result, callbacks, cancel().
 
@@ -68,16 +107,16 @@ class Handle:
     ``Worker.pump``; ``on_done`` runs exactly once.
     """
 
-    __slots__ = ("id", "mod_id", "request", "on_token", "on_done", "result", "_worker")
+    __slots__ = ("id", "mod_id", "request", "on_token", "on_done", "result", "size")
 
-    def __init__(self, worker, request, on_token=None, on_done=None):
+    def __init__(self, request, on_token=None, on_done=None, size: int = 0):
         self.id = request.id
         self.mod_id = request.mod_id
         self.request = request
         self.on_token = on_token
         self.on_done = on_done
         self.result = None
-        self._worker = worker
+        self.size = size  # bytes of input this request holds (counted against the mod's pending bytes)
 
     def done(self) -> bool:
         return self.result is not None
@@ -87,38 +126,61 @@ class Handle:
         self.request.cancel.set()
 
 
-class Worker:
-    """Owns the scheduler on its own thread; see the module docstring."""
+def _text_bytes(options: dict) -> int:
+    """UTF-8 bytes of a generation's input text (prompt or message contents)."""
+    n = 0
+    if isinstance(options.get("prompt"), str):
+        n += len(options["prompt"].encode("utf-8", "surrogatepass"))
+    for m in options.get("messages") or ():
+        n += len(str(m.get("content", "")).encode("utf-8", "surrogatepass")) + len(str(m.get("role", "")))
+    return n
 
-    def __init__(self, model, config: WorkerConfig | None = None, engine_factory=None):
+
+class Worker:
+    """Owns the engine on its own thread; see the module docstring.
+
+    Frame thread only: every public method except the ones the worker thread
+    runs itself (``_run`` and what it calls).
+    """
+
+    def __init__(self, model, config: WorkerConfig | None = None, engine_factory=None, on_dead=None):
         self.model = model
         self.config = config or WorkerConfig()
         self._engine_factory = engine_factory or self._default_engine
+        self.on_dead = on_dead  # on_dead(message), once, on the frame thread
         self._requests: queue.SimpleQueue = queue.SimpleQueue()  # frame -> worker
         self._events: queue.SimpleQueue = queue.SimpleQueue()  # worker -> frame
         self._handles: dict[int, Handle] = {}  # frame thread only
         self._pending: dict[str, int] = {}  # frame thread only: undelivered requests per mod
+        self._pending_bytes: dict[str, int] = {}  # frame thread only: input bytes of those requests
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()  # set once by shutdown(); read by the worker between steps
+        # Set once by shutdown(); read by the worker and the engine between steps, inside
+        # prompt chunks and inside long host calls (so every job stops within one step).
+        self._stopping = threading.Event()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self.dead: str | None = None  # why the worker thread died (frame thread; set by pump)
+        self.leaked = False  # shutdown gave up on a live thread and leaked the native objects
         self.stats = {"submitted": 0, "delivered_events": 0}
         self._stalled_failed = False  # pending requests were failed after an RPC server was lost
+        self.max_prompt_bytes = self.config.max_prompt_bytes  # set by the worker thread at start when None
 
     # --- lifecycle ---------------------------------------------------------
     def _default_engine(self):
         from host.engine.scheduler import Scheduler
-
+        from host.engine.service import Engine
         from host.llama.context import default_threads
 
         c = self.config
         # prompts too leave a core to the frame thread by default: ggml's spinning
         # thread pool slows down several-fold when it has more threads than free cores
-        return Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
-                         n_threads=c.n_threads or default_threads(),
-                         n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
-                         max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type, prompt_share=c.prompt_share)
+        sched = Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
+                          n_threads=c.n_threads or default_threads(),
+                          n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
+                          max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type, prompt_share=c.prompt_share,
+                          stop_event=self._stopping)
+        return Engine(sched, rag_model=c.embed_model or _default_embed_model)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""
@@ -139,19 +201,30 @@ class Worker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel everything, stop and join the thread; idempotent."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Cancel everything, stop the thread and wait for it; idempotent.
+
+        Waits ``timeout`` (default ``config.shutdown_wait_s``).  A thread still
+        running then is left behind with every native object it may use: they
+        are leaked, never freed (``self.leaked``; logged).
+        """
         if self._thread is None:
             return
+        wait = self.config.shutdown_wait_s if timeout is None else timeout
         self._stopping.set()
         for h in self._handles.values():
             h.request.cancel.set()
         self._requests.put(_SHUTDOWN)
-        self._thread.join(0.5 if _aborts.stalled() is not None else timeout)  # blocked for good then
+        self._thread.join(0.5 if _aborts.stalled() is not None else wait)  # blocked for good then
         if self._thread.is_alive() and _aborts.stalled() is not None:
             log.warning("inference worker left blocked after the RPC server loss (see host.llama.aborts)")
-        elif self._thread.is_alive():  # pragma: no cover - a native call that never returns
-            log.error("inference worker did not stop within %.1f s", timeout)
+        elif self._thread.is_alive():
+            from host.llama import hold_frees
+
+            hold_frees("the inference worker thread was still running at shutdown")
+            self.leaked = True
+            log.error("the inference worker did not stop within %.1f s; its model and contexts are left "
+                      "allocated (not freed under a running thread)", wait)
         self._thread = None
         _aborts.worker_running(False)
 
@@ -159,26 +232,41 @@ class Worker:
     def submit(self, mod_id: str, *, on_token=None, on_done=None, **options) -> Handle:
         """Queue a generation for ``mod_id``; returns a Handle at once.
 
-        Over the mod's queue limit, or after shutdown, the handle is already
-        done with an error result (nothing is raised into the mod).
+        Over the mod's queue limit, with input larger than ``max_prompt_bytes``,
+        after shutdown or once the worker died, the handle is already done with
+        an error result whose ``error_type`` says which (nothing is raised into the mod).
         """
-        req = GenerateRequest(id=next(self._ids), mod_id=mod_id, **options)
-        return self._enqueue(req, on_token, on_done)
+        req = GenerateRequest(id=next(self._ids), mod_id=mod_id, stream=on_token is not None, **options)
+        size = _text_bytes(options)
+        if size > self.max_prompt_bytes:
+            tokens = self.config.max_prompt_tokens or self.config.n_ctx
+            return self._refuse(req, on_done, PromptTooLongError(
+                f"the prompt is {size} bytes: too long for any prompt within the limit (the limit is {tokens} "
+                f"tokens, so at most {self.max_prompt_bytes} bytes); shorten it"), on_token)
+        return self._enqueue(req, on_token, on_done, size)
 
-    def call(self, mod_id: str, fn, *, on_done=None, merge: bool = False) -> Handle:
-        """Run ``fn(engine)`` on the worker; the result dict is ``{"value": ...}`` or an error.
+    def call(self, request_type: type, mod_id: str, *, on_done=None, size: int = 0, **fields) -> Handle:
+        """Queue a host call (a ``HostCall`` subclass from host.messages) for ``mod_id``.
 
-        ``merge``: a dict returned by fn is merged into the result instead.
+        Its result is ``{"finish_reason": "stop", "error": None, ...fields the
+        engine returned}`` or an error result; ``size`` counts input bytes
+        against the mod's pending bytes.
         """
-        req = CallRequest(id=next(self._ids), mod_id=mod_id, fn=fn, merge=merge)
-        return self._enqueue(req, None, on_done)
+        req = request_type(id=next(self._ids), mod_id=mod_id, **fields)
+        return self._enqueue(req, None, on_done, size)
 
-    # --- sessions (the worker's scheduler owns them; the frame thread holds ids) ---
+    def post(self, request_type: type, mod_id: str, **fields) -> None:
+        """A fire-and-forget host call (no result), ordered with the mod's other requests."""
+        if self._thread is not None and not self._stopping.is_set() and self.dead is None:
+            self._requests.put(request_type(id=0, mod_id=mod_id, **fields))
+
+    # --- sessions (the engine owns them; the frame thread holds ids) ---------
     def create_session(self, mod_id: str, *, system: str | None = None, sampler: dict | None = None,
-                       overflow: str = "drop_oldest", template: str | None = None) -> int:
-        """Create a chat session; bad settings raise here, on the caller's thread."""
+                       overflow: str = "drop_oldest", template: str | None = None, memory=None) -> int:
+        """Create a chat session; returns its id.  Bad settings raise here, on the caller's thread."""
         from host.engine import sampling
-        from host.engine.session import OVERFLOW_POLICIES, SessionError
+        from host.engine.session import OVERFLOW_POLICIES
+        from host.errors import SessionError
 
         if overflow not in OVERFLOW_POLICIES:
             raise SessionError(f"unknown overflow policy {overflow!r}; use one of {list(OVERFLOW_POLICIES)}")
@@ -189,46 +277,40 @@ class Worker:
         if template is not None:  # llama_chat_apply_template is a pure function: safe here
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         sid = next(self._ids)
-        self.post(lambda e: e.create_session(sid, mod_id, system=system, sampler=sampler, overflow=overflow,
-                                              template=template))
+        self.post(SessionCreateRequest, mod_id, session_id=sid, system=system, sampler=sampler,
+                  overflow=overflow, template=template, memory=memory)
         return sid
 
     def say(self, mod_id: str, session_id: int, text: str, *, on_token=None, on_done=None, **options) -> Handle:
         """One user turn in a session; the reply streams like any generation."""
         return self.submit(mod_id, session=session_id, prompt=text, on_token=on_token, on_done=on_done, **options)
 
-    def session_call(self, mod_id: str, session_id: int, method: str, *args, on_done=None) -> Handle:
-        """reset/save/load a session on the worker (``method`` names a Scheduler method)."""
-        if method not in ("reset_session", "save_session", "load_session"):
-            raise ValueError(method)
-        return self.call(mod_id, lambda e: getattr(e, method)(session_id, mod_id, *args), on_done=on_done)
-
     def new_session_id(self) -> int:
         return next(self._ids)
 
     def close_session(self, mod_id: str, session_id: int) -> None:
-        self.post(lambda e: e.close_session(session_id, mod_id))
+        self.post(SessionCloseRequest, mod_id, session_id=session_id)
 
-    def post(self, fn) -> None:
-        """Run fn(engine) on the worker with no result (ordered with the mod's requests)."""
-        if self._thread is not None and not self._stopping.is_set():
-            self._requests.put(CallRequest(id=0, mod_id="", fn=fn))
-
-    def _enqueue(self, req, on_token, on_done) -> Handle:
-        handle = Handle(self, req, on_token, on_done)
+    def _enqueue(self, req, on_token, on_done, size: int = 0) -> Handle:
         self.stats["submitted"] += 1
+        if self.dead is not None:
+            return self._refuse(req, on_done, WorkerDeadError(self.dead), on_token)
         if self._thread is None or self._stopping.is_set():
-            self._complete_now(handle, "the inference worker is shut down")
-        elif _aborts.stalled() is not None:
-            self._complete_now(handle, self._stalled_message())
-        elif self._pending.get(req.mod_id, 0) >= self.config.max_pending_per_mod:
-            self._complete_now(handle, f"{QueueFullError.__name__}: mod {req.mod_id!r} already has "
-                                       f"{self.config.max_pending_per_mod} requests in flight; wait for some "
-                                       f"to finish")
-        else:
-            self._handles[req.id] = handle
-            self._pending[req.mod_id] = self._pending.get(req.mod_id, 0) + 1
-            self._requests.put(req)
+            return self._refuse(req, on_done, ShutdownError("the inference worker is shut down"), on_token)
+        if _aborts.stalled() is not None:
+            return self._refuse(req, on_done, WorkerDeadError(self._stalled_message()), on_token)
+        if self._pending.get(req.mod_id, 0) >= self.config.max_pending_per_mod:
+            return self._refuse(req, on_done, QueueFullError(
+                f"mod {req.mod_id!r} already has {self.config.max_pending_per_mod} requests in flight; wait "
+                f"for some to finish"), on_token)
+        cap = self.config.max_pending_bytes_per_mod
+        if size and self._pending_bytes.get(req.mod_id, 0) + size > cap:
+            return self._refuse(req, on_done, QuotaExceeded(
+                f"mod {req.mod_id!r} has {self._pending_bytes.get(req.mod_id, 0)} bytes of input in flight; "
+                f"{size} more would pass its quota of {cap} bytes: wait for some requests to finish"), on_token)
+        handle = Handle(req, on_token, on_done, size)
+        self._track(handle)
+        self._requests.put(req)
         return handle
 
     def _stalled_message(self) -> str:
@@ -238,13 +320,24 @@ class Worker:
         """The worker thread is blocked for good (host.llama.aborts): finish every pending request now."""
         self._stalled_failed = True
         for h in list(self._handles.values()):
-            self._events.put(DoneEvent(h.id, h.mod_id, error_result(self._stalled_message())))
+            self._events.put(DoneEvent(h.id, h.mod_id, exception_result(WorkerDeadError(self._stalled_message()))))
 
-    def _complete_now(self, handle: Handle, message: str) -> None:
+    def fail(self, mod_id: str, exc: BaseException, *, on_token=None, on_done=None) -> Handle:
+        """A handle that is already done with ``exc`` as its error (delivered at the next pump)."""
+        return self._refuse(GenerateRequest(id=next(self._ids), mod_id=mod_id), on_done, exc, on_token)
+
+    def _refuse(self, req, on_done, exc, on_token=None) -> Handle:
         # delivered through the event queue so on_done still runs on the next pump, like any other result
+        handle = Handle(req, on_token, on_done)
+        self._track(handle)
+        self._events.put(DoneEvent(handle.id, handle.mod_id, exception_result(exc)))
+        return handle
+
+    def _track(self, handle: Handle) -> None:
         self._handles[handle.id] = handle
         self._pending[handle.mod_id] = self._pending.get(handle.mod_id, 0) + 1
-        self._events.put(DoneEvent(handle.id, handle.mod_id, error_result(message)))
+        if handle.size:
+            self._pending_bytes[handle.mod_id] = self._pending_bytes.get(handle.mod_id, 0) + handle.size
 
     def cancel(self, mod_id: str, request_id) -> bool:
         """Cancel one request, only if it belongs to ``mod_id``; False when unknown or done."""
@@ -255,32 +348,42 @@ class Worker:
         return True
 
     def cancel_mod(self, mod_id: str) -> int:
-        """Cancel every request of a mod (reload, quarantine); returns how many."""
+        """Cancel every request of a mod (reload, quarantine); returns how many.
+
+        A queued session save still runs; store calls and generations stop.
+        """
         n = 0
-        for h in self._handles.values():  # generations only: a queued session save still runs
-            if h.mod_id == mod_id and isinstance(h.request, GenerateRequest) and not h.request.cancel.is_set():
+        for h in self._handles.values():
+            if h.mod_id == mod_id and not h.request.cancel.is_set() and not _runs_anyway(h.request):
                 h.request.cancel.set()
                 n += 1
         return n
 
     def forget_mod(self, mod_id: str) -> None:
         """Cancel a mod's requests, close its sessions, drop its callbacks (its runtime is gone)."""
+        from host.messages import ModForgetRequest
+
         self.cancel_mod(mod_id)
-        self.post(lambda e: e.close_mod_sessions(mod_id))
+        self.post(ModForgetRequest, mod_id)
         for h in self._handles.values():
             if h.mod_id == mod_id:
                 h.on_token = h.on_done = None
 
     def pending(self, mod_id: str | None = None) -> int:
+        """Requests not yet delivered as done (of one mod, or all)."""
         if mod_id is None:
             return len(self._handles)
         return self._pending.get(mod_id, 0)
+
+    def pending_bytes(self, mod_id: str) -> int:
+        """Input bytes held by a mod's requests not yet done."""
+        return self._pending_bytes.get(mod_id, 0)
 
     def pump(self, budget_s: float = 0.004, on_error=None) -> int:
         """Deliver queued events for up to ``budget_s`` seconds; returns how many.
 
         Callback exceptions go to ``on_error(handle, exc)`` (or the log); they
-        never stop delivery to others.
+        never stop delivery to others.  Also notices a dead worker thread.
         """
         deadline = time.perf_counter() + budget_s
         n = 0
@@ -290,15 +393,38 @@ class Worker:
             try:
                 ev = self._events.get_nowait()
             except queue.Empty:
+                if self.dead is None and self._thread is not None and not self._thread.is_alive() \
+                        and not self._stopping.is_set():
+                    self._died(on_error)
                 break
             n += 1
-            handle = self._handles.get(ev.request_id)
-            if handle is not None:
-                self._deliver(handle, ev, on_error)
+            if type(ev) is TokensEvent:
+                for rid, text in ev.items:
+                    handle = self._handles.get(rid)
+                    if handle is not None and handle.on_token is not None:
+                        self._call(handle, handle.on_token, text, on_error)
+            else:
+                handle = self._handles.get(ev.request_id)
+                if handle is not None:
+                    self._deliver(handle, ev, on_error)
             if time.perf_counter() >= deadline:
                 break
         self.stats["delivered_events"] += n
         return n
+
+    def _died(self, on_error) -> None:
+        """The worker thread is gone (a bug): fail everything pending, refuse what comes."""
+        self.dead = ("the inference worker thread died (see the host log); requests fail until the host "
+                     "restarts")
+        log.critical("%s", self.dead)
+        for handle in list(self._handles.values()):
+            self._deliver(handle, DoneEvent(handle.id, handle.mod_id, exception_result(WorkerDeadError(self.dead))),
+                          on_error)
+        if self.on_dead is not None:
+            try:
+                self.on_dead(self.dead)
+            except Exception:  # pragma: no cover - a console that fails
+                log.exception("on_dead failed")
 
     def _deliver(self, handle: Handle, ev, on_error) -> None:
         if isinstance(ev, TokenEvent):
@@ -313,9 +439,18 @@ class Worker:
                 self._pending[handle.mod_id] = left
             else:
                 self._pending.pop(handle.mod_id, None)
+            if handle.size:
+                left = self._pending_bytes.get(handle.mod_id, 0) - handle.size
+                if left > 0:
+                    self._pending_bytes[handle.mod_id] = left
+                else:
+                    self._pending_bytes.pop(handle.mod_id, None)
             fn, arg = handle.on_done, ev.result
-        if fn is None:
-            return
+        if fn is not None:
+            self._call(handle, fn, arg, on_error)
+
+    @staticmethod
+    def _call(handle: Handle, fn, arg, on_error) -> None:
         try:
             fn(arg)
         except Exception as exc:  # a callback's failure is the caller's, not the worker's
@@ -343,6 +478,9 @@ class Worker:
                 except (OSError, AttributeError):
                     pass
             engine = self._engine_factory()
+            if self.max_prompt_bytes is None:  # read by the frame thread only after start() returns
+                tokens = self.config.max_prompt_tokens or self.config.n_ctx
+                self.max_prompt_bytes = tokens * max_piece_bytes(self.model)
         except BaseException as exc:  # reported by start()
             self._start_error = exc
             self._ready.set()
@@ -350,46 +488,48 @@ class Worker:
         self._ready.set()
         emit = self._events.put
         try:
+            requests = self._requests
             while True:
-                try:
-                    msg = self._requests.get(block=not engine.busy)
-                except queue.Empty:
-                    msg = None
+                # one consumer (this thread): a non-empty queue cannot become empty before get
+                if not engine.busy:
+                    msg = requests.get()
+                else:
+                    msg = requests.get_nowait() if not requests.empty() else None
                 while msg is not None:
                     if msg is _SHUTDOWN:
                         engine.cancel_all(emit)
                         self._drain_at_shutdown(engine, emit)
                         return
                     self._accept(engine, msg, emit)
-                    try:
-                        msg = self._requests.get_nowait()
-                    except queue.Empty:
-                        msg = None
+                    msg = requests.get_nowait() if not requests.empty() else None
                 if engine.busy:
                     try:
                         engine.step(emit)
                     except Exception as exc:  # keep serving: fail what was running, not the worker
                         log.exception("inference step failed")
-                        self._fail_running(engine, emit, exc)
+                        engine.fail_running(emit, exc)
+        except BaseException:
+            log.critical("the inference worker thread died", exc_info=True)
+            raise
         finally:
-            engine.close()
+            engine.close()  # this thread created every native object the engine holds
+
+    def _cancelled_fn(self, msg):
+        return lambda: msg.cancel.is_set() or self._stopping.is_set()
 
     def _accept(self, engine, msg, emit) -> None:
-        if isinstance(msg, CallRequest):
+        if isinstance(msg, HostCall):
             if msg.cancel.is_set() and not self._stopping.is_set():
-                emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+                if msg.id:
+                    emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
                 return
             try:
-                value = msg.fn(engine)
-                result = {"finish_reason": "stop", "error": None}
-                if msg.merge and isinstance(value, dict):
-                    result.update(value)
-                else:
-                    result["value"] = value
+                result = {"finish_reason": "stop", "error": None, "error_type": None}
+                result.update(engine.run(msg, self._cancelled_fn(msg)))
             except Exception as exc:
                 if not msg.id:
-                    log.warning("host call on the worker failed: %s", exc)
-                result = error_result(str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}")
+                    log.warning("host call %s on the worker failed: %s", type(msg).__name__, exc)
+                result = exception_result(exc)
             if msg.id:  # id 0: fire-and-forget host calls
                 emit(DoneEvent(msg.id, msg.mod_id, result))
             return
@@ -400,24 +540,26 @@ class Worker:
             engine.submit(msg, emit)
         except Exception as exc:
             log.exception("request %d could not be accepted", msg.id)
-            emit(DoneEvent(msg.id, msg.mod_id, error_result(f"{type(exc).__name__}: {exc}")))
-
-    def _fail_running(self, engine, emit, exc) -> None:
-        for slot in list(getattr(engine, "slots", ())):
-            try:
-                engine._finish(slot, "error", emit, error=f"{type(exc).__name__}: {exc}")
-            except Exception:  # pragma: no cover - last resort
-                emit(DoneEvent(slot.req.id, slot.req.mod_id, error_result(str(exc))))
-                engine.slots.remove(slot)
+            emit(DoneEvent(msg.id, msg.mod_id, exception_result(exc)))
 
     def _drain_at_shutdown(self, engine, emit) -> None:
-        """Generations still queued are cancelled; host calls (a session save) still run."""
+        """Generations still queued are cancelled; host calls (a session save) still run.
+
+        Long host calls see the stop flag and end early as cancelled.
+        """
         while True:
             try:
                 msg = self._requests.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(msg, CallRequest):
+            if isinstance(msg, HostCall):
                 self._accept(engine, msg, emit)
             elif msg is not _SHUTDOWN:
                 emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+
+
+def _runs_anyway(request) -> bool:
+    """Requests a mod's reload does not cancel: saving and closing its sessions."""
+    from host.messages import SessionCloseRequest, SessionSaveRequest
+
+    return isinstance(request, (SessionSaveRequest, SessionCloseRequest))

@@ -3,23 +3,49 @@
 -- Built once per mod by the host: `factory(bridge)` returns the `grammar`
 -- table.  Every constructor validates at once and raises a Lua error naming
 -- the problem; the returned object goes into any llm call as `grammar = g`.
-return function(bridge)
+--
+-- A grammar counts against the mod's quota until the garbage collector takes
+-- its object (a __gc proxy from the host's `gc_proxy` notes the id; the next
+-- construction hands those ids back, after one full collection if the quota
+-- is reached).
+return function(bridge, gc_proxy)
   local grammar = {}
   local G = { __metatable = false }
   G.__index = G
   G.__tostring = function(g) return "grammar(" .. g.kind .. ")" end
+  local collected = {}
+  local anchors = setmetatable({}, { __mode = "k" })
 
   local function wrap(id, kind)
-    return setmetatable({ __relic_grammar = id, kind = kind }, G)
+    local g = setmetatable({ __relic_grammar = id, kind = kind }, G)
+    if gc_proxy ~= nil then anchors[g] = gc_proxy(function() collected[#collected + 1] = id end) end
+    return g
   end
 
   -- bridge.make raises at this file's line; re-raise at the mod's call site
-  -- (level 3: make <- grammar.x <- the mod) so the error names the modder's line.
+  -- (level 4: call_make <- make <- grammar.x <- the mod) so the error names the modder's line.
   local bridge_make = bridge.make
+  local function call_make(...)
+    local ok, id, problem = pcall(bridge_make, ...)
+    if not ok then error((string.gsub(tostring(id), "^lua/grammar%.lua:%d+: ", "")), 4) end
+    return id, problem
+  end
+
+  local function take_collected()
+    local ids = collected
+    collected = {}
+    return ids
+  end
+
   local function make(...)
-    local ok, res = pcall(bridge_make, ...)
-    if ok then return res end
-    error((string.gsub(tostring(res), "^lua/grammar%.lua:%d+: ", "")), 3)
+    local id, problem = call_make(take_collected(), ...)
+    if id == nil then   -- over the quota: give back what the GC can take, then try once more
+      collectgarbage("collect")
+      collectgarbage("collect")   -- the first frees the objects, the second their __gc proxies
+      id, problem = call_make(take_collected(), ...)
+      if id == nil then error(problem, 3) end
+    end
+    return id
   end
 
   -- Size caps checked here first, before the host copies anything (the host

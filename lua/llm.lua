@@ -7,9 +7,41 @@
 --
 -- A handle is a table: `handle.id`, `handle:cancel()`, `handle:done()`,
 -- `handle:result()`; `await(handle)` works inside `async` coroutines.
-return function(bridge)
+--
+-- Sessions count against the mod's host-side quota until closed; one the mod
+-- drops is closed after the garbage collector takes it: `gc_proxy` (given by
+-- the host, built from what the mod's environment lacks) makes a userdata whose
+-- __gc notes the id, and the next session creation hands those ids to the host.
+return function(bridge, gc_proxy)
   local llm = {}
   local pending = {}   -- request id -> handle, until its result arrives
+  local collected = {} -- ids of sessions the GC took, for the host
+  local anchors = setmetatable({}, { __mode = "k" })   -- session -> its __gc proxy
+  local MAX_TOKENIZE = bridge.max_tokenize_bytes
+
+  local function watch(obj, id)
+    if gc_proxy ~= nil then anchors[obj] = gc_proxy(function() collected[#collected + 1] = id end) end
+  end
+
+  local function take_collected()
+    local ids = collected
+    collected = {}
+    return ids
+  end
+
+  -- Create through the host: call(dead_ids) makes the bridge call.  Over a quota,
+  -- collect garbage (dropped sessions give their quota back) and try once more
+  -- before raising the host's message at the mod's call site.
+  local function create(call)
+    local a, b = call(take_collected())
+    if a == nil then
+      collectgarbage("collect")
+      collectgarbage("collect")   -- the first frees the objects, the second their __gc proxies
+      a, b = call(take_collected())
+      if a == nil then error(b, 3) end
+    end
+    return a, b
+  end
 
   local Handle = {}
   Handle.__index = Handle
@@ -105,15 +137,23 @@ return function(bridge)
     return submit("chat", opts)
   end
 
-  --- Token ids of a text (synchronous, cheap).
+  local function check_size(text, what)
+    if type(text) ~= "string" then error("llm." .. what .. " expects a string", 3) end
+    if #text > MAX_TOKENIZE then
+      error(string.format("llm.%s: the text is %d bytes; the limit for this synchronous call is %d "
+        .. "(split it, or send it with llm.generate)", what, #text, MAX_TOKENIZE), 3)
+    end
+  end
+
+  --- Token ids of a text (synchronous, cheap; at most MAX_TOKENIZE bytes).
   function llm.tokenize(text)
-    if type(text) ~= "string" then error("llm.tokenize expects a string", 2) end
+    check_size(text, "tokenize")
     return bridge.tokenize(text)
   end
 
-  --- Number of tokens in a text (synchronous, cheap).
+  --- Number of tokens in a text (synchronous, cheap; at most MAX_TOKENIZE bytes).
   function llm.count(text)
-    if type(text) ~= "string" then error("llm.count expects a string", 2) end
+    check_size(text, "count")
     return bridge.count(text)
   end
 
@@ -160,7 +200,9 @@ return function(bridge)
   end
 
   local function wrap_session(id, loaded)
-    return setmetatable({ id = id, loaded = loaded }, Session)
+    local s = setmetatable({ id = id, loaded = loaded }, Session)
+    watch(s, id)
+    return s
   end
 
   --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift"|"summarize", template=,
@@ -170,8 +212,10 @@ return function(bridge)
     opts = opts or {}
     if type(opts) ~= "table" then error("llm.session takes one table argument", 2) end
     local spec, runs, rest = split_tools(opts, "llm.session")
-    if spec == nil then return wrap_session(bridge.session_create(opts)) end
-    local s = wrap_session(bridge.session_create(rest, spec))
+    if spec == nil then
+      return wrap_session(create(function(dead) return bridge.session_create(opts, nil, dead) end))
+    end
+    local s = wrap_session(create(function(dead) return bridge.session_create(rest, spec, dead) end))
     s._tools, s._runs, s._on_tool = spec, runs, opts.on_tool
     return s
   end
@@ -181,7 +225,7 @@ return function(bridge)
   function llm.load_session(name, opts)
     if type(name) ~= "string" then error("llm.load_session expects a name", 2) end
     if opts ~= nil and type(opts) ~= "table" then error("llm.load_session options must be a table", 2) end
-    local id, load_id = bridge.session_load(name, opts or {})
+    local id, load_id = create(function(dead) return bridge.session_load(name, opts or {}, dead) end)
     return wrap_session(id, new_handle(load_id))
   end
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from host.engine.session import SessionState, common_prefix, with_note
+from host.messages import SessionInfoRequest, StoreAddRequest
 from host.worker import Worker, WorkerConfig
 
 SYSTEM = "You are Mara, a ferry pilot. Answer in one short sentence."
@@ -27,7 +28,7 @@ def chat(worker, sid, texts, max_tokens=40):
 
 
 def state(worker, sid):
-    return worker.wait(worker.call("m", lambda e: e.sessions[sid]), 10)["value"]
+    return worker.wait(worker.call(SessionInfoRequest, "m", session_id=sid), 10)["value"]
 
 
 def test_drop_oldest_overflow_reuses_the_kept_history(model, no_thread_left):
@@ -62,24 +63,24 @@ def test_summarize_keeps_a_running_summary_after_the_system_prompt(model, no_thr
         w.shutdown()
 
 
-def test_the_memory_note_is_shown_in_its_turn_only(model, no_thread_left):
+def test_the_memory_note_is_shown_in_its_turn_only(model, no_thread_left, tmp_path):
     """Issue 14: retrieved memory stayed in the history (the prompt grew ~300 tokens a turn)."""
-    w = make_worker(model, n_ctx=1024)
-    seen = []
+    from host.setup.embed_model import ensure_embed_model
 
-    def note(engine, text):
-        seen.append(text)
-        return "Things you know that may help:\n- The ferry is called the Grey Heron."
-
+    w = make_worker(model, n_ctx=1024, embed_model=ensure_embed_model())
+    store = tmp_path / "lore.rag.sqlite3"
+    asked = ["What is your ferry called?", "And where do you sail?", "Thanks!"]
     try:
-        sid = w.create_session("m", system=SYSTEM)
-        w.post(lambda e: e.set_session_memory(sid, note))
-        results = chat(w, sid, ["What is your ferry called?", "And where do you sail?", "Thanks!"])
+        r = w.wait(w.call(StoreAddRequest, "m", path=store, doc_id="ferry",
+                          text="The ferry is called the Grey Heron."), 120)
+        assert r["error"] is None, r
+        sid = w.create_session("m", system=SYSTEM, memory=store)
+        results = chat(w, sid, asked)
         assert all(r["finish_reason"] in ("stop", "length") for r in results), results
+        assert results[0]["usage"]["prompt_tokens"] > 40, "the note was in the first turn's prompt"
         st = state(w, sid)
-        assert seen == ["What is your ferry called?", "And where do you sail?", "Thanks!"]
         assert all("Grey Heron" not in m["content"] or m["role"] == "assistant" for m in st.messages)
-        assert [m["content"] for m in st.messages if m["role"] == "user"] == seen
+        assert [m["content"] for m in st.messages if m["role"] == "user"] == asked
         # the previous note was cut out of the cache, not re-read with everything after it
         third = results[2]["usage"]
         assert third["prompt_tokens"] - third["cached_tokens"] < 80, third

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from host.engine.session import SessionError
+from host.messages import (SessionInfoRequest, SessionLoadRequest, SessionResetRequest, SessionSaveRequest,
+                           StatsRequest)
 from host.worker import Worker, WorkerConfig
 
 SYSTEM = "You are Mara, a ferry pilot. Answer in one short sentence."
@@ -29,7 +31,7 @@ def chat(worker, sid, texts, mod="m", max_tokens=24, **opts):
 
 
 def state(worker, sid, mod="m"):
-    return worker.wait(worker.call(mod, lambda e: e.sessions[sid]), 10)["value"]
+    return worker.wait(worker.call(SessionInfoRequest, mod, session_id=sid), 10)["value"]
 
 
 def test_each_turn_reuses_the_cached_prefix(worker):
@@ -59,7 +61,7 @@ def test_cached_tokens_are_exactly_the_rendered_conversation(worker, model):
 def test_reset_forgets_the_conversation(worker):
     sid = worker.create_session("m", system=SYSTEM)
     chat(worker, sid, TURNS[:2])
-    r = worker.wait(worker.session_call("m", sid, "reset_session"), 10)
+    r = worker.wait(worker.call(SessionResetRequest, "m", session_id=sid), 10)
     assert r["error"] is None
     st = state(worker, sid)
     assert st.messages == [] and st.system == SYSTEM
@@ -144,7 +146,7 @@ def test_four_concurrent_sessions_match_sequential(model, no_thread_left):
         sids = [w.create_session("m", system=SYSTEM) for _ in prompts]
         handles = [w.say("m", s, p, max_tokens=20) for s, p in zip(sids, prompts)]
         par_out = [w.wait(h, 60)["text"] for h in handles]
-        steps = w.wait(w.call("m", lambda e: e.decode_calls), 10)["value"]
+        steps = w.wait(w.call(StatsRequest, "m"), 10)["value"]["decode_calls"]
     finally:
         w.shutdown()
     assert par_out == seq_out
@@ -155,14 +157,14 @@ def test_save_and_restore_continue_exactly(worker, model, tmp_path):
     path = tmp_path / "mara.session"
     sid = worker.create_session("m", system=SYSTEM)
     chat(worker, sid, TURNS[:2])
-    saved = worker.wait(worker.session_call("m", sid, "save_session", path), 10)
+    saved = worker.wait(worker.call(SessionSaveRequest, "m", session_id=sid, path=path), 10)
     assert saved["error"] is None and path.stat().st_size > 1000
     expected = chat(worker, sid, TURNS[2:])[0]["text"]
 
     w2 = make_worker(model)
     try:
         sid2 = w2.new_session_id()
-        loaded = w2.wait(w2.session_call("m", sid2, "load_session", path), 10)
+        loaded = w2.wait(w2.call(SessionLoadRequest, "m", session_id=sid2, path=path), 10)
         assert loaded["error"] is None and loaded["value"]["messages"] == 4
         assert loaded["value"]["cached_tokens"] > 0
         r = chat(w2, sid2, TURNS[2:])[0]
@@ -175,7 +177,8 @@ def test_save_and_restore_continue_exactly(worker, model, tmp_path):
 def test_corrupt_session_file_is_a_clear_error(worker, tmp_path):
     bad = tmp_path / "bad.session"
     bad.write_bytes(b"not json\n\x00\x01")
-    r = worker.wait(worker.session_call("m", worker.new_session_id(), "load_session", bad), 10)
+    r = worker.wait(worker.call(SessionLoadRequest, "m", session_id=worker.new_session_id(), path=bad), 10)
     assert r["finish_reason"] == "error" and "not a saved session" in r["error"]
-    r = worker.wait(worker.session_call("m", worker.new_session_id(), "load_session", tmp_path / "none"), 10)
+    r = worker.wait(worker.call(SessionLoadRequest, "m", session_id=worker.new_session_id(),
+                                   path=tmp_path / "none"), 10)
     assert "no saved session" in r["error"]

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from host.messages import SessionResetRequest
 from host.worker import Worker, WorkerConfig
 
 LONG = "Tell me about the harbor. " + "The tide rolls in over the old piers and rusted cranes. " * 150
@@ -88,7 +89,7 @@ def test_queue_limit_gives_error_results(model, no_thread_left):
         other = w.submit("polite_mod", messages=_msgs("hi"), max_tokens=4)
         results = [w.wait(h, 60) for h in hs + [other]]
         errors = [r for r in results[:5] if r["finish_reason"] == "error"]
-        assert len(errors) == 3 and all("QueueFullError" in r["error"] for r in errors)
+        assert len(errors) == 3 and all(r["error_type"] == "queue_full" and "in flight" in r["error"] for r in errors)
         assert results[5]["finish_reason"] != "error", "another mod's quota is its own"
     finally:
         w.shutdown()
@@ -99,6 +100,9 @@ def test_prompt_limits(model, no_thread_left):
     try:
         r = w.wait(w.submit("m", prompt=LONG, max_tokens=4), 30)
         assert r["finish_reason"] == "error" and "limit is 100" in r["error"]
+        assert r["error_type"] == "prompt_too_long"
+        r = w.wait(w.submit("m", prompt=LONG[:1000], max_tokens=4), 30)  # few bytes, but over 100 tokens
+        assert r["error_type"] == "prompt_too_long" and "tokens; the limit is 100" in r["error"], r
         r = w.wait(w.submit("m", prompt="short", max_tokens=5000), 30)
         assert r["finish_reason"] == "error" and "exceeds the context size" in r["error"]
         r = w.wait(w.submit("m", prompt="", max_tokens=5), 30)
@@ -116,8 +120,9 @@ def test_a_worker_error_does_not_stop_the_next_request(worker):
     assert bad["finish_reason"] == "error" and "grammar exploded" in bad["error"]
     bad2 = worker.wait(worker.submit("m", prompt="x", sampler={"no_such_sampler": 1}, max_tokens=4), 30)
     assert bad2["finish_reason"] == "error" and "no_such_sampler" in bad2["error"]
-    boom = worker.wait(worker.call("m", lambda engine: 1 / 0), 30)
-    assert boom["finish_reason"] == "error" and "ZeroDivisionError" in boom["error"]
+    boom = worker.wait(worker.call(SessionResetRequest, "m", session_id=424242), 30)
+    assert boom["finish_reason"] == "error" and "unknown session" in boom["error"]
+    assert boom["error_type"] == "session"
     good = worker.wait(worker.submit("m", messages=_msgs("Say hello."), max_tokens=8), 60)
     assert good["finish_reason"] in ("stop", "length") and good["error"] is None
     assert worker.alive
@@ -147,9 +152,10 @@ def test_worker_thread_is_the_only_one_touching_the_context(model, no_thread_lef
 
     def factory():
         from host.engine.scheduler import Scheduler
+        from host.engine.service import Engine
 
         seen["thread"] = threading.current_thread().name
-        return Scheduler(model, n_ctx=512)
+        return Engine(Scheduler(model, n_ctx=512))
 
     w = Worker(model, engine_factory=factory).start()
     w.shutdown()

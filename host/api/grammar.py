@@ -10,10 +10,12 @@ llama.cpp's own parser runs on the worker when a request makes its sampler.
 
 from __future__ import annotations
 
-from host.engine.grammar import Grammar, GrammarLimits
-from host.errors import GrammarError, QuotaExceeded
+import itertools
 
-MAX_GRAMMARS_PER_MOD = 256
+from host.api.quotas import gc_proxy
+from host.engine.grammar import Grammar, GrammarLimits
+from host.errors import GrammarError
+
 MOD_GRAMMAR_LIMITS = GrammarLimits()
 
 
@@ -56,24 +58,38 @@ def normalize_schema(node):
 class GrammarProvider:
     """Installs `grammar` into every mod and resolves `grammar=`/`schema=` options."""
 
-    def __init__(self, model):
+    def __init__(self, model, ledger=None):
+        from host.api.quotas import QuotaLedger
+
         self.model = model
+        self.ledger = ledger or QuotaLedger()  # live grammars per mod (host.api.quotas)
         self._registry: dict[str, dict[int, Grammar]] = {}  # frame thread only
+        self._ids = itertools.count(1)  # never reused: a stale id can never name another grammar
 
     def install(self, mod) -> None:
         self._registry[mod.id] = {}
         factory = mod.load_lib("grammar")
         limits = {"max_gbnf_bytes": MOD_GRAMMAR_LIMITS.max_gbnf_bytes, "max_choices": MOD_GRAMMAR_LIMITS.max_choices}
-        bridge = mod.table({"make": lambda kind, *args: self._make(mod, kind, *args), "limits": limits})
-        mod.expose("grammar", factory(bridge))
+        bridge = mod.table({"make": lambda dead, kind, *args: self._make(mod, dead, kind, *args), "limits": limits})
+        mod.expose("grammar", factory(bridge, gc_proxy(mod)))
 
     def uninstall(self, mod) -> None:
         self._registry.pop(mod.id, None)
+        self.ledger.forget(mod.id)
 
-    def _make(self, mod, kind, *args) -> int:
+    def _free(self, mod, dead) -> None:
+        """Forget the grammars whose Lua objects the mod's GC collected."""
         reg = self._registry.setdefault(mod.id, {})
-        if len(reg) >= MAX_GRAMMARS_PER_MOD:
-            raise QuotaExceeded(f"mod '{mod.id}' already made {MAX_GRAMMARS_PER_MOD} grammars; reuse them")
+        for gid in (mod.from_lua(dead) or []) if dead is not None else []:
+            if isinstance(gid, int) and reg.pop(gid, None) is not None:
+                self.ledger.grammars(mod.id, -1)
+
+    def _make(self, mod, dead, kind, *args):
+        self._free(mod, dead)
+        reg = self._registry.setdefault(mod.id, {})
+        problem = self.ledger.check_grammar(mod.id)
+        if problem:
+            return None, problem  # the Lua side collects garbage once and retries, then raises
         args = [mod.from_lua(a) for a in args]
         checks = self._checks(mod)
         if kind == "gbnf":
@@ -95,8 +111,9 @@ class GrammarProvider:
                              patterns=_as_list(trig.get("patterns", []), "patterns"), **checks)
         else:
             raise GrammarError(f"unknown grammar kind {kind!r}")
-        gid = len(reg) + 1
+        gid = next(self._ids)
         reg[gid] = g
+        self.ledger.grammars(mod.id, +1)
         return gid
 
     @staticmethod

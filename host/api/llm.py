@@ -15,17 +15,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from host.errors import RelicError
+from host.api.quotas import gc_proxy
+from host.errors import OptionError, QuotaExceeded
+from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
            "template", "special"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
-
-
-class OptionError(RelicError):
-    """A mod passed a bad option to an llm call."""
 
 
 def _int(opts, key, lo, hi, default):
@@ -91,7 +89,12 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
             raise OptionError("template must be a string (a llama.cpp template name)")
         out["template"] = opts["template"]
     if "special" in opts:
-        out["parse_special"] = bool(opts["special"])
+        if kind != "generate":
+            raise OptionError(f"special= applies to llm.generate only; llm.{kind} message content is always "
+                              "plain text")
+        if not isinstance(opts["special"], bool):
+            raise OptionError(f"special must be true or false, got {opts['special']!r}")
+        out["parse_special"] = opts["special"]
     if "grammar" in opts or "schema" in opts:
         if grammar_from is None:
             raise OptionError("grammar= and schema= are not available in this host")
@@ -104,6 +107,11 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def _streams(opts) -> bool:
+    """Does the Lua side want token events (an on_token callback)?"""
+    return isinstance(opts, dict) and opts.get("on_token") is not None
+
+
 def session_file(mod, name) -> Path:
     """The file of a saved session: mods/<id>/sessions/<name>.session (names cannot leave the folder)."""
     if not isinstance(name, str) or not _NAME.match(name) or name.startswith("."):
@@ -112,17 +120,24 @@ def session_file(mod, name) -> Path:
 
 
 class LLMProvider:
-    """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events."""
+    """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events.
+
+    ``ledger`` (host.api.quotas.QuotaLedger, shared with the grammar and rag
+    providers) counts each mod's sessions; one is made when not given.
+    """
 
     def __init__(self, worker, *, grammar_from=None, memory_for=None, max_tokens_cap: int = 4096,
-                 owns_worker: bool = True):
+                 owns_worker: bool = True, ledger=None):
+        from host.api.quotas import QuotaLedger
+
         self.worker = worker
         self.memory_for = memory_for
         self.owns_worker = owns_worker
         self.model = worker.model
         self.grammar_from = grammar_from
         self.max_tokens_cap = max_tokens_cap
-        self._mods: dict[str, tuple] = {}  # mod id -> (mod, deliver)
+        self.ledger = ledger or QuotaLedger()
+        self._mods: dict[str, tuple] = {}  # mod id -> (mod, deliver, new_handle)
         from host.api.tools import ToolTurns
 
         self.tools = ToolTurns(self)  # turns with tools= (host/api/tools.py)
@@ -133,18 +148,20 @@ class LLMProvider:
         bridge = mod.table({
             "submit": lambda kind, opts: self._submit(mod, kind, opts),
             "cancel": lambda rid: self._cancel(mod, rid),
-            "tokenize": lambda text: self.model.vocab.tokenize(text, add_special=False),
-            "count": lambda text: self.model.vocab.count(text, add_special=False),
+            "tokenize": lambda text: self._tokens(mod, text, "tokenize"),
+            "count": lambda text: self._tokens(mod, text, "count"),
+            "max_tokenize_bytes": self.ledger.quotas.max_tokenize_bytes,
             "say": lambda sid, text, opts: self._say(mod, sid, text, opts),
-            "session_create": lambda opts, tools=None: self._session_create(mod, opts, tools),
+            "session_create": lambda opts, tools=None, dead=None: self._session_create(mod, opts, tools, dead),
             "say_tools": lambda sid, text, opts, tools, extra: self._tool_turn(mod, opts, tools, extra, "say",
                                                                               session_id=sid, text=text),
             "chat_tools": lambda opts, tools, extra: self._tool_turn(mod, opts, tools, extra, "chat"),
             "session_call": lambda sid, what, *args: self._session_call(mod, sid, what, *args),
-            "session_close": lambda sid: self.worker.close_session(mod.id, sid),
-            "session_load": lambda name, opts: self._session_load(mod, name, opts),
+            "session_close": lambda sid: self._session_close(mod, sid),
+            "session_load": lambda name, opts, dead=None: self._session_load(mod, name, opts, dead),
         })
-        llm, deliver, new_handle = factory(bridge)
+        # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
+        llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
         mod.expose("llm", llm)
         if mod.trusted:
@@ -159,6 +176,7 @@ class LLMProvider:
             del self._mods[mod.id]
         self.tools.forget_mod(mod.id)
         self.worker.forget_mod(mod.id)
+        self.ledger.forget(mod.id)
 
     def pump(self, budget_s: float) -> None:
         self.worker.pump(budget_s)
@@ -168,29 +186,58 @@ class LLMProvider:
             self.worker.shutdown()
 
     # --- bridge functions (called from Lua, on the frame thread) -------------
+    def _tokens(self, mod, text, what: str):
+        """llm.tokenize / llm.count: capped by size before anything is tokenized."""
+        cap = self.ledger.quotas.max_tokenize_bytes
+        if not isinstance(text, (str, bytes)):
+            raise OptionError(f"llm.{what} expects a string")
+        if len(text) > cap or (isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > cap):
+            raise OptionError(f"llm.{what}: the text is longer than {cap} bytes (the limit for this synchronous "
+                              f"call); split it, or send it with llm.generate, which checks its length on the worker")
+        if what == "count":
+            return self.model.vocab.count(text, add_special=False)
+        return self.model.vocab.tokenize(text, add_special=False)
+
     def _submit(self, mod, kind, opts) -> int:
         if kind not in ("generate", "chat"):
             raise OptionError(f"unknown request kind {kind!r}")
-        options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
-                                grammar_from=self._grammar_for(mod))
+        raw = mod.from_lua(opts)
+        options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
-            mod.id, on_token=on_token, on_done=on_done, **options))
+            mod.id, on_token=on_token, on_done=on_done, **options), stream=_streams(raw))
 
     def _grammar_for(self, mod):
         if self.grammar_from is None:
             return None
         return lambda grammar, schema: self.grammar_from(mod, grammar, schema)
 
-    def track(self, mod, submit) -> int:
-        """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side."""
+    def track(self, mod, submit, on_result=None, stream: bool = True) -> int:
+        """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side.
+
+        ``on_result(result)`` runs first when the result arrives, even if the mod is gone.
+        ``stream=False`` (no on_token in Lua): on_token is None, so no token event is posted.
+        """
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
-        handle = submit(lambda text: self._forward(mod, box["id"], "token", text),
-                        lambda result: self._forward(mod, box["id"], "done", result))
+
+        def done(result):
+            if on_result is not None:
+                on_result(result)
+            self._forward(mod, box["id"], "done", result)
+
+        on_token = (lambda text: self._forward(mod, box["id"], "token", text)) if stream else None
+        handle = submit(on_token, done)
         box["id"] = handle.id
         return handle.id
 
     # --- sessions ----------------------------------------------------------------
-    def _session_create(self, mod, opts, tools=None) -> int:
+    def _collected(self, mod, dead) -> None:
+        """Close the sessions the mod's GC collected (ids reported by the Lua side)."""
+        for sid in (mod.from_lua(dead) or []) if dead is not None else []:
+            if isinstance(sid, int) and self.ledger.drop_session(mod.id, sid):
+                self.worker.close_session(mod.id, sid)
+
+    def _session_create(self, mod, opts, tools=None, dead=None):
+        self._collected(mod, dead)
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
@@ -198,45 +245,68 @@ class LLMProvider:
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
+        system = opts.get("system")
+        chars = len(system) if isinstance(system, str) else 0
+        problem = self.ledger.check_session(mod.id, chars)
+        if problem:
+            return None, problem  # the Lua side collects garbage once and retries, then raises
         memory = self._memory(mod, opts)
         if tools is not None:  # the model learns what each tool does from the system prompt
             described = self.tools.toolset(mod, tools).describe()
-            system = opts.get("system")
-            opts["system"] = f"{system}\n\n{described}" if isinstance(system, str) and system else described
-        sid = self.worker.create_session(mod.id, system=opts.get("system"), sampler=opts.get("sampler"),
-                                         overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"))
-        self._attach_memory(sid, memory)
+            system = f"{system}\n\n{described}" if isinstance(system, str) and system else described
+        sid = self.worker.create_session(mod.id, system=system, sampler=opts.get("sampler"),
+                                         overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"),
+                                         memory=memory)
+        self.ledger.add_session(mod.id, sid, chars)
         return sid
 
+    def _session_close(self, mod, sid) -> None:
+        if self.ledger.drop_session(mod.id, sid):
+            self.worker.close_session(mod.id, sid)
+
     def _memory(self, mod, opts: dict):
-        """The augment callable for a memory= option, or None."""
+        """The store path for a memory= option, or None."""
         if "memory" not in opts:
             return None
         if self.memory_for is None:
             raise OptionError("memory= needs the rag module, which this host does not have")
         return self.memory_for(mod, opts["memory"])
 
-    def _attach_memory(self, sid: int, memory) -> None:
-        if memory is not None:
-            self.worker.post(lambda e: e.set_session_memory(sid, memory))
+    def _sized(self, mod, sid):
+        """on_result for session requests: keep the ledger's size of the session current."""
+        def update(result):
+            if not isinstance(result, dict):
+                return
+            size = result.get("session_bytes")
+            if size is None and isinstance(result.get("value"), dict):
+                size = result["value"].get("session_bytes")
+            if isinstance(size, int):
+                self.ledger.session_size(mod.id, sid, size)
+        return update
 
     def _say(self, mod, sid, text, opts) -> int:
-        options = parse_options("say", mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
-                                grammar_from=self._grammar_for(mod))
+        raw = mod.from_lua(opts)
+        options = parse_options("say", raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        try:
+            self.ledger.check_turn(mod.id, sid, len(text) if isinstance(text, (str, bytes)) else 0)
+        except QuotaExceeded as exc:
+            return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         return self.track(mod, lambda on_token, on_done: self.worker.say(
-            mod.id, sid, text, on_token=on_token, on_done=on_done, **options))
+            mod.id, sid, text, on_token=on_token, on_done=on_done, **options), self._sized(mod, sid),
+            stream=_streams(raw))
 
     def _session_call(self, mod, sid, what, *args) -> int:
         if what == "reset":
-            method, extra = "reset_session", ()
+            req, fields = SessionResetRequest, {}
         elif what == "save":
-            method, extra = "save_session", (session_file(mod, args[0] if args else None),)
+            req, fields = SessionSaveRequest, {"path": session_file(mod, args[0] if args else None)}
         else:
             raise OptionError(f"unknown session call {what!r}")
-        return self.track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, method, *extra,
-                                                                             on_done=on_done))
+        return self.track(mod, lambda _t, on_done: self.worker.call(req, mod.id, on_done=on_done, session_id=sid,
+                                                                    **fields), self._sized(mod, sid))
 
-    def _session_load(self, mod, name, opts):
+    def _session_load(self, mod, name, opts, dead=None):
+        self._collected(mod, dead)
         path = session_file(mod, name)
         if not path.is_file():
             raise OptionError(f"no saved session named {name!r} in mod '{mod.id}'")
@@ -244,11 +314,27 @@ class LLMProvider:
         unknown = sorted(str(k) for k in opts if k != "memory") if isinstance(opts, dict) else ["?"]
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.load_session; known: ['memory']")
+        problem = self.ledger.check_session(mod.id, 0)
+        if problem:
+            return None, problem
         memory = self._memory(mod, opts)
         sid = self.worker.new_session_id()
-        load_id = self.track(mod, lambda _t, on_done: self.worker.session_call(mod.id, sid, "load_session", path,
-                                                                                on_done=on_done))
-        self._attach_memory(sid, memory)
+        self.ledger.add_session(mod.id, sid, 0)
+        sized = self._sized(mod, sid)
+
+        def loaded(result):
+            if result.get("error_type"):
+                self.ledger.drop_session(mod.id, sid)
+                return
+            sized(result)
+            try:
+                self.ledger.check_turn(mod.id, sid, 0)
+            except QuotaExceeded as exc:  # a saved session bigger than the quota: not kept
+                self._session_close(mod, sid)
+                result.update(error=str(exc), error_type=exc.error_type, finish_reason="error")
+
+        load_id = self.track(mod, lambda _t, on_done: self.worker.call(
+            SessionLoadRequest, mod.id, on_done=on_done, session_id=sid, path=path, memory=memory), loaded)
         return sid, load_id
 
     def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:

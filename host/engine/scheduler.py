@@ -26,6 +26,19 @@ overflows mid-generation.  The context holds KV room for as many sequences as
 are in use (it starts with one and doubles up to n_seq_max, copying the
 sequences' state over).  Sessions keep their sequence between turns; when
 every sequence is taken, the least recently used idle session gives its up.
+
+Admission is fair across mods: when a sequence frees up, the next request
+comes from the mod with the fewest running requests (ties: the one served
+longest ago), first-come within a mod; and while another mod has asked for
+something within ``FAIR_WINDOW_S`` and has nothing running, no mod takes the
+last free sequence, so a mod that keeps every slot busy cannot starve one that
+asks now and then.
+
+Chat prompts and session turns are tokenized with message contents as plain
+text (host.engine.chat_tokens); a raw prompt parses special-token text only
+when its request asks (``parse_special``).  Long preparation (rendering a long
+session) and prompt reading check the request's cancel flag and the worker's
+stop flag, so shutdown is never stuck behind them.
 """
 
 from __future__ import annotations
@@ -37,12 +50,15 @@ import time
 from host.engine import sampling
 from host.engine import session as sessions
 from host.engine import summary
+from host.engine.chat_tokens import chat_tokens
 from host.engine.stop import StopMatcher
 from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
 from host.llama.context import check_kv_type
 from host.llama import log as llama_log
-from host.messages import DoneEvent, GenerateRequest, TokenEvent, error_result
+from host.messages import DoneEvent, GenerateRequest, TokenEvent, TokensEvent, error_result, exception_result
+
+FAIR_WINDOW_S = 10.0  # a mod that asked within this many seconds is "active" for admission
 
 log = logging.getLogger("relic.engine")
 
@@ -81,7 +97,7 @@ class Scheduler:
     def __init__(self, model, *, n_ctx: int = 2048, n_batch: int = 256, n_seq_max: int = 4,
                  n_threads: int | None = None, n_threads_batch: int | None = None,
                  max_prompt_tokens: int | None = None, prompt_share: float = 2.0, kv_type: str = "q8_0",
-                 n_seq_start: int = 1):
+                 n_seq_start: int = 1, stop_event=None):
         """``n_ctx`` is per sequence: each request or session gets that many tokens.
 
         ``kv_type``: the KV cache element type (host.llama.context.KV_TYPES; "q8_0" takes
@@ -90,8 +106,15 @@ class Scheduler:
 
         ``prompt_share``: while some sequences generate, a step also reads about this many
         generation steps' worth of another's prompt (see plan_chunk).
+
+        ``stop_event`` (a threading.Event, set by the worker's shutdown) aborts
+        prompt reading and long preparation like a cancel of every request.
         """
         self.model = model
+        self.stop_event = stop_event
+        self.memory_note = None  # memory_note(store_path, text) -> str for sessions with memory (set by the Engine)
+        self._mod_seen: dict[str, float] = {}  # mod -> when it last submitted (fair admission)
+        self._mod_served: dict[str, float] = {}  # mod -> when a request of it last started
         self.lib = model.lib
         self.vocab = model.vocab
         # Owned by this scheduler (the worker thread), freed in close() or replaced by a
@@ -126,11 +149,11 @@ class Scheduler:
         self.model_id = f"{model.path.name}:{model.size_bytes}" + ("" if kv_type == "f16" else f":{kv_type}")
         self._internal: dict = {}  # request id -> callback(result): the scheduler's own requests (summaries)
         self._internal_ids = 0  # they count down from -1, apart from the worker's ids
-        self.services: dict = {}  # worker-thread helpers (e.g. "rag"), closed with the scheduler
         # Cancel inside a prompt chunk: ggml asks this between graph nodes (thread 0
         # only).  Installed for prompt steps only, so generation pays nothing.
         self._reading = None  # the request whose prompt chunk is being decoded
         self._abort_cb = self.lib.ffi.callback("ggml_abort_callback", self._should_abort)
+        self._step_tokens: list = []  # (request id, text) of this step, posted as one TokensEvent
 
     def _new_context(self, n_seq: int) -> Context:
         return Context(self.model, n_ctx=self._n_ctx_arg * n_seq, n_seq_max=n_seq, **self._ctx_args)
@@ -178,16 +201,21 @@ class Scheduler:
 
     def _should_abort(self, _data) -> bool:
         req = self._reading
-        return req is not None and req.cancel.is_set()
+        return req is not None and (req.cancel.is_set() or self._stopping())
+
+    def _stopping(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
+    def _cancelled_fn(self, req):
+        """cancelled() for one request: its own flag or the worker's stop flag."""
+        return lambda: req.cancel.is_set() or self._stopping()
 
     @property
     def busy(self) -> bool:
         return bool(self.slots or self.waiting)
 
     def close(self) -> None:
-        for svc in self.services.values():
-            svc.close()
-        self.services.clear()
+        """Free the samplers, the batch and the context (on the thread that owns them)."""
         for slot in self.slots:
             slot.sampler.close()
         self.slots.clear()
@@ -200,24 +228,25 @@ class Scheduler:
         if req.cancel.is_set():
             emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
             return
+        self._mod_seen[req.mod_id] = time.monotonic()
         if req.session is not None:
             self.waiting.append((req, None))  # planned at admission: it depends on the previous turn
             return
         try:
             prompt = self._prompt_tokens(req)
-        except RelicError as exc:
-            emit(DoneEvent(req.id, req.mod_id, error_result(str(exc))))
+        except Exception as exc:  # a bad template or prompt fails this request only
+            emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
             return
         self.waiting.append((req, prompt))
 
     def _prompt_tokens(self, req) -> list[int]:
         if req.messages is not None:
-            text = self.model.apply_chat_template(list(req.messages), template=req.template)
+            tokens = chat_tokens(self.model, list(req.messages), template=req.template,
+                                 cancelled=self._cancelled_fn(req))
         elif isinstance(req.prompt, str):
-            text = req.prompt
+            tokens = self.vocab.tokenize(req.prompt, add_special=True, parse_special=req.parse_special)
         else:
             raise PromptTooLongError("a request needs prompt= (a string) or messages=")
-        tokens = self.vocab.tokenize(text, add_special=True, parse_special=req.parse_special)
         if not tokens:
             raise PromptTooLongError("the prompt is empty")
         if len(tokens) > self.max_prompt_tokens:
@@ -239,30 +268,68 @@ class Scheduler:
         return True
 
     def _admit(self, emit) -> None:
-        """Start waiting requests that have a sequence and KV room (in order, skipping busy sessions)."""
-        for item in list(self.waiting):
+        """Start waiting requests while there is a sequence and KV room, fairly across mods."""
+        if not self.waiting:
+            return
+        for item in [it for it in self.waiting if it[0].cancel.is_set()]:
+            self.waiting.remove(item)
+            emit(DoneEvent(item[0].id, item[0].mod_id, error_result("", reason="cancelled")))
+        blocked: set[str] = set()  # mods whose next request cannot start now
+        while True:
+            item = self._next_fair(blocked)
+            if item is None:
+                return
             req, prompt = item
-            if req.cancel.is_set():
-                self.waiting.remove(item)
-                emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
-                continue
             session = None
             if req.session is not None:
                 session = self.sessions.get(req.session)
                 if session is not None and session.mod_id != req.mod_id:
                     session = None  # a mod can only talk through its own sessions
-                if session is not None and session.busy:
-                    continue  # one turn at a time per session; later turns keep their order
             try:
                 started = self._start(req, prompt, session)
             except Exception as exc:  # a bad sampler, grammar or prompt fails this request only
                 self.waiting.remove(item)
-                msg = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
-                emit(DoneEvent(req.id, req.mod_id, error_result(msg)))
+                emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
                 continue
             if not started:
-                break  # no room now; keep the order
+                return  # no sequence free now
             self.waiting.remove(item)
+            self._mod_served[req.mod_id] = time.monotonic()
+
+    def _next_fair(self, blocked: set):
+        """The waiting request to start next (see the module docstring), or None."""
+        firsts: dict[str, tuple] = {}  # mod -> its oldest startable waiting request
+        for item in self.waiting:
+            req = item[0]
+            if req.mod_id in firsts or req.mod_id in blocked:
+                continue
+            if req.session is not None:
+                se = self.sessions.get(req.session)
+                if se is not None and se.busy:
+                    continue  # one turn at a time per session; later turns keep their order
+            firsts[req.mod_id] = item
+        if not firsts:
+            return None
+        running: dict[str, int] = {}
+        for slot in self.slots:
+            running[slot.req.mod_id] = running.get(slot.req.mod_id, 0) + 1
+        now = time.monotonic()
+        idle_active = {m for m, t in self._mod_seen.items() if now - t < FAIR_WINDOW_S and not running.get(m)}
+        room = (len(self.free_seqs) + (self.n_seq_limit - self.ctx.n_seq_max)  # free, growable, evictable
+                + sum(1 for se in self.sessions.values() if se.seq is not None and not se.busy))
+        order = sorted(firsts, key=lambda m: (running.get(m, 0), self._mod_served.get(m, 0.0)))
+        for mod in order:
+            item = firsts[mod]
+            # the last free sequence stays for an active mod that has nothing running
+            if room <= 1 and (idle_active - {mod}) and running.get(mod) and self._needs_seq(item[0]):
+                blocked.add(mod)
+                continue
+            return item
+        return None
+
+    def _needs_seq(self, req) -> bool:
+        se = self.sessions.get(req.session) if req.session is not None else None
+        return se is None or se.seq is None
 
     def _start(self, req, prompt, session) -> bool:
         if req.session is not None and session is None:
@@ -274,10 +341,10 @@ class Scheduler:
         plan = None
         if session is not None:
             note = None
-            if session.memory is not None and req.messages is None:
-                note = session.memory(self, req.prompt or "")  # this turn only: never saved
+            if session.memory is not None and req.messages is None and self.memory_note is not None:
+                note = self.memory_note(session.memory, req.prompt or "")  # this turn only: never saved
             plan = sessions.plan_turn(self.model, session, req.prompt, req.max_tokens, self.n_ctx_seq,
-                                      req.parse_special, extra=req.messages, note=note)
+                                      extra=req.messages, note=note, cancelled=self._cancelled_fn(req))
             prompt = plan.tokens
         cfg = dict(session.sampler or {}) if session is not None else {}
         cfg.update(req.sampler or {})
@@ -320,7 +387,7 @@ class Scheduler:
         session.to_summarize = []
         self._internal_ids -= 1
         req = GenerateRequest(id=self._internal_ids, mod_id=session.mod_id, messages=tuple(msgs),
-                              max_tokens=summary.SUMMARY_MAX_TOKENS, temperature=0.0, stop=("\n\n",))
+                              max_tokens=summary.SUMMARY_MAX_TOKENS, temperature=0.0, stop=("\n\n",), stream=False)
         self._internal[req.id] = lambda result: summary.apply(session, result)
         self.submit(req, emit)
 
@@ -397,7 +464,7 @@ class Scheduler:
                 self._finish(slot, "cancelled", emit)
             else:
                 for slot in list(self.slots):  # none of the batch's sequences can go on safely
-                    self._finish(slot, "error", emit, error=str(exc))
+                    self._finish(slot, "error", emit, error=str(exc), error_type=exc.error_type)
             return
         finally:
             if self._reading is not None:
@@ -415,6 +482,13 @@ class Scheduler:
             elif slot.t_prompt is None:
                 slot.t_prompt = now
             self._sample(slot, emit)
+        self._flush_tokens(emit)
+
+    def _flush_tokens(self, emit) -> None:
+        """Post this step's token texts (before any DoneEvent, so every request's text comes first)."""
+        if self._step_tokens:
+            emit(TokensEvent(tuple(self._step_tokens)))
+            self._step_tokens.clear()
 
     MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
 
@@ -454,7 +528,8 @@ class Scheduler:
         text = slot.stop.push(slot.stream.push(piece))
         if text:
             slot.text.append(text)
-            emit(TokenEvent(slot.req.id, slot.req.mod_id, text))
+            if slot.req.stream:
+                self._step_tokens.append((slot.req.id, text))
         if slot.stop.stopped:
             self._finish(slot, "stop", emit)
         elif slot.n_gen >= slot.req.max_tokens:
@@ -462,13 +537,15 @@ class Scheduler:
         else:
             slot.next_token = token
 
-    def _finish(self, slot: _Slot, reason: str, emit, error: str | None = None) -> None:
+    def _finish(self, slot: _Slot, reason: str, emit, error: str | None = None, error_type: str = "error") -> None:
+        self._flush_tokens(emit)
         if reason in ("stop", "length") and not slot.stop.stopped:
             tail = slot.stop.push(slot.stream.flush())
             tail += "" if slot.stop.stopped else slot.stop.flush()
             if tail:
                 slot.text.append(tail)
-                emit(TokenEvent(slot.req.id, slot.req.mod_id, tail))
+                if slot.req.stream:
+                    emit(TokenEvent(slot.req.id, slot.req.mod_id, tail))
         self.slots.remove(slot)
         slot.sampler.close()
         session = slot.session
@@ -498,11 +575,14 @@ class Scheduler:
             "text": "".join(slot.text),
             "finish_reason": reason,
             "error": error,
+            "error_type": ("cancelled" if reason == "cancelled" else error_type if reason == "error" else None),
             "usage": {"prompt_tokens": len(slot.prompt), "cached_tokens": slot.cached,
                       "completion_tokens": slot.n_gen},
             "timings": {"prompt_ms": (t_prompt - slot.t_start) * 1000, "generation_ms": gen_s * 1000,
                         "tokens_per_second": slot.n_gen / gen_s if slot.n_gen else 0.0},
         }
+        if session is not None:
+            result["session_bytes"] = session.text_size()
         grammar = slot.req.grammar
         if grammar is not None and getattr(grammar, "returns_value", False):
             # the decoded value next to the raw text; a parse/validation failure is an error message only
@@ -511,35 +591,38 @@ class Scheduler:
                 result["value"], problem = grammar.parse_result(result["text"])
                 if problem and not error:
                     result["error"] = problem
+                    result["error_type"] = "schema"
         internal = self._internal.pop(slot.req.id, None)
         if internal is not None:  # the scheduler's own request (a summary): nobody waits for an event
             internal(result)
             return
         emit(DoneEvent(slot.req.id, slot.req.mod_id, result))
 
-    # --- sessions (called on the worker thread through CallRequests) ----------
+    def fail_running(self, emit, exc: BaseException) -> None:
+        """Fail every running generation with ``exc`` (after a step failed unexpectedly)."""
+        message = f"{type(exc).__name__}: {exc}"
+        for slot in list(self.slots):
+            self._finish(slot, "error", emit, error=message, error_type=getattr(exc, "error_type", "internal"))
+
+    # --- sessions (host calls from host.engine.service.Engine) ----------------
     def create_session(self, session_id: int, mod_id: str, *, system=None, sampler=None,
-                       overflow="drop_oldest", template=None) -> dict:
+                       overflow="drop_oldest", template=None, memory=None) -> dict:
+        """A new session; ``memory`` is a store path whose hits go into each user turn."""
         if overflow not in sessions.OVERFLOW_POLICIES:
             raise sessions.SessionError(f"unknown overflow policy {overflow!r}; use one of {sessions.OVERFLOW_POLICIES}")
         if sampler:
             sampling.resolve(sampler)  # validate now, not at the first turn
         if template is not None or system is not None:
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
-        self.sessions[session_id] = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template)
-        return {"id": session_id}
+        se = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template, memory=memory)
+        self.sessions[session_id] = se
+        return {"id": session_id, "session_bytes": se.text_size()}
 
     def _session(self, session_id: int, mod_id: str) -> sessions.SessionState:
         se = self.sessions.get(session_id)
         if se is None or se.mod_id != mod_id:
             raise sessions.SessionError(f"unknown session {session_id}")
         return se
-
-    def set_session_memory(self, session_id: int, augment) -> None:
-        """Each user turn of this session becomes ``augment(scheduler, text)`` (e.g. with retrieved notes)."""
-        se = self.sessions.get(session_id)
-        if se is not None:
-            se.memory = augment
 
     def reset_session(self, session_id: int, mod_id: str) -> dict:
         """Forget the conversation and its cached tokens (the system prompt stays)."""
@@ -549,7 +632,13 @@ class Scheduler:
         if se.seq is not None:
             self.ctx.memory_seq_rm(se.seq)
         se.messages, se.kv_tokens, se.dropped = [], [], 0
-        return {"id": session_id}
+        return {"id": session_id, "session_bytes": se.text_size()}
+
+    def session_info(self, session_id: int, mod_id: str) -> sessions.SessionState:
+        """A detached copy of a session's state (tools, tests): nothing in it is the worker's own."""
+        import copy
+
+        return copy.deepcopy(self._session(session_id, mod_id))
 
     def close_session(self, session_id: int, mod_id: str | None = None) -> None:
         """Forget a session; a turn still running frees its sequence when it ends."""
@@ -562,21 +651,25 @@ class Scheduler:
             self.free_seqs.append(se.seq)
 
     def close_mod_sessions(self, mod_id: str) -> None:
+        """Close every session of a mod."""
         for sid in [i for i, se in self.sessions.items() if se.mod_id == mod_id]:
             self.close_session(sid)
 
     def save_session(self, session_id: int, mod_id: str, path) -> dict:
+        """Write the session to ``path``: {bytes, messages}."""
         se = self._session(session_id, mod_id)
         if se.busy:
             raise sessions.SessionError("cannot save a session while it is answering")
         size = sessions.save(self.ctx, se, path, self.model_id)
         return {"bytes": size, "messages": len(se.messages)}
 
-    def load_session(self, session_id: int, mod_id: str, path) -> dict:
+    def load_session(self, session_id: int, mod_id: str, path, *, memory=None) -> dict:
+        """Load a saved session as ``session_id`` (its cached state too when the model matches)."""
         header, state = sessions.read_header(path)
         se = sessions.SessionState(session_id, mod_id, header.get("system"), header.get("sampler"),
                                    header.get("overflow", "drop_oldest"), header.get("template"),
-                                   list(header["messages"]), dropped=int(header.get("dropped", 0)))
+                                   list(header["messages"]), dropped=int(header.get("dropped", 0)),
+                                   memory=memory)
         se.summary = str(header.get("summary") or "")
         if state and header.get("model") == self.model_id:
             while not self.free_seqs and (self._grow() or self._evict_one()):
@@ -589,7 +682,7 @@ class Scheduler:
                     se.seq = None
         self.sessions[session_id] = se
         return {"id": session_id, "system": se.system, "messages": len(se.messages),
-                "cached_tokens": len(se.kv_tokens)}
+                "cached_tokens": len(se.kv_tokens), "session_bytes": se.text_size()}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""

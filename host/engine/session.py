@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from host.errors import PromptTooLongError, RelicError
+from host.engine.chat_tokens import chat_tokens
+from host.errors import CancelledError, PromptTooLongError, SessionError
+
+__all__ = ["OVERFLOW_POLICIES", "SessionError", "SessionState", "plan_turn", "save", "read_header", "restore_state"]
 
 OVERFLOW_POLICIES = ("drop_oldest", "shift", "summarize", "error")
 SAVE_VERSION = 1
-
-
-class SessionError(RelicError):
-    """A session file could not be read or written, or a session is unknown."""
 
 
 @dataclass
@@ -55,9 +54,14 @@ class SessionState:
     dropped: int = 0  # shift policy: tokens discarded after n_keep, cumulative
     last_used: int = 0
     busy: bool = False
-    memory: Any = None  # note(scheduler, text) -> str: retrieved memory for this turn only (rag memory)
+    memory: Any = None  # a store path: its hits are a note in each turn only (see Scheduler.memory_note)
     summary: str = ""  # overflow="summarize": what the dropped turns said, kept after the system prompt
     to_summarize: list = field(default_factory=list)  # dropped messages not yet in the summary
+
+    def text_size(self) -> int:
+        """Characters of text this session holds (system prompt, summary, conversation): what quotas count."""
+        return len(self.system or "") + len(self.summary) + sum(
+            len(m.get("content") or "") for m in self.messages if isinstance(m, dict))
 
     def system_text(self) -> str | None:
         if self.summary and self.system:
@@ -103,22 +107,54 @@ def with_note(messages: list, note: str | None) -> list:
     return messages[:-1] + [{"role": last["role"], "content": f"{note}\n\n{last['content']}"}]
 
 
+def _exchange_starts(messages: list) -> list[int]:
+    """Indices where an exchange (a user turn and the replies and tool results after it) starts."""
+    starts = [i for i, m in enumerate(messages) if i == 0 or m.get("role") == "user"]
+    return starts + [len(messages)]
+
+
+def _drop_oldest(session: SessionState, render, limit: int) -> list:
+    """Drop the fewest oldest exchanges that make ``render()`` fit ``limit``; returns its tokens.
+
+    A binary search over exchange boundaries: a long history costs log(n)
+    renderings, not n (the worker is shared by every mod).
+    """
+    messages = session.messages
+    starts = _exchange_starts(messages)
+    lo, hi, best = 1, len(starts) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        session.messages = messages[starts[mid]:]
+        trial = render()
+        if len(trial) <= limit:
+            best, hi = (mid, trial), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:  # even an empty history does not fit: the caller checked `minimal`
+        session.messages = []
+        return render()
+    session.messages = messages[starts[best[0]]:]
+    return best[1]
+
+
 def plan_turn(model, session: SessionState, user_text: str | None, max_tokens: int, budget: int,
-              parse_special: bool = True, *, extra=None, note: str | None = None) -> TurnPlan:
+              *, extra=None, note: str | None = None, cancelled=None) -> TurnPlan:
     """Render and tokenize a turn, applying the overflow policy to fit ``budget`` cells.
 
     The turn adds a user message ``user_text``, or the messages ``extra``
     (e.g. a tool result, for the next step of a turn with tools).  ``note``
     (retrieved memory) goes into this turn's last message only: it is never
-    saved in the conversation.
+    saved in the conversation.  Message contents are plain text (see
+    host.engine.chat_tokens).  ``cancelled()`` is checked before each
+    rendering; when it returns True, CancelledError is raised.
     """
-    vocab = model.vocab
     new = [dict(m) for m in extra] if extra else [{"role": "user", "content": user_text or ""}]
     shown = with_note(new, note)
 
     def render(msgs):
-        text = model.apply_chat_template(msgs, template=session.template)
-        return vocab.tokenize(text, add_special=True, parse_special=parse_special)
+        if cancelled is not None and cancelled():
+            raise CancelledError("cancelled while preparing the turn")
+        return chat_tokens(model, msgs, template=session.template, cancelled=cancelled)
 
     limit = budget - max_tokens
     if limit <= 0:
@@ -128,7 +164,9 @@ def plan_turn(model, session: SessionState, user_text: str | None, max_tokens: i
         raise PromptTooLongError(f"the system prompt and this message are {len(minimal)} tokens; with max_tokens "
                                  f"{max_tokens} the context of {budget} cannot hold them")
     tokens = render(session.all_messages(shown))
-    if session.overflow in ("drop_oldest", "summarize") and len(tokens) > limit:
+    if session.overflow == "drop_oldest" and len(tokens) > limit:
+        tokens = _drop_oldest(session, lambda: render(session.all_messages(shown)), limit)
+    elif session.overflow == "summarize" and len(tokens) > limit:
         from host.engine import summary
 
         tokens = summary.drop_to_fit(session, lambda: render(session.all_messages(shown)), limit)

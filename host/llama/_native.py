@@ -8,6 +8,10 @@
   close order is safe.
 - After an RPC failure stopped inference (host.llama.aborts), nothing is
   freed any more: a free would wait forever on the parked RPC thread.
+- ``hold_frees(reason)``: from then on nothing is freed, by close() or by a
+  finalizer (also the ones that run at interpreter exit).  The worker calls it
+  when its thread is still inside llama.cpp after shutdown's wait: a leak at
+  exit instead of a free under a running thread.
 """
 
 from __future__ import annotations
@@ -17,6 +21,21 @@ import weakref
 
 from host.errors import ClosedError
 from host.llama import aborts
+
+# Set once, never cleared: a thread that may still use native objects outlived
+# its owner's shutdown.  Read without a lock (a bool; frees are rare).
+_held: list[str] = []
+
+
+def hold_frees(reason: str) -> None:
+    """Free no native object again in this process (see the module docstring)."""
+    if not _held:
+        _held.append(reason)
+
+
+def frees_held() -> str | None:
+    """Why frees are held (the first reason), or None while they are not."""
+    return _held[0] if _held else None
 
 
 class _Handle:
@@ -59,7 +78,8 @@ class _Handle:
             if self.freed:
                 return
             self.freed = True
-        if self.free is not None and aborts.stalled() is None:
+        if self.free is not None and not _held and aborts.stalled() is None:
+            # _held: a thread may still be inside llama.cpp with this pointer (leak it)
             self.free(self.ptr)
         self.ptr = None
         if self.parent is not None:

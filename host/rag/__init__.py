@@ -2,7 +2,7 @@
 
 Typical use, all on the inference worker thread::
 
-    embedder = Embedder()                      # all-MiniLM-L6-v2 (or $RELIC_EMBED_MODEL)
+    embedder = Embedder(embed_model_path())    # all-MiniLM-L6-v2 (or $RELIC_EMBED_MODEL), from host.setup
     store = Store.open(path, embedder)         # one SQLite file per store
     store.add("npc:guard", "The guard ...", {"kind": "npc"})
     hits = store.search("who guards the gate?", k=5, mode="hybrid")

@@ -12,6 +12,10 @@ Nothing is truncated silently: a text longer than the model takes raises
 
 Threading: create, use and close an Embedder on one thread (the inference
 worker); llama contexts are not safe to share between threads.
+
+This package does not import ``host.setup``: the caller names the model
+(``host.setup.embed_model.embed_model_path()`` gives the default), so setup
+may use the embedder to verify a conversion without an import cycle.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from host.errors import ClosedError, DecodeError, EmbeddingError, RelicError, TokenizeError
+from host.errors import CancelledError, ClosedError, DecodeError, EmbeddingError, RelicError, TokenizeError
 
 POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 _POOLING_NONE, _POOLING_MEAN, _POOLING_RANK = 0, 1, 4
@@ -40,12 +44,17 @@ def _as_text(text, where: str) -> str:
     return text
 
 
+def _check(cancelled) -> None:
+    if cancelled is not None and cancelled():
+        raise CancelledError("cancelled while embedding")
+
+
 class Embedder:
     """Embeds texts with a GGUF embedding model; see the module docstring.
 
-    ``model`` is a path to a GGUF (the Embedder loads and owns the model), an
-    open :class:`host.llama.Model` (borrowed: keep it open while this is), or
-    None for :func:`host.setup.embed_model.embed_model_path`.  ``n_batch`` is
+    ``model`` is a path to a GGUF (the Embedder loads and owns the model) or an
+    open :class:`host.llama.Model` (borrowed: keep it open while this is); the
+    default model's path is :func:`host.setup.embed_model.embed_model_path`.  ``n_batch`` is
     the most tokens one llama_encode call sees (all sequences together) and
     also the cap on one text; ``n_seq_max`` the most texts per call.
     ``n_threads`` defaults to every core but one: the frame thread keeps a
@@ -53,16 +62,15 @@ class Embedder:
     has more threads than free cores.
     """
 
-    def __init__(self, model=None, *, lib=None, n_batch: int = 512, n_seq_max: int = 32,
+    def __init__(self, model, *, lib=None, n_batch: int = 512, n_seq_max: int = 32,
                  n_threads: int | None = None):
         from host.llama import Batch, Context, Model
         from host.llama import load as load_lib
         from host.llama.context import default_threads
 
         if model is None:
-            from host.setup.embed_model import embed_model_path
-
-            model = embed_model_path()
+            raise EmbeddingError("Embedder needs a model: a GGUF path (the default is "
+                                 "host.setup.embed_model.embed_model_path()) or an open Model")
         self._owns_model = not isinstance(model, Model)
         try:
             self.model = (Model(Path(model), lib=lib or load_lib(), embed=True)  # RELIC_EMBED_GPU_LAYERS
@@ -139,11 +147,13 @@ class Embedder:
         return len(self.tokenize(text)) - self._n_special
 
     # --- embedding ------------------------------------------------------------
-    def embed(self, texts: Sequence) -> np.ndarray:
+    def embed(self, texts: Sequence, *, cancelled=None) -> np.ndarray:
         """L2-normalized float32 embeddings, one row per text, in order.
 
         Raises EmbeddingError for a text that is empty (or only whitespace),
         not valid UTF-8, or longer than :attr:`max_tokens`; nothing is cut.
+        ``cancelled()`` (optional) is checked before each text and each batch;
+        when it returns True, CancelledError is raised.
         """
         if self.ctx.closed:
             raise ClosedError("the embedder is closed; create a new one")
@@ -151,6 +161,7 @@ class Embedder:
             raise EmbeddingError("embed() takes a list of texts; use embed_one() for a single text")
         seqs = []
         for i, raw in enumerate(texts):
+            _check(cancelled)
             where = f"text {i + 1}"
             text = _as_text(raw, where)
             if not text.strip():
@@ -167,6 +178,7 @@ class Embedder:
             while j < len(seqs) and j - i < self.n_seq_max and used + len(seqs[j]) <= self.n_batch:
                 used += len(seqs[j])
                 j += 1
+            _check(cancelled)
             self._run(seqs[i:j], out[i:j])
             i = j
         norms = np.linalg.norm(out, axis=1)

@@ -37,7 +37,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from host.errors import EmbeddingError, StoreError
+from host.errors import CancelledError, EmbeddingError, StoreError
 from host.rag.chunking import chunk_text
 from host.rag.fusion import RRF_K, dense_top_k, fts_query, normalize_weights, reciprocal_rank_fusion
 
@@ -333,15 +333,18 @@ class Store:
         return Store._Tx(self)
 
     # --- ingest -------------------------------------------------------------
-    def add(self, doc_id, text, meta=None) -> dict:
+    def add(self, doc_id, text, meta=None, *, cancelled=None) -> dict:
         """Add or replace one document; returns ``{id, status, chunks, embedded}``.
 
         ``status`` is "added", "updated", "meta" (only metadata changed) or
         "unchanged"; ``embedded`` counts the chunks that had to be embedded.
         Raises StoreError (empty, too large or non-UTF-8 text, bad id or
         metadata) or EmbeddingError; on any error the store is unchanged.
+        ``cancelled()`` (optional) is checked while chunking and between
+        embedding batches: when it returns True, CancelledError is raised and
+        the store is unchanged (the worker passes its cancel/shutdown flag).
         """
-        return self._ingest([(doc_id, text, meta)])[0]
+        return self._ingest([(doc_id, text, meta)], cancelled=cancelled)[0]
 
     def add_many(self, docs: Iterable) -> list[dict]:
         """Add or replace many documents (``(id, text[, meta])`` tuples or ``{id, text, meta}`` tables).
@@ -380,8 +383,14 @@ class Store:
                              "(split it into several documents)")
         return doc_id, text, _meta_arg(meta)
 
-    def _ingest(self, items: list, force: bool = False) -> list[dict]:
+    def _ingest(self, items: list, force: bool = False, cancelled=None) -> list[dict]:
         """Validate, chunk and embed ``items`` outside a transaction, then write them in one."""
+        count = self.embedder.count_tokens
+        if cancelled is not None:
+            def count(text, _count=count):
+                if cancelled():
+                    raise CancelledError("cancelled while splitting a document")
+                return _count(text)
         checked = [self._validate(*item, force=force) for item in items]
         ids = [c[0] for c in checked]
         if len(set(ids)) != len(ids):
@@ -401,7 +410,7 @@ class Store:
                 for h, blob in self._conn.execute("SELECT hash, embedding FROM chunks WHERE doc = ?", (old[0],)):
                     reuse[h] = blob
             try:
-                chunks = chunk_text(text, self.embedder.count_tokens, max_tokens=self.chunk_tokens,
+                chunks = chunk_text(text, count, max_tokens=self.chunk_tokens,
                                     overlap_tokens=self.overlap_tokens)
             except EmbeddingError as exc:
                 raise StoreError(f"document {doc_id!r} cannot be split into chunks: {exc}") from exc
@@ -414,7 +423,7 @@ class Store:
             plans.append((doc_id, text, meta, digest, old, list(zip(chunks, hashes)),
                           "added" if old is None else "updated"))
         if to_embed:
-            vectors = self.embedder.embed(list(to_embed.values()))
+            vectors = self.embedder.embed(list(to_embed.values()), cancelled=cancelled)
             for h, vec in zip(to_embed, vectors):
                 reuse[h] = vec.astype(np.float32).tobytes()
         return self._write(plans, reuse, set(to_embed))

@@ -1,0 +1,116 @@
+"""The engine interface: the one object the worker thread drives.
+
+The worker (host/worker.py) knows nothing of schedulers, sessions or stores;
+it only calls these methods, all on its own thread:
+
+==========================  ====================================================
+``busy``                    True while generations run or wait (step again)
+``submit(req, emit)``       accept a :class:`GenerateRequest` (it runs in steps)
+``step(emit)``              one decode step of every running generation
+``run(call, cancelled)``    one host call (session/store requests in
+                            host/messages.py); returns the result fields to merge
+                            into the result dict, or raises a RelicError
+``fail_running(emit, exc)`` fail every running generation after a failed step
+``cancel_all(emit)``        finish everything as cancelled (shutdown)
+``close()``                 free everything (the worker thread's last act)
+==========================  ====================================================
+
+``emit(event)`` puts a TokenEvent/DoneEvent on the event queue.
+``cancelled()`` is True once the call's cancel flag or the worker's shutdown
+flag is set: long calls (a store ingest, rendering a long session) check it
+at fine grain and raise CancelledError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from host.errors import OptionError
+from host.messages import (GenerateRequest, HostCall, ModForgetRequest, SessionCloseRequest,
+                           SessionCreateRequest, SessionInfoRequest, SessionLoadRequest, SessionResetRequest, SessionSaveRequest,
+                           StatsRequest, StoreAddRequest, StoreRemoveRequest, StoreSearchRequest)
+
+
+class Engine:
+    """Generations through a Scheduler; host calls dispatched by request type (see module docstring).
+
+    ``rag_model``: the embedding model for stores (a GGUF path or a callable
+    returning one), loaded at the first store call; None: no stores.
+    """
+
+    def __init__(self, scheduler, *, rag_model=None):
+        self.scheduler = scheduler
+        self._rag_model = rag_model
+        self._rag = None  # created on this thread at first use
+        scheduler.memory_note = self._memory_note
+        self._handlers: dict[type, Callable] = {
+            SessionCreateRequest: self._session_create,
+            SessionResetRequest: lambda r, _c: {"value": scheduler.reset_session(r.session_id, r.mod_id)},
+            SessionCloseRequest: lambda r, _c: scheduler.close_session(r.session_id, r.mod_id),
+            SessionSaveRequest: lambda r, _c: {"value": scheduler.save_session(r.session_id, r.mod_id, r.path)},
+            SessionLoadRequest: lambda r, _c: {"value": scheduler.load_session(r.session_id, r.mod_id, r.path,
+                                                                               memory=r.memory)},
+            SessionInfoRequest: lambda r, _c: {"value": scheduler.session_info(r.session_id, r.mod_id)},
+            ModForgetRequest: lambda r, _c: scheduler.close_mod_sessions(r.mod_id),
+            StatsRequest: lambda r, _c: {"value": {"decode_calls": scheduler.decode_calls,
+                                                   "running": len(scheduler.slots),
+                                                   "waiting": len(scheduler.waiting),
+                                                   "sessions": len(scheduler.sessions)}},
+            StoreAddRequest: lambda r, c: self.rag().add(r.path, r.doc_id, r.text, r.meta, cancelled=c),
+            StoreRemoveRequest: lambda r, _c: self.rag().remove(r.path, r.doc_id),
+            StoreSearchRequest: lambda r, _c: self.rag().search(r.path, r.query, dict(r.options)),
+        }
+
+    # --- generations -----------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.scheduler.busy
+
+    def submit(self, req: GenerateRequest, emit) -> None:
+        self.scheduler.submit(req, emit)
+
+    def step(self, emit) -> None:
+        self.scheduler.step(emit)
+
+    def fail_running(self, emit, exc: BaseException) -> None:
+        self.scheduler.fail_running(emit, exc)
+
+    def cancel_all(self, emit) -> None:
+        self.scheduler.cancel_all(emit)
+
+    # --- host calls ------------------------------------------------------------
+    def run(self, call: HostCall, cancelled: Callable[[], bool]) -> dict:
+        """Handle one host call; the returned dict is merged into its result."""
+        handler = self._handlers.get(type(call))
+        if handler is None:
+            raise OptionError(f"unknown host call {type(call).__name__}")
+        out = handler(call, cancelled)
+        return out if isinstance(out, dict) else {}
+
+    def _session_create(self, r: SessionCreateRequest, _cancelled) -> dict:
+        return {"value": self.scheduler.create_session(r.session_id, r.mod_id, system=r.system, sampler=r.sampler,
+                                             overflow=r.overflow, template=r.template, memory=r.memory)}
+
+    # --- stores ----------------------------------------------------------------
+    def rag(self):
+        """The RagService (created on first use, on this thread)."""
+        if self._rag is None:
+            if self._rag_model is None:
+                raise OptionError("this host has no embedding model, so no stores")
+            from host.rag.service import RagService
+
+            self._rag = RagService(self._rag_model)
+        return self._rag
+
+    def _memory_note(self, path: Path, text: str) -> str:
+        return self.rag().note(path, text, self.scheduler.vocab.count)
+
+    def close(self) -> None:
+        """Close the stores and embedder, then the scheduler's context, batch and samplers."""
+        try:
+            if self._rag is not None:
+                self._rag.close()
+                self._rag = None
+        finally:
+            self.scheduler.close()
