@@ -113,7 +113,7 @@ class SessionInfoRequest(HostCall):
 
 @dataclass(frozen=True, kw_only=True)
 class StatsRequest(HostCall):
-    """Engine counters: {decode_calls, running, waiting, sessions} (tools, tests, bench)."""
+    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max} (tools, tests, bench)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import pytest
 
 from host.engine.scheduler import Scheduler
+from host.engine.service import Engine
 from host.errors import ContextError
 from host.llama import Context
-from host.messages import DoneEvent, GenerateRequest
+from host.messages import (DoneEvent, GenerateRequest, SessionInfoRequest, SessionLoadRequest, SessionSaveRequest,
+                           StatsRequest)
 from host.worker import Worker, WorkerConfig
 
 SYSTEM = "You are Mara, a ferry pilot. Answer in one short sentence."
@@ -75,17 +77,17 @@ def test_context_grows_on_demand_and_sequences_continue_exactly(model, no_thread
 
     def run(n_seq_start):
         w = Worker(model, WorkerConfig(n_ctx=1024, n_batch=128, n_seq_max=4),
-                   engine_factory=lambda: Scheduler(model, n_ctx=1024, n_batch=128, n_seq_max=4,
-                                                    n_seq_start=n_seq_start)).start()
+                   engine_factory=lambda: Engine(Scheduler(model, n_ctx=1024, n_batch=128, n_seq_max=4,
+                                                           n_seq_start=n_seq_start))).start()
         try:
             first = w.create_session("m", system=SYSTEM)
             a = w.wait(w.say("m", first, "Hello! Who are you?", max_tokens=16), 120)
-            sizes = [w.wait(w.call("m", lambda e: e.n_seq_max), 10)["value"]]
+            sizes = [w.wait(w.call(StatsRequest, "m"), 10)["value"]["n_seq_max"]]
             others = [w.create_session("m", system=SYSTEM) for _ in prompts[1:]]
             hs = [w.say("m", s, p, max_tokens=16) for s, p in zip(others, prompts[1:])]
             hs.append(w.say("m", first, prompts[0], max_tokens=16))
             rs = [w.wait(h, 120) for h in hs]
-            sizes.append(w.wait(w.call("m", lambda e: e.n_seq_max), 10)["value"])
+            sizes.append(w.wait(w.call(StatsRequest, "m"), 10)["value"]["n_seq_max"])
             return a, rs, sizes
         finally:
             w.shutdown()
@@ -130,24 +132,24 @@ def test_saved_session_restores_into_a_context_of_another_size(model, tmp_path, 
 
     def worker(n_seq_start):
         return Worker(model, WorkerConfig(n_ctx=1024, n_batch=128, n_seq_max=4),
-                      engine_factory=lambda: Scheduler(model, n_ctx=1024, n_batch=128, n_seq_max=4,
-                                                       n_seq_start=n_seq_start)).start()
+                      engine_factory=lambda: Engine(Scheduler(model, n_ctx=1024, n_batch=128, n_seq_max=4,
+                                                              n_seq_start=n_seq_start))).start()
 
     w = worker(4)
     try:
         sids = [w.create_session("m", system=SYSTEM) for _ in range(4)]
         rs = [w.wait(w.say("m", s, "Hello! Who are you?", max_tokens=8), 120) for s in sids]
         assert all(r["error"] is None for r in rs)
-        seqs = w.wait(w.call("m", lambda e: [e.sessions[s].seq for s in sids]), 10)["value"]
+        seqs = [w.wait(w.call(SessionInfoRequest, "m", session_id=s), 10)["value"].seq for s in sids]
         assert sorted(seqs) == [0, 1, 2, 3]
         last = sids[seqs.index(3)]
-        assert w.wait(w.session_call("m", last, "save_session", path), 10)["error"] is None
+        assert w.wait(w.call(SessionSaveRequest, "m", session_id=last, path=path), 10)["error"] is None
     finally:
         w.shutdown()
     w = worker(1)
     try:
         sid = w.new_session_id()
-        loaded = w.wait(w.session_call("m", sid, "load_session", path), 10)
+        loaded = w.wait(w.call(SessionLoadRequest, "m", session_id=sid, path=path), 10)
         assert loaded["error"] is None and loaded["value"]["cached_tokens"] > 20
         r = w.wait(w.say("m", sid, "Where do you live?", max_tokens=8), 120)
         assert r["error"] is None and r["usage"]["cached_tokens"] > 20
