@@ -154,3 +154,14 @@ def test_a_mod_calling_a_hooked_function_is_not_reentered(make_host):
     host.run_command("buy fish")
     assert console.mod_lines("self_hook") == ["paid\t7"]
     assert console.mod_lines("other") == ["other saw\tfish"]
+
+
+def test_expose_after_load_reaches_running_mods(make_host):
+    host, console = make_host({"late": """
+        registerCommand("show", "", function() print(Weather.now(), Weather.kind) end)
+    """})
+    host.expose("Weather", {"now": lambda: "rain", "kind": "storm"})
+    host.run_command("show")
+    assert console.mod_lines("late") == ["rain\tstorm"]
+    host.game.display_resolution = (1280, 720)
+    assert host.mods["late"].call(host.mods["late"].env.GetDisplayResolution) == (True, 1280.0)
