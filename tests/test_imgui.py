@@ -90,6 +90,7 @@ registerForEvent("onDraw", function()
     ImGui.ProgressBar(0.5, -1, 0, "half")
     ImGui.PushStyleVar(ImGuiStyleVar.FramePadding, 4, 2) ImGui.SmallButton("s") ImGui.PopStyleVar()
     ImGui.Text(tostring(ImGui.GetTime() >= 0) .. " " .. tostring(ImGui.IsPopupOpen("p")))
+    ImGui.Text(tostring(ImGui.IsKeyPressed(ImGuiKey.Enter)) .. tostring(ImGui.IsKeyDown(ImGuiKey.F1)))
     ImGui.SetWindowSize(400, 500)
   end
   ImGui.End()

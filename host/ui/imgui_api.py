@@ -954,6 +954,15 @@ class _ModImGui:
         """IsMouseDoubleClicked(button) -> bool."""
         return self._simple("IsMouseDoubleClicked", lambda im: im.is_mouse_double_clicked(_int(button)), False)
 
+    def IsKeyPressed(self, key=None, repeat=None):
+        """IsKeyPressed(ImGuiKey.X [, repeat]) -> bool (keys reach ImGui while the overlay is open)."""
+        return self._simple("IsKeyPressed", lambda im: im.is_key_pressed(im.Key(_int(key)), repeat is not False),
+                            False)
+
+    def IsKeyDown(self, key=None):
+        """IsKeyDown(ImGuiKey.X) -> bool."""
+        return self._simple("IsKeyDown", lambda im: im.is_key_down(im.Key(_int(key))), False)
+
     def GetMousePos(self):
         """-> x, y."""
         im = self._im("GetMousePos")

@@ -12,5 +12,5 @@ FLAG_TABLES = {
     "ImGuiTableFlags": "TableFlags_", "ImGuiTableColumnFlags": "TableColumnFlags_",
     "ImGuiTableRowFlags": "TableRowFlags_", "ImGuiTableBgTarget": "TableBgTarget_",
     "ImGuiMouseButton": "MouseButton_", "ImGuiDir": "Dir_", "ImGuiChildFlags": "ChildFlags_",
-    "ImGuiItemFlags": "ItemFlags_", "ImDrawFlags": "ImDrawFlags_",
+    "ImGuiItemFlags": "ItemFlags_", "ImDrawFlags": "ImDrawFlags_", "ImGuiKey": "Key",
 }
