@@ -121,10 +121,11 @@ def quit_while_busy(kind: str = "store", settle_s: float = 2.0) -> dict:
 # --- fairness ------------------------------------------------------------------------------
 
 GOOD_PERIODIC = """
-    n, t = 0, 0
+    n, t, stop = 0, 0, false
+    registerCommand("stop_asking", "", function() stop = true end)
     registerForEvent("onUpdate", function(dt)
       t = t + dt
-      if t >= 1 then
+      if t >= 1 and not stop then
         t = t - 1
         n = n + 1
         local i = n
@@ -139,8 +140,8 @@ HOG = """
     local function more()
       while inflight < 16 do
         inflight = inflight + 1
-        llm.generate{ prompt = "Write a very long story about the sea, the ships and the harbor.", max_tokens = 256,
-          on_done = function(r) inflight = inflight - 1 end }
+        llm.chat{ messages = { { role = "user", content = "Write a very long story about the sea and the ships." } },
+          max_tokens = 256, on_done = function(r) inflight = inflight - 1 end }
       end
     end
     registerForEvent("onInit", more)
@@ -174,7 +175,8 @@ def _run_good(model, seconds: float, with_hog: bool) -> dict:
                 host.update(period)
                 nxt += period
                 time.sleep(max(0.0, nxt - time.perf_counter()))
-            drain_end = time.perf_counter() + 30  # let the last asks finish (not counted as new asks)
+            host.run_command("stop_asking")
+            drain_end = time.perf_counter() + 60  # let the last asks finish
             while len(got) < len(asked) and time.perf_counter() < drain_end:
                 host.update(period)
                 time.sleep(period)
@@ -217,42 +219,58 @@ SPAM = """
 """
 
 
-def session_spam_rss(seconds: float = 10.0, model=None) -> dict:
-    """Host RSS growth while a mod spams 1 MiB-system sessions (see module docstring)."""
+def _spam_run(model, seconds: float, spam: bool) -> dict:
     from host.app import build_host
+
+    report = []
+    with tempfile.TemporaryDirectory() as tmp:
+        mods = Path(tmp) / "mods"
+        if spam:
+            _write_mod(mods, "spam", SPAM)
+        _write_mod(mods, "good", GOOD_PERIODIC)
+        host = build_host(mods, model=model, console=report.append, rag=False)
+        try:
+            for _ in range(30):
+                host.update(1 / 60)
+            rss0, t0 = _rss_mb(), time.perf_counter()
+            period, nxt = 1 / 60, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                host.update(period)
+                nxt += period
+                time.sleep(max(0.0, nxt - time.perf_counter()))
+            rss1, took = _rss_mb(), time.perf_counter() - t0
+            if spam:
+                host.run_command("spam_report")
+        finally:
+            host.shutdown()
+    line = next((l for l in report if l.startswith("[spam] spam ")), "")
+    return {"rss_growth_mb": round(rss1 - rss0, 1), "seconds": round(took, 1),
+            "sessions_created": int(line.split()[2]) if line else None,
+            "mod_error": line.split(" ", 3)[3] if line.count(" ") >= 3 else None,
+            "good_served": sum(1 for l in report if l.startswith("[good] got ") and l.endswith(" nil"))}
+
+
+def session_spam_rss(seconds: float = 10.0, model=None) -> dict:
+    """Host RSS growth while a mod spams 1 MiB-system sessions, next to the same run without it.
+
+    The good mod's own first generations fault in model pages (RSS of a mapped
+    file), so the spam's cost is the difference between the two runs.
+    """
     from host.llama import Model
     from host.setup.model_fetch import model_path
 
     own = model is None
     model = model or Model(model_path())
-    report = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            mods = Path(tmp) / "mods"
-            _write_mod(mods, "spam", SPAM)
-            _write_mod(mods, "good", GOOD_PERIODIC)
-            host = build_host(mods, model=model, console=report.append, rag=False)
-            try:
-                for _ in range(30):
-                    host.update(1 / 60)
-                rss0, t0 = _rss_mb(), time.perf_counter()
-                period, nxt = 1 / 60, time.perf_counter()
-                while time.perf_counter() - t0 < seconds:
-                    host.update(period)
-                    nxt += period
-                    time.sleep(max(0.0, nxt - time.perf_counter()))
-                rss1, took = _rss_mb(), time.perf_counter() - t0
-                host.run_command("spam_report")
-            finally:
-                host.shutdown()
+        _spam_run(model, 3.0, False)  # warm: the model's pages are in
+        base = _spam_run(model, seconds, False)
+        spam = _spam_run(model, seconds, True)
     finally:
         if own:
             model.close()
-    spam = next((l for l in report if l.startswith("[spam] spam ")), "")
-    good = sum(1 for l in report if l.startswith("[good] got ") and l.endswith(" nil"))
-    return {"rss_growth_mb": round(rss1 - rss0, 1), "rss_growth_mb_per_s": round((rss1 - rss0) / took, 2),
-            "sessions_created": int(spam.split()[2]) if spam else None,
-            "mod_error": spam.split(" ", 3)[3] if spam.count(" ") >= 3 else None, "good_served": good}
+    extra = spam["rss_growth_mb"] - base["rss_growth_mb"]
+    return {"with_spam": spam, "good_alone": base, "spam_rss_mb": round(extra, 1),
+            "spam_rss_mb_per_s": round(extra / max(spam["seconds"], 1e-9), 2)}
 
 
 # --- tokenize cap ------------------------------------------------------------------------------

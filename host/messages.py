@@ -117,6 +117,11 @@ class StatsRequest(HostCall):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModHelloRequest(HostCall):
+    """A mod with the llm module is loaded (fair admission keeps a sequence for it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModForgetRequest(HostCall):
     """Close every session of a mod (its runtime is gone)."""
 

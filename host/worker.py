@@ -359,6 +359,12 @@ class Worker:
                 n += 1
         return n
 
+    def hello(self, mod_id: str) -> None:
+        """A mod that may use the worker was loaded: fair admission keeps a sequence within its reach."""
+        from host.messages import ModHelloRequest
+
+        self.post(ModHelloRequest, mod_id)
+
     def forget_mod(self, mod_id: str) -> None:
         """Cancel a mod's requests, close its sessions, drop its callbacks (its runtime is gone)."""
         from host.messages import ModForgetRequest

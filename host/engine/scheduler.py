@@ -29,10 +29,11 @@ every sequence is taken, the least recently used idle session gives its up.
 
 Admission is fair across mods: when a sequence frees up, the next request
 comes from the mod with the fewest running requests (ties: the one served
-longest ago), first-come within a mod; and while another mod has asked for
-something within ``FAIR_WINDOW_S`` and has nothing running, no mod takes the
-last free sequence, so a mod that keeps every slot busy cannot starve one that
-asks now and then.
+longest ago), first-come within a mod; and while another mod is loaded (or
+asked for something within ``FAIR_WINDOW_S``) and has nothing running, no mod
+that already runs something takes the last free sequence, so a mod that keeps
+every slot busy cannot starve one that asks now and then: the price is that
+one busy mod among others uses at most n_seq_max - 1 sequences.
 
 Chat prompts and session turns are tokenized with message contents as plain
 text (host.engine.chat_tokens); a raw prompt parses special-token text only
@@ -115,6 +116,7 @@ class Scheduler:
         self.memory_note = None  # memory_note(store_path, text) -> str for sessions with memory (set by the Engine)
         self._mod_seen: dict[str, float] = {}  # mod -> when it last submitted (fair admission)
         self._mod_served: dict[str, float] = {}  # mod -> when a request of it last started
+        self._mods_present: set[str] = set()  # mods loaded with the llm module (ModHelloRequest)
         self.lib = model.lib
         self.vocab = model.vocab
         # Owned by this scheduler (the worker thread), freed in close() or replaced by a
@@ -314,7 +316,8 @@ class Scheduler:
         for slot in self.slots:
             running[slot.req.mod_id] = running.get(slot.req.mod_id, 0) + 1
         now = time.monotonic()
-        idle_active = {m for m, t in self._mod_seen.items() if now - t < FAIR_WINDOW_S and not running.get(m)}
+        active = self._mods_present | {m for m, t in self._mod_seen.items() if now - t < FAIR_WINDOW_S}
+        idle_active = {m for m in active if not running.get(m)}
         room = (len(self.free_seqs) + (self.n_seq_limit - self.ctx.n_seq_max)  # free, growable, evictable
                 + sum(1 for se in self.sessions.values() if se.seq is not None and not se.busy))
         order = sorted(firsts, key=lambda m: (running.get(m, 0), self._mod_served.get(m, 0.0)))
@@ -326,6 +329,14 @@ class Scheduler:
                 continue
             return item
         return None
+
+    def mod_present(self, mod_id: str, present: bool) -> None:
+        """A mod with the llm module was loaded (True) or unloaded (False): see fair admission."""
+        if present:
+            self._mods_present.add(mod_id)
+        else:
+            self._mods_present.discard(mod_id)
+            self._mod_seen.pop(mod_id, None)
 
     def _needs_seq(self, req) -> bool:
         se = self.sessions.get(req.session) if req.session is not None else None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from host.errors import OptionError
-from host.messages import (GenerateRequest, HostCall, ModForgetRequest, SessionCloseRequest,
+from host.messages import (GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest, SessionCloseRequest,
                            SessionCreateRequest, SessionInfoRequest, SessionLoadRequest, SessionResetRequest, SessionSaveRequest,
                            StatsRequest, StoreAddRequest, StoreRemoveRequest, StoreSearchRequest)
 
@@ -52,7 +52,9 @@ class Engine:
             SessionLoadRequest: lambda r, _c: {"value": scheduler.load_session(r.session_id, r.mod_id, r.path,
                                                                                memory=r.memory)},
             SessionInfoRequest: lambda r, _c: {"value": scheduler.session_info(r.session_id, r.mod_id)},
-            ModForgetRequest: lambda r, _c: scheduler.close_mod_sessions(r.mod_id),
+            ModHelloRequest: lambda r, _c: scheduler.mod_present(r.mod_id, True),
+            ModForgetRequest: lambda r, _c: (scheduler.close_mod_sessions(r.mod_id),
+                                             scheduler.mod_present(r.mod_id, False)) and None,
             StatsRequest: lambda r, _c: {"value": {"decode_calls": scheduler.decode_calls,
                                                    "running": len(scheduler.slots),
                                                    "waiting": len(scheduler.waiting),
