@@ -76,7 +76,9 @@ def test_runaways_are_stopped_with_the_jit_on(make_host, shape):
     assert time.perf_counter() - t0 < 5.0      # loose; bench/watchdog_latency.py measures
     mod = host.mods["hostile"]
     assert mod.state == "quarantined", read_log(host, "hostile")
-    assert "watchdog" in mod.reason and "50 ms budget" in mod.reason
+    assert "watchdog" in mod.reason
+    # the CPU budget, or the wall-clock ceiling on a badly overloaded machine
+    assert "50 ms budget" in mod.reason or "2000 ms wall-clock limit" in mod.reason
     frames(host, 2)
     by = host.mods["bystander"]
     assert by.call(by.public.ticks) == (True, 3)

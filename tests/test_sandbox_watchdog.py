@@ -55,7 +55,10 @@ def test_class11_infinite_loops_are_stopped(make_host, shape):
     stop = time.perf_counter() - t0
     mod = host.mods["hostile"]
     assert mod.state == "quarantined", read_log(host, "hostile")
-    assert "watchdog" in mod.reason and "50 ms budget" in mod.reason
+    # the 50 ms CPU budget, or on a machine so loaded that the frame thread got
+    # under 2.5 % of a CPU for 2 s, the wall-clock ceiling (issue 12 item 11)
+    assert "watchdog" in mod.reason
+    assert "50 ms budget" in mod.reason or "2000 ms wall-clock limit" in mod.reason
     assert "quarantined: watchdog" in read_log(host, "hostile")
     assert stop < 2.0           # loose; the real numbers live in bench/
     frames(host, 3)             # the loop goes on

@@ -24,7 +24,7 @@ class Limits:
     # The backstop for a call that blocks without using CPU: it is also
     # stopped once its wall time passes max(budget * factor, min).
     wall_ceiling_factor: float = 20.0
-    wall_ceiling_min_ms: int = 1000
+    wall_ceiling_min_ms: int = 2000
     memory_mb: int = 64
 
     # Size caps for C functions the watchdog cannot interrupt.

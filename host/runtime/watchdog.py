@@ -71,7 +71,6 @@ class Watchdog:
         self._size = 0
         self._armed: dict[int, _Armed] = {}   # guarded by _cond
         self._wake_at = math.inf              # guarded by _cond: when the thread looks next
-        self._clocks: dict[int, object] = {}
         # Started here, once per process, not on the first call: it idles on
         # _cond while nothing is armed, and a thread that appeared in the
         # middle of a host's life would look like one the host left behind.
@@ -102,10 +101,9 @@ class Watchdog:
     # -- arming (frame thread) -------------------------------------------------------
 
     def _arm(self, idx: int, mem: SlotMemory, budget: float, ceiling: float) -> None:
-        ident = threading.get_ident()
-        clock = self._clocks.get(ident, False)
-        if clock is False:
-            clock = self._clocks[ident] = _cpu_clock_id(ident)
+        # asked each time (no syscall): a cached id could outlive its thread
+        # and name another one once the thread ident is reused
+        clock = _cpu_clock_id(threading.get_ident())
         now = time.monotonic()
         with self._lock:
             mem.stop, mem.cpu_start = 0, 0.0
