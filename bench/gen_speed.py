@@ -136,9 +136,10 @@ def _job_relic_python(threads: int, tokens: int) -> dict:
 def _worker_config(threads: int):
     from host.worker import WorkerConfig
 
-    # one sequence, the whole prompt in one chunk: the same work as the other contenders
+    # one sequence, the whole prompt in one chunk, an f16 KV cache (llama.cpp's default, not
+    # the worker's q8_0): the same work as the other contenders
     return WorkerConfig(n_ctx=N_CTX, n_batch=N_BATCH, n_seq_max=1, n_threads=threads, n_threads_batch=threads,
-                        nice=0)
+                        nice=0, kv_type="f16")
 
 
 def _from_result(r: dict, extra: dict) -> dict:
