@@ -129,6 +129,7 @@ def main() -> int:
     ap.add_argument("--model")
     ap.add_argument("--json", help="write the records and summary here")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     records = run(args.turns, args.n_ctx, args.model)
     print(f"{'turn':>4} {'ttft s':>7} {'total s':>8} {'prompt':>6} {'reused':>6}  overflow")
     for r in records:
@@ -136,6 +137,7 @@ def main() -> int:
         print(f"{r['turn']:>4} {ttft:>7} {r['total_s']:>8.2f} {r['prompt_tokens'] or 0:>6} "
               f"{r['cached_tokens'] or 0:>6}  {'OVERFLOW' if r['overflow'] else ''}")
     s = summarize(records)
+    s["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     print(json.dumps(s, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": s, "records": records}, indent=1, ensure_ascii=False))

@@ -51,6 +51,8 @@ EXTRAS = {
     "watchdog_latency": "bench/watchdog_latency.py",
     "join_latency": "bench/join_latency.py",
     "judy_memory": "bench/judy_memory.py",
+    "judy_chat": "bench/judy_chat.py",
+    "quality": "bench/quality.py",
 }
 EXTRA_TIMEOUT_S = 3600
 README_START, README_END = "<!-- latest-results:start -->", "<!-- latest-results:end -->"

@@ -361,6 +361,8 @@ class Scheduler:
         cfg.update(req.sampler or {})
         resolved = sampling.resolve(cfg or None, temperature=req.temperature, seed=req.seed)  # may raise: before
         sampler = sampling.build(self.lib, self.vocab, resolved, grammar=self._grammar(req))  # any allocation
+        if session is not None:
+            sessions.prime_sampler(self.vocab, session, sampler)  # penalties see her earlier replies
         if need_seq:
             seq = self.free_seqs.popleft()
             self.ctx.memory_seq_rm(seq)
@@ -371,7 +373,9 @@ class Scheduler:
         n_cached = 0
         if session is not None:
             sessions.apply_shift(self.ctx, session, plan)
-            sessions.splice(self.ctx, session, prompt, lambda toks, pos: self._decode_at(seq, toks, pos))
+            for _ in range(sessions.MAX_SPLICES):  # e.g. a new summary, dropped turns, last turn's note
+                if not sessions.splice(self.ctx, session, prompt, lambda toks, pos: self._decode_at(seq, toks, pos)):
+                    break
             n_cached = sessions.common_prefix(session.kv_tokens, prompt)
             n_cached = min(n_cached, len(prompt) - 1)  # decode at least one token to get logits
             if not self.ctx.memory_seq_rm(seq, n_cached, -1):
@@ -428,6 +432,10 @@ class Scheduler:
         # of prompt time), so their next token is never held up by a whole prompt.
         readers = [s for s in self.slots if s.n_prompt_done < len(s.prompt)]
         writers = [s for s in self.slots if s.next_token is not None]
+        if self._internal and any(s.req.id not in self._internal for s in self.slots):
+            # the scheduler's own work (a running summary) waits while a mod's request runs
+            readers = [s for s in readers if s.req.id not in self._internal]
+            writers = [s for s in writers if s.req.id not in self._internal]
         reader, start, chunk = None, 0, ()
         room = batch.capacity - len(writers)
         if readers and room > 0:

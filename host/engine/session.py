@@ -204,8 +204,31 @@ def apply_shift(ctx, session: SessionState, plan: TurnPlan) -> None:
     session.kv_tokens = session.kv_tokens[:k] + session.kv_tokens[k + d:]
 
 
+PRIME_REPLIES = 4  # earlier replies a session's sampler is shown before it samples
+PRIME_TOKENS = 512
+
+
+def prime_sampler(vocab, session: SessionState, sampler) -> int:
+    """Show the sampler the character's recent replies, so repetition penalties and DRY see them.
+
+    llama.cpp's penalty and DRY samplers only know the tokens they accepted,
+    which are this reply's: without this, a reply that copies an earlier one
+    word for word is not penalized at all.  A grammar is not shown them (its
+    state must start at the beginning).  Returns how many tokens were shown.
+    """
+    replies = [m["content"] for m in session.messages if m["role"] == "assistant"][-PRIME_REPLIES:]
+    if not replies:
+        return 0
+    tokens = vocab.tokenize("\n".join(replies), add_special=False, parse_special=False)[-PRIME_TOKENS:]
+    inner = getattr(sampler, "chain", sampler)  # a GrammarChain's plain samplers
+    for t in tokens:
+        inner.accept(t)
+    return len(tokens)
+
+
 MIN_SPLICE_REUSE = 16  # tokens: below this a splice is not worth the approximation
 MAX_SPLICE_INSERT = 192  # tokens a splice may decode in the middle (a new summary)
+MAX_SPLICES = 4  # splices per turn: each fixes the next difference between the cache and the prompt
 
 
 def splice(ctx, session: SessionState, prompt: list, decode_at=None) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 REFILL = 0.7  # after a summarize overflow the conversation takes at most this share of the room
 SUMMARY_MAX_TOKENS = 80
 MAX_SUMMARY_CHARS = 600
-MAX_SOURCE_CHARS = 3000
+MAX_SOURCE_CHARS = 1500
 
 SYSTEM = "You summarize conversations. Write plain sentences, no lists."
 

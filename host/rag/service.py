@@ -15,7 +15,7 @@ from host.errors import EmbeddingError, StoreError
 
 log = logging.getLogger("relic.rag")
 
-MEMORY_BUDGET_TOKENS = 128  # retrieved text per turn, in chat-model tokens (each costs prompt time)
+MEMORY_BUDGET_TOKENS = 96  # retrieved text per turn, in chat-model tokens (each costs prompt time)
 MEMORY_HEADER = "Things you know that may help:"
 MEMORY_HITS = 4
 SEARCH_OPTIONS = ("k", "mode", "filters", "weights")
