@@ -9,12 +9,13 @@ import pytest
 # Tests that use any of these fixtures (directly or through another fixture) need the
 # built llama.cpp library or the models: they are marked needs_model, which
 # `make test-fast` (pytest -m "not needs_model") leaves out.  Modules that reach the
-# model another way (the examples run in a subprocess) are named in MODEL_MODULES;
+# model another way (the examples, relic run or rpc-server in a subprocess) are named in MODEL_MODULES;
 # a single test can carry @pytest.mark.needs_model itself.  `make test-fast` points
 # the library and model settings at nothing, so a test that needs them and is not
 # marked fails there instead of quietly building or downloading.
 MODEL_FIXTURES = frozenset({"lib", "model_path", "model", "real_lib"})
-MODEL_MODULES = frozenset({"test_judy", "test_npc_dialogue", "test_market_game"})
+MODEL_MODULES = frozenset({"test_judy", "test_npc_dialogue", "test_market_game", "test_rpc", "test_offload",
+                           "test_crash_consistency", "test_worker_hostile"})
 
 
 def pytest_collection_modifyitems(config, items):
