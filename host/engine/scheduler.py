@@ -347,8 +347,8 @@ class Scheduler:
             raise sessions.SessionError(f"unknown session {req.session} (closed or never created)")
         need_seq = session is None or session.seq is None
         while need_seq and not self.free_seqs:  # before planning: planning may change the session
-            if not self._grow() and not self._evict_one(keep=session):
-                return False
+            if not self._grow() and (req.id in self._internal or not self._evict_one(keep=session)):
+                return False  # (a summary never evicts a session: it waits for a free sequence)
         plan = None
         if session is not None:
             note = None
@@ -398,12 +398,15 @@ class Scheduler:
 
     def _summarize(self, session, emit) -> None:
         """Queue the running-summary request of a summarize session (after its turn, off the critical path)."""
+        if session.summarizing in self._internal:
+            return  # one at a time: what was dropped meanwhile goes into the next one
         msgs = summary.request_messages(session)
         session.to_summarize = []
         self._internal_ids -= 1
         req = GenerateRequest(id=self._internal_ids, mod_id=session.mod_id, messages=tuple(msgs),
                               max_tokens=summary.SUMMARY_MAX_TOKENS, temperature=0.0, stop=("\n\n",), stream=False)
         self._internal[req.id] = lambda result: summary.apply(session, result)
+        session.summarizing = req.id
         self.submit(req, emit)
 
     def _grammar(self, req):
@@ -433,9 +436,11 @@ class Scheduler:
         readers = [s for s in self.slots if s.n_prompt_done < len(s.prompt)]
         writers = [s for s in self.slots if s.next_token is not None]
         if self._internal and any(s.req.id not in self._internal for s in self.slots):
-            # the scheduler's own work (a running summary) waits while a mod's request runs
+            # the scheduler's own work (a running summary) reads its prompt only when no mod's
+            # request runs, and generates only while no mod's request reads its prompt
             readers = [s for s in readers if s.req.id not in self._internal]
-            writers = [s for s in writers if s.req.id not in self._internal]
+            if readers:
+                writers = [s for s in writers if s.req.id not in self._internal]
         reader, start, chunk = None, 0, ()
         room = batch.capacity - len(writers)
         if readers and room > 0:

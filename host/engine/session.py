@@ -57,6 +57,7 @@ class SessionState:
     memory: Any = None  # a store path: its hits are a note in each turn only (see Scheduler.memory_note)
     summary: str = ""  # overflow="summarize": what the dropped turns said, kept after the system prompt
     to_summarize: list = field(default_factory=list)  # dropped messages not yet in the summary
+    summarizing: int = 0  # the id of the summary request queued or running for it (0: none)
 
     def text_size(self) -> int:
         """Characters of text this session holds (system prompt, summary, conversation): what quotas count."""

@@ -52,6 +52,7 @@ def request_messages(session) -> list:
 
 def apply(session, result: dict) -> None:
     """Store a finished summarization's text as the session's summary (a failed one changes nothing)."""
+    session.summarizing = 0
     text = " ".join(str(result.get("text") or "").split())
     if result.get("finish_reason") in ("stop", "length") and text:
         session.summary = text[:MAX_SUMMARY_CHARS]
