@@ -26,6 +26,7 @@ Frame thread                         worker thread
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -195,7 +196,23 @@ class Worker:
             self._thread.join(timeout)
             _aborts.worker_running(False)
             raise self._start_error
+        # Registered after host.llama's finalizers, so it runs before them at exit (atexit
+        # is last-in first-out): a program that never called shutdown() still stops the
+        # worker first, or holds the frees if it does not stop.
+        atexit.register(self._at_exit)
         return self
+
+    def _at_exit(self) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._stopping.set()
+        self._requests.put(_SHUTDOWN)
+        thread.join(self.config.shutdown_wait_s)
+        if thread.is_alive():
+            from host.llama import hold_frees
+
+            hold_frees("the inference worker thread was still running at interpreter exit")
 
     @property
     def alive(self) -> bool:
@@ -226,17 +243,19 @@ class Worker:
             log.error("the inference worker did not stop within %.1f s; its model and contexts are left "
                       "allocated (not freed under a running thread)", wait)
         self._thread = None
+        atexit.unregister(self._at_exit)
         _aborts.worker_running(False)
 
     # --- frame thread API --------------------------------------------------
-    def submit(self, mod_id: str, *, on_token=None, on_done=None, **options) -> Handle:
+    def submit(self, mod_id: str, *, on_token=None, on_done=None, stream: bool = True, **options) -> Handle:
         """Queue a generation for ``mod_id``; returns a Handle at once.
 
         Over the mod's queue limit, with input larger than ``max_prompt_bytes``,
         after shutdown or once the worker died, the handle is already done with
         an error result whose ``error_type`` says which (nothing is raised into the mod).
+        ``stream=False``: no token events at all (nobody will set ``handle.on_token``).
         """
-        req = GenerateRequest(id=next(self._ids), mod_id=mod_id, stream=on_token is not None, **options)
+        req = GenerateRequest(id=next(self._ids), mod_id=mod_id, stream=stream, **options)
         size = _text_bytes(options)
         if size > self.max_prompt_bytes:
             tokens = self.config.max_prompt_tokens or self.config.n_ctx

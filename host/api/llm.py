@@ -204,8 +204,9 @@ class LLMProvider:
             raise OptionError(f"unknown request kind {kind!r}")
         raw = mod.from_lua(opts)
         options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
-            mod.id, on_token=on_token, on_done=on_done, **options), stream=_streams(raw))
+            mod.id, on_token=on_token, on_done=on_done, stream=stream, **options), stream=stream)
 
     def _grammar_for(self, mod):
         if self.grammar_from is None:
@@ -292,9 +293,10 @@ class LLMProvider:
             self.ledger.check_turn(mod.id, sid, len(text) if isinstance(text, (str, bytes)) else 0)
         except QuotaExceeded as exc:
             return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
+        stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.say(
-            mod.id, sid, text, on_token=on_token, on_done=on_done, **options), self._sized(mod, sid),
-            stream=_streams(raw))
+            mod.id, sid, text, on_token=on_token, on_done=on_done, stream=stream, **options), self._sized(mod, sid),
+            stream=stream)
 
     def _session_call(self, mod, sid, what, *args) -> int:
         if what == "reset":
