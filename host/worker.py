@@ -379,7 +379,9 @@ class Worker:
         return n
 
     def hello(self, mod_id: str) -> None:
-        """A mod that may use the worker was loaded: fair admission keeps a sequence within its reach."""
+        """Optional: count ``mod_id`` as present for fair admission until forget_mod (a game whose mods
+        all talk can call it at load so even a mod's first request finds a sequence; the default is
+        the FAIR_WINDOW_S window of recent requests, which costs a lone busy mod nothing)."""
         from host.messages import ModHelloRequest
 
         self.post(ModHelloRequest, mod_id)

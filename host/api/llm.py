@@ -163,7 +163,6 @@ class LLMProvider:
         # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
-        self.worker.hello(mod.id)
         mod.expose("llm", llm)
         if mod.trusted:
             mod.expose("llama", self._raw_binding(mod), readonly=False)

@@ -29,11 +29,11 @@ every sequence is taken, the least recently used idle session gives its up.
 
 Admission is fair across mods: when a sequence frees up, the next request
 comes from the mod with the fewest running requests (ties: the one served
-longest ago), first-come within a mod; and while another mod is loaded (or
-asked for something within ``FAIR_WINDOW_S``) and has nothing running, no mod
-that already runs something takes the last free sequence, so a mod that keeps
-every slot busy cannot starve one that asks now and then: the price is that
-one busy mod among others uses at most n_seq_max - 1 sequences.
+longest ago), first-come within a mod; and while another mod has asked for
+something within ``FAIR_WINDOW_S`` (or was declared present: Worker.hello) and
+has nothing running, no mod that already runs something takes the last free
+sequence, so a mod that keeps every slot busy cannot starve one that asks now
+and then (that mod's first request still waits for a sequence to free up).
 
 Chat prompts and session turns are tokenized with message contents as plain
 text (host.engine.chat_tokens); a raw prompt parses special-token text only
