@@ -139,7 +139,10 @@ def test_grammar_work_stops_at_the_mods_budget(make_host):
     frames(host, 4)
     attacker = host.mods["attacker"]
     assert attacker.state == "quarantined" and "budget" in attacker.reason
-    assert "too large to check within the time left" in read_log(host, "attacker")
+    # either the grammar check saw its deadline first or the watchdog did: both stop it at the budget
+    log_text = read_log(host, "attacker")
+    assert ("too large to check within the time left" in log_text
+            or "ran past its 5 ms budget" in log_text), log_text
     good = host.mods["good"]
     ok, made = good.call(good.public.made)
     assert ok and made == 5
