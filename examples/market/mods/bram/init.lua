@@ -33,27 +33,9 @@ local me = llm.session{
   overflow = "summarize",
   tools = tools,
 }
-local talking = false
-
-local function respond(prompt)
-  if talking then return false end
-  talking = true
-  market.bubble("")
-  me:say(prompt, {
-    max_tokens = 60, max_tool_calls = 1,
-    on_token = function(piece) market.speak(piece) end,
-    on_done = function(result)
-      talking = false
-      if result.error then spdlog.warning("Bram: " .. result.error) end
-      market.finish(result.text)
-    end,
-  })
-  return true
-end
-
-return {
-  --- Someone said `text` to Bram (or near him). Returns true if he answers.
-  hear = function(who, text) return respond(who .. " says: \"" .. text .. "\"") end,
-  --- Something happened on the street. Returns true if he reacts.
-  event = function(text) return respond("(" .. text .. ") Say something about it to the people around you.") end,
-}
+return require("character").npc(me, "Bram", {
+  start = function() market.bubble("") end,
+  piece = function(text) market.speak(text) end,
+  finish = function(text) market.finish(text) end,
+  warn = function(msg) spdlog.warning(msg) end,
+})
