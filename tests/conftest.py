@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -108,3 +111,23 @@ def llm_host(tmp_path, shared_worker, model):
     yield factory
     for h in hosts:
         h.shutdown()
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private Xvfb server for the window tests (market game, ImGui); yields its DISPLAY value."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it")
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        assert number.isdigit(), "Xvfb did not report a display number"
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

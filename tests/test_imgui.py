@@ -8,7 +8,6 @@ installs them with the game extra) and Xvfb (`make xvfb`).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -224,26 +223,6 @@ def test_real_imgui_widgets_respond_to_input(make_host):
     ok, state = mod.call(mod.public.state)
     assert state.open is False
     assert mod.state == "loaded", read_log(host, "w")
-
-
-@pytest.fixture(scope="module")
-def display():
-    """A private Xvfb server; yields its DISPLAY value."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        pytest.fail("Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it")
-    r, w = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    try:
-        with os.fdopen(r) as f:
-            number = f.readline().strip()
-        assert number.isdigit(), "Xvfb did not report a display number"
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 WINDOW_SCRIPT = textwrap.dedent(r"""
