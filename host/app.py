@@ -72,7 +72,8 @@ def load_model(model_path=None, template=None):
 
 
 def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: bool = True,
-               worker_config=None, load: bool = True, template: str | None = None, **host_kwargs) -> Host:
+               worker_config=None, load: bool = True, template: str | None = None, server=None,
+               backends: dict | None = None, **host_kwargs) -> Host:
     """A Host with `llm` (and the trusted `llama`) wired to a started worker.
 
     ``model``: an open Model to share (not closed by the host); otherwise one is
@@ -81,9 +82,15 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
     ``rag=False`` leaves out the `rag` module (its embedding model loads on first use).
     ``template``: a llama.cpp chat template name for a model without one (else $RELIC_TEMPLATE);
     a model with no template and none given gets one clear line on the console.
+    ``server``: a host.remote.backend.ServerConfig: `llm` runs on that server instead of the embedded
+    model (which is then not loaded unless a mod is mapped to it).  ``backends``: mod id ->
+    "embedded" or a ServerConfig, for mods that run elsewhere than the default (one worker each).
     """
     host = Host(mods_dir, **host_kwargs)
-    if llm:
+    if llm and (server is not None or backends):
+        _add_llm_routed(host, server, backends or {}, model=model, model_path=model_path, rag=rag,
+                        worker_config=worker_config, template=template)
+    elif llm:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
         from host.api.quotas import QuotaLedger
@@ -119,6 +126,57 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
     if load:
         host.load()
     return host
+
+
+def _add_llm_routed(host, server, backends: dict, *, model, model_path, rag, worker_config, template) -> None:
+    """The llm/grammar/rag providers over one worker per backend (host.remote.routing)."""
+    from host.api.grammar import GrammarProvider
+    from host.api.llm import LLMProvider
+    from host.api.quotas import QuotaLedger
+    from host.api.rag import RagProvider
+    from host.remote.backend import start_remote_worker
+    from host.remote.routing import WorkerRouter
+    from host.worker import Worker, WorkerConfig
+
+    config = worker_config or WorkerConfig.from_env()
+    on_dead = lambda message: host.console(f"[relic] {message}")  # noqa: E731
+    say = host.console
+    workers: dict = {}  # backend key -> started worker
+    owned_model = None
+
+    def worker_for(backend):
+        nonlocal model, owned_model
+        key = "embedded" if backend in (None, "embedded") else backend
+        if key in workers:
+            return workers[key]
+        if key == "embedded":
+            if model is None:
+                model = owned_model = load_model(model_path, template)
+            workers[key] = Worker(model, config, on_dead=on_dead).start()
+        else:
+            workers[key] = start_remote_worker(key, worker_config=config, on_dead=on_dead, say=say)
+        return workers[key]
+
+    try:
+        default = worker_for(server)
+        router = WorkerRouter(default, {mod_id: worker_for(b) for mod_id, b in backends.items()})
+    except BaseException:
+        for w in workers.values():
+            w.shutdown()
+        if owned_model is not None:
+            owned_model.close()
+        raise
+    ledger = QuotaLedger()
+    grammars = GrammarProvider(router.model, ledger=ledger)
+    llm_provider = LLMProvider(router, grammar_from=grammars.resolve, ledger=ledger)
+    memory = RagProvider(router, llm_provider) if rag else None
+    llm_provider.memory_for = memory.memory_for if memory else None
+    host.add_provider(grammars)
+    host.add_provider(llm_provider)
+    if memory is not None:
+        host.add_provider(memory)
+    if owned_model is not None:
+        host.add_provider(ModelOwner(owned_model))
 
 
 def host_with_mod(mods_dir, mod_id: str, **build_kwargs):

@@ -9,8 +9,13 @@ from pathlib import Path
 
 
 def _doctor(args) -> int:
-    from host.setup.doctor import doctor
+    from host.setup.doctor import doctor, doctor_server
 
+    if args.server:
+        from host.remote.backend import ServerConfig
+
+        return doctor_server(ServerConfig(args.server, api_key=os.environ.get(ENV_API_KEY) or None,
+                                          model=args.server_model))
     apply_offload_arguments(args)
     return doctor()
 
@@ -46,6 +51,38 @@ def apply_offload_arguments(args) -> None:
             os.environ[var] = str(value)
 
 
+ENV_SERVER = "RELIC_SERVER"
+ENV_API_KEY = "RELIC_API_KEY"
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """--server, --server-model, --backend (a remote backend for `llm`)."""
+    p.add_argument("--server", metavar="URL", help="run `llm` on this llama-server (http://host:port) or "
+                   "OpenAI-compatible server (a URL ending in /v1) instead of the embedded model "
+                   f"(default: ${ENV_SERVER}); its API key comes from ${ENV_API_KEY}")
+    p.add_argument("--server-model", metavar="NAME", help="the model an OpenAI-compatible server should use")
+    p.add_argument("--backend", action="append", default=[], metavar="MOD=URL|embedded",
+                   help="run one mod on another backend (repeatable), e.g. companion=http://gpu-box:8080")
+
+
+def server_arguments(args):
+    """(ServerConfig or None, {mod id: "embedded" | ServerConfig}) from the flags and the environment."""
+    from host.errors import OptionError
+    from host.remote.backend import ServerConfig
+
+    key = os.environ.get(ENV_API_KEY) or None
+    model = getattr(args, "server_model", None)
+    url = getattr(args, "server", None) or os.environ.get(ENV_SERVER) or None
+    server = ServerConfig(url, api_key=key, model=model) if url else None
+    backends = {}
+    for item in getattr(args, "backend", None) or []:
+        mod_id, sep, where = item.partition("=")
+        if not sep or not mod_id or not where:
+            raise OptionError(f"--backend {item!r}: use MOD=URL or MOD=embedded")
+        backends[mod_id] = "embedded" if where == "embedded" else ServerConfig(where, api_key=key, model=model)
+    return server, backends
+
+
 def _run(args) -> int:
     """`relic run`: the frame loop with a console, and the model behind `llm` unless --no-llm."""
     from host.runtime import console
@@ -60,13 +97,14 @@ def _run(args) -> int:
             print(f"relic run: mods folder '{args.mods}' does not exist", file=sys.stderr)
             return 2
         try:  # a bad model is a clear error here, at start
-            host = build_host(args.mods, model_path=args.model, load=False,
+            server, backends = server_arguments(args)
+            host = build_host(args.mods, model_path=args.model, load=False, server=server, backends=backends,
                               console=lambda line: print(line, flush=True))
         except RelicError as exc:
             print(f"relic run: {exc}", file=sys.stderr)
             return 1
         model = next((p.model for p in host.providers if hasattr(getattr(p, "model", None), "placement")), None)
-        if model is not None:  # where inference runs, once at start (results carry it too)
+        if model is not None and getattr(model, "lib", None) is not None:  # where inference runs, once at start (results carry it too)
             print(f"relic run: {model.path.name} on {model.placement}", file=sys.stderr, flush=True)
     status = console.run(args, host=host)
     if host is not None:
@@ -102,10 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
     p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
     add_offload_arguments(p)
+    add_server_arguments(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("doctor", help="report the library, model, ABI check, devices and offload")
     add_offload_arguments(p)
+    p.add_argument("--server", metavar="URL", help="check this inference server instead (model, context size, "
+                   f"template, features); its API key comes from ${ENV_API_KEY}")
+    p.add_argument("--server-model", metavar="NAME", help="the model an OpenAI-compatible server should use")
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("setup", help="build llama.cpp and fetch the default model (cached)")

@@ -307,6 +307,14 @@ class Worker:
     def new_session_id(self) -> int:
         return next(self._ids)
 
+    def share_ids(self, other: "Worker") -> None:
+        """Draw request and session ids from ``other``'s counter from now on (several workers behind one
+        router, host.remote.routing: ids never collide)."""
+        floor = next(self._ids)
+        while next(other._ids) < floor:
+            pass
+        self._ids = other._ids
+
     def close_session(self, mod_id: str, session_id: int) -> None:
         self.post(SessionCloseRequest, mod_id, session_id=session_id)
 

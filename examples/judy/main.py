@@ -15,6 +15,7 @@ that has none.
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import sys
 import threading
@@ -71,6 +72,7 @@ def main() -> int:
     args = ap.parse_args()
     apply_offload_arguments(args)
 
+    from host.remote.backend import server_from
     from host.app import host_with_mod
 
     interactive = sys.stdin.isatty()
@@ -82,7 +84,7 @@ def main() -> int:
 
     try:
         host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console,
-                                   template=args.template)
+                                   template=args.template, server=server_from(os.environ))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ Headless (what the CI test runs, under Xvfb):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
     import pygame
 
     from game import Game
+    from host.remote.backend import server_from
     from host.app import build_host
     from host.errors import RelicError
 
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
 
     def host_factory(mods_dir, market_api):
         host = build_host(mods_dir, model_path=args.model, rag=False, load=False, template=args.template,
-                          console=lambda line: print(line, flush=True))
+                          console=lambda line: print(line, flush=True), server=server_from(os.environ))
         host.add_provider(market_api)
         try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)
             from host.ui.imgui_overlay import ImGuiOverlay

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,11 +31,12 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the final log as JSON lines")
     args = ap.parse_args()
 
+    from host.remote.backend import server_from
     from host.app import host_with_mod
 
     try:
         host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False, template=args.template,
-                                     console=lambda line: print(line))
+                                     console=lambda line: print(line), server=server_from(os.environ))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1

@@ -164,7 +164,7 @@ class LLMProvider:
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
         mod.expose("llm", llm)
-        if mod.trusted:
+        if mod.trusted and getattr(self.model, "lib", None) is not None:  # a server has no raw binding
             mod.expose("llama", self._raw_binding(mod), readonly=False)
 
     def new_handle_fn(self, mod):
@@ -194,9 +194,13 @@ class LLMProvider:
         if len(text) > cap or (isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > cap):
             raise OptionError(f"llm.{what}: the text is longer than {cap} bytes (the limit for this synchronous "
                               f"call); split it, or send it with llm.generate, which checks its length on the worker")
+        # the tokenizer of the mod's backend (host.remote.routing); on a server without a local copy
+        # of its tokenizer this raises UnsupportedError: no network call on the frame thread
+        model_for = getattr(self.worker, "model_for", None)
+        model = model_for(mod.id) if model_for is not None else self.model
         if what == "count":
-            return self.model.vocab.count(text, add_special=False)
-        return self.model.vocab.tokenize(text, add_special=False)
+            return model.vocab.count(text, add_special=False)
+        return model.vocab.tokenize(text, add_special=False)
 
     def _submit(self, mod, kind, opts) -> int:
         if kind not in ("generate", "chat"):
