@@ -13,7 +13,7 @@ Relic.  Every path is checked here before anything is opened:
 
 Quotas: open files per mod, bytes per file, bytes in the whole folder, and
 bytes per read (the sandbox's string cap).  Files are opened in binary mode;
-the Lua side (lua/relic_io.lua) gives them Lua's file API.  Handles are
+the Lua side (host/runtime/lua/relic_io.lua) gives them Lua's file API.  Handles are
 integer ids; `close_all()` runs when the mod is released.  Frame thread only.
 """
 
