@@ -5,9 +5,9 @@ init.lua runs:
 
 - `db` (lsqlite3 semantics) and `sqlite3` (its constants, version, complete,
   reopen) over the mod's own SQLite file (host/runtime/moddb.py,
-  lua/relic_db.lua);
+  host/runtime/lua/relic_db.lua);
 - `io` and `dir` confined to the mod's folder (host/runtime/modio.py,
-  lua/relic_io.lua);
+  host/runtime/lua/relic_io.lua);
 - `bit32` (CET's: LuaJIT's bit library under that name, plus 5.2's extras),
   `table.unpack`/`table.pack` and `rawlen` when the LuaJIT build lacks them;
 - `GetVersion()`, `GetMods()`, `GetDisplayResolution()`;

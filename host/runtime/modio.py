@@ -26,7 +26,7 @@ files are counted once, by a walk of the whole folder before the first write
 or new file, then kept up to date by every write, truncation and new file;
 the database and the log are not counted (they have their own caps).
 Files are opened in binary mode;
-the Lua side (lua/relic_io.lua) gives them Lua's file API.  Handles are
+the Lua side (host/runtime/lua/relic_io.lua) gives them Lua's file API.  Handles are
 integer ids; `close_all()` runs when the mod is released.  Frame thread only.
 """
 
