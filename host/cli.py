@@ -99,12 +99,12 @@ def _run(args) -> int:
         try:  # a bad model is a clear error here, at start
             server, backends = server_arguments(args)
             host = build_host(args.mods, model_path=args.model, load=False, server=server, backends=backends,
-                              console=lambda line: print(line, flush=True))
+                              console=lambda line: print(line, flush=True), grants=trust_grants(args))
         except RelicError as exc:
             print(f"relic run: {exc}", file=sys.stderr)
             return 1
         model = next((p.model for p in host.providers if hasattr(getattr(p, "model", None), "placement")), None)
-        if model is not None and getattr(model, "lib", None) is not None:  # where inference runs, once at start (results carry it too)
+        if model is not None and getattr(model, "lib", None) is not None:  # where it runs (a server says so itself)
             print(f"relic run: {model.path.name} on {model.placement}", file=sys.stderr, flush=True)
     status = console.run(args, host=host)
     if host is not None:
@@ -118,6 +118,13 @@ def _run(args) -> int:
             sys.stdout.flush()
             os._exit(status)
     return status
+
+
+def trust_grants(args) -> dict:
+    """Grants from `--trust ID` (the player's say: a mod's own files never grant trust)."""
+    from host.runtime.grants import Grant
+
+    return {mod_id: Grant(trusted=True) for mod_id in (getattr(args, "trust", None) or [])}
 
 
 def _chat(args) -> int:
@@ -139,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
     p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
+    p.add_argument("--trust", action="append", metavar="ID", help="run mod ID trusted: the full standard "
+                   "library, FFI and the raw `llama` binding, no sandbox (repeatable; mods cannot trust themselves)")
     add_offload_arguments(p)
     add_server_arguments(p)
     p.set_defaults(func=_run)
