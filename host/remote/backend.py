@@ -188,3 +188,18 @@ def server_from(environ) -> ServerConfig | None:
     """
     url = environ.get(ENV_SERVER, "").strip()
     return ServerConfig(url, api_key=environ.get(ENV_API_KEY) or None) if url else None
+
+
+def from_config(config) -> tuple[ServerConfig | None, dict]:
+    """(the default server or None, {mod id: "embedded" | ServerConfig}) from a host.config.Config
+    (its ``server``, ``api_key``, ``server_timeout`` and ``backends``)."""
+    key = getattr(config, "api_key", None)
+    stall = getattr(config, "server_timeout", None) or DEFAULT_STALL_S
+
+    def make(url: str) -> ServerConfig:
+        return ServerConfig(url, api_key=key, stall_s=stall)
+
+    url = getattr(config, "server", None)
+    backends = {mod_id: ("embedded" if where == "embedded" else make(where))
+                for mod_id, where in dict(getattr(config, "backends", None) or {}).items()}
+    return (make(url) if url else None), backends
