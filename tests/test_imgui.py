@@ -131,7 +131,7 @@ def test_a_call_dear_imgui_refuses_is_a_clear_error_and_the_frame_goes_on(make_h
     for _ in range(2):
         host.draw()
     lines = console.mod_lines("bad")
-    assert lines[0].startswith("false\t") and "columns must be 1..64" in lines[0]
+    assert lines[0].startswith("false\t") and "bad argument #2 (columns): 0 is out of range (1..64)" in lines[0]
     assert lines[1].startswith("false\t") and "Dear ImGui refused the call" in lines[1]
     assert console.mod_lines("good") == ["drawn"] * 2
     assert host.mods["bad"].state == "loaded" and host.mods["good"].state == "loaded"
