@@ -58,7 +58,7 @@ function M.functions(call, names, release, readonly)
     if not info then return nil, err end
     local tex = setmetatable({ size = vec2(info.width, info.height) }, tex_mt)
     handles[tex] = info.handle
-    return tex
+    return tex, nil
   end
 
   --- ImGui.Image(texture [, size, uv0, uv1, tintCol, borderCol]) with ImVec2/ImVec4 arguments.

@@ -60,6 +60,10 @@ _CLOSERS = {
 }
 
 
+# entries that open a window of their own (a table outside them is not current inside them)
+_WINDOWS = frozenset({"window", "child", "popup", "tooltip", "menu", "combo", "listbox"})
+
+
 class ImGuiLayer:
     """The ImGui of a Host: one frame per draw phase, one stack per mod's onDraw."""
 
@@ -178,6 +182,15 @@ class ImGuiLayer:
         """Record an opened Begin/Push (`real`: Dear ImGui has it open and must close it)."""
         self.check_room()
         self._stack.append((kind, real))
+
+    def inside(self, kind: str) -> bool:
+        """Whether the innermost open scope (up to the nearest window) is a `kind` entry."""
+        for k, _ in reversed(self._stack):
+            if k == kind:
+                return True
+            if k in _WINDOWS:
+                return False
+        return False
 
     def pop(self, kind: str, fname: str) -> bool:
         """Check that `fname` closes the innermost entry (a clear error if not); returns its `real`."""

@@ -94,6 +94,10 @@ class ModImGui:
             raise ModError(f"ImGui.{name} does not exist")
         if not (b.tag("anywhere") or b.tag("pure")) and not self.layer.drawing:
             raise ModError(f"ImGui.{name}: ImGui can only be used inside onDraw (as in CET)")
+        inside = b.tag("in")
+        if inside and not self.layer.inside(inside):
+            raise ModError(f"ImGui.{name}: only between BeginTable and EndTable" if inside == "table"
+                           else f"ImGui.{name}: only inside {inside}")
         im = self.layer.imgui
         try:
             fn = b.tag("fn")
@@ -102,6 +106,8 @@ class ModImGui:
             return self._generic(b, im, self._read(b, im, args))
         except RuntimeError as e:        # Dear ImGui's IM_ASSERT, raised by imgui-bundle
             raise ModError(f"ImGui.{name}: Dear ImGui refused the call ({e})") from None
+        except (TypeError, OverflowError) as e:     # a checked value imgui-bundle still refuses: a table bug
+            raise ModError(f"ImGui.{name}: host binding error ({str(e).splitlines()[0]})") from None
 
     def _read(self, b: Binding, im, args, start: int = 0) -> list:
         return A.ArgReader(self.mod, im, self.layer.draw_list).read(b, args, start)
@@ -559,7 +565,7 @@ class ModImGui:
         self._read(b, im, args)
         specs = None if im is None else im.table_get_sort_specs()
         if specs is None:
-            return None
+            return (None,)                    # one nil, as CET returns a null pointer
         out = []
         for i in range(min(int(specs.specs_count), 64)):
             s = specs.get_specs(i)

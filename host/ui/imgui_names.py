@@ -21,7 +21,8 @@ Result kinds: b f i s u (colour) xy (two numbers) xyzw (four) t (a table);
 `swap` means Dear ImGui's (changed, value) comes back as CET's value, changed.
 
 Tags: push=/pushif=/pop= name the Begin/Push stack entry (pushif: only when the
-call returned true); fn= a handler in imgui_calls.py (overloads by argument type,
+call returned true); in= the entry the call must be inside (Dear ImGui would
+read a null pointer otherwise); fn= a handler in imgui_calls.py (overloads by argument type,
 emulated functions); call= the imgui-bundle function when the name does not map;
 headless= the result without Dear ImGui (default: false, 0, "", or the value
 passed in for `swap`); pure: computed in Python, the same with or without Dear
@@ -51,9 +52,9 @@ FLAG_TABLES = {
 
 TABLE = r"""
 # Windows
-Begin(name:s, open:b?, flags:i=0) -> shouldDraw:b ; fn=begin doc=Begin(name [, open] [, flags]) -> [open,] shouldDraw
+Begin(name:s, open:b?, flags:i=0) -> shouldDraw:b ; fn=begin push=window doc=Begin(name [, open] [, flags]) -> [open,] shouldDraw
 End() ; pop=window
-BeginChild(name:s, size:xy=0,0, childFlags:i=0, windowFlags:i=0) -> shown:b ; fn=begin_child headless=true
+BeginChild(name:s, size:xy=0,0, childFlags:i=0, windowFlags:i=0) -> shown:b ; fn=begin_child push=child headless=true
 EndChild() ; pop=child
 IsWindowAppearing() -> appearing:b
 IsWindowCollapsed() -> collapsed:b
@@ -94,9 +95,9 @@ SetScrollHereY(centerYRatio:f=0.5)
 SetScrollFromPosX(localX:f, centerXRatio:f=0.5)
 SetScrollFromPosY(localY:f, centerYRatio:f=0.5)
 # Style stacks
-PushStyleColor(idx:col, col:u) ; fn=push_style_color doc=PushStyleColor(idx, col | r, g, b, a)
+PushStyleColor(idx:col, col:u) ; fn=push_style_color push=color doc=PushStyleColor(idx, col | r, g, b, a)
 PopStyleColor(count:i=1) ; fn=pop_count pop=color
-PushStyleVar(idx:var, val:f) ; fn=push_style_var doc=PushStyleVar(idx, val | x, y)
+PushStyleVar(idx:var, val:f) ; fn=push_style_var push=var doc=PushStyleVar(idx, val | x, y)
 PopStyleVar(count:i=1) ; fn=pop_count pop=var
 PushItemFlag(option:i, enabled:b) ; push=itemflag
 PopItemFlag() ; pop=itemflag
@@ -247,10 +248,10 @@ IsPopupOpen(strId:s, popupFlags:i=0) -> open:b
 # Tables
 BeginTable(strId:s, columns:cols, flags:i=0, outerSize:xy=0,0, innerWidth:f=0) -> open:b ; pushif=table headless=true
 EndTable() ; pop=table
-TableNextRow(flags:i=0, minRowHeight:f=0)
+TableNextRow(flags:i=0, minRowHeight:f=0) ; in=table
 TableNextColumn() -> visible:b ; headless=true
 TableSetColumnIndex(column:i) -> visible:b ; headless=true
-TableSetupColumn(label:s, flags:i=0, initWidthOrWeight:f=0, userId:i=0)
+TableSetupColumn(label:s, flags:i=0, initWidthOrWeight:f=0, userId:u=0)
 TableSetupScrollFreeze(cols:i, rows:i)
 TableHeadersRow()
 TableHeader(label:s)
@@ -273,7 +274,7 @@ GetColumnsCount() -> count:i ; headless=1
 # Tab bars
 BeginTabBar(strId:s, flags:i=0) -> open:b ; pushif=tabbar headless=true
 EndTabBar() ; pop=tabbar
-BeginTabItem(label:s, open:b?, flags:i=0) -> selected:b ; fn=begin_tab_item doc=BeginTabItem(label [, open] [, flags]) -> [open,] selected
+BeginTabItem(label:s, open:b?, flags:i=0) -> selected:b ; fn=begin_tab_item pushif=tabitem doc=BeginTabItem(label [, open] [, flags]) -> [open,] selected
 EndTabItem() ; pop=tabitem
 SetTabItemClosed(label:s)
 # Disabling, clipping, focus
@@ -308,7 +309,7 @@ GetTime() -> seconds:f
 GetFrameCount() -> frames:i
 GetBackgroundDrawList() -> drawList:dl ; fn=draw_list
 GetForegroundDrawList() -> drawList:dl ; fn=draw_list
-BeginChildFrame(id:i, size:xy, flags:i=0) -> shown:b ; fn=begin_child_frame headless=true
+BeginChildFrame(id:i, size:xy, flags:i=0) -> shown:b ; fn=begin_child_frame push=child headless=true
 EndChildFrame() ; pop=child call=end_child
 CalcTextSize(text:s, hideTextAfterDoubleHash:b=false, wrapWidth:f=-1) -> size:xy ; fn=calc_text_size
 ColorConvertU32ToFloat4(col:u) -> rgba:t ; pure fn=u32_to_float4
