@@ -126,8 +126,9 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108020000009
                     "d763f8cfc000000301010018dd8db00000000049454e44ae426082")
 
 
-def _run(make_host, real: bool, source: str, frames: int = 3, toml: str | None = None):
-    host, console = make_host({"m": source}, load=False, tomls={"m": toml} if toml else None)
+def _run(make_host, real: bool, source: str, frames: int = 3, budget_ms: int | None = None):
+    from host.runtime.limits import Limits
+    host, console = make_host({"m": source}, load=False, limits=Limits(budget_ms=budget_ms) if budget_ms else None)
     (host.mods_dir / "m" / "pic.png").write_bytes(PNG)
     if real:
         from host.ui.imgui_api import ImGuiLayer
@@ -142,7 +143,7 @@ def _run(make_host, real: bool, source: str, frames: int = 3, toml: str | None =
 
 @pytest.mark.parametrize("real", [False, True], ids=["headless", "dear-imgui"])
 def test_every_binding_runs_with_valid_arguments_and_returns_cet_result_counts(make_host, real):
-    host, console = _run(make_host, real, _mod_source())
+    host, console = _run(make_host, real, _mod_source(), budget_ms=5000)
     mod = host.mods["m"]
     ok, text = mod.call(mod.public.results)
     assert ok, read_log(host, "m")
@@ -221,7 +222,7 @@ def test_hostile_arguments_are_clear_errors_never_a_crash(make_host, real):
     """Wrong types, NaN, huge numbers, 70 KB strings, printf formats reading memory (%s %n), tables
     and functions in every argument of every row: Lua errors naming the function; the frame
     finishes; formats that would crash Dear ImGui never reach it."""
-    host, console = _run(make_host, real, _hostile_source(), toml='budget_ms = 10000\n')
+    host, console = _run(make_host, real, _hostile_source(), budget_ms=10000)
     lines = console.mod_lines("m")
     assert lines and lines[0].startswith("refused "), read_log(host, "m")
     assert int(lines[0].split()[1]) > 2000
