@@ -9,13 +9,15 @@
 return function(bridge, write_log)
   local type, error, select, setmetatable, pcall, tostring, unpack =
         type, error, select, setmetatable, pcall, tostring, unpack
+  -- The mod's string table is its own to change: never call methods on strings here.
+  local find, sub, gsub = string.find, string.sub, string.gsub
 
   -- Host errors carry this file's position: re-raise them at the mod's line.
   -- Rule: call B.* only in non-tail position from a function the mod called.
   local function rethrow(ok, ...)
     if not ok then
       local msg = (...)
-      if type(msg) == "string" then msg = msg:gsub("^[^\n]-relic_io%.lua:%d+: ", "") end
+      if type(msg) == "string" then msg = gsub(msg, "^[^\n]-relic_io%.lua:%d+: ", "") end
       error(msg, 3)
     end
     return ...
@@ -100,10 +102,10 @@ return function(bridge, write_log)
       partial = partial .. tostring(v)
     end
     while true do
-      local nl = partial:find("\n", 1, true)
+      local nl = find(partial, "\n", 1, true)
       if not nl then break end
-      write_log(partial:sub(1, nl - 1))
-      partial = partial:sub(nl + 1)
+      write_log(sub(partial, 1, nl - 1))
+      partial = sub(partial, nl + 1)
     end
     if #partial > 4096 then write_log(partial) partial = "" end
     return log_out
