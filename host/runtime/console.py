@@ -142,7 +142,10 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None,
         if not mods_dir.is_dir():
             console(f"relic run: mods folder '{mods_dir}' does not exist")
             return 2
-        host = Host(mods_dir, console=console)
+        from host.runtime.grants import Grant
+
+        host = Host(mods_dir, console=console,
+                    grants={m: Grant(trusted=True) for m in (getattr(args, "trust", None) or [])})
     if not host.loaded:
         host.load()
     interactive = not headless and hasattr(inp, "isatty") and inp.isatty()

@@ -64,13 +64,16 @@ class Host:
 
     def __init__(self, mods_dir, *, lua_dir=None, console: Callable[[str], None] | None = None,
                  log_to_console: bool = True, clock: Callable[[], float] = time.perf_counter,
-                 limits: Limits | None = None, pump_budget_s: float = 0.004):
+                 limits: Limits | None = None, pump_budget_s: float = 0.004, grants=None):
         self.mods_dir = Path(mods_dir)
         self.lua_dir = Path(lua_dir) if lua_dir is not None else default_lua_dir()
         self.console = console or default_console
         self.log_to_console = log_to_console
         self.clock = clock
         self.limits = limits or DEFAULT_LIMITS
+        # mod id -> Grant (host.runtime.grants): trust, budget and memory come only
+        # from here (the player or the game), never from a file the mod can write
+        self.grants = dict(grants or {})
         self.pump_budget_s = pump_budget_s
         self.mods: dict[str, Mod | SkippedMod] = {}
         self.order: list[str] = []             # ids in load order
@@ -101,7 +104,7 @@ class Host:
 
     def load(self) -> None:
         """Discover and load every mod: all init.lua files, then onInit for all."""
-        found, skipped = discover(self.mods_dir, self.limits)
+        found, skipped = discover(self.mods_dir, self.limits, self.grants)
         ordered, unordered = load_order(found)
         for s in skipped + unordered:
             self._record_skipped(s)
@@ -451,7 +454,7 @@ class Host:
                 self.order.remove(mod_id)
             self.host_log(f"mod '{mod_id}' is gone (no folder {folder})")
             return
-        r = inspect_folder(folder, self.limits)
+        r = inspect_folder(folder, self.limits, self.grants)
         if isinstance(r, Skipped):
             self._record_skipped(r)
             return
