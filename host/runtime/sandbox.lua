@@ -214,44 +214,52 @@ end
 
 -- Error positions.  LuaJIT prefixes the message of a failing C function with
 -- the position of the Lua code that called it, and error(msg, level) with
--- the position `level` calls up.  Where one of this file's wrappers sits in
+-- the position `level` calls up.  Where one of this file's functions sits in
 -- between (string.rep, table.insert, rawlen, pcall itself), that position
--- would name this file.  fix_position puts the mod's own position there
--- instead (the first frame outside the host's files), or drops it where
--- LuaJIT gives none: a level that reaches past a pcall, which LuaJIT reports
--- without a position.  It runs where the error is caught, while the stack
--- that raised it is still there.
-local catch_ranges = {}   -- { first, last } lines of the catch points below
+-- would name this file.  fix_position puts there the position LuaJIT would
+-- have given: that of the first mod frame above the host frame named in the
+-- message.  It runs where the error is caught, while the stack that raised
+-- it is still there (co: the coroutine it was raised in).
+local function frame(co, l)
+  if co then return getinfo(co, l, "Sl") end
+  return getinfo(l + 1, "Sl")
+end
 
-local function mod_position(co, level)
-  for l = level, level + 64 do
-    local info
-    if co then info = getinfo(co, l, "Sl") else info = getinfo(l, "Sl") end
-    if not info then return "" end
-    if info.what ~= "C" and info.currentline > 0 and not str_find(info.source, "^@relic/") then
-      return info.short_src .. ":" .. info.currentline .. ": "
-    end
-  end
-  return ""
+local function is_host(info)
+  return info.what == "C" or info.currentline <= 0 or str_find(info.source, "^@relic/") ~= nil
 end
 
 local function fix_position(e, co, level)
   if type(e) ~= "string" then return e end
   local s, f, file, line = str_find(e, "^relic/(%a+)%.lua:(%d+): ")
   if not s or (file ~= "sandbox" and file ~= "patterns") then return e end
-  line = tonumber(line)
-  if file == "sandbox" then
-    for i = 1, #catch_ranges do
-      local r = catch_ranges[i]
-      if line >= r[1] and line <= r[2] then return str_sub(e, f + 1) end
+  local src, n = "@relic/" .. file .. ".lua", tonumber(line)
+  local l, found = level, false
+  while l < level + 200 do
+    local info = frame(co, l)
+    if not info then break end
+    if found and not is_host(info) then
+      return info.short_src .. ":" .. info.currentline .. ": " .. str_sub(e, f + 1)
     end
+    if info.source == src and info.currentline == n then found = true end
+    l = l + 1
   end
-  return mod_position(co, level) .. str_sub(e, f + 1)
+  return str_sub(e, f + 1)
+end
+
+-- "file:line: " of the nearest mod frame on the current stack ("" when none).
+local function mod_where()
+  for l = 2, 200 do
+    local info = getinfo(l, "Sl")
+    if not info then break end
+    if not is_host(info) then return info.short_src .. ":" .. info.currentline .. ": " end
+  end
+  return ""
 end
 
 local function pcall_handler(e)
   if st.fatal or e == OOM then return e end
-  return fix_position(e, nil, 3)
+  return fix_position(e, nil, 1)
 end
 
 local function safe_pcall(f, ...)
@@ -264,7 +272,7 @@ local function safe_xpcall(f, handler, ...)
   end
   return after_catch(raw_xpcall(f, function(e)
     if st.fatal or e == OOM then return e end
-    return handler(fix_position(e, nil, 3))
+    return handler(fix_position(e, nil, 1))
   end, ...))
 end
 
@@ -289,10 +297,6 @@ local function safe_wrap(f)
   end
 end
 
-for _, f in ipairs { safe_pcall, safe_xpcall, safe_resume, safe_wrap } do
-  local info = getinfo(f, "S")
-  catch_ranges[#catch_ranges + 1] = { info.linedefined, info.lastlinedefined }
-end
 
 -- Guarded calls from the host ----------------------------------------------
 local function tidy_traceback(msg)
@@ -320,7 +324,7 @@ end
 local function handler(e)
   if st.fatal then return st.fatal_msg end
   if e == OOM then return OOM end
-  return tidy_traceback(traceback(error_text(fix_position(e, nil, 3)), 2))
+  return tidy_traceback(traceback(error_text(fix_position(e, nil, 1)), 2))
 end
 
 local function late_stop()
@@ -378,10 +382,6 @@ local function guarded_call(budget, fn, ...)
   end
   st.depth = d + 1
   return finish(raw_xpcall(fn, handler, ...))
-end
-do
-  local info = getinfo(guarded_call, "S")
-  catch_ranges[#catch_ranges + 1] = { info.linedefined, info.lastlinedefined }
 end
 
 -- The same, for a cross-mod call capped by its caller's budget (soft stop).
@@ -877,7 +877,7 @@ local function collect_reader(reader)
     if not ok then return nil, piece end
     if piece == nil or piece == "" then break end
     if type(piece) == "number" then piece = tostring(piece) end
-    if type(piece) ~= "string" then return nil, "reader function must return a string" end
+    if type(piece) ~= "string" then return nil, mod_where() .. "reader function must return a string" end
     total = total + #piece
     if total > MAX_SOURCE then
       return nil, str_format("source exceeds the limit of %d bytes", MAX_SOURCE)
@@ -971,6 +971,13 @@ local function trusted_dofile(path)
 end
 
 local function trusted_load(chunk, chunkname, mode, fenv)
+  if type(chunk) == "function" then
+    -- read here: an error inside the reader would otherwise reach the host's
+    -- error handler (which adds a traceback) before load catches it
+    local src, err = collect_reader(chunk)
+    if not src then return nil, err end
+    return raw_load(src, chunkname or "=(load)", mode, fenv or env)
+  end
   return raw_load(chunk, chunkname, mode, fenv or env)
 end
 
@@ -1184,7 +1191,8 @@ else
   env._G = env
   env.print = safe_print
   env.string = copy(string)
-  env.table = copy(safe_table)
+  env.table = copy(table)
+  env.table.unpack, env.table.pack = safe_table.unpack, safe_table.pack
   env.math = copy(math)
   env.os = copy(os)
   env.bit = copy(bit)
