@@ -193,3 +193,19 @@ print(pcall(function() local s = ("x"):rep(-1, 5) return #s end))
     host, console = make_host({"w": "print(pcall(function() string.rep() end))"})
     (line,) = console.mod_lines("w")
     assert line.startswith("false\tmods/w/init.lua:1: bad argument #1 to "), line
+
+
+# -- io.stdout, io.flush ----------------------------------------------------------------------
+
+def test_io_stdout_and_io_flush_write_to_the_mods_log(make_host, mods_dir):
+    """io.stdout and io.flush were missing (CET mods write to io.stdout); io.stdout writes go to
+    the mod's log, one line per line."""
+    host, console = make_host({"o": r"""
+        io.stdout:write("a", 1, "\n")
+        io.stdout:write("two\nlines\n")
+        io.write("partial ") io.write("line\n")
+        print(io.flush(), io.type(io.stdout), io.stdout:flush(), io.stdout == io.output(), io.stderr ~= nil)
+        print(io.stdout:close())
+    """})
+    assert console.mod_lines("o") == ["a1", "two", "lines", "partial line", "true\tfile\ttrue\ttrue\ttrue",
+                                      "nil\tcannot close standard file"]

@@ -62,8 +62,8 @@ def _db_bridge(db: ModDB) -> dict:
 
 def _io_bridge(fio: ModIO) -> dict:
     return {
-        "open": fio.open, "read": fio.read, "write": fio.write, "seek": fio.seek,
-        "flush": fio.flush, "close": fio.close, "is_open": fio.is_open, "listdir": fio.listdir,
+        "open": fio.open, "read": fio.read, "write": fio.write, "write_binary": fio.write_binary,
+        "seek": fio.seek, "flush": fio.flush, "close": fio.close, "is_open": fio.is_open, "listdir": fio.listdir,
     }
 
 
