@@ -123,7 +123,7 @@ return function(bridge, gc_proxy)
   end
 
   --- llm.generate{ prompt=, max_tokens=, temperature=, seed=, stop={...}, sampler={...},
-  ---   grammar=, schema=, on_token=fn(text), on_done=fn(result) } -> handle
+  ---   grammar=, schema=, priority="player"|"normal"|"background", on_token=fn(text), on_done=fn(result) } -> handle
   function llm.generate(opts)
     return submit("generate", opts)
   end
@@ -163,7 +163,7 @@ return function(bridge, gc_proxy)
   Session.__metatable = false
 
   --- One user turn; the reply streams like llm.chat. opts: max_tokens, temperature,
-  --- seed, stop, sampler, grammar, schema, on_token, on_done.
+  --- seed, stop, sampler, grammar, schema, priority (default: the session's), on_token, on_done.
   function Session:say(text, opts)
     if type(text) ~= "string" then error("session:say expects a string", 2) end
     opts = opts or {}
@@ -206,7 +206,7 @@ return function(bridge, gc_proxy)
   end
 
   --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift"|"summarize", template=,
-  ---   memory=store, tools={ name = { description=, parameters=, run=fn(args) } }, on_tool=fn(name, args) }
+  ---   priority="player"|"normal"|"background" (its turns' default), memory=store, tools={ name = { description=, parameters=, run=fn(args) } }, on_tool=fn(name, args) }
   --- With tools, each say() lets the model speak or act (see llm.chat).
   function llm.session(opts)
     opts = opts or {}
