@@ -1,4 +1,4 @@
-"""The host half of the mod-facing `llm` module (the Lua half is lua/llm.lua).
+"""The host half of the mod-facing `llm` module (the Lua half is host/runtime/lua/llm.lua).
 
 A provider for :class:`host.runtime.host.Host`: for every mod it builds an
 ``llm`` table bound to that mod, and for trusted mods also ``llama`` (the raw

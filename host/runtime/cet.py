@@ -5,9 +5,9 @@ init.lua runs:
 
 - `db` (lsqlite3 semantics) and `sqlite3` (its constants, version, complete,
   reopen) over the mod's own SQLite file (host/runtime/moddb.py,
-  lua/relic_db.lua);
+  host/runtime/lua/relic_db.lua);
 - `io` and `dir` confined to the mod's folder (host/runtime/modio.py,
-  lua/relic_io.lua);
+  host/runtime/lua/relic_io.lua);
 - `bit32` (CET's: LuaJIT's bit library under that name, plus 5.2's extras),
   `table.unpack`/`table.pack` and `rawlen` when the LuaJIT build lacks them;
 - `GetVersion()`, `GetMods()`, `GetDisplayResolution()`;
@@ -37,7 +37,7 @@ def make_io(mod: "Mod") -> ModIO:
     return ModIO(mod.id, mod.folder, max_open=limits.io_max_open_files,
                  max_file_bytes=limits.io_max_file_bytes,
                  max_folder_bytes=limits.io_max_folder_bytes,
-                 max_read_bytes=limits.max_string_bytes)
+                 max_read_bytes=limits.max_string_bytes, max_files=limits.io_max_files)
 
 
 def _db_bridge(db: ModDB) -> dict:

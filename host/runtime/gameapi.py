@@ -25,7 +25,7 @@ public fields); game functions reached through exposed values are wrapped.
 
 Names the game did not publish but CET mods use (`Game`, `TweakDB`,
 `NewObject`, `GetSingleton`, ...) exist in every mod as stubs that fail with
-one line naming what this game publishes (lua/relic_game.lua).
+one line naming what this game publishes (host/runtime/lua/relic_game.lua).
 """
 
 from __future__ import annotations

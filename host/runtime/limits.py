@@ -60,10 +60,12 @@ class Limits:
     db_max_value_bytes: int = 16 * MiB
 
     # Files through `io` (CET parity): open at once, size of one file, bytes
-    # in the whole mod folder (reads are capped by max_string_bytes).
+    # and files in the whole mod folder, the database and log not counted
+    # (reads are capped by max_string_bytes).
     io_max_open_files: int = 32
     io_max_file_bytes: int = 16 * MiB
     io_max_folder_bytes: int = 64 * MiB
+    io_max_files: int = 2048
 
     # Values passed between mods (GetMod) and between Lua and the host.
     transfer_depth: int = 32

@@ -11,7 +11,8 @@ modules) work with: `install(mod)` gets it before init.lua runs and can use
 - `mod.table(mapping)`, `mod.to_lua(value)`, `mod.from_lua(value)` to build
   and read Lua data;
 - `mod.load_lib(name)` for a module of the shared lua/ library (the same
-  instance the mod's `require(name)` returns);
+  instance the mod's `require(name)` returns) or of the host's own Lua
+  halves in host/runtime/lua/ (which no mod can require);
 - `mod.call(fn, *args)` -> (ok, result_or_None) to call back into the mod
   (an `on_token` callback, say) through the same protected, watchdog-guarded
   path as event callbacks;
@@ -496,7 +497,7 @@ class Mod:
         self.box.expose(name, self.to_lua(value), readonly)
 
     def load_lib(self, name: str) -> Any:
-        """The value of the shared library module lua/<name>.lua in this runtime."""
+        """The value of library module <name>.lua (lua/, then host/runtime/lua/) in this runtime."""
         self._not_in_bridge("mod.load_lib")
         return self.box.require_lib(name)
 

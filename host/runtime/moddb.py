@@ -1,7 +1,7 @@
 """The per-mod SQLite database `mods/<id>/db.sqlite3`, with lsqlite3 semantics.
 
 CET gives every mod an lsqlite3 database object as `db`; this is the host half
-of Relic's equivalent (the Lua half is lua/relic_db.lua).  Statements are
+of Relic's equivalent (the Lua half is host/runtime/lua/relic_db.lua).  Statements are
 kept here under integer ids; the Lua side wraps them in statement objects and
 builds the iterators (`db:nrows`, `db:urows`, `db:rows`) and the `db:exec`
 callback loop, so no Lua is ever called from Python.

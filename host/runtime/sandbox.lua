@@ -829,7 +829,7 @@ local function base_env()
   return e
 end
 
--- libenv: host library code (lua/).  Safe functions, raw string library (the
+-- libenv: host library code (lua/, host/runtime/lua/).  Safe functions, raw string library (the
 -- library code is ours and its patterns are linear), not reachable by mods.
 libenv = base_env()
 libenv.string = string
