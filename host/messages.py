@@ -135,7 +135,7 @@ class SessionInfoRequest(HostCall):
 
 @dataclass(frozen=True, kw_only=True)
 class StatsRequest(HostCall):
-    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max, preemptions} (tools, tests, bench)."""
+    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max, preemptions, focus} (tools, tests, bench)."""
 
 
 @dataclass(frozen=True, kw_only=True)

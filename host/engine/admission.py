@@ -203,15 +203,16 @@ class Admission:
                 best, best_key = s, key
         return best
 
-    def step_share(self, writers: list, n_lanes: int) -> tuple[list, list]:
-        """Split the writers of one step into (decode now, pause): at most
-        ``ceil(n_lanes / mods)`` per mod, the longest paused first."""
+    def step_share(self, writers: list, n_lanes: int, readers=()) -> tuple[list, list]:
+        """Split the writers of one step into (decode now, pause): at most ``ceil(n_lanes / mods)``
+        per mod, the longest paused first; ``readers`` (slots reading a prompt) count their mods in."""
         by_mod: dict[str, list] = {}
         for w in writers:
             by_mod.setdefault(w.mod_id, []).append(w)
-        if len(by_mod) <= 1:
+        mods = set(by_mod) | {r.mod_id for r in readers}
+        if len(mods) <= 1:
             return list(writers), []
-        share = max(1, math.ceil(n_lanes / len(by_mod)))
+        share = max(1, math.ceil(n_lanes / len(mods)))
         run, pause = [], []
         for group in by_mod.values():
             group.sort(key=lambda s: (self.rank_of(s.req), -s.steps_paused, s.order))

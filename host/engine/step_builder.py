@@ -115,7 +115,7 @@ class StepBuilder:
             readers = [s for s in readers if s.req.id not in internal]
         top = min((rank_of(s.req) for s in readers), default=None)
         allowed = [w for w in writers if top is None or rank_of(w.req) <= top]  # lower ones pause
-        decode, paused = self.admission.step_share(allowed, self.lanes)
+        decode, paused = self.admission.step_share(allowed, self.lanes, readers)
         paused += [w for w in writers if w not in allowed]
         decode = decode[:capacity]
         room = capacity - len(decode)

@@ -68,6 +68,15 @@ return function(bridge, gc_proxy)
     return h
   end
 
+  -- checked here too (the host checks again) so the error points at the mod's own line
+  local PRIORITIES = { player = true, normal = true, background = true }
+  local function check_priority(value, where, level)
+    if value ~= nil and not PRIORITIES[value] then
+      error(string.format('%s: priority must be "player", "normal" or "background", got %s', where,
+        type(value) == "string" and ("'" .. value .. "'") or tostring(value)), level + 1)
+    end
+  end
+
   local function check_callbacks(opts)
     if opts.on_token ~= nil and type(opts.on_token) ~= "function" then
       error("on_token must be a function", 3)
@@ -113,6 +122,7 @@ return function(bridge, gc_proxy)
       error("llm." .. kind .. " takes one table argument, e.g. llm." .. kind .. "{ prompt = 'hi' }", 3)
     end
     check_callbacks(opts)
+    check_priority(opts.priority, "llm." .. kind, 2)
     local spec, runs, rest = split_tools(opts, "llm." .. kind)
     if spec ~= nil then
       if kind ~= "chat" then error("tools are for llm.chat and sessions", 3) end
@@ -169,6 +179,7 @@ return function(bridge, gc_proxy)
     opts = opts or {}
     if type(opts) ~= "table" then error("session:say options must be a table", 2) end
     check_callbacks(opts)
+    check_priority(opts.priority, "session:say", 2)
     if self._tools ~= nil then
       if opts.on_tool ~= nil and type(opts.on_tool) ~= "function" then error("on_tool must be a function", 2) end
       local rest = {}
@@ -211,6 +222,7 @@ return function(bridge, gc_proxy)
   function llm.session(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("llm.session takes one table argument", 2) end
+    check_priority(opts.priority, "llm.session", 2)
     local spec, runs, rest = split_tools(opts, "llm.session")
     if spec == nil then
       return wrap_session(create(function(dead) return bridge.session_create(opts, nil, dead) end))
