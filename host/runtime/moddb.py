@@ -1,7 +1,7 @@
 """The per-mod SQLite databases: `mods/<id>/db.sqlite3` and in-memory ones, as lsqlite3.
 
 CET gives every mod an lsqlite3 database object as `db`; this is the host half
-of Relic's equivalent (the Lua half is lua/relic_db.lua), on SQLite's C API
+of Relic's equivalent (the Lua half is host/runtime/lua/relic_db.lua), on SQLite's C API
 (host/runtime/sqlite_capi.py).  Connections, statements and backups are kept
 here under integer ids; the Lua side wraps them in userdata handles.
 
@@ -555,7 +555,7 @@ class ModDB:
     def bind_raw(self, sid, index, address, length, blob=False) -> int:
         """bind/bind_blob of a Lua string handed over as (address, length).
 
-        Called only by lua/relic_db.lua with the address of a string it holds
+        Called only by host/runtime/lua/relic_db.lua with the address of a string it holds
         for the duration of the call (LuaJIT does not move strings): the bytes
         arrive exactly, whatever their encoding.
         """
