@@ -95,7 +95,7 @@ test-fast: $(STAMP)
 # SERVER=URL: `llm` runs on that llama-server (or OpenAI-compatible server: a URL ending in /v1;
 # its key in RELIC_API_KEY) instead of the embedded model
 judy: setup
-	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)
 
 npc: setup
 	$(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))

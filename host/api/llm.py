@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from host.api.quotas import gc_proxy
+from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
-from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
+from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
-           "template", "special"}
+           "template", "special", "priority"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
+
+TOOL_RESULT_ITEMS = 4096  # values of one tool result the host copies (its JSON is cut short anyway)
 
 
 def _int(opts, key, lo, hi, default):
@@ -84,6 +87,8 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
 
         sampling.resolve(opts["sampler"])  # a bad sampler is the caller's error, raised now
         out["sampler"] = opts["sampler"]
+    if "priority" in opts:
+        out["priority"] = check_priority(opts["priority"], f"llm.{kind}: priority")
     if "template" in opts:
         if not isinstance(opts["template"], str):
             raise OptionError("template must be a string (a llama.cpp template name)")
@@ -181,6 +186,11 @@ class LLMProvider:
     def pump(self, budget_s: float) -> None:
         self.worker.pump(budget_s)
 
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """The player now talks to mod ``mod_id`` (or to its session with id ``session``): its
+        generations run at priority "player" until the focus moves; None clears it."""
+        self.worker.focus(mod_id, session)
+
     def shutdown(self) -> None:
         if self.owns_worker:
             self.worker.shutdown()
@@ -246,11 +256,12 @@ class LLMProvider:
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
-        known = {"system", "sampler", "overflow", "template", "memory"}
+        known = {"system", "sampler", "overflow", "template", "memory", "priority"}
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
         system = opts.get("system")
+        priority = check_priority(opts.get("priority"), "llm.session: priority")
         chars = len(system) if isinstance(system, str) else 0
         problem = self.ledger.check_session(mod.id, chars)
         if problem:
@@ -261,7 +272,7 @@ class LLMProvider:
             system = f"{system}\n\n{described}" if isinstance(system, str) and system else described
         sid = self.worker.create_session(mod.id, system=system, sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"),
-                                         memory=memory)
+                                         memory=memory, priority=priority)
         self.ledger.add_session(mod.id, sid, chars)
         return sid
 
@@ -346,6 +357,11 @@ class LLMProvider:
     def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:
         """A say or chat turn with tools= (host/api/tools.py); returns the turn's handle id."""
         toolset = self.tools.toolset(mod, tools)
+        if session_id is not None:       # the same per-turn session text check as say
+            try:
+                self.ledger.check_turn(mod.id, session_id, len(text) if isinstance(text, (str, bytes)) else 0)
+            except QuotaExceeded as exc:
+                return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         extra = mod.from_lua(extra) or {}
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self._grammar_for(mod))
@@ -367,7 +383,16 @@ class LLMProvider:
             return False, None
         ok, out = mod.call(entry[1], rid, "tool", mod.to_lua({"name": name, "arguments": args}),
                            what=f"tool {name}")
-        return ok, (mod.from_lua(out) if ok else None)
+        if not ok:
+            return False, None
+        # The host keeps at most a small copy of a result (its JSON is cut to
+        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        try:
+            value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
+        except TransferError as exc:
+            mod.log.write("warning", f"tool {name}: its result is too big for the host ({exc})")
+            return True, {"error": f"the result of {name} was too big (at most {TOOL_RESULT_ITEMS} values)"}
+        return True, value
 
     def forward(self, mod, rid: int, kind: str, payload) -> None:
         """Hand an event ("token" text or "done" result) to the mod's Lua side for handle ``rid``."""
