@@ -36,7 +36,7 @@ from host.engine import sampling
 from host.engine.session import OVERFLOW_POLICIES, SAVE_VERSION, SessionState, read_header
 from host.errors import (BackendDownError, OptionError, PromptTooLongError, RelicError,
                          SessionError, UnsupportedError, error_type_of)
-from host.messages import (DoneEvent, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest,
+from host.messages import (DoneEvent, FocusRequest, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest,
                            SessionCloseRequest, SessionCreateRequest, SessionInfoRequest, SessionLoadRequest,
                            SessionResetRequest, SessionSaveRequest, StatsRequest, StoreAddRequest,
                            StoreRemoveRequest, StoreSearchRequest, TokensEvent, error_result)
@@ -127,6 +127,7 @@ class RemoteEngine:
         self._slots: dict[int, int] = {}  # session id -> server slot
         self._next_slot = 0
         self.requests_sent = 0
+        self.focus: tuple | None = None  # (mod id, session id or None): the player talks to it
         self._rag_model = rag_model
         self._rag = None
         self._handlers: dict[type, Callable] = {
@@ -137,10 +138,12 @@ class RemoteEngine:
             SessionLoadRequest: self._session_load,
             SessionInfoRequest: lambda r, _c: {"value": copy.deepcopy(self._session(r.session_id, r.mod_id))},
             ModHelloRequest: lambda r, _c: None,
+            FocusRequest: lambda r, _c: setattr(self, "focus", (r.mod_id, r.session_id) if r.mod_id else None),
             ModForgetRequest: lambda r, _c: self._forget_mod(r.mod_id),
             StatsRequest: lambda r, _c: {"value": {"decode_calls": self.requests_sent, "running": len(self.running),
                                                    "waiting": len(self.waiting), "sessions": len(self.sessions),
-                                                   "n_seq_max": self.max_streams}},
+                                                   "n_seq_max": self.max_streams, "preemptions": 0,
+                                                   "focus": list(self.focus) if self.focus else None}},
             StoreAddRequest: lambda r, c: self.rag().add(r.path, r.doc_id, r.text, r.meta, cancelled=c),
             StoreRemoveRequest: lambda r, _c: self.rag().remove(r.path, r.doc_id),
             StoreSearchRequest: lambda r, _c: self.rag().search(r.path, r.query, dict(r.options)),
@@ -170,7 +173,7 @@ class RemoteEngine:
             raise UnsupportedError(f"special = true is not supported on {openai.NAME}")
         self._body(req, messages or [{"role": "user", "content": "x"}], cfg, None, check_only=True)
         deadline = time.monotonic() + self.request_timeout_s
-        wanted = getattr(req, "deadline", None)  # a request's own deadline, when requests carry one
+        wanted = getattr(req, "deadline", None)  # a request's own monotonic deadline, when requests carry one
         if isinstance(wanted, (int, float)):
             deadline = min(deadline, wanted)
         self.waiting.append(_Job(req, session, messages, deadline))
@@ -253,8 +256,7 @@ class RemoteEngine:
         per_mod: dict[str, int] = {}
         for job in self.running:
             per_mod[job.req.mod_id] = per_mod.get(job.req.mod_id, 0) + 1
-        order = sorted(self.waiting, key=lambda j: (_PRIORITY.get(getattr(j.req, "priority", "normal"), 1),
-                                                    per_mod.get(j.req.mod_id, 0)))
+        order = sorted(self.waiting, key=lambda j: (_PRIORITY[self._priority(j)], per_mod.get(j.req.mod_id, 0)))
         for job in order:
             if len(self.running) >= self.max_streams:
                 break
@@ -263,6 +265,14 @@ class RemoteEngine:
             self.waiting.remove(job)
             self._start(job)
             per_mod[job.req.mod_id] = per_mod.get(job.req.mod_id, 0) + 1
+
+    def _priority(self, job: _Job) -> str:
+        """The request's priority, else its session's default, else "normal"; the focus makes it "player"."""
+        if self.focus is not None and job.req.mod_id == self.focus[0] and \
+                self.focus[1] in (None, job.req.session):
+            return "player"
+        name = job.req.priority or (job.session.priority if job.session is not None else None) or "normal"
+        return name if name in _PRIORITY else "normal"
 
     def _start(self, job: _Job) -> None:
         req = job.req
@@ -412,7 +422,8 @@ class RemoteEngine:
             sampling.resolve(r.sampler)
         if r.template is not None:
             raise UnsupportedError("template= is not supported on a server: it applies its own chat template")
-        se = SessionState(r.session_id, r.mod_id, r.system, r.sampler, r.overflow, None, memory=r.memory)
+        se = SessionState(r.session_id, r.mod_id, r.system, r.sampler, r.overflow, None, memory=r.memory,
+                          priority=r.priority)
         self.sessions[r.session_id] = se
         self._pin(r.session_id)
         return {"value": {"id": r.session_id, "session_bytes": se.text_size()}}

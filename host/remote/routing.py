@@ -77,6 +77,11 @@ class WorkerRouter:
     def cancel_mod(self, mod_id):
         return self.worker_for(mod_id).cancel_mod(mod_id)
 
+    def focus(self, mod_id, session_id=None):
+        """Tell every worker (the focus moving away from a mod on another backend clears it there too)."""
+        for w in self.workers:
+            w.focus(mod_id if w is self.worker_for(mod_id or "") or mod_id is None else None, session_id)
+
     def hello(self, mod_id):
         return self.worker_for(mod_id).hello(mod_id)
 
