@@ -11,8 +11,8 @@ KEY = "relic-test-key-7f3a"
 
 @pytest.fixture(scope="module")
 def keyed_server(model_path, tmp_path_factory):
-    """A llama-server that wants an API key (and serves embeddings from the chat model)."""
-    srv = start_server(model_path, tmp_path_factory, api_key=KEY, extra=["--embeddings", "--pooling", "mean"])
+    """A llama-server that wants an API key."""
+    srv = start_server(model_path, tmp_path_factory, api_key=KEY)
     yield srv
     srv.stop()
 
@@ -92,15 +92,22 @@ def test_a_wrong_key_is_one_clear_line_and_a_backend_error(keyed_server):
         w.shutdown()
 
 
-def test_embeddings_both_apis(keyed_server):
+def test_embeddings_both_apis(tmp_path_factory):
+    """An embedding model on its own server (--embeddings): /v1/embeddings and /embedding agree."""
     from host.remote import llama_server, openai
     from host.remote.client import ServerClient
+    from host.setup.embed_model import embed_model_path
 
-    c = ServerClient(keyed_server.url, api_key=KEY)
+    srv = start_server(embed_model_path(), tmp_path_factory, parallel=1, ctx=512, extra=["--embeddings"])
+    c = ServerClient(srv.url)
     try:
         a = openai.embed(c, ["a red apple", "a green pear"])
         b = llama_server.embed(c, ["a red apple"])
-        assert len(a) == 2 and len(a[0]) == len(b[0]) > 32
+        assert len(a) == 2 and len(a[0]) == len(b[0]) == 384
         assert a[0] != a[1]
+        dot = sum(x * y for x, y in zip(a[0], b[0]))
+        norm = (sum(x * x for x in a[0]) * sum(y * y for y in b[0])) ** 0.5
+        assert dot / norm > 0.999  # the same direction by either API
     finally:
         c.close()
+        srv.stop()
