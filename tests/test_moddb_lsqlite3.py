@@ -370,6 +370,22 @@ def test_in_memory_databases_count_too(make_host):
     assert lines[1].startswith("false\t") and "at most 8 open databases" in lines[1]
 
 
+def test_backups_cannot_multiply_the_budget(make_host):
+    host, console = make_host({"hostile": r"""
+        db:exec("CREATE TABLE big (b BLOB)")
+        for i = 1, 15 do db:exec("INSERT INTO big VALUES (randomblob(100000))") end
+        for i = 1, 5 do
+          local m = sqlite3.open_memory()
+          local b = sqlite3.backup_init(m, "main", db, "main")
+          print(b:step(-1), b:finish(), m:errcode())
+        end
+    """, "calm": WELL_BEHAVED}, limits=SMALL)
+    assert console.mod_lines("hostile") == ["13\t13\t13"] * 5
+    assert host.mods["hostile"].db.used_bytes() <= 2 * MiB
+    host.update(1 / 60)
+    assert console.mod_lines("calm")[-1] == "visits 1"
+
+
 def test_temp_space_is_given_back_when_the_mod_is_released(make_host, mods_dir):
     host, console = make_host({"hostile": FILL_TEMP}, limits=SMALL)
     db = host.mods["hostile"].db

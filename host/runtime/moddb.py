@@ -60,6 +60,7 @@ MAX_STATEMENTS = 256       # prepared statements a mod may hold open
 MAX_ITERATORS = 64         # db:rows/nrows/urows iterators left unfinished (oldest are dropped)
 MAX_CONNECTIONS = 8        # the mod's file plus in-memory databases
 MAX_BACKUPS = 8
+BACKUP_SLICE = 64          # pages a backup copies between deadline checks
 MAX_FUNCTIONS = 64         # functions, aggregates and collations per connection
 MAIN = 1                   # id of the mod's own file database
 CALLBACK = "\x01relic-db-callback"     # first return value: run a callback, then resume()
@@ -821,10 +822,22 @@ class ModDB:
         return b
 
     def backup_step(self, bid, n=-1) -> int:
-        """backup:step(n) -> OK, DONE or an error code."""
+        """backup:step(n) -> OK (pages remain), DONE or an error code.
+
+        Copies in slices of BACKUP_SLICE pages and stops early at the mod's
+        deadline (returning OK: the mod steps again), so a large copy never
+        holds the frame past the budget in C.
+        """
         b, src, dst = self._backup(bid)
         dst.vfs.refused = False
-        rc = lib.sqlite3_backup_step(b, int(n) if isinstance(n, (int, float)) else -1)
+        left = int(n) if isinstance(n, (int, float)) and n > 0 else -1
+        while True:
+            k = BACKUP_SLICE if left < 0 else min(left, BACKUP_SLICE)
+            rc = lib.sqlite3_backup_step(b, k)
+            if left > 0:
+                left -= k
+            if rc != OK or left == 0 or self.past_deadline():
+                break
         if rc in (OK, DONE, 5, 6):
             return rc
         return self._fail(dst, "backup", rc)
