@@ -177,6 +177,34 @@ def test_callback_errors_become_sql_errors(make_host):
     assert lines[7] == "2" and lines[8] == "alive"
 
 
+def test_what_sqlite_forbids_inside_callbacks_is_refused(make_host):
+    host, lines = run_lua(make_host, r"""
+        db:exec("CREATE TABLE w (n INTEGER)") db:exec("INSERT INTO w VALUES (1), (2)")
+        local hook_says
+        db:update_hook(function() hook_says = { pcall(db.exec, db, "DELETE FROM w") } end)
+        db:exec("INSERT INTO w VALUES (3)")
+        db:update_hook(nil)
+        print(hook_says[1], hook_says[2])
+        local s
+        db:create_function("count_w", 0, function(ctx)
+          local n
+          for c in db:urows("SELECT count(*) FROM w") do n = c end     -- reading: allowed
+          ctx:result(n)
+        end)
+        db:create_function("selfreset", 0, function(ctx) ctx:result(select(2, pcall(s.reset, s))) end)
+        db:create_function("closer", 0, function(ctx) ctx:result(select(2, pcall(db.close, db))) end)
+        for n in db:urows("SELECT count_w()") do print(n) end
+        s = db:prepare("SELECT selfreset()") s:step() print(s:get_value(0)) s:finalize()
+        for v in db:urows("SELECT closer()") do print(v) end
+        print(db:isopen())
+    """)
+    assert lines[0].startswith("false	") and "inside its own update callback" in lines[0]
+    assert lines[1] == "3"
+    assert "cannot be finalized or reset inside a callback" in lines[2]
+    assert "cannot be closed inside its own function callback" in lines[3]
+    assert lines[4] == "true"
+
+
 def test_callbacks_work_inside_coroutines_and_async(make_host):
     host, console = make_host({"t": r"""
         db:create_function("sq", 1, function(ctx, x) ctx:result(x * x) end)
@@ -368,6 +396,22 @@ def test_in_memory_databases_count_too(make_host):
     """, limits=SMALL)
     assert 15 <= int(lines[0]) <= 21                 # about 2 MiB in all, not per database
     assert lines[1].startswith("false\t") and "at most 8 open databases" in lines[1]
+
+
+def test_backups_cannot_multiply_the_budget(make_host):
+    host, console = make_host({"hostile": r"""
+        db:exec("CREATE TABLE big (b BLOB)")
+        for i = 1, 15 do db:exec("INSERT INTO big VALUES (randomblob(100000))") end
+        for i = 1, 5 do
+          local m = sqlite3.open_memory()
+          local b = sqlite3.backup_init(m, "main", db, "main")
+          print(b:step(-1), b:finish(), m:errcode())
+        end
+    """, "calm": WELL_BEHAVED}, limits=SMALL)
+    assert console.mod_lines("hostile") == ["13\t13\t13"] * 5
+    assert host.mods["hostile"].db.used_bytes() <= 2 * MiB
+    host.update(1 / 60)
+    assert console.mod_lines("calm")[-1] == "visits 1"
 
 
 def test_temp_space_is_given_back_when_the_mod_is_released(make_host, mods_dir):

@@ -60,6 +60,7 @@ MAX_STATEMENTS = 256       # prepared statements a mod may hold open
 MAX_ITERATORS = 64         # db:rows/nrows/urows iterators left unfinished (oldest are dropped)
 MAX_CONNECTIONS = 8        # the mod's file plus in-memory databases
 MAX_BACKUPS = 8
+BACKUP_SLICE = 64          # pages a backup copies between deadline checks
 MAX_FUNCTIONS = 64         # functions, aggregates and collations per connection
 MAIN = 1                   # id of the mod's own file database
 CALLBACK = "\x01relic-db-callback"     # first return value: run a callback, then resume()
@@ -271,6 +272,9 @@ class ModDB:
         self._op: _Op | None = None                # the op waiting for a callback result
         self._in_callback = 0
         self._helper_ident = None
+        self._cb_conn: _Conn | None = None         # the callback running now: its connection,
+        self._cb_slot = ""                         # its kind ("fn:..." for SQL functions)
+        self._running: set[int] = set()            # statements inside sqlite3_step (their ptrs)
 
     def _new_id(self) -> int:
         i = self._next_id
@@ -305,7 +309,10 @@ class ModDB:
 
     def close_conn(self, cid=MAIN) -> int:
         """db:close(): finalize its statements, roll back, close; further use is an error."""
-        self._settle()
+        c = self._conns.get(cid)
+        if c is not None:
+            self._guard(c, closing=True)
+        self._settle_unless_nested()
         c = self._conns.pop(cid, None)
         if cid == MAIN:
             self.closed = True
@@ -441,9 +448,20 @@ class ModDB:
             raise ModError(f"db:{fname}: SQL longer than {MAX_SQL_BYTES} bytes")
         return sql
 
+    def _guard(self, conn: _Conn, closing: bool = False) -> None:
+        """SQLite forbids using a connection from inside its hooks, and closing it
+        from inside any of its callbacks: refuse before SQLite is reached."""
+        if not self._in_callback or self._cb_conn is not conn:
+            return
+        if closing or not self._cb_slot.startswith("fn:"):
+            kind = self._cb_slot.split(":")[0].replace("fn", "function").replace("coll", "collation")
+            raise ModError(f"db: this database cannot be {'closed' if closing else 'used'} inside "
+                           f"its own {kind} callback (SQLite forbids it); do it after the statement")
+
     def prepare(self, cid, sql, temp: bool = False):
         """Compile the first statement of `sql`: (id, tail) or (None, result code)."""
         conn = self.conn(cid)
+        self._guard(conn)
         data = self._sql_bytes(sql, "prepare")
         buf = ffi.new("char[]", data)
         pp = ffi.new("sqlite3_stmt**")
@@ -472,7 +490,11 @@ class ModDB:
         return sid, rest
 
     def _drop(self, sid: int) -> None:
-        s = self._stmts.pop(sid, None)
+        s = self._stmts.get(sid)
+        if s is not None and s.ptr is not None and self._is_running(s):
+            raise ModError("db: a statement cannot be finalized or reset inside a callback "
+                           "that its own step is running")
+        self._stmts.pop(sid, None)
         self._iterators.pop(sid, None)
         if s is not None and s.ptr is not None:
             lib.sqlite3_finalize(s.ptr)
@@ -595,7 +617,12 @@ class ModDB:
             s.started = True
         conn.timed_out = False
         conn.vfs.refused = False
-        rc = lib.sqlite3_step(s.ptr)
+        key = int(ffi.cast("uintptr_t", s.ptr))
+        self._running.add(key)
+        try:
+            rc = lib.sqlite3_step(s.ptr)
+        finally:
+            self._running.discard(key)
         if rc == ROW:
             s.has_row = True
             return self._ok(conn, ROW)
@@ -612,9 +639,15 @@ class ModDB:
         """stmt:reset(): back to the start, bindings kept."""
         s = self._stmt(sid)
         self._settle_unless_nested()
+        if self._is_running(s):
+            raise ModError("db: a statement cannot be finalized or reset inside a callback "
+                           "that its own step is running")
         lib.sqlite3_reset(s.ptr)
         s.has_row = s.started = False
         return self._ok(s.conn)
+
+    def _is_running(self, s: _Stmt) -> bool:
+        return bool(self._running) and int(ffi.cast("uintptr_t", s.ptr)) in self._running
 
     def _column(self, s: _Stmt, i: int):
         p = s.ptr
@@ -800,6 +833,8 @@ class ModDB:
         if len(self._backups) >= MAX_BACKUPS:
             raise QuotaExceeded(f"sqlite3.backup_init: at most {MAX_BACKUPS} backups at once")
         dst, src = self.conn(target_cid), self.conn(source_cid)
+        self._guard(dst, closing=True)
+        self._guard(src, closing=True)
         if dst is src:
             raise ModError("sqlite3.backup_init: source and target must be different databases")
         self._before_statement(dst)
@@ -821,10 +856,24 @@ class ModDB:
         return b
 
     def backup_step(self, bid, n=-1) -> int:
-        """backup:step(n) -> OK, DONE or an error code."""
+        """backup:step(n) -> OK (pages remain), DONE or an error code.
+
+        Copies in slices of BACKUP_SLICE pages and stops early at the mod's
+        deadline (returning OK: the mod steps again), so a large copy never
+        holds the frame past the budget in C.
+        """
         b, src, dst = self._backup(bid)
+        self._guard(dst, closing=True)
+        self._guard(src, closing=True)
         dst.vfs.refused = False
-        rc = lib.sqlite3_backup_step(b, int(n) if isinstance(n, (int, float)) else -1)
+        left = int(n) if isinstance(n, (int, float)) and n > 0 else -1
+        while True:
+            k = BACKUP_SLICE if left < 0 else min(left, BACKUP_SLICE)
+            rc = lib.sqlite3_backup_step(b, k)
+            if left > 0:
+                left -= k
+            if rc != OK or left == 0 or self.past_deadline():
+                break
         if rc in (OK, DONE, 5, 6):
             return rc
         return self._fail(dst, "backup", rc)
@@ -862,6 +911,7 @@ class ModDB:
     def create_function(self, cid, name, nargs, cb_id, agg_final_id=None) -> bool:
         """db:create_function / create_aggregate (cb_id: the step function for an aggregate)."""
         conn = self.conn(cid)
+        self._guard(conn, closing=True)
         if not isinstance(name, str) or not name:
             raise ModError("create_function: the name must be a non-empty string")
         if conn.functions >= MAX_FUNCTIONS:
@@ -945,6 +995,7 @@ class ModDB:
     def create_collation(self, cid, name, cb_id) -> bool:
         """db:create_collation(name, fn)."""
         conn = self.conn(cid)
+        self._guard(conn, closing=True)
         if not isinstance(name, str) or not name:
             raise ModError("create_collation: the name must be a non-empty string")
         if conn.functions >= MAX_FUNCTIONS:
@@ -968,6 +1019,7 @@ class ModDB:
     def set_hook(self, cid, kind, cb_id, n=0) -> None:
         """commit_hook / rollback_hook / update_hook / trace / progress_handler (cb_id None: off)."""
         conn = self.conn(cid)
+        self._guard(conn, closing=True)
         self._register(conn, kind, cb_id)
         on = cb_id is not None
         db = conn.ptr
@@ -1023,6 +1075,7 @@ class ModDB:
 
     def _run(self, conn: _Conn, fn, *args):
         """fn(*args) here, or on the helper thread when `conn` has Lua callbacks."""
+        self._guard(conn)
         if not self.lua_ids(conn) or self._in_callback:
             # Nested calls from inside a callback run here; their SQL cannot
             # call back into Lua (ask() refuses on this thread).
@@ -1091,6 +1144,7 @@ class ModDB:
             raise ModError("internal: no SQLite callback is waiting")
         self._op = None
         self._in_callback -= 1
+        self._cb_conn, self._cb_slot = None, ""
         op.back.put((bool(ok), kind, value))
         return self._wait(op)
 
@@ -1117,6 +1171,7 @@ class ModDB:
         op = self._op_running
         if cb_id is None or op is None or threading.get_ident() != self._helper_ident:
             raise _Interrupted("SQL callbacks cannot run here (inside another callback's SQL)")
+        self._cb_conn, self._cb_slot = conn, slot
         op.out.put(("call", cb_id, list(args), agg))
         reply = op.back.get()
         if reply is None:
