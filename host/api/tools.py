@@ -20,6 +20,7 @@ import json
 
 from host.engine.tools import (DEFAULT_MAX_CALLS, MAX_CALLS_CAP, SayStream, ToolError, ToolSet, decode_step,
                                tool_result_message)
+from host.results import Result, ToolCall
 
 MAX_TOOLSETS_PER_MOD = 32
 
@@ -126,26 +127,25 @@ class ToolTurn:
             self.said.append(piece)
             self.owner.provider.forward(self.mod, self.id, "token", piece)
 
-    def _done(self, result: dict) -> None:
-        kind, what = decode_step(result.get("value"))
-        if kind == "tool" and not self.cancelled and result.get("finish_reason") in ("stop", "length"):
+    def _done(self, result: Result) -> None:
+        kind, what = decode_step(result.value)
+        if kind == "tool" and not self.cancelled and result.finish_reason in ("stop", "length"):
             name, args = what
             ok, out = self.owner.provider.call_tool(self.mod, self.id, name, args)
             if not ok:
                 out = {"error": f"the tool {name} failed"}
-            self.calls.append({"name": name, "arguments": args, "result": out})
+            self.calls.append(ToolCall(name=name, arguments=args, result=out))
             msg = tool_result_message(name, out)
             if self.messages is not None:
-                self.messages += [{"role": "assistant", "content": result.get("text", "")}, msg]
+                self.messages += [{"role": "assistant", "content": result.text}, msg]
             else:
                 self.pending_tool = msg
             if self.mod.state == "loaded" and (self.mod.id, self.id) in self.owner.turns:
                 self.step()
                 return
         self.owner.turns.pop((self.mod.id, self.id), None)
-        final = dict(result)
-        final["text"] = what if kind == "say" else "".join(self.said)  # cut by max_tokens: what was said
-        final["tool_calls"] = self.calls
-        if self.cancelled and final.get("finish_reason") != "error":
-            final["finish_reason"] = "cancelled"
+        final = result.with_(text=what if kind == "say" else "".join(self.said),  # cut by max_tokens: what was said
+                             tool_calls=tuple(self.calls), value=None)
+        if self.cancelled and final.finish_reason != "error":
+            final = final.with_(finish_reason="cancelled", error_type="cancelled")
         self.owner.provider.forward(self.mod, self.id, "done", final)

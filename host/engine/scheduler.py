@@ -57,7 +57,8 @@ from host.errors import DecodeError, PromptTooLongError, RelicError
 from host.llama import Batch, Context, Utf8Stream
 from host.llama.context import check_kv_type
 from host.llama import log as llama_log
-from host.messages import DoneEvent, GenerateRequest, TokenEvent, TokensEvent, error_result, exception_result
+from host.messages import DoneEvent, GenerateRequest, TokenEvent, TokensEvent
+from host.results import Result, Timings, Usage
 
 FAIR_WINDOW_S = 10.0  # a mod that asked within this many seconds is "active" for admission
 
@@ -228,7 +229,7 @@ class Scheduler:
     def submit(self, req, emit) -> None:
         """Validate and tokenize; the request waits for a sequence and KV room."""
         if req.cancel.is_set():
-            emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(req.id, req.mod_id, Result.cancelled()))
             return
         self._mod_seen[req.mod_id] = time.monotonic()
         if req.session is not None:
@@ -237,7 +238,7 @@ class Scheduler:
         try:
             prompt = self._prompt_tokens(req)
         except Exception as exc:  # a bad template or prompt fails this request only
-            emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
+            emit(DoneEvent(req.id, req.mod_id, Result.of_exception(exc)))
             return
         self.waiting.append((req, prompt))
 
@@ -275,7 +276,7 @@ class Scheduler:
             return
         for item in [it for it in self.waiting if it[0].cancel.is_set()]:
             self.waiting.remove(item)
-            emit(DoneEvent(item[0].id, item[0].mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(item[0].id, item[0].mod_id, Result.cancelled()))
         blocked: set[str] = set()  # mods whose next request cannot start now
         while True:
             item = self._next_fair(blocked)
@@ -291,7 +292,7 @@ class Scheduler:
                 started = self._start(req, prompt, session)
             except Exception as exc:  # a bad sampler, grammar or prompt fails this request only
                 self.waiting.remove(item)
-                emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
+                emit(DoneEvent(req.id, req.mod_id, Result.of_exception(exc)))
                 continue
             if not started:
                 return  # no sequence free now
@@ -595,27 +596,19 @@ class Scheduler:
         now = time.perf_counter()
         t_prompt = slot.t_prompt or now
         gen_s = max(now - t_prompt, 1e-9)
-        result = {
-            "text": "".join(slot.text),
-            "finish_reason": reason,
-            "error": error,
-            "error_type": ("cancelled" if reason == "cancelled" else error_type if reason == "error" else None),
-            "usage": {"prompt_tokens": len(slot.prompt), "cached_tokens": slot.cached,
-                      "completion_tokens": slot.n_gen},
-            "timings": {"prompt_ms": (t_prompt - slot.t_start) * 1000, "generation_ms": gen_s * 1000,
-                        "tokens_per_second": slot.n_gen / gen_s if slot.n_gen else 0.0},
-        }
-        if session is not None:
-            result["session_bytes"] = session.text_size()
+        result = Result.generated(
+            text="".join(slot.text), finish_reason=reason, error=error, error_type=error_type,
+            usage=Usage(prompt_tokens=len(slot.prompt), cached_tokens=slot.cached, completion_tokens=slot.n_gen),
+            timings=Timings(prompt_ms=(t_prompt - slot.t_start) * 1000, generation_ms=gen_s * 1000,
+                            tokens_per_second=slot.n_gen / gen_s if slot.n_gen else 0.0),
+            session_chars=session.text_size() if session is not None else None)
         grammar = slot.req.grammar
-        if grammar is not None and getattr(grammar, "returns_value", False):
+        if grammar is not None and getattr(grammar, "returns_value", False) and reason in ("stop", "length"):
             # the decoded value next to the raw text; a parse/validation failure is an error message only
-            result["value"] = None
-            if reason in ("stop", "length"):
-                result["value"], problem = grammar.parse_result(result["text"])
-                if problem and not error:
-                    result["error"] = problem
-                    result["error_type"] = "schema"
+            value, problem = grammar.parse_result(result.text)
+            result = result.with_(value=value)
+            if problem and not error:
+                result = result.with_(error=problem, error_type="schema")
         internal = self._internal.pop(slot.req.id, None)
         if internal is not None:  # the scheduler's own request (a summary): nobody waits for an event
             internal(result)
@@ -640,7 +633,7 @@ class Scheduler:
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         se = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template, memory=memory)
         self.sessions[session_id] = se
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def _session(self, session_id: int, mod_id: str) -> sessions.SessionState:
         se = self.sessions.get(session_id)
@@ -656,7 +649,7 @@ class Scheduler:
         if se.seq is not None:
             self.ctx.memory_seq_rm(se.seq)
         se.messages, se.kv_tokens, se.dropped = [], [], 0
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def session_info(self, session_id: int, mod_id: str) -> sessions.SessionState:
         """A detached copy of a session's state (tools, tests): nothing in it is the worker's own."""
@@ -706,12 +699,12 @@ class Scheduler:
                     se.seq = None
         self.sessions[session_id] = se
         return {"id": session_id, "system": se.system, "messages": len(se.messages),
-                "cached_tokens": len(se.kv_tokens), "session_bytes": se.text_size()}
+                "cached_tokens": len(se.kv_tokens), "session_chars": se.text_size()}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""
         for req, _ in self.waiting:
-            emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(req.id, req.mod_id, Result.cancelled()))
         self.waiting.clear()
         for slot in list(self.slots):
             self._finish(slot, "cancelled", emit)
