@@ -177,11 +177,11 @@ def _child_lua(seconds: float, trusted: bool) -> dict:
         folder.mkdir(parents=True)
         src = _TRUSTED_MOD % (MICRO_TEXT, N_DETOK) if trusted else _SANDBOXED_MOD
         (folder / "init.lua").write_text(src, encoding="utf-8")
-        if trusted:
-            (folder / "mod.toml").write_text("trusted = true\n", encoding="utf-8")
         lines: list[str] = []
+        from host.runtime.grants import Grant
+
         host = build_host(folder.parent, model=model, worker_config=WorkerConfig(n_ctx=256, n_seq_max=1),
-                          console=lines.append)
+                          console=lines.append, grants={"microbench": Grant(trusted=trusted)})
         try:
             mod = host.mods["microbench"]
             if mod.state != "loaded" or mod.public is None:

@@ -61,7 +61,7 @@ def _run(args) -> int:
             return 2
         try:  # a bad model is a clear error here, at start
             host = build_host(args.mods, model_path=args.model, load=False,
-                              console=lambda line: print(line, flush=True))
+                              console=lambda line: print(line, flush=True), grants=trust_grants(args))
         except RelicError as exc:
             print(f"relic run: {exc}", file=sys.stderr)
             return 1
@@ -80,6 +80,13 @@ def _run(args) -> int:
             sys.stdout.flush()
             os._exit(status)
     return status
+
+
+def trust_grants(args) -> dict:
+    """Grants from `--trust ID` (the player's say: a mod's own files never grant trust)."""
+    from host.runtime.grants import Grant
+
+    return {mod_id: Grant(trusted=True) for mod_id in (getattr(args, "trust", None) or [])}
 
 
 def _chat(args) -> int:
@@ -101,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
     p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
+    p.add_argument("--trust", action="append", metavar="ID", help="run mod ID trusted: the full standard "
+                   "library, FFI and the raw `llama` binding, no sandbox (repeatable; mods cannot trust themselves)")
     add_offload_arguments(p)
     p.set_defaults(func=_run)
 

@@ -26,6 +26,12 @@ class SetupError(RelicError):
     """A set-up step (download, checksum, build, model fetch) failed."""
 
 
+class ConfigError(RelicError):
+    """A setting (argument, config file entry, environment variable or grant) has a bad value."""
+
+    error_type = "config"
+
+
 class LibraryLoadError(RelicError):
     """libllama could not be found or loaded."""
 

@@ -40,6 +40,7 @@ from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
 from host.results import Result
+from host.setting_checks import int_setting
 
 log = logging.getLogger("relic.worker")
 
@@ -73,7 +74,8 @@ class WorkerConfig:
         for env, attr in (("RELIC_N_THREADS", "n_threads"), ("RELIC_N_THREADS_BATCH", "n_threads_batch"),
                           ("RELIC_WORKER_NICE", "nice"), ("RELIC_N_CTX", "n_ctx")):
             if os.environ.get(env):
-                setattr(cfg, attr, int(os.environ[env]))
+                lo = -20 if attr == "nice" else 1
+                setattr(cfg, attr, int_setting(env, os.environ[env], lo, 19 if attr == "nice" else None))
         if os.environ.get("RELIC_KV_TYPE"):
             cfg.kv_type = os.environ["RELIC_KV_TYPE"]
         return cfg

@@ -6,6 +6,7 @@ from __future__ import annotations
 from modhost_util import frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
 
 from host.runtime.limits import Limits
+from host.runtime.grants import Grant
 
 BYSTANDER = """
     ticks = 0
@@ -80,7 +81,7 @@ def test_class17_event_flood_from_timers_stays_within_the_budget(make_host):
         fired = 0
         for i = 1, 4000 do Cron.NextTick(function() fired = fired + 1 end) end
         registerForEvent("onUpdate", function() print(fired) end)
-    """}, tomls={"m": "budget_ms = 1000\n"})
+    """}, tomls={"m": "budget_ms = 1000\n"}, grants={"m": Grant(budget_ms=1000)})
     host.update(0.01)
     assert console.mod_lines("m") == ["4000"]
 

@@ -21,6 +21,7 @@ from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
 from host.runtime.limits import Limits
 from host.runtime.sandbox import _prelude
+from host.runtime.grants import Grant
 
 BYSTANDER = """
     ticks = 0
@@ -70,7 +71,8 @@ RUNAWAYS = {
 @pytest.mark.parametrize("shape", sorted(RUNAWAYS))
 def test_runaways_are_stopped_with_the_jit_on(make_host, shape):
     host, _ = make_host({"hostile": on_update(RUNAWAYS[shape]), "bystander": BYSTANDER},
-                        tomls={"hostile": "memory_mb = 128\n"})
+                        tomls={"hostile": "memory_mb = 128\n"},
+                        grants={"hostile": Grant(memory_mb=128)})
     t0 = time.perf_counter()
     host.update(1 / 60)
     assert time.perf_counter() - t0 < 5.0      # loose; bench/watchdog_latency.py measures

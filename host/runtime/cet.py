@@ -37,7 +37,7 @@ def make_io(mod: "Mod") -> ModIO:
     return ModIO(mod.id, mod.folder, max_open=limits.io_max_open_files,
                  max_file_bytes=limits.io_max_file_bytes,
                  max_folder_bytes=limits.io_max_folder_bytes,
-                 max_read_bytes=limits.max_string_bytes)
+                 max_read_bytes=limits.max_string_bytes, max_files=limits.io_max_files)
 
 
 def _db_bridge(db: ModDB) -> dict:

@@ -98,6 +98,13 @@ local function ceiling(budget)
 end
 local BUDGET_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget and was stopped"
 local CEILING_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms wall-clock limit and was stopped"
+-- A callback that starts with part of the mod's frame budget already spent
+-- by its other callbacks of the frame is stopped with this one.
+local FRAME_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget for one frame " ..
+                  "(all its callbacks together) and was stopped"
+-- A cross-mod call runs within what is left of its caller's budget; past it,
+-- only the call is stopped (the caller's fault), not the called mod.
+local SOFT_MSG = "watchdog: the call was stopped: the calling mod's budget ran out"
 local BUDGET_MSG = str_format(BUDGET_FMT, floor(cfg.budget_s * 1000 + 0.5))
 local CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(cfg.budget_s) * 1000 + 0.5))
 local msg_budget = cfg.budget_s
@@ -113,9 +120,14 @@ local mem_enter, mem_leave = bridge.mem_enter, bridge.mem_leave
 
 local WDT   -- the tick counter instrumented code sees (below)
 
+-- A soft call (a cross-mod call capped by its caller's budget) is unwound
+-- like a fatal one, but at its outermost frame the runtime lives on.
+local soft_call, soft_next = false, false
+
 local function trip(kind, msg)
   if not st.fatal then
     mem_leave()      -- room for the error's traceback on the way out
+    if soft_call and kind == "budget" then kind, msg = "soft", SOFT_MSG end
     st.fatal, st.fatal_msg = kind, msg
     -- Keep the flag set: every check raises from now on, so a handler that
     -- catches the error cannot run even one loop iteration further.
@@ -257,19 +269,29 @@ local function handler(e)
   return tidy_traceback(traceback(error_text(e), 2))
 end
 
+local function late_stop()
+  if WD.stop ~= 0 then trip("budget", stop_msg()) end
+  local over = over_budget()
+  if over then trip("budget", over) end
+end
+
 local function finish(ok, ...)
   local d = st.depth - 1
   st.depth = d
   if d == 0 then
     -- A single long C call (a pattern, a query) can end a callback past its
     -- budget before any check ran again: look once more here.
-    if not st.fatal then
-      if WD.stop ~= 0 then trip("budget", stop_msg()) end
-      local over = over_budget()
-      if over then trip("budget", over) end
-    end
+    if not st.fatal then raw_pcall(late_stop) end
     st.cpu_budget, st.wall_start, st.wall_deadline = false, false, false
     mem_leave()
+    if st.fatal == "soft" then
+      -- unwound to the host: this runtime lives on (the next arm clears WD.stop)
+      local msg = st.fatal_msg
+      st.fatal, st.fatal_msg, soft_call = false, false, false
+      WDT.n = TICKS
+      return false, msg
+    end
+    soft_call = false
   end
   if st.fatal then error(st.fatal_msg, 0) end
   if not ok and (...) == OOM then trip("memory", MEMORY_MSG) end
@@ -285,18 +307,29 @@ local function guarded_call(budget, fn, ...)
   local d = st.depth
   if d == 0 then
     budget = budget or st.budget
+    soft_call, soft_next = soft_next, false
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
-      BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+      if budget < st.budget then     -- the rest of the frame's budget
+        BUDGET_MSG = str_format(FRAME_FMT, floor(st.budget * 1000 + 0.5))
+      else
+        BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+      end
       CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(budget) * 1000 + 0.5))
     end
     mem_enter()
   end
   st.depth = d + 1
   return finish(raw_xpcall(fn, handler, ...))
+end
+
+-- The same, for a cross-mod call capped by its caller's budget (soft stop).
+local function guarded_call_soft(budget, fn, ...)
+  if st.depth == 0 then soft_next = true end
+  return guarded_call(budget, fn, ...)
 end
 
 -- Python <-> Lua calling convention -----------------------------------------
@@ -557,6 +590,41 @@ local function big_result(r)
   return r
 end
 
+-- C calls charged before they run (host/runtime/ccost.py measured the rates):
+-- an estimate that does not fit in what is left of the call's budget is
+-- refused; one that fits runs, and the clocks are read right after it, so a
+-- loop of such calls stops at the first one past the budget.  Calls estimated
+-- under CHEAP seconds run unchecked (the watchdog's ticks catch their loops).
+local RATES = cfg.c_cost or {}
+local CHEAP = 0.00025
+local function charge(fname, units, kind)
+  local est = units * (RATES[kind] or 0) * 1e-9
+  if est < CHEAP then return false end
+  if not st.wall_start then return false end    -- outside a guarded call (host library code)
+  local whole = st.cpu_budget > st.budget and st.cpu_budget or st.budget
+  if est > whole then          -- it could not run within any frame (or init.lua's allowance)
+    error(str_format("%s: about %.1f ms of work for its %d %s, more than the mod's %d ms budget "
+                     .. "for a frame; split the work over frames", fname, est * 1000, units,
+                     kind == "sort" and "comparisons" or kind == "bytes" and "bytes" or "units",
+                     floor(whole * 1000 + 0.5)), 3)
+  end
+  -- it would run past what is left: the same stop as running past it
+  if est > st.cpu_budget - (cpu_now() - WD.cpu_start) then trip("budget", BUDGET_MSG) end
+  return true
+end
+
+local function checked_after(...)
+  local over = over_budget()
+  if over then trip("budget", over) end
+  return ...
+end
+
+-- costly(fname, units, kind, f, ...): f(...) charged as above.
+local function costly(fname, units, kind, f, ...)
+  if charge(fname, units, kind) then return checked_after(f(...)) end
+  return f(...)
+end
+
 local function cap_error(fname, size)
   error(str_format("%s: result of %d bytes exceeds the sandbox limit of %d bytes",
                    fname, size, MAX_STRING), 3)
@@ -568,6 +636,7 @@ local function safe_rep(s, n, sep)
   if type(s) == "string" and type(n) == "number" and n > 0 then
     local total = #s * n + (type(sep) == "string" and #sep * (n - 1) or 0)
     if total > MAX_STRING or n > MAX_STRING then cap_error("string.rep", total) end
+    if charge("string.rep", total, "bytes") then return checked_after(big_result(str_rep(s, n, sep))) end
   end
   return big_result(str_rep(s, n, sep))
 end
@@ -584,6 +653,10 @@ local function safe_concat(t, sep, i, j)
       elseif type(v) == "number" then total = total + 24 + seplen
       else break end          -- the C function raises its own error for it
       if total > MAX_STRING then cap_error("table.concat", total) end
+    end
+    local n = j - i + 1
+    if charge("table.concat", total + n * ((RATES.concat or 0) / (RATES.bytes or 1)), "bytes") then
+      return checked_after(big_result(tbl_concat(t, sep, i, j)))
     end
   end
   return big_result(tbl_concat(t, sep, i, j))
@@ -609,8 +682,33 @@ local safe_string = {}
 for k, v in pairs(string) do safe_string[k] = v end
 safe_string.dump = nil
 safe_string.rep = safe_rep
+-- Whole-string C functions: charged by the bytes they read or make.
+for _, fname in ipairs { "upper", "lower", "reverse" } do
+  local f = string[fname]
+  safe_string[fname] = function(s, ...)
+    if type(s) == "string" and #s > 65536 then return costly("string." .. fname, #s, "bytes", f, s, ...) end
+    return f(s, ...)
+  end
+end
+do
+  local f = string.sub
+  safe_string.sub = function(s, i, j)
+    if type(s) == "string" and #s > 65536 then return costly("string.sub", #s, "bytes", f, s, i, j) end
+    return f(s, i, j)
+  end
+  local fmt = string.format
+  safe_string.format = function(form, ...)
+    local n = type(form) == "string" and #form or 0
+    for k = 1, select("#", ...) do
+      local v = select(k, ...)
+      if type(v) == "string" then n = n + #v end
+    end
+    if n > 65536 then return costly("string.format", n, "bytes", fmt, form, ...) end
+    return fmt(form, ...)
+  end
+end
 if SANDBOXED then
-  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT }
+  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT, costly = costly }
   safe_string.find = guard.find
   safe_string.match = guard.match
   safe_string.gmatch = guard.gmatch
@@ -803,11 +901,28 @@ local safe_table = copy(table)
 safe_table.concat = safe_concat
 -- table.insert/remove/sort write with raw sets: refuse read-only proxies and
 -- GetMod views instead of letting them grow fields of their own.
+-- insert/remove at a position move the elements after it, sort (without a
+-- Lua comparator, whose calls the watchdog checks) does n*log2(n)
+-- comparisons in C: charged before they run.
+local log2 = math.log(2)
 for _, fname in ipairs { "insert", "remove", "sort" } do
   local f = table[fname]
   safe_table[fname] = function(t, ...)
     if ro_backing[t] or views[t] then
       error(str_format("table.%s: %s is read-only", fname, tostring(t)), 2)
+    end
+    if type(t) == "table" then
+      local n = #t
+      if n > 4096 then
+        local nargs = select("#", ...)
+        if fname == "sort" and (...) == nil then
+          return costly("table.sort", floor(n * math.log(n) / log2), "sort", f, t, ...)
+        elseif fname == "insert" and nargs >= 2 and type((...)) == "number" then
+          return costly("table.insert", n - (...), "move", f, t, ...)
+        elseif fname == "remove" and nargs >= 1 and type((...)) == "number" then
+          return costly("table.remove", n - (...), "move", f, t, ...)
+        end
+      end
     end
     return f(t, ...)
   end
@@ -903,6 +1018,7 @@ local box = {
   stats = stats,
   now = now,
   call = guarded_call,
+  call_soft = guarded_call_soft,
   wrap_py = wrap_py,
   readonly = readonly,
   cron_tick = cron.tick,
