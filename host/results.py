@@ -88,7 +88,7 @@ class Result(_Fields):
     device: str | None = None       # where the model ran ("CPU", "CUDA0 (31/31 layers)", ...): generations
     session_chars: int | None = None  # characters of text the session now holds (what its quota counts)
     value: Any = None               # schema= output decoded; or a host call's value (see MODDING.md)
-    hits: tuple | None = None       # store:search: ({id, text, score, meta}, ...)
+    hits: list | None = None        # store:search: [{id, text, score, meta}, ...], best first
     tool_calls: tuple | None = None  # a turn with tools=: the ToolCalls it ran, in order
 
     def __post_init__(self):
@@ -134,10 +134,7 @@ class Result(_Fields):
     @classmethod
     def of_call(cls, fields: dict | None) -> "Result":
         """A host call that succeeded: ``fields`` are what the engine returned (value, hits, session_chars)."""
-        fields = dict(fields or {})
-        if "hits" in fields and fields["hits"] is not None:
-            fields["hits"] = tuple(fields["hits"])
-        return cls(**fields)
+        return cls(**(fields or {}))
 
     def with_(self, **changes) -> "Result":
         """A copy with some fields changed."""

@@ -65,7 +65,7 @@ def test_constructors_fill_the_fields_consistently():
     assert (bug.error_type, bug.error) == ("internal", "ZeroDivisionError: boom")
     assert Result.failed("stop", error_type="cancelled").finish_reason == "cancelled"
     call = Result.of_call({"hits": [{"id": "a"}]})
-    assert call.hits == ({"id": "a"},) and call.usage is None
+    assert call.hits == [{"id": "a"}] and call.usage is None
     with pytest.raises(TypeError):
         Result.of_call({"session_bytes": 3})  # an unknown field is a bug, not a silent extra
     with pytest.raises(ValueError, match="finish_reason"):
