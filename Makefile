@@ -88,7 +88,7 @@ test-fast: $(STAMP)
 	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
 
 judy: setup
-	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)
 
 npc: setup
 	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))

@@ -59,11 +59,16 @@ class Usage(_Fields):
 
 @dataclass(frozen=True, eq=True)
 class Timings(_Fields):
-    """Where the time of one generation went (measured on the worker)."""
+    """Where the time of one generation went (host/engine/results.py measures it on the worker)."""
 
-    prompt_ms: float = 0.0          # from the request's start on the worker until its prompt was read
-    generation_ms: float = 0.0      # from then until the last token
-    tokens_per_second: float = 0.0  # completion_tokens / generation time (0 when nothing was generated)
+    queue_ms: float = 0.0           # asked -> it got a sequence (waiting behind others)
+    retrieval_ms: float = 0.0       # the session's memory note: embedding the turn and searching
+    prompt_ms: float = 0.0          # it got a sequence -> its prompt was read (cached tokens skip)
+    first_token_ms: float = 0.0     # asked -> its first token was sampled (the whole wait)
+    generation_ms: float = 0.0      # first token -> the end
+    tokens_per_second: float = 0.0  # generated tokens over generation_ms (0 with fewer than two)
+    paused_steps: int = 0           # decode steps it sat out (higher priorities, other mods' share)
+    swaps: int = 0                  # times its sequence was taken by another and given back
 
 
 @dataclass(frozen=True, eq=True)

@@ -101,3 +101,10 @@ def test_to_plain_is_lua_data_with_nil_for_unset_fields(make_host):
     ok, out = mod.call(fn, table)
     assert ok, out
     assert out == "said,length,nil,7,3.5,CPU,12,1,give,eel,true,nil"
+
+
+def test_every_timing_is_documented_and_no_other():
+    documented = set()
+    for row in _table_after(r"^Every result says where its time went"):
+        documented |= set(re.findall(r"`([a-z_]+)`", row[0]))
+    assert documented == {f.name for f in dataclasses.fields(Timings)}

@@ -27,6 +27,7 @@ else is needed.  Frame thread only.
 from __future__ import annotations
 
 import ctypes
+import io
 
 import numpy as np
 import pygame
@@ -56,11 +57,35 @@ def _rgba(col: int) -> tuple[int, int, int, int]:
 class SurfaceRenderer:
     """Draws Dear ImGui draw data into a pygame Surface (see the module docstring)."""
 
-    def __init__(self, imgui):
+    def __init__(self, imgui, user_textures=None):
         self.imgui = imgui
         self.textures: dict[int, pygame.Surface] = {}
+        self.user_textures = user_textures      # the layer's TextureStore (ImGui.LoadTexture)
+        self._decoded: dict[int, pygame.Surface | None] = {}
         self._tints: dict[tuple, pygame.Surface] = {}
         self.triangles = 0          # drawn in the last frame (tests, stats)
+
+    def _texture(self, tid: int) -> pygame.Surface | None:
+        surf = self.textures.get(tid)
+        if surf is not None or self.user_textures is None:
+            return surf
+        tex = self.user_textures.by_tex_id(tid)
+        if tex is None:                          # released (or never loaded)
+            self._decoded.pop(tid, None)
+            return None
+        if tid not in self._decoded:
+            # Decoded here, on the game's time, never inside a mod's call; the
+            # header was checked at LoadTexture, so the size is bounded.
+            try:
+                img = pygame.image.load(io.BytesIO(tex.data), f"texture.{tex.kind}")
+                if img.get_size() != (tex.width, tex.height):
+                    raise ValueError("size differs from the header")
+                self._decoded[tid] = pygame.image.frombytes(pygame.image.tobytes(img, "RGBA"),
+                                                            img.get_size(), "RGBA")
+            except (pygame.error, ValueError):
+                self._decoded[tid] = None        # a broken image draws nothing
+            self._tints.clear()
+        return self._decoded[tid]
 
     def _update_textures(self) -> None:
         im = self.imgui
@@ -84,7 +109,7 @@ class SurfaceRenderer:
         key = (tid, rect, col, size)
         surf = self._tints.get(key)
         if surf is None:
-            atlas = self.textures.get(tid)
+            atlas = self._texture(tid)
             if atlas is None or rect[2] <= 0 or rect[3] <= 0:
                 return None
             try:
@@ -147,7 +172,7 @@ class SurfaceRenderer:
             nxt_b = np.append(tri[1:, 1], -1)
             quad = (textured & (nxt_a == a) & (nxt_b == c)
                     & (y[a] == y[b]) & (x[b] == x[c]) & (y[c] == y[d]) & (x[d] == x[a]))
-        atlas = self.textures.get(tid)
+        atlas = self._texture(tid)
         aw, ah = (atlas.get_width(), atlas.get_height()) if atlas is not None else (1, 1)
         # glyph blits: position, size, atlas rect (ints), colour
         gx, gy = np.rint(x[a]).astype(int).tolist(), np.rint(y[a]).astype(int).tolist()
@@ -220,7 +245,7 @@ class ImGuiOverlay:
         self.layer.overlay = self
         host.ui = self.layer
         host.game.display_resolution = (float(size[0]), float(size[1]))
-        self.renderer = SurfaceRenderer(self.backend.imgui)
+        self.renderer = SurfaceRenderer(self.backend.imgui, self.layer.textures)
         self.toggle_key = toggle_key
 
     @property
