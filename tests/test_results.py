@@ -54,7 +54,7 @@ def test_the_error_type_table_names_every_error_type_and_no_other():
 
 def test_constructors_fill_the_fields_consistently():
     ok = Result.generated(text="hi", finish_reason="stop", error="ignored", error_type="option",
-                          usage=Usage(3, 1, 2), timings=Timings(1.0, 2.0, 1000.0), session_chars=40)
+                          usage=Usage(3, 1, 2), timings=Timings(prompt_ms=1.0), session_chars=40)
     assert (ok.error, ok.error_type, ok.session_chars) == (None, None, 40)
     cut = Result.generated(text="x", finish_reason="cancelled", usage=Usage(), timings=Timings())
     assert cut.error_type == "cancelled"
@@ -87,7 +87,7 @@ def test_to_plain_is_lua_data_with_nil_for_unset_fields(make_host):
     host, _ = make_host({"m": "return {}"})
     mod = host.mods["m"]
     r = Result.generated(text="said", finish_reason="length", usage=Usage(5, 2, 7),
-                         timings=Timings(1.5, 2.5, 3.5), session_chars=12).with_(
+                         timings=Timings(prompt_ms=1.5, generation_ms=2.5, tokens_per_second=3.5), session_chars=12).with_(
         device="CPU", tool_calls=(ToolCall("give", {"item": "eel"}, {"ok": True}),))
     plain = r.to_plain()
     assert plain["usage"] == {"prompt_tokens": 5, "cached_tokens": 2, "completion_tokens": 7}
