@@ -147,3 +147,46 @@ def test_texture_headers_give_the_size_before_any_decoding(tmp_path):
     from host.errors import ModError
     with pytest.raises(ModError, match="not a valid JPEG"):
         image_size(b"\xff\xd8" + b"\x00" * 40)
+
+
+CLIPPER = r"""
+local clipper, frame, seen = ImGuiListClipper.new(), 0, {}
+registerForEvent("onDraw", function()
+  frame = frame + 1
+  ImGui.SetNextWindowSize(200, 120)
+  ImGui.Begin("clip")
+  clipper:Begin(1000, -1)
+  local drawn, first = 0, nil
+  while clipper:Step() do
+    first = first or clipper.DisplayStart
+    for i = clipper.DisplayStart + 1, clipper.DisplayEnd do ImGui.Text("row " .. i) drawn = drawn + 1 end
+  end
+  seen[frame] = drawn .. " " .. tostring(first)
+  if frame == 2 then ImGui.SetScrollY(5000) end
+  ImGui.End()
+end)
+return { seen = function() return table.concat(seen, "|") end,
+         bad = function() return select(2, pcall(clipper.Begin, clipper, "many")) end }
+"""
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["headless", "dear-imgui"])
+def test_list_clipper_draws_the_visible_rows(make_host, real):
+    host, console = make_host({"m": CLIPPER}, load=False)
+    if real:
+        from host.ui.imgui_api import ImGuiLayer
+        from host.ui.imgui_backend import ImGuiBackend
+        host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(4):
+        host.update(1 / 60)
+        host.draw()
+    mod = host.mods["m"]
+    assert mod.state == "loaded", read_log(host, "m")
+    frames = [tuple(map(int, f.split())) for f in mod.call(mod.public.seen)[1].split("|")]
+    if real:
+        assert all(0 < n < 20 for n, _ in frames), frames          # a window's worth of rows, not 1000
+        assert frames[1][1] == 0 and frames[3][1] > 250, frames    # scrolled to y 5000: rows near 5000/17
+    else:
+        assert frames == [(1000, 0)] * 4                           # headless: every row
+    assert "bad argument #1 (itemsCount)" in mod.call(mod.public.bad)[1]
