@@ -74,11 +74,11 @@ def _expected_count(b) -> int:
 
 
 def _closer(b) -> str:
-    from host.ui.imgui_api import _CLOSERS
+    from host.ui.imgui_api import CLOSERS
     kind = b.tag("push") or b.tag("pushif")
     if not kind:
         return "nil, false"
-    return f"ImGui.{_CLOSERS[kind][0]}, {'true' if b.tag('push') else 'false'}"
+    return f"ImGui.{CLOSERS[kind][0]}, {'true' if b.tag('push') else 'false'}"
 
 
 def _call_lua(b) -> str:
