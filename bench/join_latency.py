@@ -81,11 +81,11 @@ def frame_loop(worker, until, fps: float) -> None:
 
 def run(args) -> None:
     from host.llama import Model
-    from benchsetup import model_path
+    from bench.benchsetup import model_path
     from host.worker import Worker, WorkerConfig
 
     model = Model(model_path())
-    from benchsetup import worker_config
+    from bench.benchsetup import worker_config
 
     cfg = worker_config()
     cfg.n_ctx, cfg.n_seq_max, cfg.max_pending_per_mod = 1024, 4, 64

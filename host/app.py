@@ -1,7 +1,8 @@
 """Assemble a host: the mod runtime, the model, the inference worker and the mod APIs.
 
-    from host.app import build_host
-    host = build_host("mods")          # loads the default model, starts the worker, loads mods
+    config = Config.load(args=..., environ=os.environ)   # the entry point reads settings
+    prepared = prepare(config)                           # set-up: builds, downloads, probes
+    host = build_host(config=config, prepared=prepared)  # loads the model, starts the worker, loads mods
     while running:
         host.update(dt); host.draw()
     host.shutdown()                    # onShutdown, then the worker and the model

@@ -99,7 +99,7 @@ def test_asking_for_layers_without_a_gpu_loads_on_the_cpu_and_says_so(lib, model
 def test_main_gpu_beyond_the_devices_is_a_clear_error(lib, model_path):
     from host.llama import Model
 
-    with pytest.raises(DeviceError, match="RELIC_MAIN_GPU=2 but there are 0 offload device"):
+    with pytest.raises(DeviceError, match="main_gpu=2 but there are 0 offload device"):
         Model(model_path, lib=lib, offload=offload.OffloadConfig(main_gpu=2))
 
 
