@@ -131,7 +131,7 @@ def test_a_call_dear_imgui_refuses_is_a_clear_error_and_the_frame_goes_on(make_h
     for _ in range(2):
         host.draw()
     lines = console.mod_lines("bad")
-    assert lines[0].startswith("false\t") and "columns must be 1..64" in lines[0]
+    assert lines[0].startswith("false\t") and "bad argument #2 (columns): 0 is out of range (1..64)" in lines[0]
     assert lines[1].startswith("false\t") and "Dear ImGui refused the call" in lines[1]
     assert console.mod_lines("good") == ["drawn"] * 2
     assert host.mods["bad"].state == "loaded" and host.mods["good"].state == "loaded"
@@ -311,3 +311,29 @@ def test_console_commands_drive_overlay_hotkeys_and_inputs(make_host):
     assert "overlay [open|close|toggle]" in text and "hotkey <id> [mod]" in text
     assert "toggle_ui (k, hotkey)" in text and "sprint (k, input)" in text
     assert "no mod registered hotkey 'nope'" in text and "usage: input <id> down|up [mod]" in text
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["headless", "dear-imgui"])
+def test_modding_guide_imgui_example_draws(make_host, real):
+    """The ImGui example of docs/MODDING.md runs its onDraw (overlay open) without an error."""
+    import re
+    text = (ROOT / "docs" / "MODDING.md").read_text(encoding="utf-8")
+    section = text.split("## ImGui\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```lua\n(.*?)```", section, re.S)[0]
+    host, console = make_host({"ex": code}, load=False)
+    if real:
+        _require_ui()
+        from host.ui.imgui_api import ImGuiLayer
+        from host.ui.imgui_backend import ImGuiBackend
+        host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    host.run_command("overlay open")
+    for _ in range(3):
+        host.update(1 / 60)
+        host.draw()
+    log = read_log(host, "ex")
+    assert host.mods["ex"].state == "loaded" and "[error]" not in log, log
+    assert console.mod_lines("ex") == ["done"]
+    if real:
+        assert host.ui.errors == 0 and host.ui.draw_data is not None
+        assert sum(cl.vtx_buffer.size() for cl in host.ui.draw_data.cmd_lists) > 100

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from host.api.quotas import gc_proxy
+from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
 from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
 from host.llama.luajit import address, luajit_cdef
@@ -24,6 +25,8 @@ _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "s
            "template", "special"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
+
+TOOL_RESULT_ITEMS = 4096  # values of one tool result the host copies (its JSON is cut short anyway)
 
 
 def _int(opts, key, lo, hi, default):
@@ -342,6 +345,11 @@ class LLMProvider:
     def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:
         """A say or chat turn with tools= (host/api/tools.py); returns the turn's handle id."""
         toolset = self.tools.toolset(mod, tools)
+        if session_id is not None:       # the same per-turn session text check as say
+            try:
+                self.ledger.check_turn(mod.id, session_id, len(text) if isinstance(text, (str, bytes)) else 0)
+            except QuotaExceeded as exc:
+                return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         extra = mod.from_lua(extra) or {}
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self._grammar_for(mod))
@@ -363,7 +371,16 @@ class LLMProvider:
             return False, None
         ok, out = mod.call(entry[1], rid, "tool", mod.to_lua({"name": name, "arguments": args}),
                            what=f"tool {name}")
-        return ok, (mod.from_lua(out) if ok else None)
+        if not ok:
+            return False, None
+        # The host keeps at most a small copy of a result (its JSON is cut to
+        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        try:
+            value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
+        except TransferError as exc:
+            mod.log.write("warning", f"tool {name}: its result is too big for the host ({exc})")
+            return True, {"error": f"the result of {name} was too big (at most {TOOL_RESULT_ITEMS} values)"}
+        return True, value
 
     def forward(self, mod, rid: int, kind: str, payload) -> None:
         """Hand an event ("token" text or "done" result) to the mod's Lua side for handle ``rid``."""

@@ -9,7 +9,7 @@ init.lua runs:
 - `io` and `dir` confined to the mod's folder (host/runtime/modio.py,
   host/runtime/lua/relic_io.lua);
 - `bit32` (CET's: LuaJIT's bit library under that name, plus 5.2's extras),
-  `table.unpack`/`table.pack` and `rawlen` when the LuaJIT build lacks them;
+  a writable copy like the other library tables;
 - `GetVersion()`, `GetMods()`, `GetDisplayResolution()`;
 - the embedding game's API (host/runtime/gameapi.py) and the Cyberpunk
   stand-ins (`Game`, `TweakDB`, `NewObject`, ... fail with one clear line).
@@ -62,8 +62,8 @@ def _db_bridge(db: ModDB) -> dict:
 
 def _io_bridge(fio: ModIO) -> dict:
     return {
-        "open": fio.open, "read": fio.read, "write": fio.write, "seek": fio.seek,
-        "flush": fio.flush, "close": fio.close, "is_open": fio.is_open, "listdir": fio.listdir,
+        "open": fio.open, "read": fio.read, "write": fio.write, "write_binary": fio.write_binary,
+        "seek": fio.seek, "flush": fio.flush, "close": fio.close, "is_open": fio.is_open, "listdir": fio.listdir,
     }
 
 
@@ -91,19 +91,15 @@ def install(mod: "Mod") -> None:
     mod.expose("db", db, readonly=False)        # methods check `self`: a proxy would fail them
     mod.expose("sqlite3", sqlite3)
 
-    def log_line(text):
-        mod.log.write("info", text if isinstance(text, str) else str(text))
-
-    fio, dir_fn = mod.load_lib("relic_io")(bridge_table(mod, _io_bridge(mod.io)), mod.wrap(log_line))
-    if not mod.trusted:        # trusted mods keep the full io library
-        mod.expose("io", fio)
+    # io.write and io.stdout go to the mod's log as print does (box.log_info)
+    fio, dir_fn = mod.load_lib("relic_io")(bridge_table(mod, _io_bridge(mod.io)), mod.box.log_info)
+    if not mod.trusted:        # trusted mods keep LuaJIT's io (relative paths from their folder)
+        mod.expose("io", fio, readonly=False)
     mod.expose("dir", dir_fn)
 
-    mod.expose("bit32", mod.load_lib("bit32"))
+    # library tables are the mod's own writable copies (sandbox.lua)
     compat = mod.load_lib("relic_compat")
-    mod.expose("table", compat.table(mod.env.table))
-    if mod.env.rawlen is None:
-        mod.expose("rawlen", compat.rawlen)
+    mod.expose("bit32", compat.copy(mod.load_lib("bit32")), readonly=False)
 
     mod.expose("GetVersion", mod.wrap(lambda: game.version))
     mod.expose("GetMods", mod.wrap(lambda: [m.id for m in host.running_mods()]))

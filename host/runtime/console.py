@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from host.errors import ConfigError
 from host.runtime.host import Host
+from host.setting_checks import float_setting
 
 _EOF = object()
 
@@ -129,11 +131,12 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None,
 
     mods_dir = Path(getattr(args, "mods", "mods"))
     fps = getattr(args, "fps", None)
-    fps = 60.0 if fps is None else float(fps)
     frames_limit = getattr(args, "frames", None)
     headless = bool(getattr(args, "headless", False))
-    if fps <= 0:
-        console("relic run: --fps must be positive")
+    try:
+        fps = 60.0 if fps is None else float_setting("--fps", fps, hi=10_000.0, above=0.0)
+    except ConfigError as e:
+        console(f"relic run: {e} (a frame rate: a positive, finite number of frames a second)")
         return 2
     if frames_limit is not None and frames_limit < 0:
         console("relic run: --frames must be >= 0")

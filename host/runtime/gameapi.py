@@ -152,6 +152,13 @@ class Hook:
 
     def __call__(self, *args):
         """Run the observers and overrides around the game's function."""
+        try:
+            return self._call(args)
+        finally:
+            if not self.api.host.call_stack:    # the game called it (not a mod): write the logs
+                self.api.host.flush_logs()
+
+    def _call(self, args: tuple):
         running = set(self.api.host.call_stack)
         for mod, fn in self._live("before"):
             if mod.id not in running:

@@ -100,6 +100,13 @@ class Host:
         logger.info(text)
         self.console(f"[relic] {text}")
 
+    def flush_logs(self) -> None:
+        """Write the mods' buffered log lines to their files (end of each host entry point)."""
+        for m in self.mods.values():
+            log = getattr(m, "log", None)
+            if log is not None:
+                log.flush()
+
     # -- loading ----------------------------------------------------------------------
 
     def load(self) -> None:
@@ -116,6 +123,7 @@ class Host:
         for mod in started:
             self._fire_init(mod)
         self.loaded = True
+        self.flush_logs()
         loaded = sum(1 for m in self.mods.values() if m.state == "loaded")
         self.host_log(f"{loaded} mod(s) loaded from {self.mods_dir}")
 
@@ -167,7 +175,10 @@ class Host:
 
     def emit(self, name: str, *args) -> int:
         """Fire a declared game event in every running mod; returns how many callbacks ran."""
-        return self.game.emit(name, *args)
+        try:
+            return self.game.emit(name, *args)
+        finally:
+            self.flush_logs()
 
     def hookable(self, cls: str, method: str, fn: Callable | None = None):
         """Declare Class.Method hookable by Observe/Override; returns the function to call."""
@@ -221,6 +232,7 @@ class Host:
 
     def mod_stopped(self, mod: Mod) -> None:
         """Called by a Mod that failed or was quarantined: say so, uninstall providers."""
+        mod.log.flush()
         if mod.state == "quarantined":
             self.host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
         else:
@@ -263,6 +275,7 @@ class Host:
         self._pump()
         for m in mods:
             m.step_async()
+        self.flush_logs()
 
     def draw(self) -> None:
         """The draw phase: onDraw for every running mod, inside one ImGui frame."""
@@ -284,6 +297,7 @@ class Host:
                     ui.leave_mod()      # closes what the mod left open (an error, a missing End)
         finally:
             ui.end_frame()
+            self.flush_logs()
 
     def open_overlay(self) -> None:
         """Console/overlay opened: onOverlayOpen (once per change)."""
@@ -335,6 +349,12 @@ class Host:
     def run_command(self, line: str) -> None:
         """Run one console line: a built-in (help, mods, reload [id], quit, overlay, hotkey,
         input) or a mod command."""
+        try:
+            self._run_command(line)
+        finally:
+            self.flush_logs()
+
+    def _run_command(self, line: str) -> None:
         parts = line.strip().split(None, 1)
         if not parts:
             return

@@ -15,9 +15,10 @@ MiB = 1024 * 1024
 class Limits:
     """Caps applied to every mod unless its manifest says otherwise."""
 
-    # Watchdog: budget of one host->mod entry (a callback, a Cron tick, an
-    # async step, a provider callback), in CPU time of the frame thread, so a
-    # busy machine does not count against a mod.
+    # Watchdog: budget of one mod per frame, all its host->mod entries of the
+    # frame together (callbacks, Cron ticks, async steps, provider callbacks),
+    # in CPU time of the frame thread, so a busy machine does not count
+    # against a mod.
     budget_ms: int = 50
     # init.lua and onInit do one-off setup work, so they get more.
     init_budget_ms: int = 1000

@@ -11,7 +11,8 @@ Relic.  Every path is checked here before anything is opened:
 - the reserved names are checked on the real path too (a `selfdir -> .`
   symlink placed in the folder does not make `selfdir/db.sqlite3` a new
   name): the mod's database (`db.sqlite3*`) is not reachable through io, and
-  its log files and its manifest (`mod.toml`) cannot be written;
+  its log files, its manifest (`mod.toml`) and its saved sessions
+  (`sessions/`, whose state llama.cpp reads) cannot be written;
 - a file with more than one hard link is refused (a link placed in the folder
   beforehand would read and write a file elsewhere), checked before the file
   is truncated and again on the open descriptor.
@@ -78,7 +79,11 @@ class ModIO:
         low = rel.lower()
         if low.startswith("db.sqlite3"):
             return True
-        if not write or "/" in low:
+        if not write:
+            return False
+        if low.startswith("sessions/"):        # llm's saved sessions: llama.cpp reads their state
+            return True
+        if "/" in low:
             return False
         return low.startswith(f"{self.mod_id.lower()}.log") or low == "mod.toml"
 
@@ -110,8 +115,8 @@ class ModIO:
             raise SandboxViolation(f"'{rel}' leads outside mods/{self.mod_id}/ (symlink); refused")
         # the name as written and the file it really is (symlinks resolved)
         if self._reserved(clean, write) or self._reserved(real.relative_to(self.folder).as_posix(), write):
-            raise SandboxViolation(f"'{rel}': the mod's database, log and mod.toml are not reachable "
-                                   "through io for writing (use db and spdlog)"
+            raise SandboxViolation(f"'{rel}': the mod's database, log, mod.toml and sessions/ are not reachable "
+                                   "through io for writing (use db, spdlog and session:save)"
                                    if write else f"'{rel}': the mod's database is not reachable "
                                    "through io (use db)")
         return full
@@ -345,6 +350,11 @@ class ModIO:
         finally:
             self._settle(fd, before)
         return True
+
+    def write_binary(self, hid, *values):
+        """file:write(...) of strings holding any bytes: the Lua side (relic_io.lua) sends each
+        byte >= 0x80 as the character of the same number, turned back into that byte here."""
+        return self.write(hid, *(v.encode("latin-1") if isinstance(v, str) else v for v in values))
 
     def seek(self, hid, whence="cur", offset=0):
         """file:seek(whence, offset) -> new position."""

@@ -1,15 +1,79 @@
--- relic_imgui: ImGui flag tables for a host without Dear ImGui (headless).
--- Every flag reads as 0 there, so `ImGuiWindowFlags.NoResize + ImGuiWindowFlags.NoMove`
--- works in any mod whether or not the game renders an overlay.
+-- relic_imgui: the Lua half of CET's ImGui table (the host half: host/ui/imgui_api.py).
+-- Every function is a tail call into the host's dispatcher, so an error is
+-- reported at the mod's own line.  A few need Lua values the host cannot make
+-- inside a call: textures (objects with `size` and `Release`), ImVec2/ImVec4
+-- arguments (flattened to numbers) and the read-only copy GetStyle returns.
 local M = {}
 
---- The ImGui table: one function per name, each a tail call into the host's
---- dispatcher (a tail call, so an error is reported at the mod's own line).
-function M.functions(call, names)
+local type, setmetatable, error, tostring, rawset = type, setmetatable, error, tostring, rawset
+
+local vec2_mt = { __tostring = function(v) return "ImVec2(" .. tostring(v.x) .. ", " .. tostring(v.y) .. ")" end }
+local vec4_mt = { __tostring = function(v)
+  return "ImVec4(" .. tostring(v.x) .. ", " .. tostring(v.y) .. ", " .. tostring(v.z) .. ", " .. tostring(v.w) .. ")"
+end }
+
+--- ImVec2.new(x, y): a table with fields x and y (CET's ImVec2 usertype).
+local function vec2(x, y) return setmetatable({ x = x or 0, y = y or 0 }, vec2_mt) end
+--- ImVec4.new(x, y, z, w): a table with fields x, y, z and w.
+local function vec4(x, y, z, w) return setmetatable({ x = x or 0, y = y or 0, z = z or 0, w = w or 0 }, vec4_mt) end
+
+-- an ImVec2/ImVec4 argument as numbers (nil: the defaults; anything else goes
+-- through unchanged, so the host names the bad argument)
+local function xy(v, dx, dy)
+  if v == nil then return dx, dy end
+  if type(v) == "table" then return v.x or v[1], v.y or v[2] end
+  return v, nil
+end
+local function xyzw(v, d)
+  if v == nil then return d, d, d, d end
+  if type(v) == "table" then return v.x or v[1], v.y or v[2], v.z or v[3], v.w or v[4] end
+  return v, nil, nil, nil
+end
+
+--- The ImGui table: one function per name in `names`; `call(name, ...)` is the
+--- host's dispatcher, `release(handle)` frees a texture, `readonly(t, name)`
+--- the sandbox's read-only proxy.
+function M.functions(call, names, release, readonly)
   local t = {}
   for i = 1, #names do
     local name = names[i]
     t[name] = function(...) return call(name, ...) end
+  end
+
+  local handles = setmetatable({}, { __mode = "k" })     -- texture object -> host handle
+  local tex_mt = { __index = {
+    --- texture:Release(): free it (Image refuses it afterwards).
+    Release = function(self)
+      local h = handles[self]
+      if h then handles[self] = nil; release(h) end
+    end,
+  }, __tostring = function() return "ImguiTexture" end, __metatable = "ImguiTexture" }
+
+  --- ImGui.LoadTexture(path) -> texture, or nil and a message (CET's convention).
+  t.LoadTexture = function(path)
+    if type(path) ~= "string" then
+      error("ImGui.LoadTexture: bad argument #1 (path): string expected, got " .. type(path), 2)
+    end
+    local info, err = call("LoadTexture", path)
+    if not info then return nil, err end
+    local tex = setmetatable({ size = vec2(info.width, info.height) }, tex_mt)
+    handles[tex] = info.handle
+    return tex, nil
+  end
+
+  --- ImGui.Image(texture [, size, uv0, uv1, tintCol, borderCol]) with ImVec2/ImVec4 arguments.
+  t.Image = function(tex, size, uv0, uv1, tint, border)
+    local sx, sy = xy(size, 0, 0)
+    local u0x, u0y = xy(uv0, 0, 0)
+    local u1x, u1y = xy(uv1, 1, 1)
+    local tr, tg, tb, ta = xyzw(tint, 1)
+    local br, bg, bb, ba = xyzw(border, 0)
+    return call("Image", handles[tex] or 0, sx, sy, u0x, u0y, u1x, u1y, tr, tg, tb, ta, br, bg, bb, ba)
+  end
+
+  --- ImGui.GetStyle(): a read-only copy of the style (change it with PushStyleVar/PushStyleColor).
+  t.GetStyle = function()
+    return readonly(call("GetStyle"), "ImGuiStyle (a copy: use ImGui.PushStyleVar to change the style)")
   end
   return t
 end
@@ -31,6 +95,20 @@ function M.expose_flags(env, values, names, readonly)
     local t = values and values[name]
     if t then rawset(env, name, readonly(t, name)) else rawset(env, name, M.zero_flags(name)) end
   end
+end
+
+--- ImVec2 and ImVec4 in a mod's globals: `ImVec2.new(x, y)` or `ImVec2(x, y)`, as CET's usertypes.
+function M.expose_types(env)
+  local function ctor(fn, name)
+    return setmetatable({}, {
+      __index = { new = fn },
+      __call = function(_, ...) return fn(...) end,
+      __newindex = function(_, k) error(name .. " is read-only (cannot set field '" .. tostring(k) .. "')", 2) end,
+      __metatable = false,
+    })
+  end
+  rawset(env, "ImVec2", ctor(vec2, "ImVec2"))
+  rawset(env, "ImVec4", ctor(vec4, "ImVec4"))
 end
 
 return M
