@@ -50,6 +50,7 @@ EXTRAS = {
     "sandbox_speed": "bench/sandbox_speed.py",
     "watchdog_latency": "bench/watchdog_latency.py",
     "join_latency": "bench/join_latency.py",
+    "player_first": "bench/player_first.py",
     "judy_memory": "bench/judy_memory.py",
     "judy_chat": "bench/judy_chat.py",
     "quality": "bench/quality.py",

@@ -20,6 +20,7 @@ A request with ``id == 0`` is fire-and-forget: no result is delivered.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ from typing import Any
 
 def _cancel_flag() -> threading.Event:
     return threading.Event()
+
+
+PRIORITIES = ("player", "normal", "background")  # first to last: see host.engine.admission
+
+
+def check_priority(value, where: str = "priority") -> str | None:
+    """``value`` if it is a priority name (or None: the default), else an OptionError naming the choices."""
+    if value is None or (isinstance(value, str) and value in PRIORITIES):
+        return value
+    from host.errors import OptionError
+
+    raise OptionError(f'{where} must be "player", "normal" or "background", got {value!r}')
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,12 @@ class GenerateRequest:
     grammar: Any = None  # a grammar object (host.engine.grammar), or None
     session: int | None = None  # the session id of a session:say turn
     stream: bool = True  # post token events (off when nobody listens: the text still comes in the result)
+    priority: str | None = None  # "player" | "normal" | "background"; None: the session's default, else "normal"
+    created: float = field(default_factory=time.perf_counter, compare=False)  # when it was asked (queue wait)
     cancel: threading.Event = field(default_factory=_cancel_flag, compare=False, repr=False)
+
+    def __post_init__(self):
+        check_priority(self.priority)
 
 
 # --- host calls ---------------------------------------------------------------
@@ -71,6 +89,10 @@ class SessionCreateRequest(HostCall):
     overflow: str = "drop_oldest"
     template: str | None = None
     memory: Path | None = None  # a store whose hits are put into each user turn
+    priority: str | None = None  # the default priority of its turns (None: "normal")
+
+    def __post_init__(self):
+        check_priority(self.priority)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +135,17 @@ class SessionInfoRequest(HostCall):
 
 @dataclass(frozen=True, kw_only=True)
 class StatsRequest(HostCall):
-    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max} (tools, tests, bench)."""
+    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max, preemptions, focus} (tools, tests, bench)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FocusRequest(HostCall):
+    """The player now talks to ``mod_id`` (one session of it, or all when ``session_id`` is None).
+
+    Its generations run at priority "player" until the focus moves; ``mod_id=""`` clears it.
+    """
+
+    session_id: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

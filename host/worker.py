@@ -59,7 +59,6 @@ class WorkerConfig:
     max_pending_bytes_per_mod: int = 4 << 20  # input bytes (prompts, texts) of those requests, per mod
     max_prompt_tokens: int | None = None  # default: the context size
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
-    prompt_share: float = 2.0  # while others generate, a step reads this many generation steps' worth of prompt
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
     shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
     embed_model: object = None  # stores' embedding model: a GGUF path from set-up (None: no stores)
@@ -160,7 +159,7 @@ class Worker:
         sched = Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
                           n_threads=c.n_threads or default_threads(),
                           n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
-                          max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type, prompt_share=c.prompt_share,
+                          max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type,
                           stop_event=self._stopping)
         return Engine(sched, rag_model=c.embed_model)
 
@@ -262,12 +261,18 @@ class Worker:
 
     # --- sessions (the engine owns them; the frame thread holds ids) ---------
     def create_session(self, mod_id: str, *, system: str | None = None, sampler: dict | None = None,
-                       overflow: str = "drop_oldest", template: str | None = None, memory=None) -> int:
-        """Create a chat session; returns its id.  Bad settings raise here, on the caller's thread."""
+                       overflow: str = "drop_oldest", template: str | None = None, memory=None,
+                       priority: str | None = None) -> int:
+        """Create a chat session; returns its id.  Bad settings raise here, on the caller's thread.
+
+        ``priority``: the default of its turns ("player" | "normal" | "background").
+        """
         from host.engine import sampling
         from host.engine.session import OVERFLOW_POLICIES
         from host.errors import SessionError
+        from host.messages import check_priority
 
+        check_priority(priority)
         if overflow not in OVERFLOW_POLICIES:
             raise SessionError(f"unknown overflow policy {overflow!r}; use one of {list(OVERFLOW_POLICIES)}")
         if sampler:
@@ -278,7 +283,7 @@ class Worker:
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         sid = next(self._ids)
         self.post(SessionCreateRequest, mod_id, session_id=sid, system=system, sampler=sampler,
-                  overflow=overflow, template=template, memory=memory)
+                  overflow=overflow, template=template, memory=memory, priority=priority)
         return sid
 
     def say(self, mod_id: str, session_id: int, text: str, *, on_token=None, on_done=None, **options) -> Handle:
@@ -358,6 +363,15 @@ class Worker:
                 h.request.cancel.set()
                 n += 1
         return n
+
+    def focus(self, mod_id: str | None, session_id: int | None = None) -> None:
+        """The player now talks to ``mod_id`` (one of its sessions, or all of it): its generations run at
+        priority "player" until the focus moves.  ``None`` clears it (nobody is addressed)."""
+        from host.messages import FocusRequest
+
+        if mod_id is not None and not isinstance(mod_id, str):
+            raise TypeError("focus(mod_id): a mod id string or None")
+        self.post(FocusRequest, mod_id or "", session_id=session_id)
 
     def hello(self, mod_id: str) -> None:
         """Optional: count ``mod_id`` as present for fair admission until forget_mod (a game whose mods

@@ -18,11 +18,11 @@ from typing import Any
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
-from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
+from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
-           "template", "special"}
+           "template", "special", "priority"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
 
@@ -87,6 +87,8 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
 
         sampling.resolve(opts["sampler"])  # a bad sampler is the caller's error, raised now
         out["sampler"] = opts["sampler"]
+    if "priority" in opts:
+        out["priority"] = check_priority(opts["priority"], f"llm.{kind}: priority")
     if "template" in opts:
         if not isinstance(opts["template"], str):
             raise OptionError("template must be a string (a llama.cpp template name)")
@@ -184,6 +186,11 @@ class LLMProvider:
     def pump(self, budget_s: float) -> None:
         self.worker.pump(budget_s)
 
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """The player now talks to mod ``mod_id`` (or to its session with id ``session``): its
+        generations run at priority "player" until the focus moves; None clears it."""
+        self.worker.focus(mod_id, session)
+
     def shutdown(self) -> None:
         if self.owns_worker:
             self.worker.shutdown()
@@ -245,11 +252,12 @@ class LLMProvider:
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
-        known = {"system", "sampler", "overflow", "template", "memory"}
+        known = {"system", "sampler", "overflow", "template", "memory", "priority"}
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
         system = opts.get("system")
+        priority = check_priority(opts.get("priority"), "llm.session: priority")
         chars = len(system) if isinstance(system, str) else 0
         problem = self.ledger.check_session(mod.id, chars)
         if problem:
@@ -260,7 +268,7 @@ class LLMProvider:
             system = f"{system}\n\n{described}" if isinstance(system, str) and system else described
         sid = self.worker.create_session(mod.id, system=system, sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"),
-                                         memory=memory)
+                                         memory=memory, priority=priority)
         self.ledger.add_session(mod.id, sid, chars)
         return sid
 
