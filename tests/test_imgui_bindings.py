@@ -56,8 +56,8 @@ OPENERS = {
     "EndTooltip": "assert(ImGui.BeginTooltip())",
 }
 AFTER = {"EndTabItem": "ImGui.EndTabBar()"}
-# closers whose opener may return false (a popup that is not open, a menu bar without the flag):
-# they are checked by the family tests in test_imgui.py
+# closers whose opener may return false (a popup that is not open, a closed combo or menu): their
+# families are run by test_imgui_conventions.py (bars, popups, modals) and test_imgui.py (list boxes)
 SKIP_PAIRS = {"EndPopup", "EndCombo", "EndMenu", "EndMenuBar", "EndMainMenuBar", "EndListBox"}
 
 

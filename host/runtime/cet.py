@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from host.errors import ModError
 from host.runtime.gameapi import CYBERPUNK_FUNCTIONS, CYBERPUNK_TABLES
 from host.runtime import sqlite_capi as C
-from host.runtime.moddb import CALLBACK, ModDB
+from host.runtime.moddb import ModDB
+from host.runtime.moddb_callbacks import CALLBACK
 from host.runtime.modio import ModIO
 
 if TYPE_CHECKING:

@@ -142,7 +142,7 @@ class ImGuiLayer:
         return self._flags
 
     def install(self, mod: "Mod") -> None:
-        """Expose `ImGui`, `ImVec2`/`ImVec4` and the flag tables in a mod being built."""
+        """Expose `ImGui`, `ImVec2`/`ImVec4`, `ImGuiListClipper` and the flag tables in a mod being built."""
         api = ModImGui(self, mod)
         self.textures.drop_stale(mod.id, mod.generation)
 
@@ -151,14 +151,14 @@ class ImGuiLayer:
                 self.textures.release(mod, handle)
 
         lib = mod.load_lib("relic_imgui")
-        mod.expose("ImGui", lib.functions(mod.wrap(api.call), mod.table(list(BINDINGS)), mod.wrap(release),
-                                            mod.box.readonly))
+        table = lib.functions(mod.wrap(api.call), mod.table(list(BINDINGS)), mod.wrap(release), mod.box.readonly)
+        mod.expose("ImGui", table)
         values = None
         if self.flag_tables():
             res = mod.box.load_chunk(self._flag_source(), "=relic_imgui_flags")
             values = (res[0] if isinstance(res, tuple) else res)()
         lib.expose_flags(mod.env, values, mod.table(list(FLAG_TABLES)), mod.box.readonly)
-        lib.expose_types(mod.env)
+        lib.expose_types(mod.env, table)
 
     def _flag_source(self) -> str:
         # The flag tables as one Lua table constructor, compiled in each mod's
