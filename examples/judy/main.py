@@ -63,14 +63,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mods", default=str(ROOT / "mods"), help="the mods folder (default: the repo's mods/)")
     ap.add_argument("--fps", type=float, default=60.0)
-<<<<<<< HEAD
-    from host.cli import add_config_arguments, config_from
-=======
     ap.add_argument("--timings", action="store_true",
                     help="after each reply, where its time went (queue, retrieval, prompt, first token); "
                          "typing /timings toggles it")
-    from host.cli import add_offload_arguments, apply_offload_arguments
->>>>>>> main
+    from host.cli import add_config_arguments, config_from
 
     add_config_arguments(ap)  # --model, --template, --gpu-layers, --rpc, --config ... (see host.config)
     args = ap.parse_args()
