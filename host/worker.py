@@ -40,7 +40,6 @@ from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
 from host.results import Result
-from host.setting_checks import int_setting
 
 log = logging.getLogger("relic.worker")
 
@@ -63,27 +62,7 @@ class WorkerConfig:
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
     shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
-    embed_model: object = None  # stores' embedding model: a path or a callable giving one (None: the default)
-
-    @classmethod
-    def from_env(cls) -> "WorkerConfig":
-        """Defaults overridden by RELIC_N_THREADS, RELIC_N_THREADS_BATCH, RELIC_WORKER_NICE, RELIC_N_CTX,
-        RELIC_KV_TYPE."""
-        cfg = cls()
-        for env, attr in (("RELIC_N_THREADS", "n_threads"), ("RELIC_N_THREADS_BATCH", "n_threads_batch"),
-                          ("RELIC_WORKER_NICE", "nice"), ("RELIC_N_CTX", "n_ctx")):
-            if os.environ.get(env):
-                lo = -20 if attr == "nice" else 1
-                setattr(cfg, attr, int_setting(env, os.environ[env], lo, 19 if attr == "nice" else None))
-        if os.environ.get("RELIC_KV_TYPE"):
-            cfg.kv_type = os.environ["RELIC_KV_TYPE"]
-        return cfg
-
-
-def _default_embed_model():
-    from host.setup.embed_model import embed_model_path
-
-    return embed_model_path()
+    embed_model: object = None  # stores' embedding model: a GGUF path from set-up (None: no stores)
 
 
 def max_piece_bytes(model) -> int:
@@ -183,7 +162,7 @@ class Worker:
                           n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
                           max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type,
                           stop_event=self._stopping)
-        return Engine(sched, rag_model=c.embed_model or _default_embed_model)
+        return Engine(sched, rag_model=c.embed_model)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""

@@ -190,3 +190,49 @@ def test_list_clipper_draws_the_visible_rows(make_host, real):
     else:
         assert frames == [(1000, 0)] * 4                           # headless: every row
     assert "bad argument #1 (itemsCount)" in mod.call(mod.public.bad)[1]
+
+
+BARS_AND_POPUPS = r"""
+local out, frame = {}, 0
+registerForEvent("onDraw", function()
+  frame = frame + 1
+  if ImGui.BeginMainMenuBar() then
+    if ImGui.BeginMenu("File") then ImGui.MenuItem("Quit") ImGui.EndMenu() end
+    ImGui.EndMainMenuBar()
+    out.main = true
+  end
+  ImGui.Begin("bars", ImGuiWindowFlags.MenuBar)
+  if ImGui.BeginMenuBar() then out.bar = true ImGui.EndMenuBar() end
+  if frame == 1 then ImGui.OpenPopup("p") ImGui.OpenPopup("modal") end
+  if ImGui.BeginPopup("p") then
+    out.popup = (out.popup or 0) + 1
+    if ImGui.BeginCombo("combo", "preview") then ImGui.EndCombo() end
+    ImGui.EndPopup()
+  end
+  if ImGui.BeginPopupModal("modal") then
+    out.modal = (out.modal or 0) + 1
+    if frame == 3 then ImGui.CloseCurrentPopup() end
+    ImGui.EndPopup()
+  end
+  out.open = tostring(ImGui.IsPopupOpen("modal"))
+  ImGui.End()
+end)
+return { out = function() return out end }
+"""
+
+
+def test_menu_bars_popups_and_modals_open_and_close_with_dear_imgui(make_host):
+    host, console = make_host({"m": BARS_AND_POPUPS}, load=False)
+    from host.ui.imgui_api import ImGuiLayer
+    from host.ui.imgui_backend import ImGuiBackend
+    host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(5):
+        host.update(1 / 60)
+        host.draw()
+    mod = host.mods["m"]
+    assert mod.state == "loaded", read_log(host, "m")
+    out = mod.call(mod.public.out)[1]
+    assert out.main is True and out.bar is True
+    assert out.modal == 3 and out.open == "false"           # open frames 1..3, closed by CloseCurrentPopup
+    assert host.ui.errors == 0 and "[error]" not in read_log(host, "m")

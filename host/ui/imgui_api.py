@@ -45,7 +45,7 @@ MAX_DRAW_LISTS = 1024        # draw list handles handed out in one frame
 
 # Ends that close each kind of stack entry (what the mod must call, in order),
 # and the imgui-bundle function that closes it for the mod when it did not.
-_CLOSERS = {
+CLOSERS = {
     "window": ("End", "end"), "child": ("EndChild", "end_child"), "tabbar": ("EndTabBar", "end_tab_bar"),
     "tabitem": ("EndTabItem", "end_tab_item"), "tree": ("TreePop", "tree_pop"),
     "table": ("EndTable", "end_table"), "menubar": ("EndMenuBar", "end_menu_bar"),
@@ -126,7 +126,7 @@ class ImGuiLayer:
         while self._stack:
             kind, real = self._stack.pop()
             if real and self.backend is not None:
-                fn = getattr(self.backend.imgui, _CLOSERS[kind][1])
+                fn = getattr(self.backend.imgui, CLOSERS[kind][1])
                 fn(1) if kind in ("color", "var") else fn()
 
     # -- installing into a mod -------------------------------------------------------------------
@@ -196,7 +196,7 @@ class ImGuiLayer:
         """Check that `fname` closes the innermost entry (a clear error if not); returns its `real`."""
         if not self._stack or self._stack[-1][0] != kind:
             top = self._stack[-1][0] if self._stack else None
-            hint = f" (the innermost open call needs ImGui.{_CLOSERS[top][0]} first)" if top else ""
+            hint = f" (the innermost open call needs ImGui.{CLOSERS[top][0]} first)" if top else ""
             raise ModError(f"ImGui.{fname}: nothing to close{hint}")
         return self._stack.pop()[1]
 
