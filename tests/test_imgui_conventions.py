@@ -147,3 +147,92 @@ def test_texture_headers_give_the_size_before_any_decoding(tmp_path):
     from host.errors import ModError
     with pytest.raises(ModError, match="not a valid JPEG"):
         image_size(b"\xff\xd8" + b"\x00" * 40)
+
+
+CLIPPER = r"""
+local clipper, frame, seen = ImGuiListClipper.new(), 0, {}
+registerForEvent("onDraw", function()
+  frame = frame + 1
+  ImGui.SetNextWindowSize(200, 120)
+  ImGui.Begin("clip")
+  clipper:Begin(1000, -1)
+  local drawn, first = 0, nil
+  while clipper:Step() do
+    first = first or clipper.DisplayStart
+    for i = clipper.DisplayStart + 1, clipper.DisplayEnd do ImGui.Text("row " .. i) drawn = drawn + 1 end
+  end
+  seen[frame] = drawn .. " " .. tostring(first)
+  if frame == 2 then ImGui.SetScrollY(5000) end
+  ImGui.End()
+end)
+return { seen = function() return table.concat(seen, "|") end,
+         bad = function() return select(2, pcall(clipper.Begin, clipper, "many")) end }
+"""
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["headless", "dear-imgui"])
+def test_list_clipper_draws_the_visible_rows(make_host, real):
+    host, console = make_host({"m": CLIPPER}, load=False)
+    if real:
+        from host.ui.imgui_api import ImGuiLayer
+        from host.ui.imgui_backend import ImGuiBackend
+        host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(4):
+        host.update(1 / 60)
+        host.draw()
+    mod = host.mods["m"]
+    assert mod.state == "loaded", read_log(host, "m")
+    frames = [tuple(map(int, f.split())) for f in mod.call(mod.public.seen)[1].split("|")]
+    if real:
+        assert all(0 < n < 20 for n, _ in frames), frames          # a window's worth of rows, not 1000
+        assert frames[1][1] == 0 and frames[3][1] > 250, frames    # scrolled to y 5000: rows near 5000/17
+    else:
+        assert frames == [(1000, 0)] * 4                           # headless: every row
+    assert "bad argument #1 (itemsCount)" in mod.call(mod.public.bad)[1]
+
+
+BARS_AND_POPUPS = r"""
+local out, frame = {}, 0
+registerForEvent("onDraw", function()
+  frame = frame + 1
+  if ImGui.BeginMainMenuBar() then
+    if ImGui.BeginMenu("File") then ImGui.MenuItem("Quit") ImGui.EndMenu() end
+    ImGui.EndMainMenuBar()
+    out.main = true
+  end
+  ImGui.Begin("bars", ImGuiWindowFlags.MenuBar)
+  if ImGui.BeginMenuBar() then out.bar = true ImGui.EndMenuBar() end
+  if frame == 1 then ImGui.OpenPopup("p") ImGui.OpenPopup("modal") end
+  if ImGui.BeginPopup("p") then
+    out.popup = (out.popup or 0) + 1
+    if ImGui.BeginCombo("combo", "preview") then ImGui.EndCombo() end
+    ImGui.EndPopup()
+  end
+  if ImGui.BeginPopupModal("modal") then
+    out.modal = (out.modal or 0) + 1
+    if frame == 3 then ImGui.CloseCurrentPopup() end
+    ImGui.EndPopup()
+  end
+  out.open = tostring(ImGui.IsPopupOpen("modal"))
+  ImGui.End()
+end)
+return { out = function() return out end }
+"""
+
+
+def test_menu_bars_popups_and_modals_open_and_close_with_dear_imgui(make_host):
+    host, console = make_host({"m": BARS_AND_POPUPS}, load=False)
+    from host.ui.imgui_api import ImGuiLayer
+    from host.ui.imgui_backend import ImGuiBackend
+    host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(5):
+        host.update(1 / 60)
+        host.draw()
+    mod = host.mods["m"]
+    assert mod.state == "loaded", read_log(host, "m")
+    out = mod.call(mod.public.out)[1]
+    assert out.main is True and out.bar is True
+    assert out.modal == 3 and out.open == "false"           # open frames 1..3, closed by CloseCurrentPopup
+    assert host.ui.errors == 0 and "[error]" not in read_log(host, "m")

@@ -161,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_USAGE, file=sys.stderr)
         return 2
     if target == "doctor":
+        from host.config import Config
         from host.setup.doctor import doctor
 
-        return doctor()
+        return doctor(Config.load(environ=os.environ))
     try:
         return run(target)
     except KeyboardInterrupt:
