@@ -209,3 +209,38 @@ def test_io_stdout_and_io_flush_write_to_the_mods_log(make_host, mods_dir):
     """})
     assert console.mod_lines("o") == ["a1", "two", "lines", "partial line", "true\tfile\ttrue\ttrue\ttrue",
                                       "nil\tcannot close standard file"]
+
+
+# -- trusted mods -----------------------------------------------------------------------------
+
+def test_code_a_trusted_mod_loads_runs_in_its_own_globals(make_host, mods_dir):
+    """In trusted mods, require/load/loadstring/dofile ran code in the runtime's raw globals: it
+    could not see registerForEvent or the mod's globals, printed to stdout and opened files
+    relative to the process directory; `table` was read-only there too."""
+    from host.runtime.grants import Grant
+    from modhost_util import write_mod
+
+    write_mod(mods_dir, "t", """
+        MINE = "mod global"
+        table.unpack = table.unpack or unpack
+        function string:shout() return self:upper() .. "!" end
+        local helper = require("helper")
+        print(helper.seen, helper.can_register)
+        print(load("return MINE, type(registerForEvent)")())
+        print(loadstring("return MINE")())
+        print(dofile("sub/other.lua"))
+        print(io.open("data.txt"):read("*a"), (io.lines("data.txt")()))
+        print(("hi"):shout(), table.unpack({ 1, 2 }))
+        print(require("missing_module"))
+    """, files={
+        "helper.lua": "print('helper prints') return { seen = MINE, can_register = type(registerForEvent) }",
+        "sub/other.lua": "return 'other sees ' .. MINE",
+        "data.txt": "file in the mod folder",
+    })
+    host, console = make_host(grants={"t": Grant(trusted=True)})
+    assert host.mods["t"].trusted and host.mods["t"].state == "loaded", host.mods["t"].reason
+    lines = console.mod_lines("t")
+    assert lines[:6] == ["helper prints", "mod global\tfunction", "mod global\tfunction", "mod global",
+                         "other sees mod global", "file in the mod folder\tfile in the mod folder"]
+    assert lines[6] == "HI!\t1\t2"
+    assert lines[7].startswith("nil\tmodule 'missing_module' not found")
