@@ -58,7 +58,8 @@ from host.engine.step_builder import GAP_FACTOR, StepBuilder, StepCosts
 from host.errors import DecodeError, PromptTooLongError
 from host.llama import Batch
 from host.llama import log as llama_log
-from host.messages import DoneEvent, GenerateRequest, error_result, exception_result
+from host.messages import DoneEvent, GenerateRequest
+from host.results import Result
 
 log = logging.getLogger("relic.engine")
 
@@ -189,7 +190,7 @@ class Scheduler:
     def submit(self, req, emit) -> None:
         """Validate and tokenize; the request waits for a sequence and KV room."""
         if req.cancel.is_set():
-            emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(req.id, req.mod_id, Result.cancelled()))
             return
         if req.session is not None:
             self.admission.add(req)  # planned at admission: it depends on the previous turn
@@ -197,7 +198,7 @@ class Scheduler:
         try:
             prompt = self._prompt_tokens(req)
         except Exception as exc:  # a bad template or prompt fails this request only
-            emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
+            emit(DoneEvent(req.id, req.mod_id, Result.of_exception(exc)))
             return
         self.admission.add(req, prompt)
 
@@ -257,7 +258,7 @@ class Scheduler:
                 self.slots.append(item.slot)
                 self._finish(item.slot, "cancelled", emit)
             else:
-                emit(DoneEvent(item.req.id, item.req.mod_id, error_result("", reason="cancelled")))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.cancelled()))
         blocked: set[str] = set()  # mods whose next request cannot start now
         while True:
             room = self.pool.room() + sum(1 for se in self.sessions.values() if se.seq is not None and not se.busy)
@@ -268,7 +269,7 @@ class Scheduler:
                 started = self._start(item)
             except Exception as exc:  # a bad sampler, grammar or prompt fails this request only
                 adm.remove(item)
-                emit(DoneEvent(item.req.id, item.req.mod_id, exception_result(exc)))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.of_exception(exc)))
                 continue
             if not started:
                 break  # no sequence free now
@@ -522,9 +523,8 @@ class Scheduler:
             if self.sessions.get(session.id) is not session and session.seq is not None:  # closed while answering
                 self.pool.release(session.seq)
                 session.seq = None
-        result = generation_result(slot, reason, error, error_type)
-        if session is not None:
-            result["session_bytes"] = session.text_size()
+        result = generation_result(slot, reason, error, error_type,
+                                   session_chars=session.text_size() if session is not None else None)
         internal = self._internal.pop(slot.req.id, None)
         if internal is not None:  # the scheduler's own request (a summary): nobody waits for an event
             internal(result)
@@ -557,7 +557,7 @@ class Scheduler:
         se = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template, memory=memory)
         se.priority = priority
         self.sessions[session_id] = se
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def _session(self, session_id: int, mod_id: str) -> sessions.SessionState:
         se = self.sessions.get(session_id)
@@ -573,7 +573,7 @@ class Scheduler:
         if se.seq is not None:
             self.ctx.memory_seq_rm(se.seq)
         se.messages, se.kv_tokens, se.dropped = [], [], 0
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def session_info(self, session_id: int, mod_id: str) -> sessions.SessionState:
         """A detached copy of a session's state (tools, tests): nothing in it is the worker's own."""
@@ -622,7 +622,7 @@ class Scheduler:
                     se.seq = None
         self.sessions[session_id] = se
         return {"id": session_id, "system": se.system, "messages": len(se.messages),
-                "cached_tokens": len(se.kv_tokens), "session_bytes": se.text_size()}
+                "cached_tokens": len(se.kv_tokens), "session_chars": se.text_size()}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""
@@ -630,6 +630,6 @@ class Scheduler:
             if item.slot is not None:
                 self.slots.append(item.slot)
             else:
-                emit(DoneEvent(item.req.id, item.req.mod_id, error_result("", reason="cancelled")))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.cancelled()))
         for slot in list(self.slots):
             self._finish(slot, "cancelled", emit)
