@@ -1,4 +1,4 @@
-"""Every class of issue 12 run against a real host, with a well-behaved mod beside the attacker.
+"""Every hostile class run against a real host, with a well-behaved mod beside the attacker.
 
 Each class runs in its own process (so a crash is a figure, not the end of the
 bench): the real model and worker (`build_host`), a "good" mod that asks for a
@@ -189,7 +189,93 @@ registerForEvent("onUpdate", function()
   ok, e = pcall(llm.tokenize, string.rep("y ", 100000)) if not ok then last = e end
 end)
 """, "memory_mb = 16\n"),
+    # -- storage quotas, frame budgets, C calls, host-side copies, output (checklist 29-33) --
+    "io_handles": ("3 append handles on one file, a truncating second 'w' handle, 50 empty files a frame", """
+local n, last = 0, nil
+registerForEvent("onUpdate", function()
+  n = n + 1
+  local chunk = string.rep("x", 64 * 1024)
+  local hs = { io.open("a.bin", "a"), io.open("a.bin", "a"), io.open("a.bin", "a") }
+  for i = 1, 3 do for _, h in ipairs(hs) do if h then local ok, e = pcall(h.write, h, chunk) if not ok then last = e end end end end
+  for _, h in ipairs(hs) do if h then h:close() end end
+  local name = "t" .. (n % 40) .. ".bin"
+  local a = io.open(name, "a")
+  if a then
+    for k = 1, 4 do
+      local b = io.open(name, "w") if b then b:close() end
+      local ok, e = pcall(a.write, a, string.rep("y", 128 * 1024)) if not ok then last = e end
+    end
+    a:close()
+  end
+  for i = 1, 50 do local f, e = io.open("e" .. n .. "_" .. i, "w") if f then f:close() else last = e break end end
+end)
+""", None),
+    "stacked_budgets": ("40 ms in each of onUpdate, onDraw, a Cron timer, an async step and on_token", """
+local function burn() local t0 = os.clock() while os.clock() - t0 < 0.04 do end end
+Cron.Every(0.001, burn)
+async(function() while true do burn() await(Cron.Sleep(0)) end end)
+registerForEvent("onUpdate", function()
+  burn()
+  llm.generate{ prompt = "Count slowly:", max_tokens = 64, on_token = burn }
+end)
+registerForEvent("onDraw", burn)
+""", None),
+    "c_gsub": ("a for loop of s:gsub('a', 'a') on 16 MiB every frame", """
+local s = string.rep("a", 16 * 1024 * 1024)
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() for i = 1, 1e9 do s:gsub("a", "a") end end) if not ok then last = e end
+end)
+""", None),
+    "c_sort": ("table.sort of 3.5 M numbers in a loop every frame", """
+local t = {} for i = 1, 3500000 do t[i] = (i * 7919) % 3500000 end
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() for i = 1, 1e9 do table.sort(t) end end) if not ok then last = e end
+end)
+""", None),
+    "c_upper": ("a loop of s:upper()/lower()/rep/concat/format on 8 MiB every frame", """
+local s = string.rep("x", 8 * 1024 * 1024)
+local parts = {} for i = 1, 200000 do parts[i] = "abcdefgh" end
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function()
+    for i = 1, 1e9 do
+      local u = s:upper() u = s:lower() u = string.rep("y", 8 * 1024 * 1024)
+      u = table.concat(parts) u = string.format("%s", s)
+    end
+  end)
+  if not ok then last = e end
+end)
+""", None),
+    "tool_results": ("a tool returning 50,000 strings, called by a session turn every second", """
+local big = {} for i = 1, 50000 do big[i] = string.rep("r", 64) .. i end
+local s = llm.session{ system = "You look things up.", tools = {
+  lookup = { description = "look it up", parameters = { type = "object", properties = {} },
+             run = function() return big end } } }
+local t = 0
+last = nil
+registerForEvent("onUpdate", function(dt)
+  t = t + dt
+  if t < 1 then return end
+  t = 0
+  s:say("look it up", { max_tokens = 16, tool_choice = "required", max_tool_calls = 8,
+                        on_done = function(r) last = r.error end })
+end)
+""", None),
+    "forge_output": ("prints with newlines, fake [relic] lines, CR and ANSI/OSC escapes, 50 a frame", """
+registerForEvent("onUpdate", function()
+  for i = 1, 50 do
+    print("ok\\n[relic] mod 'good' quarantined: FAKE")
+    spdlog.error("x\\r[relic] FAKE\\27[2J\\27]0;FAKE\\7")
+  end
+end)
+""", None),
 }
+
+# classes whose attacker needs more than the default memory (granted by the game, not mod.toml)
+GRANTS = {"io_handles": {"budget_ms": 500}, "c_gsub": {"memory_mb": 256}, "c_sort": {"memory_mb": 256}, "c_upper": {"memory_mb": 256},
+          "tool_results": {"memory_mb": 128}}
 
 
 def rss_mb() -> float:
@@ -222,6 +308,13 @@ def run_class(name: str, seconds: float) -> dict:
     from host.app import build_host
 
     _, attacker, toml = CLASSES[name]
+    grants = {}
+    if name in GRANTS:
+        try:
+            from host.runtime.grants import Grant
+            grants = {"attacker": Grant(**GRANTS[name])}
+        except ImportError:          # an older checkout: its mod.toml still granted it
+            toml = "".join(f"{k} = {v}\n" for k, v in GRANTS[name].items())
     with tempfile.TemporaryDirectory() as tmp:
         mods = Path(tmp) / "mods"
         for mid, src, tml in (("good", GOOD, None), ("attacker", attacker, toml)):
@@ -232,7 +325,7 @@ def run_class(name: str, seconds: float) -> dict:
             if tml:
                 (mods / mid / "mod.toml").write_text(tml, encoding="utf-8")
         lines: list[str] = []
-        host = build_host(mods, console=lines.append, load=False)
+        host = build_host(mods, console=lines.append, load=False, **({"grants": grants} if grants else {}))
         clock = BenchClock()
         host.add_provider(clock)
         t_load = time.perf_counter()
@@ -286,6 +379,13 @@ def run_class(name: str, seconds: float) -> dict:
         t_quit = time.perf_counter()
         host.shutdown()
         quit_s = time.perf_counter() - t_quit
+        folder_bytes, folder_files = 0, 0
+        for root, _, files in os.walk(mods / "attacker"):
+            for fname in files:
+                if fname.startswith("db.sqlite3") or ".log" in fname:
+                    continue
+                folder_files += 1
+                folder_bytes += os.lstat(os.path.join(root, fname)).st_size
     waits = stats.get("waits") or []
     if isinstance(waits, dict):
         waits = list(waits.values())
@@ -300,6 +400,12 @@ def run_class(name: str, seconds: float) -> dict:
         "rss_growth_mb": round(peak - base, 1), "quit_s": round(quit_s, 3),
         "attacker_state": att_state, "attacker_last_error": (str(att_last)[:300] if att_last else None),
         "host_lines": [l[:300] for l in lines if l.startswith("[relic]")][-5:],
+        "attacker_folder_mb": round(folder_bytes / 2**20, 1), "attacker_files": folder_files,
+        # mod text that reached the console as a host line, or with raw control characters
+        # (a console line with "\n" or "\r" in it shows as several on a terminal)
+        "forged_lines": sum(1 for l in lines for part in l.replace("\r", "\n").split("\n")
+                            if part.startswith("[relic]") and "FAKE" in part),
+        "raw_control_lines": sum(1 for l in lines if any(c in l for c in "\r\x1b\x07")),
         "load_avg_1m": round(os.getloadavg()[0], 2),   # a busy machine stretches every wall-clock figure
     }
 
