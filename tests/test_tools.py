@@ -117,7 +117,7 @@ def test_a_huge_tool_result_is_not_copied_whole_into_the_host(llm_host):
     host, console = llm_host({"hoarder": """
         local big = {} for i = 1, 50000 do big[i] = "r" .. i end
         registerForEvent("onInit", function()
-          llm.chat{ messages = { { role = "user", content = "Look it up." } }, max_tokens = 24,
+          llm.chat{ messages = { { role = "user", content = "Look it up." } }, max_tokens = 96,
             tool_choice = "required", max_tool_calls = 1,
             tools = { lookup = { description = "Look it up.", run = function() return big end },
                       small = { description = "A little.", run = function() return { a = ("x"):rep(5000) } end } },
@@ -125,7 +125,8 @@ def test_a_huge_tool_result_is_not_copied_whole_into_the_host(llm_host):
               local c = r.tool_calls[1]
               local kept = c and c.result
               print("done " .. r.finish_reason .. " " .. tostring(c and c.name) .. " " .. type(kept) .. " " ..
-                    (type(kept) == "table" and tostring(kept.error) or tostring(#kept)))
+                    (type(kept) == "table" and tostring(kept.error) or type(kept) == "string" and tostring(#kept)
+                     or tostring(r.error)))
             end }
         end)
     """})
