@@ -19,8 +19,8 @@ def test_sandboxed_mod_cannot_require_plumbing(make_host):
     names = ", ".join(f'"{n}"' for n in PLUMBING)
     host, console = make_host({"probe": f"""
         for _, name in ipairs({{ {names} }}) do
-          local ok, err = pcall(require, name)
-          print("require", name, ok, err)
+          local ok, m, err = pcall(require, name)
+          print("require", name, ok, m, err)
           local okf, errf = pcall(dofile, name .. ".lua")
           print("dofile", name, okf)
           print("loadfile", name, loadfile(name .. ".lua") ~= nil)
@@ -31,7 +31,7 @@ def test_sandboxed_mod_cannot_require_plumbing(make_host):
     assert mod.state == "loaded", mod.reason
     lines = console.mod_lines("probe")
     for name in PLUMBING:
-        assert any(l.startswith(f"require\t{name}\tfalse\t") and f"module '{name}' not found" in l
+        assert any(l.startswith(f"require\t{name}\ttrue\tnil\t") and f"module '{name}' not found" in l
                    for l in lines), (name, lines)
         assert f"dofile\t{name}\tfalse" in lines and f"loadfile\t{name}\tfalse" in lines, (name, lines)
     assert "json\tfunction\ttable\ttable" in lines

@@ -82,7 +82,7 @@ def test_trusted_mods_get_the_full_library_and_the_jit(make_host, mods_dir):
     assert console.mod_lines("trusted") == ["function\tfunction\tfunction\tfunction\ttrue\t42"]
     (line,) = console.mod_lines("sandboxed")
     # sandboxed io is CET's (files in the mod folder only, tests/test_cet_io.py)
-    assert line.startswith("table\tnil\tnil\tnil\tfalse\t") and "not found" in line
+    assert line.startswith("table\tnil\tnil\tnil\ttrue\tnil\t") and "not found" in line
 
 
 def test_dependencies_load_first(make_host, mods_dir):

@@ -157,7 +157,7 @@ def test_class18_huge_source_and_load_inputs(make_host, mods_dir):
     host, console = make_host(limits=Limits(max_source_bytes=1024 * 1024))
     lines = console.mod_lines("m")
     assert lines[0].startswith("nil\t") and "exceeds the limit" in lines[0]
-    assert lines[1].startswith("false\t") and "the limit is 1048576" in lines[1]
+    assert lines[1].startswith("true\tnil\t") and "the limit is 1048576" in lines[1]
     assert lines[2].startswith("nil\t") and lines[3].startswith("nil\t")
 
 

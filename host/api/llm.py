@@ -18,11 +18,12 @@ from typing import Any
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
-from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
+from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
+from host.results import Result
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
-           "template", "special"}
+           "template", "special", "priority"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
 
@@ -87,6 +88,8 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
 
         sampling.resolve(opts["sampler"])  # a bad sampler is the caller's error, raised now
         out["sampler"] = opts["sampler"]
+    if "priority" in opts:
+        out["priority"] = check_priority(opts["priority"], f"llm.{kind}: priority")
     if "template" in opts:
         if not isinstance(opts["template"], str):
             raise OptionError("template must be a string (a llama.cpp template name)")
@@ -184,6 +187,11 @@ class LLMProvider:
     def pump(self, budget_s: float) -> None:
         self.worker.pump(budget_s)
 
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """The player now talks to mod ``mod_id`` (or to its session with id ``session``): its
+        generations run at priority "player" until the focus moves; None clears it."""
+        self.worker.focus(mod_id, session)
+
     def shutdown(self) -> None:
         if self.owns_worker:
             self.worker.shutdown()
@@ -218,14 +226,15 @@ class LLMProvider:
     def track(self, mod, submit, on_result=None, stream: bool = True) -> int:
         """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side.
 
-        ``on_result(result)`` runs first when the result arrives, even if the mod is gone.
+        ``on_result(result)`` runs first when the result arrives, even if the mod is gone;
+        a Result it returns replaces the one the mod receives.
         ``stream=False`` (no on_token in Lua): on_token is None, so no token event is posted.
         """
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
 
         def done(result):
             if on_result is not None:
-                on_result(result)
+                result = on_result(result) or result
             self._forward(mod, box["id"], "done", result)
 
         on_token = (lambda text: self._forward(mod, box["id"], "token", text)) if stream else None
@@ -245,11 +254,12 @@ class LLMProvider:
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
-        known = {"system", "sampler", "overflow", "template", "memory"}
+        known = {"system", "sampler", "overflow", "template", "memory", "priority"}
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
         system = opts.get("system")
+        priority = check_priority(opts.get("priority"), "llm.session: priority")
         chars = len(system) if isinstance(system, str) else 0
         problem = self.ledger.check_session(mod.id, chars)
         if problem:
@@ -260,7 +270,7 @@ class LLMProvider:
             system = f"{system}\n\n{described}" if isinstance(system, str) and system else described
         sid = self.worker.create_session(mod.id, system=system, sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"),
-                                         memory=memory)
+                                         memory=memory, priority=priority)
         self.ledger.add_session(mod.id, sid, chars)
         return sid
 
@@ -279,11 +289,9 @@ class LLMProvider:
     def _sized(self, mod, sid):
         """on_result for session requests: keep the ledger's size of the session current."""
         def update(result):
-            if not isinstance(result, dict):
-                return
-            size = result.get("session_bytes")
-            if size is None and isinstance(result.get("value"), dict):
-                size = result["value"].get("session_bytes")
+            size = result.session_chars
+            if size is None and isinstance(result.value, dict):
+                size = result.value.get("session_chars")
             if isinstance(size, int):
                 self.ledger.session_size(mod.id, sid, size)
         return update
@@ -328,15 +336,16 @@ class LLMProvider:
         sized = self._sized(mod, sid)
 
         def loaded(result):
-            if result.get("error_type"):
+            if result.error_type:
                 self.ledger.drop_session(mod.id, sid)
-                return
+                return None
             sized(result)
             try:
                 self.ledger.check_turn(mod.id, sid, 0)
             except QuotaExceeded as exc:  # a saved session bigger than the quota: not kept
                 self._session_close(mod, sid)
-                result.update(error=str(exc), error_type=exc.error_type, finish_reason="error")
+                return Result.of_exception(exc)
+            return None
 
         load_id = self.track(mod, lambda _t, on_done: self.worker.call(
             SessionLoadRequest, mod.id, on_done=on_done, session_id=sid, path=path, memory=memory), loaded)
@@ -391,8 +400,8 @@ class LLMProvider:
         entry = self._mods.get(mod.id)
         if entry is None or entry[0] is not mod or mod.state != "loaded":
             return  # the mod was reloaded or stopped: its runtime is gone
-        if kind == "done":
-            payload = mod.to_lua(payload)
+        if kind == "done":  # the one place a Result becomes Lua data
+            payload = mod.to_lua(payload.to_plain())
         mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
 
     def _cancel(self, mod, rid) -> None:

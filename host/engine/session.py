@@ -62,6 +62,7 @@ class SessionState:
     summary: str = ""  # overflow="summarize": what the dropped turns said, kept after the system prompt
     to_summarize: list = field(default_factory=list)  # dropped messages not yet in the summary
     summarizing: int = 0  # the id of the summary request queued or running for it (0: none)
+    priority: str | None = None  # its turns' default priority (None: "normal"; see host.engine.admission)
 
     def text_size(self) -> int:
         """Characters of text this session holds (system prompt, summary, conversation): what quotas count."""

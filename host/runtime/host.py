@@ -184,6 +184,22 @@ class Host:
         """Declare Class.Method hookable by Observe/Override; returns the function to call."""
         return self.game.hookable(cls, method, fn)
 
+    # -- the player's partner ------------------------------------------------------------
+
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """Mark the NPC the player talks to: mod ``mod_id`` (or only its session with id ``session``).
+
+        Its generations then run at priority "player" (they go first; background work
+        pauses while its prompt is read) until the focus moves; ``None`` clears it.
+        A host without the llm module ignores it.
+        """
+        if mod_id is not None and not isinstance(mod_id, str):
+            raise TypeError("llm_focus(mod_id): a mod id string or None")
+        for p in self.providers:
+            fn = getattr(p, "llm_focus", None)
+            if fn is not None:
+                fn(mod_id, session)
+
     # -- providers --------------------------------------------------------------------
 
     def add_provider(self, provider: Any) -> None:

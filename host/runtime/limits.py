@@ -55,9 +55,9 @@ class Limits:
     max_errors: int = 20
     error_window_s: float = 5.0
 
-    # Per-mod SQLite database.
+    # Per-mod SQLite databases: all of a mod's databases together (its file,
+    # their temporary storage, in-memory databases); rows are bounded by it.
     db_max_bytes: int = 256 * MiB
-    db_max_rows: int = 100_000
     db_max_value_bytes: int = 16 * MiB
 
     # Files through `io` (CET parity): open at once, size of one file, bytes

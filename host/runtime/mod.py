@@ -141,6 +141,7 @@ class Mod:
             "max_tasks": limits.max_tasks,
             "c_cost": self.lua.table_from({k: v for k, v in c_call_rates().items()
                                            if k != "measured_in_s"}),
+            "folder": str(self.folder),
             "package_path": f"{self.folder}/?.lua;{self.folder}/?/init.lua;"
                             f"{lua_dir}/?.lua;{lua_dir}/?/init.lua",
         }

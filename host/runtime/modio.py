@@ -351,6 +351,11 @@ class ModIO:
             self._settle(fd, before)
         return True
 
+    def write_binary(self, hid, *values):
+        """file:write(...) of strings holding any bytes: the Lua side (relic_io.lua) sends each
+        byte >= 0x80 as the character of the same number, turned back into that byte here."""
+        return self.write(hid, *(v.encode("latin-1") if isinstance(v, str) else v for v in values))
+
     def seek(self, hid, whence="cur", offset=0):
         """file:seek(whence, offset) -> new position."""
         fh = self._fh(hid)

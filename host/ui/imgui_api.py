@@ -45,7 +45,7 @@ MAX_DRAW_LISTS = 1024        # draw list handles handed out in one frame
 
 # Ends that close each kind of stack entry (what the mod must call, in order),
 # and the imgui-bundle function that closes it for the mod when it did not.
-_CLOSERS = {
+CLOSERS = {
     "window": ("End", "end"), "child": ("EndChild", "end_child"), "tabbar": ("EndTabBar", "end_tab_bar"),
     "tabitem": ("EndTabItem", "end_tab_item"), "tree": ("TreePop", "tree_pop"),
     "table": ("EndTable", "end_table"), "menubar": ("EndMenuBar", "end_menu_bar"),
@@ -126,7 +126,7 @@ class ImGuiLayer:
         while self._stack:
             kind, real = self._stack.pop()
             if real and self.backend is not None:
-                fn = getattr(self.backend.imgui, _CLOSERS[kind][1])
+                fn = getattr(self.backend.imgui, CLOSERS[kind][1])
                 fn(1) if kind in ("color", "var") else fn()
 
     # -- installing into a mod -------------------------------------------------------------------
@@ -142,7 +142,7 @@ class ImGuiLayer:
         return self._flags
 
     def install(self, mod: "Mod") -> None:
-        """Expose `ImGui`, `ImVec2`/`ImVec4` and the flag tables in a mod being built."""
+        """Expose `ImGui`, `ImVec2`/`ImVec4`, `ImGuiListClipper` and the flag tables in a mod being built."""
         api = ModImGui(self, mod)
         self.textures.drop_stale(mod.id, mod.generation)
 
@@ -151,14 +151,14 @@ class ImGuiLayer:
                 self.textures.release(mod, handle)
 
         lib = mod.load_lib("relic_imgui")
-        mod.expose("ImGui", lib.functions(mod.wrap(api.call), mod.table(list(BINDINGS)), mod.wrap(release),
-                                            mod.box.readonly))
+        table = lib.functions(mod.wrap(api.call), mod.table(list(BINDINGS)), mod.wrap(release), mod.box.readonly)
+        mod.expose("ImGui", table)
         values = None
         if self.flag_tables():
             res = mod.box.load_chunk(self._flag_source(), "=relic_imgui_flags")
             values = (res[0] if isinstance(res, tuple) else res)()
         lib.expose_flags(mod.env, values, mod.table(list(FLAG_TABLES)), mod.box.readonly)
-        lib.expose_types(mod.env)
+        lib.expose_types(mod.env, table)
 
     def _flag_source(self) -> str:
         # The flag tables as one Lua table constructor, compiled in each mod's
@@ -196,7 +196,7 @@ class ImGuiLayer:
         """Check that `fname` closes the innermost entry (a clear error if not); returns its `real`."""
         if not self._stack or self._stack[-1][0] != kind:
             top = self._stack[-1][0] if self._stack else None
-            hint = f" (the innermost open call needs ImGui.{_CLOSERS[top][0]} first)" if top else ""
+            hint = f" (the innermost open call needs ImGui.{CLOSERS[top][0]} first)" if top else ""
             raise ModError(f"ImGui.{fname}: nothing to close{hint}")
         return self._stack.pop()[1]
 

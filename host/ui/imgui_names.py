@@ -378,11 +378,7 @@ class Arg:
     type: str
     default: object = None
     optional: bool = False
-
-    @property
-    def width(self) -> int:
-        """How many Lua arguments it takes."""
-        return WIDTH.get(self.type, 1)
+    width: int = 1              # how many Lua arguments it takes
 
 
 @dataclass(frozen=True)
@@ -477,7 +473,7 @@ def parse(table: str = TABLE) -> dict[str, Binding]:
             type_, eq, default = rest.rstrip("?").partition("=")
             if type_ not in ARG_TYPES:
                 raise ValueError(f"ImGui table: {name}: unknown argument type {type_!r}")
-            args.append(Arg(an, type_, _literal(default, type_) if eq else None, optional))
+            args.append(Arg(an, type_, _literal(default, type_) if eq else None, optional, WIDTH.get(type_, 1)))
         results = []
         for part in filter(None, (p.strip() for p in (res_text or "").split(","))):
             rn, _, kind = part.partition(":")

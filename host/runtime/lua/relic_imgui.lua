@@ -97,8 +97,59 @@ function M.expose_flags(env, values, names, readonly)
   end
 end
 
---- ImVec2 and ImVec4 in a mod's globals: `ImVec2.new(x, y)` or `ImVec2(x, y)`, as CET's usertypes.
-function M.expose_types(env)
+-- ImGuiListClipper over the ImGui table `im`: the rows a window can show, from the scroll
+-- position and a row height (itemsHeight, or one text line when it is <= 0); headless
+-- (no window height) every row.  Each row must be the same height, as in Dear ImGui.
+local function clipper_class(im)
+  local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
+  local methods = {}
+  --- clipper:Begin(itemsCount, itemsHeight)
+  function methods:Begin(count, height)
+    if type(count) ~= "number" or count ~= count or count < 0 or count > 1e8 then
+      error("ImGuiListClipper:Begin: bad argument #1 (itemsCount): a count 0..1e8 expected", 2)
+    end
+    if height ~= nil and type(height) ~= "number" then
+      error("ImGuiListClipper:Begin: bad argument #2 (itemsHeight): number expected", 2)
+    end
+    self.count = floor(count)
+    self.height = (height and height > 0 and height < 1e6) and height or im.GetTextLineHeightWithSpacing()
+    self.step, self.DisplayStart, self.DisplayEnd = 0, 0, 0
+  end
+  --- clipper:Step() -> true while there are rows to draw (DisplayStart .. DisplayEnd - 1, 0-based)
+  function methods:Step()
+    local n, h = self.count, self.height
+    if not n then return false end
+    self.step = self.step + 1
+    if self.step == 1 then
+      self.start_y = im.GetCursorPosY()
+      local view = im.GetWindowHeight()
+      local first, last = 0, n
+      if view > 0 then
+        local top = im.GetScrollY() - self.start_y
+        first = min(n, max(0, floor(top / h)))
+        last = min(n, max(first, ceil((top + view) / h) + 1))
+      end
+      if first > 0 then im.SetCursorPosY(self.start_y + first * h) end
+      self.DisplayStart, self.DisplayEnd = first, last
+      if first < last then return true end
+    end
+    if self.DisplayEnd < n then
+      im.SetCursorPosY(self.start_y + n * h)       -- the rows not drawn still take their room
+      im.Dummy(0, 0)                               -- (an item makes Dear ImGui count that room)
+    end
+    self.count, self.DisplayStart, self.DisplayEnd = nil, 0, 0
+    return false
+  end
+  --- clipper:End(): nothing left to do (Step returned false).
+  function methods:End() self.count = nil end
+  local mt = { __index = methods, __tostring = function() return "ImGuiListClipper" end,
+               __metatable = "ImGuiListClipper" }
+  return function() return setmetatable({ DisplayStart = 0, DisplayEnd = 0, step = 0 }, mt) end
+end
+
+--- ImVec2 and ImVec4 in a mod's globals: `ImVec2.new(x, y)` or `ImVec2(x, y)`, as CET's usertypes;
+--- ImGuiListClipper.new() over the mod's ImGui table `im`.
+function M.expose_types(env, im)
   local function ctor(fn, name)
     return setmetatable({}, {
       __index = { new = fn },
@@ -109,6 +160,7 @@ function M.expose_types(env)
   end
   rawset(env, "ImVec2", ctor(vec2, "ImVec2"))
   rawset(env, "ImVec4", ctor(vec4, "ImVec4"))
+  rawset(env, "ImGuiListClipper", ctor(clipper_class(im), "ImGuiListClipper"))
 end
 
 return M
