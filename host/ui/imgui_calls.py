@@ -687,6 +687,12 @@ class ModImGui:
             dl.add_text(im.ImVec2(*pos), col, text)
         return None
 
+    # -- toasts ------------------------------------------------------------------------------
+
+    def _fn_show_toast(self, b, im, args):
+        kind, title, content, dismiss = self._read(b, im, args)
+        self.layer.show_toast(self.mod, kind, title or "", content or "", dismiss)
+
     # -- textures --------------------------------------------------------------------------------
 
     def _fn_image(self, b, im, args):
