@@ -148,3 +148,26 @@ def test_results_carry_their_timings(model):
         assert t2["queue_ms"] > t1["queue_ms"], "the second waited for the only sequence"
     finally:
         sched.close()
+
+
+def test_a_mod_with_long_turns_does_not_starve_one_with_short_ones(model):
+    """Service counts prompt tokens, not requests: a mod whose four long prompts hold every sequence
+    gives one up (swapped out) to a mod asking for little, whose answer then comes first."""
+    sched = Scheduler(model, n_ctx=512, n_batch=32, n_seq_max=4, n_seq_start=4, n_threads=1)
+    try:
+        ev = Events()
+        for i in range(4):
+            sched.submit(req(i, f"Question {i}: tell me everything.", mod="long", system=LONG_SYSTEM, max_tokens=8),
+                         ev)
+        sched.step(ev)
+        assert len(sched.slots) == 4 and all(s.reading for s in sched.slots)
+        sched.submit(req(100, "Hi.", mod="short", max_tokens=4), ev)
+        for s in sched.slots:
+            s.t_run -= 10  # they have run long enough to be preempted (see admission.MIN_RUN_S)
+        run_until(sched, ev, lambda: bool(ev.done))
+        assert list(ev.done) == [100], "the short request ends first"
+        assert sched.preemptions == 1 and sum(1 for s in sched.slots if s.mod_id == "long") == 3
+        run_until(sched, ev, lambda: False)
+        assert all(ev.done[i]["error"] is None for i in range(4))
+    finally:
+        sched.close()

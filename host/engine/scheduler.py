@@ -318,6 +318,7 @@ class Scheduler:
         if item.slot is not None:
             return self._resume(item.slot)
         req, prompt = item.req, item.prompt
+        t_start = time.perf_counter()  # its wait ends here (what follows is its own work)
         session = None
         if req.session is not None:
             session = self.sessions.get(req.session)
@@ -368,6 +369,7 @@ class Scheduler:
         slot = Slot(req, seq, prompt, sampler, session, plan.new_messages if plan else None, n_cached,
                     priority=self.priority_of(req))
         slot.retrieval_s = retrieval_s
+        slot.t_admitted = slot.t_run = t_start
         self._order += 1
         slot.order = self._order
         if self.rank_of(req) == RANK["player"] and req.mod_id not in self._player:
