@@ -101,6 +101,53 @@ def test_statement_shape_is_known_before_the_first_step(make_host):
     assert lines[3] == "db.sqlite3\ttrue"
 
 
+def test_the_rest_of_the_lsqlite3_surface(make_host):
+    # lsqlite3's own tests-sqlite3.lua is not in any registry reachable here;
+    # this covers the calls of its sections that the other tests do not.
+    host, lines = run_lua(make_host, r"""
+        local m = sqlite3.open_memory()
+        print(m:exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, f REAL)"), sqlite3.complete("SELECT 1;"),
+              sqlite3.complete("SELECT 1"), sqlite3.lversion(), type(sqlite3.version()))
+        local ins = m:prepare("INSERT INTO t (v, f) VALUES ($v, @f)")
+        print(ins:bind_parameter_count(), ins:bind_parameter_name(1), ins:bind_parameter_name(2))
+        for i = 1, 3 do ins:bind_names{ v = "r" .. i, f = i / 2 } ins:step() ins:reset() end
+        print(ins:last_insert_rowid(), m:last_insert_rowid(), m:changes(), m:total_changes())
+        ins:bind(1, nil) ins:bind(2, true) ins:step() ins:finalize()
+        local s = m:prepare("SELECT id, v, f FROM t ORDER BY id")
+        print(select("#", s:get_unames()), table.concat({ s:get_unames() }, ","), table.concat({ s:get_utypes() }, ","))
+        local out = {}
+        for id, v, f in s:urows() do out[#out + 1] = id .. "=" .. tostring(v) .. "/" .. f end
+        print(table.concat(out, " "))
+        for row in s:rows() do out = row end
+        print(out[1], out[2], out[3])
+        for row in s:nrows() do out = row end
+        print(out.id, out.v, out.f)
+        s:reset() s:step()
+        print(s:get_uvalues())
+        print(s:get_named_values().v, s:idata()[2], s:inames()[3], s:itypes()[3], s:type().f)
+        s:finalize()
+        local seen = {}
+        local rc = m:exec("SELECT id, v FROM t ORDER BY id", function(ud, n, vals, names)
+          seen[#seen + 1] = ud .. n .. names[2] .. "=" .. tostring(vals[2])
+          return #seen >= 2 and 1 or 0
+        end, "u")
+        print(rc, table.concat(seen, " "), m:errcode(), m:errmsg())
+        print(m:busy_timeout(100), m:close_vm(), m:interrupt(), m:isopen(), m:close(), m:isopen())
+        print(pcall(m.exec, m, "SELECT 1"))
+    """)
+    assert lines[0] == "0\ttrue\tfalse\t0.9.5\tstring"
+    assert lines[1] == "2\t$v\t@f"
+    assert lines[2] == "3\t3\t1\t3"
+    assert lines[3] == "3\tid,v,f\tINTEGER,TEXT,REAL"
+    assert lines[4] == "1=r1/0.5 2=r2/1 3=r3/1.5 4=nil/1"
+    assert lines[5] == "4\tnil\t1" and lines[6] == "4\tnil\t1"
+    assert lines[7] == "1\tr1\t0.5"
+    assert lines[8] == "r1\tr1\tf\tREAL\tREAL"
+    assert lines[9] == "4\tu2v=r1 u2v=r2\t4\tcallback requested query abort"
+    assert lines[10] == "0\t0\tnil\ttrue\t0\tfalse"       # interrupt returns nothing
+    assert lines[11].startswith("false\t") and "closed sqlite database" in lines[11]
+
+
 # -- callbacks into the mod --------------------------------------------------------------
 
 def test_functions_aggregates_collations_and_hooks(make_host):
