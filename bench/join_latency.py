@@ -82,11 +82,13 @@ def frame_loop(worker, until, fps: float) -> None:
 
 def run(args) -> None:
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import Worker, WorkerConfig
 
     model = Model(model_path())
-    cfg = WorkerConfig.from_env()
+    from bench.benchsetup import worker_config
+
+    cfg = worker_config()
     cfg.n_ctx, cfg.n_seq_max, cfg.max_pending_per_mod = 1024, 4, 64
     if args.threads:
         cfg.n_threads = cfg.n_threads_batch = args.threads

@@ -84,7 +84,7 @@ def _python_loops(detok, piece, is_eog, tokenize, toks, seconds) -> dict:
 
 def _child_relic_python(seconds: float) -> dict:
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     vocab = Model(model_path()).vocab
     toks = vocab.tokenize(MICRO_TEXT, add_special=False)
@@ -168,7 +168,7 @@ return {
 def _child_lua(seconds: float, trusted: bool) -> dict:
     from host.app import build_host
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import WorkerConfig
 
     model = Model(model_path())
@@ -224,7 +224,7 @@ def measure(runs: int, seconds: float, names=CONTENDERS, log=print) -> dict:
     from bench import gen_speed
     from bench.native import build, lcpp
     from host.setup import llama_build
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     model = str(model_path())
     unavailable: dict[str, str] = {}

@@ -81,7 +81,7 @@ def wait_for_quiet(threshold: float, max_wait_s: float) -> dict:
 
 def machine_info() -> dict:
     from host.setup import llama_build
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     info = llama_build.ensure_library()
     cpu = ""

@@ -176,6 +176,10 @@ class BudgetExceeded(ModError):
     """A mod callback ran past its time budget and was stopped."""
 
 
+class SqlCallbackStopped(ModError):
+    """A mod's SQLite callback could not run or was stopped; its statement fails."""
+
+
 class QuotaExceeded(ModError):
     """A mod exceeded a registration, event, log or request quota."""
 

@@ -12,7 +12,7 @@ Two kinds of request:
 - the *host calls* below (session create/reset/close/save/load, store
   add/remove/search, forgetting a mod): each is handled once, in order with
   the mod's other requests, by :meth:`host.engine.service.Engine.run`, and
-  its result dict is merged into the request's result.
+  its result fields become the request's Result (host/results.py).
 
 A request with ``id == 0`` is fire-and-forget: no result is delivered.
 """
@@ -208,40 +208,8 @@ class TokensEvent:
 
 @dataclass(frozen=True)
 class DoneEvent:
-    """The end of a request, exactly once: ``result`` is a plain dict.
-
-    ``result``: text, finish_reason ("stop"|"length"|"cancelled"|"error"),
-    error (message or None), error_type (see host.errors; None on success),
-    usage {prompt_tokens, cached_tokens, completion_tokens}, timings {...};
-    plus request-specific fields.
-    """
+    """The end of a request, exactly once: ``result`` is a :class:`host.results.Result`."""
 
     request_id: int
     mod_id: str
-    result: dict
-
-
-def error_result(message: str, *, reason: str = "error", text: str = "", error_type: str | None = None) -> dict:
-    """A result dict for a request that failed or was cancelled.
-
-    ``error_type`` defaults to "cancelled" for a cancel and "error" otherwise;
-    pass the failing exception's ``error_type`` (host.errors) when there is one.
-    """
-    if error_type is None:
-        error_type = "cancelled" if reason == "cancelled" else "error"
-    return {
-        "text": text,
-        "finish_reason": reason,
-        "error": message if reason == "error" else (message or None),
-        "error_type": error_type,
-        "usage": {"prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0},
-    }
-
-
-def exception_result(exc: BaseException) -> dict:
-    """The error result for an exception: its message and its error_type."""
-    from host.errors import RelicError, error_type_of
-
-    message = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
-    reason = "cancelled" if error_type_of(exc) == "cancelled" else "error"
-    return error_result(message, reason=reason, error_type=error_type_of(exc))
+    result: Any

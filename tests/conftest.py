@@ -16,7 +16,7 @@ import pytest
 # a single test can carry @pytest.mark.needs_model itself.  `make test-fast` points
 # the library and model settings at nothing, so a test that needs them and is not
 # marked fails there instead of quietly building or downloading.
-MODEL_FIXTURES = frozenset({"lib", "model_path", "model", "real_lib"})
+MODEL_FIXTURES = frozenset({"prepared", "lib", "model_path", "model", "real_lib"})
 MODEL_MODULES = frozenset({"test_judy", "test_npc_dialogue", "test_market_game", "test_rpc", "test_offload",
                            "test_crash_consistency", "test_worker_hostile"})
 
@@ -33,17 +33,24 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def lib():
-    from host.llama import load
+def prepared():
+    """What set-up resolved for this process's settings (RELIC_GPU=cpu under make test)."""
+    from host.config import Config
+    from host.prepare import prepare
 
-    return load()
+    return prepare(Config.load(environ=os.environ))
 
 
 @pytest.fixture(scope="session")
-def model_path():
-    from host.setup.model_fetch import model_path as resolve
+def lib(prepared):
+    from host.llama import load
 
-    return resolve()
+    return load(prepared.library)
+
+
+@pytest.fixture(scope="session")
+def model_path(prepared):
+    return prepared.model
 
 
 @pytest.fixture(scope="session")

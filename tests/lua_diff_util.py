@@ -3,8 +3,8 @@
 Used by the Lua compatibility and differential tests.  Each runner returns the
 lines the code printed (print's output: values tostring'ed, joined by tabs).
 Plain LuaJIT is a bare lupa runtime (no sandbox, no host) whose print collects
-lines and whose dofile/loadfile/require read files from the given folder as
-LuaJIT would with that folder as the working directory.
+lines and whose dofile/loadfile/require/io.open/io.lines read files from the
+given folder as LuaJIT would with that folder as the working directory.
 """
 
 from __future__ import annotations
@@ -16,18 +16,25 @@ from lupa import luajit21 as lupa
 
 from host.runtime.grants import Grant
 from host.runtime.limits import Limits
+from host.runtime.modlog import sanitize_lines
 from modhost_util import write_mod
 
 PLAIN_PRELUDE = r"""
 local folder, out = ...
-local raw_loadfile = loadfile
+local raw_open, raw_lines = io.open, io.lines
+local function at(path)
+  if type(path) == "string" and path:sub(1, 1) ~= "/" then return folder .. "/" .. path end
+  return path
+end
+io.open = function(path, ...) return raw_open(at(path), ...) end
+io.lines = function(path, ...) if path == nil then return raw_lines() end return raw_lines(at(path), ...) end
 function print(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
   out[#out + 1] = table.concat(parts, "\t")
 end
 function loadfile(path, mode, env)
-  local f = io.open(folder .. "/" .. path, "rb")
+  local f = raw_open(at(path), "rb")
   if not f then return nil, "cannot open " .. path end
   local src = f:read("*a")
   f:close()
@@ -39,6 +46,15 @@ function dofile(path)
   return f()
 end
 package.path = folder .. "/?.lua;" .. folder .. "/?/init.lua"
+-- modules are named by their path relative to the folder, as files loaded with that folder as
+-- the working directory are
+table.insert(package.loaders, 2, function(name)
+  local rel = name:gsub("%.", "/")
+  for _, p in ipairs { rel .. ".lua", rel .. "/init.lua" } do
+    local f = raw_open(at(p), "rb")
+    if f then f:close() return assert(loadfile(p)) end
+  end
+end)
 """
 
 
@@ -55,7 +71,9 @@ def run_plain(src: str | bytes, folder: Path, chunkname: str = "@init.lua") -> l
       if not ok then print("ERROR", e) end
     end""")
     run(code, chunkname.encode())
-    return [out[i].decode("utf-8", "backslashreplace") for i in range(1, len(out) + 1)]
+    # as a mod's log holds them: one line per line, control characters escaped
+    return [line for i in range(1, len(out) + 1)
+            for line in sanitize_lines(out[i].decode("utf-8", "backslashreplace"))]
 
 
 def run_mod(make_host, mods_dir: Path, mod_id: str, src: str | bytes, *, trusted: bool = False,

@@ -503,3 +503,44 @@ def test_draw_lists_and_textures_on_screen_under_xvfb(display, tmp_path):
     assert light > 30, light                                 # AddText at 24 px
     x, y = int(report["x"]), int(report["y"])
     assert shot.get_at((x + 20, y + 20))[:3] == (255, 0, 255)   # Image of the 4x4 texture at 40x40
+
+
+def test_renderer_survives_extreme_draw_list_coordinates_and_huge_images(make_host):
+    """A mod's draw list may hold any coordinate and an Image any size: the pygame renderer
+    clamps them and scales only the visible part, never raising into the game's loop."""
+    _require_ui()
+    import pygame
+    from host.ui.imgui_api import ImGuiLayer
+    from host.ui.imgui_backend import ImGuiBackend
+    from host.ui.imgui_overlay import SurfaceRenderer
+    host, console = make_host({"m": r'''
+        local tex = ImGui.LoadTexture("t.png")
+        registerForEvent("onDraw", function()
+          local bg = ImGui.GetBackgroundDrawList()
+          ImGui.ImDrawListAddLine(bg, 0, 0, 3e38, 3e38, 0xFFFFFFFF, 1e30)
+          ImGui.ImDrawListAddRectFilled(bg, -1e30, -1e30, 1e30, 1e30, 0x80FF0000)
+          ImGui.ImDrawListAddCircleFilled(bg, 100, 100, 1e30, 0xFF00FF00)
+          ImGui.ImDrawListAddTriangleFilled(bg, -math.huge, 0, math.huge, 0, 0, math.huge, 0xFF0000FF)
+          ImGui.SetNextWindowPos(0, 0)
+          ImGui.Begin("w")
+          ImGui.Image(tex, ImVec2.new(1e6, 1e6))
+          ImGui.Image(tex, ImVec2.new(3e38, 3e38))
+          ImGui.End()
+        end)
+    '''}, load=False)
+    img = pygame.Surface((8, 8))
+    img.fill((200, 0, 0))
+    pygame.image.save(img, str(host.mods_dir / "m" / "t.png"))
+    layer = ImGuiLayer(ImGuiBackend(320, 240))
+    host.ui = layer
+    host.load()
+    renderer = SurfaceRenderer(layer.backend.imgui, layer.textures)
+    surface = pygame.Surface((320, 240))
+    for _ in range(2):
+        host.update(1 / 60)
+        host.draw()
+        renderer.render(layer.draw_data, surface)
+    assert host.mods["m"].state == "loaded", read_log(host, "m")
+    assert layer.errors == 0 and renderer.triangles > 0
+    # the window's content (inside its padding) shows the huge image's top-left texels
+    assert surface.get_at((30, 60))[:3] == (200, 0, 0)

@@ -31,6 +31,7 @@ SPECIAL = {
     "TableSetColumnIndex": "1", "TableSetBgColor": "ImGuiTableBgTarget.CellBg, 0xFF0000FF",
     "SetColumnWidth": "0, 50", "SetColumnOffset": "1, 60", "GetColorU32": "ImGuiCol.Text, 1",
     "BeginChildFrame": "7, 20, 20", "TableGetColumnName": "0",
+    "ShowToast": 'ImGui.Toast.new(ImGui.ToastType.Info, 100, "toast")',
 }
 # the context a row needs (Lua before and after the call)
 CONTEXT = {
@@ -56,8 +57,8 @@ OPENERS = {
     "EndTooltip": "assert(ImGui.BeginTooltip())",
 }
 AFTER = {"EndTabItem": "ImGui.EndTabBar()"}
-# closers whose opener may return false (a popup that is not open, a menu bar without the flag):
-# they are checked by the family tests in test_imgui.py
+# closers whose opener may return false (a popup that is not open, a closed combo or menu): their
+# families are run by test_imgui_conventions.py (bars, popups, modals) and test_imgui.py (list boxes)
 SKIP_PAIRS = {"EndPopup", "EndCombo", "EndMenu", "EndMenuBar", "EndMainMenuBar", "EndListBox"}
 
 
@@ -74,11 +75,11 @@ def _expected_count(b) -> int:
 
 
 def _closer(b) -> str:
-    from host.ui.imgui_api import _CLOSERS
+    from host.ui.imgui_api import CLOSERS
     kind = b.tag("push") or b.tag("pushif")
     if not kind:
         return "nil, false"
-    return f"ImGui.{_CLOSERS[kind][0]}, {'true' if b.tag('push') else 'false'}"
+    return f"ImGui.{CLOSERS[kind][0]}, {'true' if b.tag('push') else 'false'}"
 
 
 def _call_lua(b) -> str:

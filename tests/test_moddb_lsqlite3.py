@@ -101,6 +101,53 @@ def test_statement_shape_is_known_before_the_first_step(make_host):
     assert lines[3] == "db.sqlite3\ttrue"
 
 
+def test_the_rest_of_the_lsqlite3_surface(make_host):
+    # lsqlite3's own tests-sqlite3.lua is not in any registry reachable here;
+    # this covers the calls of its sections that the other tests do not.
+    host, lines = run_lua(make_host, r"""
+        local m = sqlite3.open_memory()
+        print(m:exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, f REAL)"), sqlite3.complete("SELECT 1;"),
+              sqlite3.complete("SELECT 1"), sqlite3.lversion(), type(sqlite3.version()))
+        local ins = m:prepare("INSERT INTO t (v, f) VALUES ($v, @f)")
+        print(ins:bind_parameter_count(), ins:bind_parameter_name(1), ins:bind_parameter_name(2))
+        for i = 1, 3 do ins:bind_names{ v = "r" .. i, f = i / 2 } ins:step() ins:reset() end
+        print(ins:last_insert_rowid(), m:last_insert_rowid(), m:changes(), m:total_changes())
+        ins:bind(1, nil) ins:bind(2, true) ins:step() ins:finalize()
+        local s = m:prepare("SELECT id, v, f FROM t ORDER BY id")
+        print(select("#", s:get_unames()), table.concat({ s:get_unames() }, ","), table.concat({ s:get_utypes() }, ","))
+        local out = {}
+        for id, v, f in s:urows() do out[#out + 1] = id .. "=" .. tostring(v) .. "/" .. f end
+        print(table.concat(out, " "))
+        for row in s:rows() do out = row end
+        print(out[1], out[2], out[3])
+        for row in s:nrows() do out = row end
+        print(out.id, out.v, out.f)
+        s:reset() s:step()
+        print(s:get_uvalues())
+        print(s:get_named_values().v, s:idata()[2], s:inames()[3], s:itypes()[3], s:type().f)
+        s:finalize()
+        local seen = {}
+        local rc = m:exec("SELECT id, v FROM t ORDER BY id", function(ud, n, vals, names)
+          seen[#seen + 1] = ud .. n .. names[2] .. "=" .. tostring(vals[2])
+          return #seen >= 2 and 1 or 0
+        end, "u")
+        print(rc, table.concat(seen, " "), m:errcode(), m:errmsg())
+        print(m:busy_timeout(100), m:close_vm(), m:interrupt(), m:isopen(), m:close(), m:isopen())
+        print(pcall(m.exec, m, "SELECT 1"))
+    """)
+    assert lines[0] == "0\ttrue\tfalse\t0.9.5\tstring"
+    assert lines[1] == "2\t$v\t@f"
+    assert lines[2] == "3\t3\t1\t3"
+    assert lines[3] == "3\tid,v,f\tINTEGER,TEXT,REAL"
+    assert lines[4] == "1=r1/0.5 2=r2/1 3=r3/1.5 4=nil/1"
+    assert lines[5] == "4\tnil\t1" and lines[6] == "4\tnil\t1"
+    assert lines[7] == "1\tr1\t0.5"
+    assert lines[8] == "r1\tr1\tf\tREAL\tREAL"
+    assert lines[9] == "4\tu2v=r1 u2v=r2\t4\tcallback requested query abort"
+    assert lines[10] == "0\t0\tnil\ttrue\t0\tfalse"       # interrupt returns nothing
+    assert lines[11].startswith("false\t") and "closed sqlite database" in lines[11]
+
+
 # -- callbacks into the mod --------------------------------------------------------------
 
 def test_functions_aggregates_collations_and_hooks(make_host):
@@ -175,6 +222,34 @@ def test_callback_errors_become_sql_errors(make_host):
     assert lines[5].startswith("19\t") and "constraint failed" in lines[5]   # COMMIT_HOOK rollback
     assert lines[6] == "19"
     assert lines[7] == "2" and lines[8] == "alive"
+
+
+def test_what_sqlite_forbids_inside_callbacks_is_refused(make_host):
+    host, lines = run_lua(make_host, r"""
+        db:exec("CREATE TABLE w (n INTEGER)") db:exec("INSERT INTO w VALUES (1), (2)")
+        local hook_says
+        db:update_hook(function() hook_says = { pcall(db.exec, db, "DELETE FROM w") } end)
+        db:exec("INSERT INTO w VALUES (3)")
+        db:update_hook(nil)
+        print(hook_says[1], hook_says[2])
+        local s
+        db:create_function("count_w", 0, function(ctx)
+          local n
+          for c in db:urows("SELECT count(*) FROM w") do n = c end     -- reading: allowed
+          ctx:result(n)
+        end)
+        db:create_function("selfreset", 0, function(ctx) ctx:result(select(2, pcall(s.reset, s))) end)
+        db:create_function("closer", 0, function(ctx) ctx:result(select(2, pcall(db.close, db))) end)
+        for n in db:urows("SELECT count_w()") do print(n) end
+        s = db:prepare("SELECT selfreset()") s:step() print(s:get_value(0)) s:finalize()
+        for v in db:urows("SELECT closer()") do print(v) end
+        print(db:isopen())
+    """)
+    assert lines[0].startswith("false	") and "inside its own update callback" in lines[0]
+    assert lines[1] == "3"
+    assert "cannot be finalized or reset inside a callback" in lines[2]
+    assert "cannot be closed inside its own function callback" in lines[3]
+    assert lines[4] == "true"
 
 
 def test_callbacks_work_inside_coroutines_and_async(make_host):
@@ -368,6 +443,22 @@ def test_in_memory_databases_count_too(make_host):
     """, limits=SMALL)
     assert 15 <= int(lines[0]) <= 21                 # about 2 MiB in all, not per database
     assert lines[1].startswith("false\t") and "at most 8 open databases" in lines[1]
+
+
+def test_backups_cannot_multiply_the_budget(make_host):
+    host, console = make_host({"hostile": r"""
+        db:exec("CREATE TABLE big (b BLOB)")
+        for i = 1, 15 do db:exec("INSERT INTO big VALUES (randomblob(100000))") end
+        for i = 1, 5 do
+          local m = sqlite3.open_memory()
+          local b = sqlite3.backup_init(m, "main", db, "main")
+          print(b:step(-1), b:finish(), m:errcode())
+        end
+    """, "calm": WELL_BEHAVED}, limits=SMALL)
+    assert console.mod_lines("hostile") == ["13\t13\t13"] * 5
+    assert host.mods["hostile"].db.used_bytes() <= 2 * MiB
+    host.update(1 / 60)
+    assert console.mod_lines("calm")[-1] == "visits 1"
 
 
 def test_temp_space_is_given_back_when_the_mod_is_released(make_host, mods_dir):

@@ -32,9 +32,13 @@ _GENERATE = """
 import json, sys
 from host.llama import Context, Model, load
 from host.llama.generate import generate
-from host.setup.model_fetch import model_path
-lib = load()
-m = Model(model_path(), lib=lib)
+import os
+from host.app import load_model
+from host.config import Config
+from host.prepare import prepare
+cfg = Config.load(environ=os.environ, rag=False)
+m = load_model(cfg, prepare(cfg))
+lib = m.lib
 ctx = Context(m, n_ctx=256, n_batch=64, n_threads=1)
 print("READY", flush=True)
 text = "".join(generate(ctx, sys.argv[1], max_tokens=int(sys.argv[2])))
@@ -228,9 +232,13 @@ def test_a_server_dying_mid_generation_in_a_script_aborts_the_process_with_a_cle
 _WORKER_GAME = """
 import json, sys, time
 from host.llama import Model, load
-from host.setup.model_fetch import model_path
+import os
+from host.app import load_model
+from host.config import Config
+from host.prepare import prepare
+cfg = Config.load(environ=os.environ, rag=False)
 from host.worker import Worker, WorkerConfig
-m = Model(model_path(), lib=load())
+m = load_model(cfg, prepare(cfg))
 w = Worker(m, WorkerConfig(n_ctx=512, n_batch=64, n_seq_max=2)).start()
 first = w.submit("mod_a", prompt=sys.argv[1], max_tokens=400, temperature=0.0)
 tokens = []

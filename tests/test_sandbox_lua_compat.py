@@ -107,12 +107,15 @@ def test_a_runaway_loop_in_a_function_at_the_upvalue_limit_is_still_stopped(make
     names = [f"u{i}" for i in range(60)]
     src = (_upvalue_source(60)
            + "registerForEvent('onUpdate', function()\n  local s = " + " + ".join(names) + "\n"
-           + "  while true do s = s + 1 end\nend)\n")
+           + "  while true do s = s + 1 end\nend)\n"
+           # the function ticks through the boolean metatable (all a mod can get there is the tick)
+           + "print(type((true)['__relic' .. '_wd']), pcall(function() return (true).x end))\n")
     host, console = make_host({"runaway": src, "bystander": "registerForEvent('onUpdate', function() n = (n or 0) + 1 end)"})
     assert host.mods["runaway"].state == "loaded"
+    assert console.mod_lines("runaway") == ["function\tfalse\tmods/runaway/init.lua:6: attempt to index a boolean value"]
     host.update(0.01)
     assert host.mods["runaway"].state == "quarantined"
-    assert "budget" in host.mods["runaway"].reason
+    assert "watchdog" in host.mods["runaway"].reason   # the budget or, on a loaded machine, the ceiling
     host.update(0.01)
     assert host.mods["bystander"].state == "loaded"
 
@@ -209,3 +212,38 @@ def test_io_stdout_and_io_flush_write_to_the_mods_log(make_host, mods_dir):
     """})
     assert console.mod_lines("o") == ["a1", "two", "lines", "partial line", "true\tfile\ttrue\ttrue\ttrue",
                                       "nil\tcannot close standard file"]
+
+
+# -- trusted mods -----------------------------------------------------------------------------
+
+def test_code_a_trusted_mod_loads_runs_in_its_own_globals(make_host, mods_dir):
+    """In trusted mods, require/load/loadstring/dofile ran code in the runtime's raw globals: it
+    could not see registerForEvent or the mod's globals, printed to stdout and opened files
+    relative to the process directory; `table` was read-only there too."""
+    from host.runtime.grants import Grant
+    from modhost_util import write_mod
+
+    write_mod(mods_dir, "t", """
+        MINE = "mod global"
+        table.unpack = table.unpack or unpack
+        function string:shout() return self:upper() .. "!" end
+        local helper = require("helper")
+        print(helper.seen, helper.can_register)
+        print(load("return MINE, type(registerForEvent)")())
+        print(loadstring("return MINE")())
+        print(dofile("sub/other.lua"))
+        print(io.open("data.txt"):read("*a"), (io.lines("data.txt")()))
+        print(("hi"):shout(), table.unpack({ 1, 2 }))
+        print(require("missing_module"))
+    """, files={
+        "helper.lua": "print('helper prints') return { seen = MINE, can_register = type(registerForEvent) }",
+        "sub/other.lua": "return 'other sees ' .. MINE",
+        "data.txt": "file in the mod folder",
+    })
+    host, console = make_host(grants={"t": Grant(trusted=True)})
+    assert host.mods["t"].trusted and host.mods["t"].state == "loaded", host.mods["t"].reason
+    lines = console.mod_lines("t")
+    assert lines[:6] == ["helper prints", "mod global\tfunction", "mod global\tfunction", "mod global",
+                         "other sees mod global", "file in the mod folder\tfile in the mod folder"]
+    assert lines[6] == "HI!\t1\t2"
+    assert lines[7].startswith("nil\tmodule 'missing_module' not found")

@@ -15,7 +15,6 @@ that has none.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import sys
 import threading
@@ -62,20 +61,21 @@ def read_lines(q: queue.Queue) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
-    ap.add_argument("--template", help="a llama.cpp chat template name, for a model without one (or RELIC_TEMPLATE)")
     ap.add_argument("--mods", default=str(ROOT / "mods"), help="the mods folder (default: the repo's mods/)")
     ap.add_argument("--fps", type=float, default=60.0)
     ap.add_argument("--timings", action="store_true",
                     help="after each reply, where its time went (queue, retrieval, prompt, first token); "
                          "typing /timings toggles it")
-    from host.cli import add_offload_arguments, apply_offload_arguments
+    from host.cli import add_config_arguments, config_from
 
-    add_offload_arguments(ap)  # --gpu-layers, --rpc, ... (make judy GPU_LAYERS=... sets the variable)
+    add_config_arguments(ap)  # --model, --template, --gpu-layers, --rpc, --config ... (see host.config)
     args = ap.parse_args()
-    apply_offload_arguments(args)
+    try:
+        config = config_from(args)
+    except RelicError as exc:
+        print(f"relic: {exc}", file=sys.stderr)
+        return 2
 
-    from host.remote.backend import server_from
     from host.app import host_with_mod
 
     interactive = sys.stdin.isatty()
@@ -86,8 +86,7 @@ def main() -> int:
             out.write(line + "\n")
 
     try:
-        host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console,
-                                   template=args.template, server=server_from(os.environ))
+        host, judy = host_with_mod(args.mods, "judy", config=config, console=console)
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,12 +30,13 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the final log as JSON lines")
     args = ap.parse_args()
 
-    from host.remote.backend import server_from
     from host.app import host_with_mod
+    from host.cli import config_from
 
     try:
-        host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False, template=args.template,
-                                     console=lambda line: print(line), server=server_from(os.environ))
+        config = config_from(args)  # --model/--template and $RELIC_* settings
+        host, market = host_with_mod(args.mods, "market", config=config, rag=False,
+                                     console=lambda line: print(line))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
 from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
+from host.results import Result
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
@@ -229,14 +230,15 @@ class LLMProvider:
     def track(self, mod, submit, on_result=None, stream: bool = True) -> int:
         """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side.
 
-        ``on_result(result)`` runs first when the result arrives, even if the mod is gone.
+        ``on_result(result)`` runs first when the result arrives, even if the mod is gone;
+        a Result it returns replaces the one the mod receives.
         ``stream=False`` (no on_token in Lua): on_token is None, so no token event is posted.
         """
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
 
         def done(result):
             if on_result is not None:
-                on_result(result)
+                result = on_result(result) or result
             self._forward(mod, box["id"], "done", result)
 
         on_token = (lambda text: self._forward(mod, box["id"], "token", text)) if stream else None
@@ -291,11 +293,9 @@ class LLMProvider:
     def _sized(self, mod, sid):
         """on_result for session requests: keep the ledger's size of the session current."""
         def update(result):
-            if not isinstance(result, dict):
-                return
-            size = result.get("session_bytes")
-            if size is None and isinstance(result.get("value"), dict):
-                size = result["value"].get("session_bytes")
+            size = result.session_chars
+            if size is None and isinstance(result.value, dict):
+                size = result.value.get("session_chars")
             if isinstance(size, int):
                 self.ledger.session_size(mod.id, sid, size)
         return update
@@ -340,15 +340,16 @@ class LLMProvider:
         sized = self._sized(mod, sid)
 
         def loaded(result):
-            if result.get("error_type"):
+            if result.error_type:
                 self.ledger.drop_session(mod.id, sid)
-                return
+                return None
             sized(result)
             try:
                 self.ledger.check_turn(mod.id, sid, 0)
             except QuotaExceeded as exc:  # a saved session bigger than the quota: not kept
                 self._session_close(mod, sid)
-                result.update(error=str(exc), error_type=exc.error_type, finish_reason="error")
+                return Result.of_exception(exc)
+            return None
 
         load_id = self.track(mod, lambda _t, on_done: self.worker.call(
             SessionLoadRequest, mod.id, on_done=on_done, session_id=sid, path=path, memory=memory), loaded)
@@ -403,8 +404,8 @@ class LLMProvider:
         entry = self._mods.get(mod.id)
         if entry is None or entry[0] is not mod or mod.state != "loaded":
             return  # the mod was reloaded or stopped: its runtime is gone
-        if kind == "done":
-            payload = mod.to_lua(payload)
+        if kind == "done":  # the one place a Result becomes Lua data
+            payload = mod.to_lua(payload.to_plain())
         mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
 
     def _cancel(self, mod, rid) -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 
-from host.errors import QuotaExceeded
-
 from host.engine.tools import (DEFAULT_MAX_CALLS, MAX_CALLS_CAP, MAX_RESULT_CHARS, SayStream, ToolError, ToolSet,
                                decode_step, tool_result_message)
+from host.errors import QuotaExceeded
+from host.results import Result, ToolCall
 
 MAX_TOOLSETS_PER_MOD = 32
 
@@ -139,21 +139,21 @@ class ToolTurn:
             self.said.append(piece)
             self.owner.provider.forward(self.mod, self.id, "token", piece)
 
-    def _done(self, result: dict) -> None:
-        kind, what = decode_step(result.get("value"))
-        if kind == "tool" and not self.cancelled and result.get("finish_reason") in ("stop", "length"):
+    def _done(self, result: Result) -> None:
+        kind, what = decode_step(result.value)
+        if kind == "tool" and not self.cancelled and result.finish_reason in ("stop", "length"):
             name, args = what
             ok, out = self.owner.provider.call_tool(self.mod, self.id, name, args)
             if not ok:
                 out = {"error": f"the tool {name} failed"}
             msg = tool_result_message(name, out)
-            self.calls.append({"name": name, "arguments": args, "result": kept_result(out)})
+            self.calls.append(ToolCall(name=name, arguments=args, result=kept_result(out)))
             problem = self._session_room(msg)
             if problem is not None:
-                self._finish(dict(result, finish_reason="error", error=problem, error_type="quota"), kind, what)
+                self._finish(result.with_(finish_reason="error", error=problem, error_type="quota"), kind, what)
                 return
             if self.messages is not None:
-                self.messages += [{"role": "assistant", "content": result.get("text", "")}, msg]
+                self.messages += [{"role": "assistant", "content": result.text}, msg]
             else:
                 self.pending_tool = msg
             if self.mod.state == "loaded" and (self.mod.id, self.id) in self.owner.turns:
@@ -171,11 +171,10 @@ class ToolTurn:
             return str(exc)
         return None
 
-    def _finish(self, result: dict, kind, what) -> None:
+    def _finish(self, result: Result, kind, what) -> None:
         self.owner.turns.pop((self.mod.id, self.id), None)
-        final = dict(result)
-        final["text"] = what if kind == "say" else "".join(self.said)  # cut by max_tokens: what was said
-        final["tool_calls"] = self.calls
-        if self.cancelled and final.get("finish_reason") != "error":
-            final["finish_reason"] = "cancelled"
+        final = result.with_(text=what if kind == "say" else "".join(self.said),  # cut by max_tokens: what was said
+                             tool_calls=tuple(self.calls), value=None)
+        if self.cancelled and final.finish_reason != "error":
+            final = final.with_(finish_reason="cancelled", error_type="cancelled")
         self.owner.provider.forward(self.mod, self.id, "done", final)

@@ -58,7 +58,8 @@ from host.engine.step_builder import GAP_FACTOR, StepBuilder, StepCosts
 from host.errors import DecodeError, PromptTooLongError
 from host.llama import Batch
 from host.llama import log as llama_log
-from host.messages import DoneEvent, GenerateRequest, error_result, exception_result
+from host.messages import DoneEvent, GenerateRequest
+from host.results import Result
 
 log = logging.getLogger("relic.engine")
 
@@ -148,15 +149,18 @@ class Scheduler:
     # --- priorities -----------------------------------------------------------
     def priority_of(self, req) -> str:
         """A request's priority name: its own, else its session's default, else "normal"; the focused
-        mod or session (set_focus) runs as "player"."""
+        mod or session (set_focus) runs as "player", and while a focus is set no other mod does."""
         if req.id in self._internal:
             return "internal"
         prio = req.priority
         se = self.sessions.get(req.session) if req.session is not None else None
         if prio is None and se is not None:
             prio = se.priority
-        if self.focus is not None and self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
-            prio = "player"
+        if self.focus is not None:
+            if self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
+                prio = "player"
+            elif prio == "player":
+                prio = "normal"  # once the game names the player's partner, nobody else is "player"
         return prio or "normal"
 
     def rank_of(self, req) -> int:
@@ -189,7 +193,7 @@ class Scheduler:
     def submit(self, req, emit) -> None:
         """Validate and tokenize; the request waits for a sequence and KV room."""
         if req.cancel.is_set():
-            emit(DoneEvent(req.id, req.mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(req.id, req.mod_id, Result.cancelled()))
             return
         if req.session is not None:
             self.admission.add(req)  # planned at admission: it depends on the previous turn
@@ -197,7 +201,7 @@ class Scheduler:
         try:
             prompt = self._prompt_tokens(req)
         except Exception as exc:  # a bad template or prompt fails this request only
-            emit(DoneEvent(req.id, req.mod_id, exception_result(exc)))
+            emit(DoneEvent(req.id, req.mod_id, Result.of_exception(exc)))
             return
         self.admission.add(req, prompt)
 
@@ -257,7 +261,7 @@ class Scheduler:
                 self.slots.append(item.slot)
                 self._finish(item.slot, "cancelled", emit)
             else:
-                emit(DoneEvent(item.req.id, item.req.mod_id, error_result("", reason="cancelled")))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.cancelled()))
         blocked: set[str] = set()  # mods whose next request cannot start now
         while True:
             room = self.pool.room() + sum(1 for se in self.sessions.values() if se.seq is not None and not se.busy)
@@ -268,7 +272,7 @@ class Scheduler:
                 started = self._start(item)
             except Exception as exc:  # a bad sampler, grammar or prompt fails this request only
                 adm.remove(item)
-                emit(DoneEvent(item.req.id, item.req.mod_id, exception_result(exc)))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.of_exception(exc)))
                 continue
             if not started:
                 break  # no sequence free now
@@ -317,6 +321,7 @@ class Scheduler:
         if item.slot is not None:
             return self._resume(item.slot)
         req, prompt = item.req, item.prompt
+        t_start = time.perf_counter()  # its wait ends here (what follows is its own work)
         session = None
         if req.session is not None:
             session = self.sessions.get(req.session)
@@ -367,6 +372,7 @@ class Scheduler:
         slot = Slot(req, seq, prompt, sampler, session, plan.new_messages if plan else None, n_cached,
                     priority=self.priority_of(req))
         slot.retrieval_s = retrieval_s
+        slot.t_admitted = slot.t_run = t_start
         self._order += 1
         slot.order = self._order
         if self.rank_of(req) == RANK["player"] and req.mod_id not in self._player:
@@ -522,9 +528,8 @@ class Scheduler:
             if self.sessions.get(session.id) is not session and session.seq is not None:  # closed while answering
                 self.pool.release(session.seq)
                 session.seq = None
-        result = generation_result(slot, reason, error, error_type)
-        if session is not None:
-            result["session_bytes"] = session.text_size()
+        result = generation_result(slot, reason, error, error_type,
+                                   session_chars=session.text_size() if session is not None else None)
         internal = self._internal.pop(slot.req.id, None)
         if internal is not None:  # the scheduler's own request (a summary): nobody waits for an event
             internal(result)
@@ -557,7 +562,7 @@ class Scheduler:
         se = sessions.SessionState(session_id, mod_id, system, sampler, overflow, template, memory=memory)
         se.priority = priority
         self.sessions[session_id] = se
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def _session(self, session_id: int, mod_id: str) -> sessions.SessionState:
         se = self.sessions.get(session_id)
@@ -573,7 +578,7 @@ class Scheduler:
         if se.seq is not None:
             self.ctx.memory_seq_rm(se.seq)
         se.messages, se.kv_tokens, se.dropped = [], [], 0
-        return {"id": session_id, "session_bytes": se.text_size()}
+        return {"id": session_id, "session_chars": se.text_size()}
 
     def session_info(self, session_id: int, mod_id: str) -> sessions.SessionState:
         """A detached copy of a session's state (tools, tests): nothing in it is the worker's own."""
@@ -622,7 +627,7 @@ class Scheduler:
                     se.seq = None
         self.sessions[session_id] = se
         return {"id": session_id, "system": se.system, "messages": len(se.messages),
-                "cached_tokens": len(se.kv_tokens), "session_bytes": se.text_size()}
+                "cached_tokens": len(se.kv_tokens), "session_chars": se.text_size()}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""
@@ -630,6 +635,6 @@ class Scheduler:
             if item.slot is not None:
                 self.slots.append(item.slot)
             else:
-                emit(DoneEvent(item.req.id, item.req.mod_id, error_result("", reason="cancelled")))
+                emit(DoneEvent(item.req.id, item.req.mod_id, Result.cancelled()))
         for slot in list(self.slots):
             self._finish(slot, "cancelled", emit)

@@ -8,8 +8,8 @@ it only calls these methods, all on its own thread:
 ``submit(req, emit)``       accept a :class:`GenerateRequest` (it runs in steps)
 ``step(emit)``              one decode step of every running generation
 ``run(call, cancelled)``    one host call (session/store requests in
-                            host/messages.py); returns the result fields to merge
-                            into the result dict, or raises a RelicError
+                            host/messages.py); returns the Result fields it sets
+                            (value, hits, session_chars), or raises a RelicError
 ``fail_running(emit, exc)`` fail every running generation after a failed step
                             (requests carry ``priority``; a ``FocusRequest`` host
                             call marks the player's partner: a backend that
@@ -90,7 +90,7 @@ class Engine:
 
     # --- host calls ------------------------------------------------------------
     def run(self, call: HostCall, cancelled: Callable[[], bool]) -> dict:
-        """Handle one host call; the returned dict is merged into its result."""
+        """Handle one host call; the returned dict holds the fields of its Result (host.results)."""
         handler = self._handlers.get(type(call))
         if handler is None:
             raise OptionError(f"unknown host call {type(call).__name__}")

@@ -272,14 +272,6 @@ def add_rpc_servers(lib, endpoints, *, probe: bool = True, timeout: float = 60.0
     return devices
 
 
-def ensure_env_rpc(lib) -> list[Device]:
-    """Register the servers in ``$RELIC_RPC`` (checked first); [] when it is unset."""
-    value = os.environ.get(ENV_RPC, "")
-    if not value.strip():
-        return []
-    return add_rpc_servers(lib, value)
-
-
 def check_registered_alive(lib) -> None:
     """RpcError if a registered server no longer accepts connections.
 

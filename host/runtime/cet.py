@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from host.errors import ModError
 from host.runtime.gameapi import CYBERPUNK_FUNCTIONS, CYBERPUNK_TABLES
 from host.runtime import sqlite_capi as C
-from host.runtime.moddb import CALLBACK, ModDB
+from host.runtime.moddb import ModDB
+from host.runtime.moddb_callbacks import CALLBACK
 from host.runtime.modio import ModIO
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def _db_bridge(db: ModDB) -> dict:
         "bind": lambda sid=None, i=None, v=None, blob=False: db.bind(sid, i, v, bool(blob)),
         "bind_raw": lambda sid=None, i=None, addr=0, n=0, blob=False:
             db.bind_raw(sid, i, addr, n, bool(blob)),
+        "bind_packed": db.bind_packed,
         "param_count": db.param_count, "param_name": db.param_name,
         "param_names": db.param_names,
         "value": db.value, "values": db.values, "named_values": db.named_values,

@@ -18,20 +18,13 @@ Safety:
 - open statements, in-memory databases and backups are per-mod quotas.
 
 Callbacks into the mod (create_function, create_aggregate, create_collation,
-the hooks, trace, progress_handler): Lua runs only on the frame thread, and
-Python must not call into a runtime that may be inside a coroutine.  So once a
-connection has a Lua callback, its statements run on a helper thread while the
-frame thread waits inside the mod's call; when SQLite calls back, the helper
-hands the call to the frame thread as a return value ("callback" marker), the
-Lua side runs the mod's function under the mod's budget and hands the result
-back with `resume`.  The two threads never use the connection at once.
+the hooks, trace, progress_handler) are host/runtime/moddb_callbacks.py; one
+connection with its settings is host/runtime/sqlite_conn.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import queue
-import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -39,216 +32,37 @@ from typing import Callable
 
 from host.errors import ModError, QuotaExceeded
 from host.runtime import sqlite_capi as C
+from host.runtime.moddb_callbacks import DbCallbacks
 from host.runtime.sqlite_capi import ffi, lib
-from host.runtime.sqlite_vfs import QuotaVFS
-
-# Pragmas a mod may run: schema introspection and its own version counters.
-ALLOWED_PRAGMAS = {
-    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "foreign_keys", "user_version", "application_id",
-    "integrity_check", "quick_check", "page_count", "freelist_count", "data_version",
-    "collation_list", "function_list", "database_list", "page_size", "max_page_count",
-}
-DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
-PAGE_SIZE = 4096
+from host.runtime.sqlite_conn import MAX_SQL_BYTES, PAGE_SIZE, SqliteConn
 
 OK, ERROR, ABORT, INTERRUPT, FULL, TOOBIG, MISUSE, AUTH, RANGE = 0, 1, 4, 9, 13, 18, 21, 23, 25
 NOMEM, CONSTRAINT = 7, 19
 ROW, DONE = 100, 101
-MAX_SQL_BYTES = 1_000_000
 MAX_STATEMENTS = 256       # prepared statements a mod may hold open
 MAX_ITERATORS = 64         # db:rows/nrows/urows iterators left unfinished (oldest are dropped)
 MAX_CONNECTIONS = 8        # the mod's file plus in-memory databases
 MAX_BACKUPS = 8
-MAX_FUNCTIONS = 64         # functions, aggregates and collations per connection
+BACKUP_SLICE = 64          # pages a backup copies between deadline checks
 MAIN = 1                   # id of the mod's own file database
-CALLBACK = "\x01relic-db-callback"     # first return value: run a callback, then resume()
-
-
-class _Interrupted(Exception):
-    """The frame thread gave up on a callback (the mod was stopped)."""
 
 
 class _Stmt:
     """One prepared statement."""
 
-    __slots__ = ("conn", "ptr", "temp", "ncols", "has_row", "started")
+    __slots__ = ("conn", "ptr", "temp", "ncols", "has_row", "started", "names")
 
-    def __init__(self, conn: "_Conn", ptr, temp: bool):
+    def __init__(self, conn: "SqliteConn", ptr, temp: bool):
         self.conn = conn
         self.ptr = ptr
         self.temp = temp
         self.ncols = lib.sqlite3_column_count(ptr)
         self.has_row = False
         self.started = False
+        self.names: list[str] | None = None      # column names, read once per run
 
 
-class _Op:
-    """One piece of SQLite work run on the helper thread."""
-
-    def __init__(self, fn, args, deadline):
-        self.fn, self.args, self.deadline = fn, args, deadline
-        self.out: queue.Queue = queue.Queue()     # helper -> frame
-        self.back: queue.Queue = queue.Queue()    # frame -> helper (callback results)
-
-
-class _Conn:
-    """One open SQLite connection of a mod."""
-
-    def __init__(self, owner: "ModDB", cid: int, path: str | None):
-        self.owner = owner
-        self.cid = cid
-        self.memory = path is None
-        self.vfs = QuotaVFS(lambda: owner.temp_room(self))
-        pp = ffi.new("sqlite3**")
-        name = b":memory:" if path is None else str(path).encode()
-        flags = C.OPEN_FLAGS["OPEN_READWRITE"] | C.OPEN_FLAGS["OPEN_CREATE"] | C.OPEN_FLAGS["OPEN_NOMUTEX"]
-        rc = lib.sqlite3_open_v2(name, pp, flags, self.vfs.name)
-        self.ptr = pp[0]
-        if rc != OK:
-            msg = C.text(lib.sqlite3_errmsg(self.ptr)) if self.ptr != ffi.NULL else "out of memory"
-            self.close()
-            raise ModError(f"db: cannot open the database: {msg}")
-        self.errcode, self.errmsg = OK, "not an error"
-        self.callbacks: dict[str, object] = {}     # kind/name -> cffi callback (kept alive)
-        self.lua_callbacks = 0                     # how many Lua callbacks are registered
-        self.functions = 0
-        self.progress_n = 0                        # the mod's progress handler: every n ops
-        self.timed_out = False
-        self.main_max_pages = -1
-        self.main_bytes = 0
-        self.backup_targets = 0                    # running backups writing into this one
-        self.last_pages = (0, 0)
-        self.backup_floor = 0
-        self.internal = False                      # the host's own SQL is running
-        self.temp_max_pages = -1
-        db = self.ptr
-        lib.sqlite3_limit(db, C.LIMIT_LENGTH, owner.max_value_bytes)
-        lib.sqlite3_limit(db, C.LIMIT_SQL_LENGTH, MAX_SQL_BYTES)
-        lib.sqlite3_limit(db, C.LIMIT_ATTACHED, 0)
-        lib.sqlite3_limit(db, C.LIMIT_EXPR_DEPTH, 500)
-        lib.sqlite3_limit(db, C.LIMIT_VARIABLE_NUMBER, 999)
-        lib.sqlite3_limit(db, C.LIMIT_WORKER_THREADS, 0)
-        lib.sqlite3_limit(db, C.LIMIT_TRIGGER_DEPTH, 100)
-        for sql in ("PRAGMA temp_store = FILE", "PRAGMA cache_size = -2048",
-                    "PRAGMA temp.cache_size = -1024"):
-            self.run_sql(sql)
-        self._auth = ffi.callback("int(void*, int, const char*, const char*, const char*, const char*)",
-                                  self._authorize, error=C.DENY)
-        lib.sqlite3_set_authorizer(db, self._auth, ffi.NULL)
-        self._progress_cb = ffi.callback("int(void*)", self._progress, error=1)
-        self.set_progress(0)
-        self._page_count = self.prepare_internal(b"PRAGMA main.page_count")
-        self._temp_count = self.prepare_internal(b"PRAGMA temp.page_count")
-
-    # -- internal helpers --------------------------------------------------------
-
-    def run_sql(self, sql: str) -> int:
-        """Run the host's own SQL (not traced, not checked by the authorizer)."""
-        self.internal = True
-        try:
-            return lib.sqlite3_exec(self.ptr, sql.encode(), ffi.NULL, ffi.NULL, ffi.NULL)
-        finally:
-            self.internal = False
-
-    def prepare_internal(self, sql: bytes):
-        pp = ffi.new("sqlite3_stmt**")
-        lib.sqlite3_prepare_v2(self.ptr, sql, -1, pp, ffi.NULL)
-        return pp[0]
-
-    def _count(self, s) -> int:
-        if s is None or s == ffi.NULL:
-            return 0
-        self.internal = True
-        try:
-            n = lib.sqlite3_column_int64(s, 0) if lib.sqlite3_step(s) == ROW else 0
-            lib.sqlite3_reset(s)
-        finally:
-            self.internal = False
-        return n
-
-    def pages(self) -> tuple[int, int]:
-        """(main pages, temp pages).  On the target of a running backup no SQL
-        may run (SQLite does not allow it): the last figures, or the source's."""
-        if self.backup_targets:
-            return max(self.last_pages[0], self.backup_floor), self.last_pages[1]
-        self.last_pages = (self._count(self._page_count), self._count(self._temp_count))
-        return self.last_pages
-
-    def main_pages(self) -> int:
-        return self.pages()[0]
-
-    def used_bytes(self) -> int:
-        """Bytes this connection holds: its pages (main and temp) and its transient files."""
-        main, temp = self.pages()
-        return (main + temp) * PAGE_SIZE + self.vfs.used
-
-    def _authorize(self, _ud, action, a1, a2, dbname, _trigger):
-        if self.internal:
-            return OK
-        if action in (C.ACTIONS["ATTACH"], C.ACTIONS["DETACH"]):
-            return C.DENY
-        if action == C.ACTIONS["PRAGMA"]:
-            name = C.text(a1).lower()
-            if name not in ALLOWED_PRAGMAS:
-                return C.DENY
-            if name in ("max_page_count", "page_size") and a2 != ffi.NULL:
-                return C.DENY        # reading is fine, setting is not
-        if action == C.ACTIONS["FUNCTION"] and C.text(a2).lower() in DENIED_FUNCTIONS:
-            return C.DENY
-        return OK
-
-    def set_progress(self, n: int) -> None:
-        """Install the progress handler: the watchdog check, and the mod's handler every n ops."""
-        self.progress_n = n
-        every = min(n, 10_000) if n > 0 else 10_000
-        lib.sqlite3_progress_handler(self.ptr, every, self._progress_cb, ffi.NULL)
-
-    def _progress(self, _ud) -> int:
-        if self.owner.past_deadline():
-            self.timed_out = True
-            return 1
-        if self.progress_n > 0 and "progress" in self.owner.lua_ids(self):
-            try:
-                return 1 if self.owner.ask(self, "progress", ()) else 0
-            except _Interrupted:
-                return 1 if self.timed_out else 0
-        return 0
-
-    def close(self) -> None:
-        for name in ("_page_count", "_temp_count"):
-            st = getattr(self, name, None)
-            if st is not None and st != ffi.NULL:
-                lib.sqlite3_finalize(st)
-            setattr(self, name, None)
-        if self.ptr is not None and self.ptr != ffi.NULL:
-            # Hooks must not call into Lua while closing (a rollback hook would).
-            lib.sqlite3_commit_hook(self.ptr, ffi.NULL, ffi.NULL)
-            lib.sqlite3_rollback_hook(self.ptr, ffi.NULL, ffi.NULL)
-            lib.sqlite3_update_hook(self.ptr, ffi.NULL, ffi.NULL)
-            lib.sqlite3_trace_v2(self.ptr, 0, ffi.NULL, ffi.NULL)
-            lib.sqlite3_close_v2(self.ptr)
-        self.ptr = None
-        self.vfs.close()
-
-
-def _value_of(v):
-    """A sqlite3_value as a Python value (TEXT and BLOB as bytes)."""
-    t = lib.sqlite3_value_type(v)
-    if t == 1:
-        return lib.sqlite3_value_int64(v)
-    if t == 2:
-        return lib.sqlite3_value_double(v)
-    if t == 3:
-        p = lib.sqlite3_value_text(v)
-        return ffi.buffer(p, lib.sqlite3_value_bytes(v))[:]
-    if t == 4:
-        n = lib.sqlite3_value_bytes(v)
-        return ffi.buffer(lib.sqlite3_value_blob(v), n)[:] if n else b""
-    return None
-
-
-class ModDB:
+class ModDB(DbCallbacks):
     """One mod's SQLite connections, statements and backups (frame thread only)."""
 
     def __init__(self, path: Path, *, max_bytes: int, max_value_bytes: int,
@@ -257,20 +71,14 @@ class ModDB:
         self.max_bytes = max_bytes
         self.max_value_bytes = max_value_bytes
         self._deadline = deadline
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, SqliteConn] = {}
         self._stmts: dict[int, _Stmt] = {}
         self._iterators: OrderedDict[int, None] = OrderedDict()
         self._backups: dict[int, tuple] = {}
-        self._lua: dict[int, dict] = {}            # cid -> {slot: lua callback id}
         self._next_id = 1
         self.closed = False        # db:close() was called (sqlite3.reopen() undoes it)
-        self._closed_conns: set[int] = set()
-        # helper-thread state
-        self._helper: threading.Thread | None = None
-        self._jobs: queue.Queue = queue.Queue()
-        self._op: _Op | None = None                # the op waiting for a callback result
-        self._in_callback = 0
-        self._helper_ident = None
+        self.init_callbacks()
+        self._running: set[int] = set()            # statements inside sqlite3_step (id of each)
 
     def _new_id(self) -> int:
         i = self._next_id
@@ -279,13 +87,13 @@ class ModDB:
 
     # -- connections ----------------------------------------------------------
 
-    def conn(self, cid=MAIN) -> _Conn:
+    def conn(self, cid=MAIN) -> SqliteConn:
         """The open connection `cid` (the mod's file is opened on first use)."""
         c = self._conns.get(cid)
         if c is not None:
             return c
         if cid == MAIN and not self.closed:
-            c = self._conns[MAIN] = _Conn(self, MAIN, self.path)
+            c = self._conns[MAIN] = SqliteConn(self, MAIN, self.path)
             return c
         raise ModError("attempt to use a closed sqlite database"
                        + (" (sqlite3.reopen() opens it again)" if cid == MAIN else ""))
@@ -296,7 +104,7 @@ class ModDB:
             raise QuotaExceeded(f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
                                 "per mod; close() the ones you no longer need")
         cid = self._new_id()
-        self._conns[cid] = _Conn(self, cid, None)
+        self._conns[cid] = SqliteConn(self, cid, None)
         return cid
 
     def isopen(self, cid=MAIN) -> bool:
@@ -305,7 +113,10 @@ class ModDB:
 
     def close_conn(self, cid=MAIN) -> int:
         """db:close(): finalize its statements, roll back, close; further use is an error."""
-        self._settle()
+        c = self._conns.get(cid)
+        if c is not None:
+            self.guard(c, closing=True)
+        self.settle_unless_nested()
         c = self._conns.pop(cid, None)
         if cid == MAIN:
             self.closed = True
@@ -315,23 +126,20 @@ class ModDB:
             self._drop(sid)
         for bid in [b for b, (bk, src, dst) in self._backups.items() if c in (src, dst)]:
             self.backup_finish(bid)
-        self._lua.pop(cid, None)
+        self.forget_callbacks(cid)
         c.close()
         return OK
 
     def close(self) -> None:
         """Close everything (the mod is released or reloaded); idempotent."""
-        self._settle()
+        self.settle()
         for bid in list(self._backups):
             self.backup_finish(bid)
         for sid in list(self._stmts):
             self._drop(sid)
         for cid in list(self._conns):
             self._conns.pop(cid).close()
-        self._lua.clear()
-        if self._helper is not None:
-            self._jobs.put(None)
-            self._helper = None
+        self.stop_helper()
 
     def close_by_mod(self) -> int:
         """db:close() on the mod's file database."""
@@ -344,52 +152,67 @@ class ModDB:
 
     # -- the byte budget ----------------------------------------------------------
 
-    def _others(self, conn: _Conn) -> int:
+    def _others(self, conn: SqliteConn) -> int:
         return sum(c.used_bytes() for c in self._conns.values() if c is not conn)
 
-    def temp_room(self, conn: _Conn) -> int:
-        """How many bytes `conn`'s temporary files may hold in all (QuotaVFS asks)."""
-        # Called from inside SQLite (a temp file write): only cached figures,
-        # never SQL on the connection.
-        return self.max_bytes - self._others_cached - conn.main_bytes
+    def temp_room(self, conn: SqliteConn) -> int:
+        """How many bytes `conn`'s transient files may hold in all (QuotaVFS asks).
 
-    def _before_statement(self, conn: _Conn) -> None:
+        Called from inside SQLite (a temp file write): no SQL on the
+        connection, only the main file's size and the figures of the
+        statement's start.
+        """
+        return (self.max_bytes - self._others_cached - conn.main_bytes_now()
+                - conn.last_pages[1] * PAGE_SIZE)
+
+    def _before_statement(self, conn: SqliteConn) -> None:
         """Split the mod's budget before a statement runs: the room left to grow in.
 
         The main and temp databases may each grow into the room left by
         everything else (`max_page_count`); transient files (sorts,
         materialized subqueries, statement journals) into the same room, as
-        counted by the connection's QuotaVFS.
+        counted by the connection's QuotaVFS.  Only what can have changed is
+        measured: other databases when there are some, the temp database
+        once the mod created a temp object.
         """
-        others = self._others(conn)
-        main, temp = conn.pages()
+        others = self._others(conn) if len(self._conns) > 1 else 0
         self._others_cached = others
-        conn.main_bytes = (main + temp) * PAGE_SIZE
-        room = self.max_bytes - others - conn.vfs.used
         if conn.backup_targets:
             return
-        main_max = max(1, main, (room - temp * PAGE_SIZE) // PAGE_SIZE)
-        temp_max = max(1, temp, (room - main * PAGE_SIZE) // PAGE_SIZE)
+        temp = conn.temp_pages()
+        if conn.path is None:       # in memory: no file to look at during the statement
+            conn.main_pages()
+        room = self.max_bytes - others - conn.vfs.used
+        main_max = max(1, (room - temp * PAGE_SIZE) // PAGE_SIZE)
         if main_max != conn.main_max_pages:
             conn.run_sql(f"PRAGMA main.max_page_count = {main_max}")
             conn.main_max_pages = main_max
-        if temp_max != conn.temp_max_pages:
-            conn.run_sql(f"PRAGMA temp.max_page_count = {temp_max}")
-            conn.temp_max_pages = temp_max
+        if conn.temp_used:
+            main = conn.main_pages()
+            temp_max = max(1, temp, (room - main * PAGE_SIZE) // PAGE_SIZE)
+            if temp_max != conn.temp_max_pages:
+                conn.run_sql(f"PRAGMA temp.max_page_count = {temp_max}")
+                conn.temp_max_pages = temp_max
 
     _others_cached = 0
 
     def past_deadline(self) -> bool:
         """Has the running mod call passed its watchdog deadline?"""
-        op = self._op_running
+        op = self.running_op()
         dl = op.deadline if op is not None else self._deadline()
         return dl is not None and time.monotonic() > dl
 
-    _op_running: _Op | None = None
+    def call_deadline(self) -> float | None:
+        """The running mod call's deadline (time.monotonic()), or None."""
+        return self._deadline()
+
+    def open_connections(self) -> list:
+        """The open SqliteConn objects."""
+        return list(self._conns.values())
 
     # -- errors ---------------------------------------------------------------
 
-    def _fail(self, conn: _Conn, fname: str, rc: int) -> int:
+    def fail(self, conn: SqliteConn, fname: str, rc: int) -> int:
         """Record an SQLite failure as lsqlite3 does; returns the result code."""
         code = rc & 0xFF
         msg = C.text(lib.sqlite3_errmsg(conn.ptr)) if conn.ptr else C.text(lib.sqlite3_errstr(rc))
@@ -406,7 +229,7 @@ class ModDB:
         return code
 
     @staticmethod
-    def _ok(conn: _Conn, code: int = OK) -> int:
+    def _ok(conn: SqliteConn, code: int = OK) -> int:
         conn.errcode, conn.errmsg = code, "not an error"
         return code
 
@@ -444,6 +267,7 @@ class ModDB:
     def prepare(self, cid, sql, temp: bool = False):
         """Compile the first statement of `sql`: (id, tail) or (None, result code)."""
         conn = self.conn(cid)
+        self.guard(conn)
         data = self._sql_bytes(sql, "prepare")
         buf = ffi.new("char[]", data)
         pp = ffi.new("sqlite3_stmt**")
@@ -453,7 +277,7 @@ class ModDB:
         rest = data[int(ffi.cast("uintptr_t", tail[0])) - int(ffi.cast("uintptr_t", buf)):] \
             if tail[0] != ffi.NULL else b""
         if rc != OK:
-            return None, self._fail(conn, "prepare", rc)
+            return None, self.fail(conn, "prepare", rc)
         if pp[0] == ffi.NULL:               # only whitespace or comments
             pp[0] = conn.prepare_internal(b"SELECT 1 WHERE 0")
         if temp:
@@ -472,7 +296,11 @@ class ModDB:
         return sid, rest
 
     def _drop(self, sid: int) -> None:
-        s = self._stmts.pop(sid, None)
+        s = self._stmts.get(sid)
+        if s is not None and s.ptr is not None and self._is_running(s):
+            raise ModError("db: a statement cannot be finalized or reset inside a callback "
+                           "that its own step is running")
+        self._stmts.pop(sid, None)
         self._iterators.pop(sid, None)
         if s is not None and s.ptr is not None:
             lib.sqlite3_finalize(s.ptr)
@@ -480,7 +308,7 @@ class ModDB:
 
     def finalize(self, sid) -> int:
         """stmt:finalize() -> OK."""
-        self._settle_unless_nested()
+        self.settle_unless_nested()
         self._drop(sid)
         return OK
 
@@ -550,7 +378,7 @@ class ModDB:
         if blob and not isinstance(value, (str, bytes)):
             raise ModError(f"bad argument #2 to 'bind_blob' (string expected, got {type(value).__name__})")
         rc = self._bind_one(s, i, value, bool(blob))
-        return self._ok(s.conn) if rc == OK else self._fail(s.conn, "bind", rc)
+        return self._ok(s.conn) if rc == OK else self.fail(s.conn, "bind", rc)
 
     def bind_raw(self, sid, index, address, length, blob=False) -> int:
         """bind/bind_blob of a Lua string handed over as (address, length).
@@ -563,10 +391,37 @@ class ModDB:
         i = self._index(s, index)
         n = int(length)
         if n > self.max_value_bytes:
-            return self._fail(s.conn, "bind", TOOBIG)
+            return self.fail(s.conn, "bind", TOOBIG)
         data = ctypes.string_at(int(address), n) if n else b""
         rc = self._bind_one(s, i, data, bool(blob))
-        return self._ok(s.conn) if rc == OK else self._fail(s.conn, "bind", rc)
+        return self._ok(s.conn) if rc == OK else self.fail(s.conn, "bind", rc)
+
+    def bind_packed(self, sid, kinds, *args) -> int:
+        """Bind parameters 1..len(kinds) at once, from lua/relic_db.lua.
+
+        kinds[i] is "v" (the next argument is the value) or "s" (the next two
+        are the address and length of a string the Lua side holds for the
+        duration of the call; see bind_raw).
+        """
+        s = self._stmt(sid)
+        n = lib.sqlite3_bind_parameter_count(s.ptr)
+        if not isinstance(kinds, str) or len(kinds) > n:
+            raise ModError(f"bind index out of range [1..{n}]")
+        j = 0
+        for i, kind in enumerate(kinds, 1):
+            if kind == "s":
+                length = int(args[j + 1])
+                if length > self.max_value_bytes:
+                    return self.fail(s.conn, "bind", TOOBIG)
+                v = ctypes.string_at(int(args[j]), length) if length else b""
+                j += 2
+            else:
+                v = args[j]
+                j += 1
+            rc = self._bind_one(s, i, v)
+            if rc != OK:
+                return self.fail(s.conn, "bind", rc)
+        return self._ok(s.conn)
 
     def bind_list(self, sid, values: tuple) -> int:
         """bind_values(...): exactly as many values as the statement has parameters."""
@@ -578,7 +433,7 @@ class ModDB:
         for i, v in enumerate(values, 1):
             rc = self._bind_one(s, i, v)
             if rc != OK:
-                return self._fail(s.conn, "bind", rc)
+                return self.fail(s.conn, "bind", rc)
         return self._ok(s.conn)
 
     # -- stepping -------------------------------------------------------------------
@@ -586,16 +441,22 @@ class ModDB:
     def step(self, sid):
         """stmt:step() -> ROW, DONE or an error code (errmsg says why)."""
         s = self._stmt(sid)
-        return self._run(s.conn, self._step_now, s)
+        return self.run_sql_work(s.conn, self._step_now, s)
 
     def _step_now(self, s: _Stmt) -> int:
         conn = s.conn
         if not s.started:
             self._before_statement(conn)
             s.started = True
+            s.names = None          # a schema change may re-prepare the statement
         conn.timed_out = False
         conn.vfs.refused = False
-        rc = lib.sqlite3_step(s.ptr)
+        key = id(s)
+        self._running.add(key)
+        try:
+            rc = lib.sqlite3_step(s.ptr)
+        finally:
+            self._running.discard(key)
         if rc == ROW:
             s.has_row = True
             return self._ok(conn, ROW)
@@ -606,15 +467,21 @@ class ModDB:
         lib.sqlite3_reset(s.ptr)
         if conn.vfs.refused:
             rc = FULL
-        return self._fail(conn, "step", rc)
+        return self.fail(conn, "step", rc)
 
     def reset(self, sid) -> int:
         """stmt:reset(): back to the start, bindings kept."""
         s = self._stmt(sid)
-        self._settle_unless_nested()
+        self.settle_unless_nested()
+        if self._is_running(s):
+            raise ModError("db: a statement cannot be finalized or reset inside a callback "
+                           "that its own step is running")
         lib.sqlite3_reset(s.ptr)
         s.has_row = s.started = False
         return self._ok(s.conn)
+
+    def _is_running(self, s: _Stmt) -> bool:
+        return bool(self._running) and id(s) in self._running
 
     def _column(self, s: _Stmt, i: int):
         p = s.ptr
@@ -656,7 +523,9 @@ class ModDB:
     def names(self, sid) -> list:
         """Column names (known once prepared)."""
         s = self._stmt(sid)
-        return [C.text(lib.sqlite3_column_name(s.ptr, i)) for i in range(s.ncols)]
+        if s.names is None:
+            s.names = [C.text(lib.sqlite3_column_name(s.ptr, i)) for i in range(s.ncols)]
+        return list(s.names)
 
     def types(self, sid) -> list:
         """Declared column types ('' for an expression), as lsqlite3's get_types."""
@@ -675,7 +544,7 @@ class ModDB:
         Temporary statements are finalized at the end, as in lsqlite3.
         """
         s = self._stmt(sid)
-        return self._run(s.conn, self._next_row_now, sid, s, shape)
+        return self.run_sql_work(s.conn, self._next_row_now, sid, s, shape)
 
     def _next_row_now(self, sid, s: _Stmt, shape: str):
         code = self._step_now(s)
@@ -718,9 +587,9 @@ class ModDB:
         """
         conn = self.conn(cid)
         data = self._sql_bytes(sql, "exec")
-        return self._run(conn, self._exec_now, conn, data, params)
+        return self.run_sql_work(conn, self._exec_now, conn, data, params)
 
-    def _exec_now(self, conn: _Conn, data: bytes, params: tuple) -> int:
+    def _exec_now(self, conn: SqliteConn, data: bytes, params: tuple) -> int:
         rest, first = data, True
         while rest.strip():
             sid, tail = self.prepare(conn.cid, rest)
@@ -800,13 +669,15 @@ class ModDB:
         if len(self._backups) >= MAX_BACKUPS:
             raise QuotaExceeded(f"sqlite3.backup_init: at most {MAX_BACKUPS} backups at once")
         dst, src = self.conn(target_cid), self.conn(source_cid)
+        self.guard(dst, closing=True)
+        self.guard(src, closing=True)
         if dst is src:
             raise ModError("sqlite3.backup_init: source and target must be different databases")
         self._before_statement(dst)
         b = lib.sqlite3_backup_init(dst.ptr, str(target_name).encode(), src.ptr,
                                     str(source_name).encode())
         if b == ffi.NULL:
-            self._fail(dst, "backup_init", lib.sqlite3_errcode(dst.ptr))
+            self.fail(dst, "backup_init", lib.sqlite3_errcode(dst.ptr))
             return None
         bid = self._new_id()
         self._backups[bid] = (b, src, dst)
@@ -821,13 +692,27 @@ class ModDB:
         return b
 
     def backup_step(self, bid, n=-1) -> int:
-        """backup:step(n) -> OK, DONE or an error code."""
+        """backup:step(n) -> OK (pages remain), DONE or an error code.
+
+        Copies in slices of BACKUP_SLICE pages and stops early at the mod's
+        deadline (returning OK: the mod steps again), so a large copy never
+        holds the frame past the budget in C.
+        """
         b, src, dst = self._backup(bid)
+        self.guard(dst, closing=True)
+        self.guard(src, closing=True)
         dst.vfs.refused = False
-        rc = lib.sqlite3_backup_step(b, int(n) if isinstance(n, (int, float)) else -1)
+        left = int(n) if isinstance(n, (int, float)) and n > 0 else -1
+        while True:
+            k = BACKUP_SLICE if left < 0 else min(left, BACKUP_SLICE)
+            rc = lib.sqlite3_backup_step(b, k)
+            if left > 0:
+                left -= k
+            if rc != OK or left == 0 or self.past_deadline():
+                break
         if rc in (OK, DONE, 5, 6):
             return rc
-        return self._fail(dst, "backup", rc)
+        return self.fail(dst, "backup", rc)
 
     def backup_remaining(self, bid) -> int:
         """backup:remaining()."""
@@ -845,298 +730,3 @@ class ModDB:
         b[2].backup_targets -= 1
         b[2].backup_floor = 0
         return lib.sqlite3_backup_finish(b[0]) & 0xFF
-
-    # -- callbacks into the mod -----------------------------------------------------
-
-    def lua_ids(self, conn: _Conn) -> dict:
-        """{slot: Lua callback id} registered on `conn`."""
-        return self._lua.get(conn.cid, {})
-
-    def _register(self, conn: _Conn, slot: str, cb_id) -> None:
-        ids = self._lua.setdefault(conn.cid, {})
-        if cb_id is None:
-            ids.pop(slot, None)
-        else:
-            ids[slot] = cb_id
-
-    def create_function(self, cid, name, nargs, cb_id, agg_final_id=None) -> bool:
-        """db:create_function / create_aggregate (cb_id: the step function for an aggregate)."""
-        conn = self.conn(cid)
-        if not isinstance(name, str) or not name:
-            raise ModError("create_function: the name must be a non-empty string")
-        if conn.functions >= MAX_FUNCTIONS:
-            raise QuotaExceeded(f"at most {MAX_FUNCTIONS} functions and collations per database")
-        n = int(nargs) if isinstance(nargs, (int, float)) else -1
-        slot = f"fn:{name.lower()}:{n}"
-        final_slot = slot + ":final"
-        self._register(conn, slot, cb_id)
-        if agg_final_id is not None:
-            self._register(conn, final_slot, agg_final_id)
-
-        is_agg = agg_final_id is not None
-
-        def func(ctx, argc, argv):
-            self._call_function(conn, ctx, slot, [_value_of(argv[i]) for i in range(argc)],
-                                is_agg, False)
-
-        def final(ctx):
-            self._call_function(conn, ctx, final_slot, [], True, True)
-
-        if agg_final_id is None:
-            cb = ffi.callback("void(sqlite3_context*, int, sqlite3_value**)", func)
-            rc = lib.sqlite3_create_function_v2(conn.ptr, name.encode(), n, C.UTF8, ffi.NULL,
-                                                cb, ffi.NULL, ffi.NULL, ffi.NULL)
-            conn.callbacks[slot] = cb
-        else:
-            step_cb = ffi.callback("void(sqlite3_context*, int, sqlite3_value**)", func)
-            final_cb = ffi.callback("void(sqlite3_context*)", final)
-            rc = lib.sqlite3_create_function_v2(conn.ptr, name.encode(), n, C.UTF8, ffi.NULL,
-                                                ffi.NULL, step_cb, final_cb, ffi.NULL)
-            conn.callbacks[slot] = (step_cb, final_cb)
-        conn.functions += 1
-        if rc != OK:
-            self._fail(conn, "create_function", rc)
-            return False
-        return True
-
-    def _call_function(self, conn, ctx, slot, args, is_agg, final):
-        agg = 0
-        if is_agg:
-            # One key per aggregate evaluation (a group): the Lua side keeps
-            # its aggregate data under it; the final call says it is done.
-            p = lib.sqlite3_aggregate_context(ctx, 8)
-            agg = int(ffi.cast("uintptr_t", p)) if p != ffi.NULL else 0
-        try:
-            kind, value = self.ask(conn, slot, tuple(args), agg)
-        except _Interrupted as e:
-            lib.sqlite3_result_error(ctx, str(e).encode(), -1)
-            return
-        if is_agg and not final:
-            if kind == "error":
-                lib.sqlite3_result_error(ctx, _to_bytes(value), -1)
-            return
-        self._result(ctx, kind, value)
-
-    def _result(self, ctx, kind, value):
-        if kind == "error":
-            lib.sqlite3_result_error(ctx, _to_bytes(value), -1)
-        elif value is None or kind == "null":
-            lib.sqlite3_result_null(ctx)
-        elif kind == "int" or (kind == "value" and isinstance(value, (bool, int))):
-            v = int(value)
-            if -2 ** 63 <= v < 2 ** 63:
-                lib.sqlite3_result_int64(ctx, v)
-            else:
-                lib.sqlite3_result_double(ctx, float(v))
-        elif kind == "value" and isinstance(value, float):
-            if value.is_integer() and abs(value) < 2 ** 63:
-                lib.sqlite3_result_int64(ctx, int(value))
-            else:
-                lib.sqlite3_result_double(ctx, value)
-        elif kind == "double":
-            lib.sqlite3_result_double(ctx, float(value))
-        elif kind == "blob":
-            b = _to_bytes(value)
-            lib.sqlite3_result_blob(ctx, b, len(b), C.SQLITE_TRANSIENT)
-        else:
-            b = _to_bytes(value)
-            lib.sqlite3_result_text(ctx, b, len(b), C.SQLITE_TRANSIENT)
-
-    def create_collation(self, cid, name, cb_id) -> bool:
-        """db:create_collation(name, fn)."""
-        conn = self.conn(cid)
-        if not isinstance(name, str) or not name:
-            raise ModError("create_collation: the name must be a non-empty string")
-        if conn.functions >= MAX_FUNCTIONS:
-            raise QuotaExceeded(f"at most {MAX_FUNCTIONS} functions and collations per database")
-        slot = f"coll:{name.lower()}"
-        self._register(conn, slot, cb_id)
-
-        def compare(_ud, na, a, nb, b):
-            try:
-                r = self.ask(conn, slot, (ffi.buffer(a, na)[:], ffi.buffer(b, nb)[:]))
-            except _Interrupted:
-                return 0
-            return -1 if r < 0 else (1 if r > 0 else 0)
-
-        cb = ffi.callback("int(void*, int, const void*, int, const void*)", compare, error=0)
-        conn.callbacks[slot] = cb
-        conn.functions += 1
-        rc = lib.sqlite3_create_collation_v2(conn.ptr, name.encode(), C.UTF8, ffi.NULL, cb, ffi.NULL)
-        return rc == OK
-
-    def set_hook(self, cid, kind, cb_id, n=0) -> None:
-        """commit_hook / rollback_hook / update_hook / trace / progress_handler (cb_id None: off)."""
-        conn = self.conn(cid)
-        self._register(conn, kind, cb_id)
-        on = cb_id is not None
-        db = conn.ptr
-        if kind == "commit":
-            def commit(_ud):
-                try:
-                    return 1 if self.ask(conn, "commit", ()) else 0
-                except _Interrupted:
-                    return 1
-            cb = ffi.callback("int(void*)", commit, error=1) if on else ffi.NULL
-            lib.sqlite3_commit_hook(db, cb, ffi.NULL)
-        elif kind == "rollback":
-            def rollback(_ud):
-                try:
-                    self.ask(conn, "rollback", ())
-                except _Interrupted:
-                    pass
-            cb = ffi.callback("void(void*)", rollback) if on else ffi.NULL
-            lib.sqlite3_rollback_hook(db, cb, ffi.NULL)
-        elif kind == "update":
-            def update(_ud, op, dbname, table, rowid):
-                try:
-                    self.ask(conn, "update", (op, C.text(dbname), C.text(table), rowid))
-                except _Interrupted:
-                    pass
-            cb = ffi.callback("void(void*, int, const char*, const char*, sqlite3_int64)",
-                              update) if on else ffi.NULL
-            lib.sqlite3_update_hook(db, cb, ffi.NULL)
-        elif kind == "trace":
-            def trace(_mask, _ctx, p, _x):
-                if conn.internal:           # the host's own pragmas
-                    return 0
-                s = ffi.cast("sqlite3_stmt*", p)
-                sql = lib.sqlite3_expanded_sql(s)
-                text = ffi.string(sql) if sql != ffi.NULL else b""
-                if sql != ffi.NULL:
-                    lib.sqlite3_free(sql)
-                try:
-                    self.ask(conn, "trace", (text,))
-                except _Interrupted:
-                    pass
-                return 0
-            cb = ffi.callback("int(unsigned, void*, void*, void*)", trace, error=0) if on else ffi.NULL
-            lib.sqlite3_trace_v2(db, C.TRACE_STMT if on else 0, cb, ffi.NULL)
-        elif kind == "progress":
-            conn.set_progress(max(1, int(n)) if on else 0)
-            cb = None
-        else:
-            raise ModError(f"internal: no hook {kind!r}")
-        conn.callbacks[kind] = cb
-
-    # -- the helper thread ----------------------------------------------------------
-
-    def _run(self, conn: _Conn, fn, *args):
-        """fn(*args) here, or on the helper thread when `conn` has Lua callbacks."""
-        if not self.lua_ids(conn) or self._in_callback:
-            # Nested calls from inside a callback run here; their SQL cannot
-            # call back into Lua (ask() refuses on this thread).
-            return fn(*args)
-        self._settle()
-        self._ensure_helper()
-        op = _Op(fn, args, self._deadline())
-        self._jobs.put(op)
-        return self._wait(op)
-
-    def _ensure_helper(self) -> None:
-        if self._helper is None:
-            jobs = self._jobs
-
-            def main():
-                self._helper_ident = threading.get_ident()
-                while True:
-                    op = jobs.get()
-                    if op is None:
-                        return
-                    self._op_running = op
-                    try:
-                        op.out.put(("done", op.fn(*op.args)))
-                    except BaseException as e:    # handed to the frame thread as it is
-                        op.out.put(("exc", e))
-                    finally:
-                        self._op_running = None
-
-            t = threading.Thread(target=main, name="relic-moddb", daemon=True)
-            self._helper = t
-            t.start()
-
-    def _wait(self, op: _Op):
-        while True:
-            try:
-                msg = op.out.get(timeout=1.0)
-            except queue.Empty:
-                if op.deadline is not None and time.monotonic() > op.deadline + 5.0:
-                    for c in self._conns.values():
-                        lib.sqlite3_interrupt(c.ptr)
-                continue
-            if msg[0] == "done":
-                return msg[1]
-            if msg[0] == "exc":
-                raise msg[1]
-            # ("call", lua id, args, aggregate key)
-            self._op = op
-            self._in_callback += 1
-            return (CALLBACK,) + msg[1:]
-
-    def resume(self, ok, kind=None, value=None, address=None, length=None):
-        """The Lua side ran the callback: hand its result to SQLite and wait again.
-
-        (ok, kind, value): the callback's result, or (False, None, message).
-        A string result may come as (address, length) of a string the Lua
-        side holds meanwhile (see bind_raw).
-        """
-        if address is not None:
-            n = int(length)
-            if n > self.max_value_bytes:
-                ok, kind, value = False, None, f"string or blob too big ({n} bytes)"
-            else:
-                value = ctypes.string_at(int(address), n) if n else b""
-        op = self._op
-        if op is None:
-            raise ModError("internal: no SQLite callback is waiting")
-        self._op = None
-        self._in_callback -= 1
-        op.back.put((bool(ok), kind, value))
-        return self._wait(op)
-
-    def _settle(self) -> None:
-        """An op left waiting for a callback (the mod was stopped in it): end it."""
-        while self._op is not None:
-            op, self._op = self._op, None
-            self._in_callback = max(0, self._in_callback - 1)
-            op.back.put(None)
-            while True:
-                msg = op.out.get()
-                if msg[0] == "call":
-                    op.back.put(None)
-                    continue
-                break
-
-    def _settle_unless_nested(self) -> None:
-        if not self._in_callback:
-            self._settle()
-
-    def ask(self, conn: _Conn, slot: str, args: tuple, agg: int = 0):
-        """From SQLite on the helper thread: run the Lua callback in `slot`; its result."""
-        cb_id = self.lua_ids(conn).get(slot)
-        op = self._op_running
-        if cb_id is None or op is None or threading.get_ident() != self._helper_ident:
-            raise _Interrupted("SQL callbacks cannot run here (inside another callback's SQL)")
-        op.out.put(("call", cb_id, list(args), agg))
-        reply = op.back.get()
-        if reply is None:
-            conn.timed_out = True
-            raise _Interrupted("interrupted: the mod's callback was stopped")
-        ok, kind, value = reply
-        if not ok:
-            if slot.startswith("fn:"):
-                return "error", value if value is not None else "error in a Lua function"
-            raise _Interrupted(_to_bytes(value).decode("utf-8", "replace"))
-        if slot.startswith("fn:"):
-            return kind, value
-        return value
-
-
-def _to_bytes(v) -> bytes:
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, str):
-        return v.encode("utf-8", "surrogateescape")
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)).encode()
-    return str(v).encode()

@@ -1216,11 +1216,11 @@ else
 end
 -- Method calls on strings ("x"):rep(...) go through the string metatable:
 -- point it at the mod's string table (so its own additions work as methods)
--- and lock it.
+-- and, in the sandbox, lock it.
 do
   local smt = getmetatable("")
   smt.__index = env.string
-  smt.__metatable = "locked"
+  if SANDBOXED then smt.__metatable = "locked" end
 end
 
 env.spdlog = readonly(spdlog, "spdlog")

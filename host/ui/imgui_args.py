@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable
 
 from host.errors import ModError
-from host.runtime.convert import lua_type
+from lupa import lua_type  # the type name a value has in Lua (coroutines show as "function")
 from host.ui.imgui_names import Arg, Binding
 
 MAX_TEXT = 64 * 1024          # bytes of one string argument or InputText result
@@ -41,17 +41,18 @@ def _describe(v) -> str:
 
 def text(v, what: str = "string") -> str:
     """A string argument (numbers are turned into text, as Lua's tostring does)."""
-    if isinstance(v, bytes):
-        v = v.decode("utf-8", "replace")
-    elif isinstance(v, bool) or v is None:
-        raise ModError(f"{what} expected, got {_describe(v)}")
-    elif isinstance(v, int):
-        v = str(v)
-    elif isinstance(v, float):
-        v = str(int(v)) if v.is_integer() and abs(v) < 1e15 else "%.14g" % v
-    elif not isinstance(v, str):
-        raise ModError(f"{what} expected, got {_describe(v)}")
-    if len(v) > MAX_TEXT or (len(v) > MAX_TEXT // 4 and len(v.encode("utf-8", "replace")) > MAX_TEXT):
+    if type(v) is not str:
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, bool) or v is None:
+            raise ModError(f"{what} expected, got {_describe(v)}")
+        elif isinstance(v, int):
+            v = str(v)
+        elif isinstance(v, float):
+            v = str(int(v)) if v.is_integer() and abs(v) < 1e15 else "%.14g" % v
+        elif not isinstance(v, str):
+            raise ModError(f"{what} expected, got {_describe(v)}")
+    if len(v) > MAX_TEXT // 4 and len(v.encode("utf-8", "replace")) > MAX_TEXT:
         raise ModError(f"string longer than {MAX_TEXT} bytes")
     return v
 
@@ -221,10 +222,16 @@ class ArgReader:
         """All arguments of `b` (defaults filled in, nil for optional ones without a default)."""
         out = []
         pos = start
+        n = len(args)
         for a in b.args:
             w = a.width
-            raw = list(args[pos:pos + w]) + [None] * max(0, pos + w - len(args))
-            if all(x is None for x in raw):
+            if w == 1:
+                raw = [args[pos]] if pos < n else [None]
+                missing = raw[0] is None
+            else:
+                raw = list(args[pos:pos + w]) + [None] * max(0, pos + w - n)
+                missing = all(x is None for x in raw)
+            if missing:
                 if not a.optional:
                     raise ModError(f"ImGui.{b.name}: argument #{pos + 1} ({a.name}) is missing "
                                    f"(ImGui.{b.signature()})")
@@ -235,8 +242,6 @@ class ArgReader:
                 except ModError as e:
                     raise ModError(f"ImGui.{b.name}: bad argument #{pos + 1} ({a.name}): {e}") from None
             pos += w
-        extra = [x for x in args[pos:] if x is not None]
-        if extra:
-            raise ModError(f"ImGui.{b.name}: too many arguments ({len(args)}; "
-                           f"ImGui.{b.signature()})")
+        if n > pos and any(x is not None for x in args[pos:]):
+            raise ModError(f"ImGui.{b.name}: too many arguments ({n}; ImGui.{b.signature()})")
         return out

@@ -38,6 +38,10 @@ def snake(name: str) -> str:
     return _SNAKE1.sub(r"_\1", _SNAKE2.sub(r"_\1", name)).lower()
 
 
+# the imgui-bundle function (or ImDrawList method) each plain row calls
+_CALL_NAMES = {n: (snake(n[len("ImDrawList"):]) if n.startswith("ImDrawList") else b.tag("call") or snake(n))
+               for n, b in BINDINGS.items()}
+
 _HEADLESS_KIND = {"b": False, "f": 0.0, "i": 0, "s": "", "u": 0, "xy": (0.0, 0.0),
                   "xyzw": (0.0, 0.0, 0.0, 0.0), "t": []}
 
@@ -84,6 +88,7 @@ class ModImGui:
     def __init__(self, layer: "ImGuiLayer", mod: "Mod"):
         self.layer = layer
         self.mod = mod
+        self._reader: A.ArgReader | None = None
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -110,7 +115,10 @@ class ModImGui:
             raise ModError(f"ImGui.{name}: host binding error ({str(e).splitlines()[0]})") from None
 
     def _read(self, b: Binding, im, args, start: int = 0) -> list:
-        return A.ArgReader(self.mod, im, self.layer.draw_list).read(b, args, start)
+        reader = self._reader
+        if reader is None or reader.im is not im:
+            reader = self._reader = A.ArgReader(self.mod, im, self.layer.draw_list)
+        return reader.read(b, args, start)
 
     def _one(self, b: Binding, args, i: int, conv, *extra):
         """Argument i (0-based) through a converter of imgui_args, with CET-style error text."""
@@ -141,10 +149,11 @@ class ModImGui:
 
     def _invoke(self, b: Binding, im, vals: list):
         py = [self._py(a.type, v, im) for a, v in zip(b.args, vals)]
+        fname = _CALL_NAMES[b.name]
         if b.args and b.args[0].type == "dl":
-            target, fname = py.pop(0), snake(b.name[len("ImDrawList"):])
+            target = py.pop(0)
         else:
-            target, fname = im, b.tag("call") or snake(b.name)
+            target = im
         while py and py[-1] is None:
             py.pop()
         return getattr(target, fname)(*py)
@@ -605,8 +614,9 @@ class ModImGui:
     def _fn_plot(self, b, im, args):
         label, values, count, offset, overlay, lo, hi, size = self._read(b, im, args)
         try:
-            data = A.numbers(self.mod, values, min(A.MAX_ITEMS, len(A.plain(self.mod, values, "table of numbers"))),
-                             False)
+            raw = A.plain(self.mod, values, "table of numbers")
+            raw = raw if isinstance(raw, list) else []
+            data = [A.number(x) for x in raw[:A.MAX_ITEMS]]
         except ModError as e:
             raise ModError(f"ImGui.{b.name}: bad argument #2 (values): {e}") from None
         if count is not None:
@@ -677,6 +687,12 @@ class ModImGui:
         if dl is not None:
             dl.add_text(im.ImVec2(*pos), col, text)
         return None
+
+    # -- toasts ------------------------------------------------------------------------------
+
+    def _fn_show_toast(self, b, im, args):
+        kind, title, content, dismiss = self._read(b, im, args)
+        self.layer.show_toast(self.mod, kind, title or "", content or "", dismiss)
 
     # -- textures --------------------------------------------------------------------------------
 

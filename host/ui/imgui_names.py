@@ -358,6 +358,8 @@ ImDrawListAddNgonFilled(drawList:dl, center:xy, radius:f, col:u, numSegments:seg
 ImDrawListAddText(drawList:dl, pos:xy, col:u, text:s) ; fn=add_text doc=ImDrawListAddText(drawList, [fontSize,] posX, posY, col, text [, wrapWidth])
 ImDrawListAddBezierCubic(drawList:dl, p1:xy, p2:xy, p3:xy, p4:xy, col:u, thickness:f, numSegments:segs=0)
 ImDrawListAddBezierQuadratic(drawList:dl, p1:xy, p2:xy, p3:xy, col:u, thickness:f, numSegments:segs=0)
+# Toasts (CET's notifications: ImGui.Toast.new(ImGui.ToastType.Info [, dismissMs] [, content]))
+ShowToast(type:i, title:s?, content:s?, dismissMs:i=3000) ; fn=show_toast anywhere doc=ShowToast(toast) (toast = ImGui.Toast.new(ImGui.ToastType.Success [, dismissMs] [, content]); toast:SetTitle(text), toast:SetContent(text), toast:SetType(type))
 # Relic extras (Dear ImGui functions CET does not bind)
 SeparatorText(label:s)
 PlotLines(label:s, values:items, count:i?, offset:i=0, overlay:s?, scaleMin:f?, scaleMax:f?, size:xy=0,0) ; fn=plot
@@ -378,11 +380,7 @@ class Arg:
     type: str
     default: object = None
     optional: bool = False
-
-    @property
-    def width(self) -> int:
-        """How many Lua arguments it takes."""
-        return WIDTH.get(self.type, 1)
+    width: int = 1              # how many Lua arguments it takes
 
 
 @dataclass(frozen=True)
@@ -477,7 +475,7 @@ def parse(table: str = TABLE) -> dict[str, Binding]:
             type_, eq, default = rest.rstrip("?").partition("=")
             if type_ not in ARG_TYPES:
                 raise ValueError(f"ImGui table: {name}: unknown argument type {type_!r}")
-            args.append(Arg(an, type_, _literal(default, type_) if eq else None, optional))
+            args.append(Arg(an, type_, _literal(default, type_) if eq else None, optional, WIDTH.get(type_, 1)))
         results = []
         for part in filter(None, (p.strip() for p in (res_text or "").split(","))):
             rn, _, kind = part.partition(":")

@@ -7,7 +7,7 @@ from the image's own header (PNG, JPEG or BMP), checked against MAX_SIDE and
 MAX_PIXELS before anything is decoded, so a small file that claims a huge
 picture (a decompression bomb) is refused.  Pixels are decoded later, by the
 renderer that draws them (host/ui/imgui_overlay.py), never in a mod's call.
-Per mod: MAX_TEXTURES live textures and MAX_MOD_BYTES of files.
+Per mod: MAX_TEXTURES live textures, MAX_MOD_BYTES of files and MAX_MOD_PIXELS.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MAX_SIDE = 4096
 MAX_PIXELS = 4096 * 4096
 MAX_TEXTURES = 64
 MAX_MOD_BYTES = 64 * 1024 * 1024
+MAX_MOD_PIXELS = 16 * 1024 * 1024     # decoded, 64 MiB of RGBA per mod
 TEXTURE_ID_BASE = 1 << 30        # above the ids the renderer gives Dear ImGui's own textures
 
 
@@ -111,6 +112,9 @@ class TextureStore:
         data, w, h, kind = read_image_file(mod, path)
         if sum(len(t.data) for t in mine) + len(data) > MAX_MOD_BYTES:
             raise QuotaExceeded(f"textures are limited to {MAX_MOD_BYTES // (1024 * 1024)} MiB of files per mod")
+        if sum(t.width * t.height for t in mine) + w * h > MAX_MOD_PIXELS:
+            raise QuotaExceeded(f"textures are limited to {MAX_MOD_PIXELS // (1024 * 1024)} Mi pixels per mod; "
+                                "Release() the ones you no longer need")
         handle = self._next
         self._next += 1
         tex = Texture(handle, owner, w, h, data, kind, TEXTURE_ID_BASE + handle)

@@ -181,12 +181,31 @@ return function(bridge, handle, strptr)
     return (B.bind(sid, i, v, blob))
   end
 
+  -- Bind vals[1..n] in one host call: `kinds` has "v" for a value passed as
+  -- it is and "s" for a string passed as (address, length); `vals` holds the
+  -- strings meanwhile.
   local function bind_all(sid, n, vals)
-    for i = 1, n do
-      local rc = bind_one(sid, i, vals[i], false)
-      if rc ~= OK then return rc end
+    if not strptr then
+      for i = 1, n do
+        local rc = bind_one(sid, i, vals[i], false)
+        if rc ~= OK then return rc end
+      end
+      return OK
     end
-    return OK
+    local kinds, args, k = {}, {}, 0
+    for i = 1, n do
+      local v = vals[i]
+      if type(v) == "string" then
+        kinds[i] = "s"
+        args[k + 1], args[k + 2] = strptr(v), #v
+        k = k + 2
+      else
+        kinds[i] = "v"
+        args[k + 1] = v
+        k = k + 1
+      end
+    end
+    return (B.bind_packed(sid, table.concat(kinds), unpack(args, 1, k)))
   end
 
   -- Iterators (lsqlite3: db:rows -> arrays, db:nrows -> tables by column
