@@ -39,8 +39,9 @@ from host.errors import (BackendDownError, OptionError, PromptTooLongError, Reli
 from host.messages import (DoneEvent, FocusRequest, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest,
                            SessionCloseRequest, SessionCreateRequest, SessionInfoRequest, SessionLoadRequest,
                            SessionResetRequest, SessionSaveRequest, StatsRequest, StoreAddRequest,
-                           StoreRemoveRequest, StoreSearchRequest, TokensEvent, error_result)
+                           StoreRemoveRequest, StoreSearchRequest, TokensEvent)
 from host.remote import llama_server, openai
+from host.results import Result, Timings, Usage
 
 log = logging.getLogger("relic.remote")
 
@@ -70,7 +71,7 @@ class _Job:
     """One generation on the server; fields touched by the worker thread only, except ``abandon``."""
 
     __slots__ = ("req", "session", "messages", "slot", "parts", "finish", "counts", "timings", "thread",
-                 "t_start", "t_first", "deadline", "done", "abandon", "retries")
+                 "t_start", "t_first", "t_queued", "deadline", "done", "abandon", "retries")
 
     def __init__(self, req: GenerateRequest, session: SessionState | None, messages, deadline: float):
         self.req = req
@@ -84,6 +85,7 @@ class _Job:
         self.thread: threading.Thread | None = None
         self.t_start = 0.0
         self.t_first = 0.0
+        self.t_queued = time.monotonic()
         self.deadline = deadline
         self.done = False
         # set by the worker when the request ends early (cancel, deadline): its reader stops and closes
@@ -360,28 +362,28 @@ class RemoteEngine:
         t_first = job.t_first or now
         n_gen = job.counts["completion_tokens"] or (len(job.parts) if job.parts else 0)
         gen_s = max(now - t_first, 1e-9)
+        usage = Usage(prompt_tokens=job.counts["prompt_tokens"], cached_tokens=job.counts["cached_tokens"],
+                      completion_tokens=n_gen)
+        server = job.timings or {}
+        timings = Timings(queue_ms=max(0.0, (t0 - job.t_queued) * 1000) if t0 else 0.0,
+                          prompt_ms=float(server.get("prompt_ms", 0.0)) or (t_first - t0) * 1000,
+                          first_token_ms=(t_first - job.t_queued) * 1000 if job.t_first else 0.0,
+                          generation_ms=gen_s * 1000,
+                          tokens_per_second=n_gen / gen_s if n_gen > 1 else 0.0)
         if exc is not None:
             message = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
-            result = error_result(message, text=text, error_type=error_type_of(exc))
-        elif reason == "cancelled":
-            result = error_result("", reason="cancelled", text=text)
+            error, error_type = message, error_type_of(exc)
         else:
-            result = {"text": text, "finish_reason": reason, "error": None, "error_type": None}
-        result["usage"] = dict(job.counts, completion_tokens=n_gen)
-        result["timings"] = {"prompt_ms": (t_first - t0) * 1000, "generation_ms": gen_s * 1000,
-                             "tokens_per_second": n_gen / gen_s if n_gen else 0.0}
-        if job.timings:
-            result["server_timings"] = dict(job.timings)
-        if se is not None:
-            result["session_bytes"] = se.text_size()
+            error, error_type = None, None
+        result = Result.generated(text=text, finish_reason=reason, usage=usage, timings=timings, error=error,
+                                  error_type=error_type or "error",
+                                  session_chars=se.text_size() if se is not None else None)
         grammar = job.req.grammar
-        if grammar is not None and getattr(grammar, "returns_value", False):
-            result["value"] = None
-            if reason in ("stop", "length") and exc is None:
-                result["value"], problem = grammar.parse_result(text)
-                if problem:  # Relic's own check: a server's constraint is never trusted blindly
-                    result["error"] = problem
-                    result["error_type"] = "schema"
+        if grammar is not None and getattr(grammar, "returns_value", False) and reason in ("stop", "length"):
+            value, problem = grammar.parse_result(text)  # Relic's own check: a server is never trusted blindly
+            result = result.with_(value=value)
+            if problem:
+                result = result.with_(error=problem, error_type="schema")
         emit(DoneEvent(job.req.id, job.req.mod_id, result))
 
     def fail_running(self, emit, exc: BaseException) -> None:
@@ -426,14 +428,14 @@ class RemoteEngine:
                           priority=r.priority)
         self.sessions[r.session_id] = se
         self._pin(r.session_id)
-        return {"value": {"id": r.session_id, "session_bytes": se.text_size()}}
+        return {"value": {"id": r.session_id, "session_chars": se.text_size()}}
 
     def _session_reset(self, r: SessionResetRequest, _c) -> dict:
         se = self._session(r.session_id, r.mod_id)
         if se.busy:
             raise SessionError("cannot reset a session while it is answering; cancel the turn first")
         se.messages, se.dropped, se.summary = [], 0, ""
-        return {"value": {"id": r.session_id, "session_bytes": se.text_size()}}
+        return {"value": {"id": r.session_id, "session_chars": se.text_size()}}
 
     def _session_close(self, session_id: int, mod_id: str) -> None:
         se = self.sessions.get(session_id)
@@ -474,7 +476,7 @@ class RemoteEngine:
         self.sessions[r.session_id] = se
         self._pin(r.session_id)
         return {"value": {"id": r.session_id, "system": se.system, "messages": len(se.messages),
-                          "cached_tokens": 0, "session_bytes": se.text_size()}}
+                          "cached_tokens": 0, "session_chars": se.text_size()}}
 
     # --- stores and memory (the embedded embedding model, on this thread) ----------
     def rag(self):
