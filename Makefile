@@ -108,7 +108,7 @@ npc: setup
 game: setup $(GAME_STAMP)
 	$(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/market/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
 
-bench: setup $(BENCH_STAMP)
+bench: setup llama-server $(BENCH_STAMP)
 	$(PY) bench/run_all.py
 
 doctor: setup
