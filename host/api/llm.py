@@ -214,6 +214,8 @@ class LLMProvider:
             raise OptionError(f"unknown request kind {kind!r}")
         raw = mod.from_lua(opts)
         options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        if kind == "chat":
+            self.worker.check_template(options.get("template"))
         stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, stream=stream, **options), stream=stream)
@@ -364,6 +366,7 @@ class LLMProvider:
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)
         if kind == "chat":
+            self.worker.check_template(options.get("template"))
             messages = list(messages)
             if messages and messages[0]["role"] == "system":
                 messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{toolset.describe()}"}
