@@ -442,13 +442,13 @@ DRAW_SCRIPT = textwrap.dedent(r"""
     import sys, json
     import pygame
     from host.runtime.host import Host
-    from host.ui.imgui_overlay import ImGuiOverlay
+    from host.ui.imgui_overlay import ImGuiOverlay, imgui_layer
 
     mods, out = sys.argv[1], sys.argv[2]
     pygame.display.init()
     screen = pygame.display.set_mode((400, 300))
-    host = Host(mods, console=print)
-    overlay = ImGuiOverlay(host, screen.get_size())
+    host = Host(mods, console=print, ui=imgui_layer(screen.get_size()))
+    overlay = ImGuiOverlay(host)
     host.load()
     for _ in range(3):
         for e in pygame.event.get():
