@@ -27,7 +27,8 @@ What a game uses (docs/EMBEDDING.md walks through it)::
 - :func:`create_host` — a Host (not yet loaded) with the model and the ``llm``,
   ``grammar`` and ``rag`` modules wired to a started inference worker
   (host/app.py; :func:`build_host` is the same with more shortcuts).
-- :class:`Limits` — every budget, cap and quota a host enforces.
+- :class:`Limits` — every budget, cap and quota a host enforces; :class:`Grant` —
+  what the game allows one mod (trust, budget, memory): ``grants={id: Grant(...)}``.
 - :class:`Result` — what a mod's request ends with (host/results.py).
 - :class:`RelicError` and its subclasses (host/errors.py): every error Relic
   raises on purpose; a game catches ``RelicError`` at start.
@@ -52,6 +53,7 @@ _EXPORTS = {
     "Host": "host.runtime.host",
     "build_host": "host.app",
     "Limits": "host.runtime.limits",
+    "Grant": "host.runtime.grants",
     "Result": "host.results",
     "Usage": "host.results",
     "Timings": "host.results",

@@ -101,7 +101,10 @@ def main(argv=None) -> int:
             ui = imgui_layer((WIDTH, HEIGHT))
         except ImportError as exc:
             print(f"relic: no ImGui overlay ({exc}); mods' ImGui calls draw nothing", flush=True)
-        game_host = relic.create_host(config, prepared, console=lambda line: print(line, flush=True), ui=ui)
+        # the game decides privileges: its tools window asks for 250 ms (ImGui calls wait for the GIL while
+        # the worker runs); the NPC mods get the default
+        game_host = relic.create_host(config, prepared, console=lambda line: print(line, flush=True), ui=ui,
+                                      grants={"tools": relic.Grant(budget_ms=250)})
         game_host.expose_per_mod("market", market.for_mod)   # each NPC mod: its own body on the street
         game_host.declare_event(*EVENTS)                      # onHear / onStreetEvent
         game_host.load()

@@ -264,10 +264,11 @@ class Host:
     def mod_stopped(self, mod: Mod) -> None:
         """Called by a Mod that failed or was quarantined: say so, uninstall providers."""
         mod.log.flush()
-        if mod.state == "quarantined":
-            self.host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
+        what = "quarantined" if mod.state == "quarantined" else "not loaded"
+        if mod.log.console is not None:   # the mod's own log line said it on the console already
+            logger.info("mod '%s' %s: %s", mod.id, what, mod.reason)
         else:
-            self.host_log(f"mod '{mod.id}' not loaded: {mod.reason}")
+            self.host_log(f"mod '{mod.id}' {what}: {mod.reason}")
         self._provider_uninstall(mod)
 
     def _unload(self, mod: Mod | SkippedMod) -> None:
