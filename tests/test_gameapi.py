@@ -190,7 +190,7 @@ def test_expose_per_mod_binds_each_mod_to_its_own_value(make_host):
     host.load()
     host.run_command("walk")
     host.run_command("swim")
-    assert console.mod_lines("bram") == ["bram\t3\t8"] and console.mod_lines("oona") == ["oona\t-1"]
+    assert console.mod_lines("bram") == ["bram\t3\t8"] and console.mod_lines("oona") == ["oona\t-1"], console.text
     assert bodies == {"bram": {"x": 8}, "oona": {"x": -1}}
     assert console.mod_lines("stranger") == ["nil"]
     assert "me" in host.game.describe()
