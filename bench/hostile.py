@@ -1,4 +1,4 @@
-"""Every class of issue 12 run against a real host, with a well-behaved mod beside the attacker.
+"""Every class of hostile mod run against a real host, with a well-behaved mod beside the attacker.
 
 Each class runs in its own process (so a crash is a figure, not the end of the
 bench): the real model and worker (`build_host`), a "good" mod that asks for a

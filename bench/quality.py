@@ -1,6 +1,6 @@
 """Measured quality of what characters say: a scripted Judy conversation and a market NPC scene.
 
-Simple checks per reply, reported as pass rates (issue 14, item 6):
+Simple checks per reply, reported as pass rates:
 
 - ``no_echo``: no stretch of 40+ characters copied from the system prompt;
 - ``no_tag``: no internal tag such as ``(lore:diving)``, ``[1]``, ``chat:...`` or raw JSON;

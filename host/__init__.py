@@ -33,7 +33,8 @@ What a game uses (docs/EMBEDDING.md walks through it)::
 - :class:`RelicError` and its subclasses (host/errors.py): every error Relic
   raises on purpose; a game catches ``RelicError`` at start.
 - The mods' ImGui in a pygame window: ``imgui_layer(size)`` as the Host's
-  ``ui=``, then ``ImGuiOverlay(host)`` (host/ui/imgui_overlay.py, the ``ui`` extra).
+  ``ui=``, then ``ImGuiOverlay(host)`` (host/ui/imgui_overlay.py; they need the
+  ``ui`` extra, and raise ImportError on first use without it).
 
 Names are imported on first use, so ``import host`` is cheap and needs none
 of the optional extras.
@@ -58,6 +59,8 @@ _EXPORTS = {
     "Usage": "host.results",
     "Timings": "host.results",
     "ToolCall": "host.results",
+    "imgui_layer": "host.ui.imgui_overlay",
+    "ImGuiOverlay": "host.ui.imgui_overlay",
     "RelicError": "host.errors",
     "SetupError": "host.errors",
     "ConfigError": "host.errors",

@@ -1,4 +1,4 @@
-"""A mod's output cannot forge host lines (checklist class 33); its log is written once per frame."""
+"""A mod's output cannot forge host lines; its log is written once per frame."""
 
 from __future__ import annotations
 

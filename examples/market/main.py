@@ -97,8 +97,7 @@ def main(argv=None) -> int:
     def host_factory(market):
         ui = None
         try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)
-            from host.ui.imgui_overlay import ImGuiOverlay, imgui_layer
-            ui = imgui_layer((WIDTH, HEIGHT))
+            ui = relic.imgui_layer((WIDTH, HEIGHT))
         except ImportError as exc:
             print(f"relic: no ImGui overlay ({exc}); mods' ImGui calls draw nothing", flush=True)
         # the game decides privileges: its tools window asks for 250 ms (ImGui calls wait for the GIL while
@@ -108,7 +107,7 @@ def main(argv=None) -> int:
         game_host.expose_per_mod("market", market.for_mod)   # each NPC mod: its own body on the street
         game_host.declare_event(*EVENTS)                      # onHear / onStreetEvent
         game_host.load()
-        return game_host, (ImGuiOverlay(game_host) if ui is not None else None)
+        return game_host, (relic.ImGuiOverlay(game_host) if ui is not None else None)
 
     try:
         game = Game(host_factory, fps=args.fps, seed=args.seed, ambient_s=args.ambient)

@@ -1,4 +1,4 @@
--- llm: the mod-facing LLM module (see shared LUA_API.md).
+-- llm: the mod-facing LLM module (see docs/MODDING.md).
 --
 -- Built once per mod by the host: `factory(bridge)` returns the `llm` table.
 -- `bridge` holds host functions bound to this mod; they only enqueue work for
