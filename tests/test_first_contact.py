@@ -60,9 +60,9 @@ def test_session_creation_fails_naming_the_fix_once(base_model, tmp_path):
 
     mods = tmp_path / "mods"
     write_mod(mods, "talker", """
-        local ok, err = pcall(llm.session, { system = "You are Bram." })
+        local ok, err = pcall(function() local s = llm.session{ system = "You are Bram." }; return s end)
         print("session", ok, err)
-        local ok2, err2 = pcall(llm.chat, { messages = { { role = "user", content = "hi" } } })
+        local ok2, err2 = pcall(function() local h = llm.chat{ messages = { { role = "user", content = "hi" } } }; return h end)
         print("chat", ok2, err2)
         local fine = llm.session{ system = "You are Bram.", template = "chatml" }
         fine:say("Hello", { max_tokens = 4, on_done = function(r) print("said", r.finish_reason, r.error) end })
