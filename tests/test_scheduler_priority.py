@@ -114,6 +114,7 @@ def test_focus_makes_a_mod_the_player_and_one_player_request_per_mod(model):
         assert sched.priority_of(a) == "player"
         sched.set_focus("lise")
         assert sched.priority_of(a) == "normal"
+        assert sched.priority_of(b) == "normal", "with a focus set, a mod cannot make itself the player"
         sched.set_focus(None)
         sched.create_session(5, "lise", system="You are Lise.", priority="background")
         turn = GenerateRequest(id=3, mod_id="lise", prompt="hi", session=5)
@@ -122,6 +123,7 @@ def test_focus_makes_a_mod_the_player_and_one_player_request_per_mod(model):
         assert sched.priority_of(turn) == "player"
         sched.set_focus("lise", 6)
         assert sched.priority_of(turn) == "background"
+        sched.set_focus(None)
         ev = Events()
         sched.submit(b, ev)
         sched.submit(GenerateRequest(id=4, mod_id="oona", prompt="Once upon", priority="player", max_tokens=4), ev)

@@ -149,15 +149,18 @@ class Scheduler:
     # --- priorities -----------------------------------------------------------
     def priority_of(self, req) -> str:
         """A request's priority name: its own, else its session's default, else "normal"; the focused
-        mod or session (set_focus) runs as "player"."""
+        mod or session (set_focus) runs as "player", and while a focus is set no other mod does."""
         if req.id in self._internal:
             return "internal"
         prio = req.priority
         se = self.sessions.get(req.session) if req.session is not None else None
         if prio is None and se is not None:
             prio = se.priority
-        if self.focus is not None and self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
-            prio = "player"
+        if self.focus is not None:
+            if self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
+                prio = "player"
+            elif prio == "player":
+                prio = "normal"  # once the game names the player's partner, nobody else is "player"
         return prio or "normal"
 
     def rank_of(self, req) -> int:
