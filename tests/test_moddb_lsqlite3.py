@@ -422,7 +422,7 @@ def test_sorts_and_distinct_spill_inside_the_cap(make_host):
               db:errcode())
         print(db:exec("SELECT count(*) FROM (SELECT DISTINCT a.b || b.b FROM r a, r b WHERE b.rowid < 40)"))
         print(db:exec("SELECT count(*) FROM r"))
-    """, limits=SMALL, tomls={"t": "budget_ms = 2000\n"})
+    """, limits=Limits(db_max_bytes=2 * MiB, budget_ms=2000, init_budget_ms=4000))
     assert lines == ["13\t13", "13", "0"]
 
 
