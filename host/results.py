@@ -63,7 +63,7 @@ class Timings(_Fields):
 
     queue_ms: float = 0.0           # asked -> it got a sequence (waiting behind others)
     retrieval_ms: float = 0.0       # the session's memory note: embedding the turn and searching
-    prompt_ms: float = 0.0          # it got a sequence -> its prompt was read (cached tokens skip)
+    prompt_ms: float = 0.0          # reading its prompt, retrieval not included (cached tokens skip)
     first_token_ms: float = 0.0     # asked -> its first token was sampled (the whole wait)
     generation_ms: float = 0.0      # first token -> the end
     tokens_per_second: float = 0.0  # generated tokens over generation_ms (0 with fewer than two)

@@ -16,6 +16,7 @@ from lupa import luajit21 as lupa
 
 from host.runtime.grants import Grant
 from host.runtime.limits import Limits
+from host.runtime.modlog import sanitize_lines
 from modhost_util import write_mod
 
 PLAIN_PRELUDE = r"""
@@ -70,9 +71,9 @@ def run_plain(src: str | bytes, folder: Path, chunkname: str = "@init.lua") -> l
       if not ok then print("ERROR", e) end
     end""")
     run(code, chunkname.encode())
-    # a mod's log holds one line per line
+    # as a mod's log holds them: one line per line, control characters escaped
     return [line for i in range(1, len(out) + 1)
-            for line in out[i].decode("utf-8", "backslashreplace").split("\n")]
+            for line in sanitize_lines(out[i].decode("utf-8", "backslashreplace"))]
 
 
 def run_mod(make_host, mods_dir: Path, mod_id: str, src: str | bytes, *, trusted: bool = False,

@@ -15,7 +15,7 @@ def _python_blocks(path: Path):
 
 
 @pytest.mark.parametrize("index,code", [
-    pytest.param(i, code, marks=[pytest.mark.needs_model] if "model" in code else [])
+    pytest.param(i, code, marks=[pytest.mark.needs_model] if "model" in code or "build_host" in code else [])
     for i, code in enumerate(_python_blocks(ROOT / "README.md"))])
 def test_readme_python_examples_run(index, code, capsys):
     exec(compile(code, f"README.md[python block {index}]", "exec"), {})

@@ -31,6 +31,7 @@ SPECIAL = {
     "TableSetColumnIndex": "1", "TableSetBgColor": "ImGuiTableBgTarget.CellBg, 0xFF0000FF",
     "SetColumnWidth": "0, 50", "SetColumnOffset": "1, 60", "GetColorU32": "ImGuiCol.Text, 1",
     "BeginChildFrame": "7, 20, 20", "TableGetColumnName": "0",
+    "ShowToast": 'ImGui.Toast.new(ImGui.ToastType.Info, 100, "toast")',
 }
 # the context a row needs (Lua before and after the call)
 CONTEXT = {

@@ -236,3 +236,40 @@ def test_menu_bars_popups_and_modals_open_and_close_with_dear_imgui(make_host):
     assert out.main is True and out.bar is True
     assert out.modal == 3 and out.open == "false"           # open frames 1..3, closed by CloseCurrentPopup
     assert host.ui.errors == 0 and "[error]" not in read_log(host, "m")
+
+
+TOASTS = r"""
+local frame = 0
+registerForEvent("onDraw", function()
+  frame = frame + 1
+  if frame == 1 then
+    local t = ImGui.Toast.new(ImGui.ToastType.Success, 2000, "saved the settings")
+    t:SetTitle("My mod")
+    ImGui.ShowToast(t)
+    ImGui.ShowToast(ImGui.Toast.new(ImGui.ToastType.Error, "went wrong"))
+    for i = 1, 20 do ImGui.ShowToast(ImGui.Toast.new(ImGui.ToastType.Info, 500, "spam " .. i)) end
+    print(pcall(ImGui.ShowToast, {}))
+  end
+end)
+"""
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["headless", "dear-imgui"])
+def test_toasts_show_in_the_corner_capped_per_mod(make_host, real):
+    host, console = make_host({"m": TOASTS}, load=False)
+    if real:
+        from host.ui.imgui_api import ImGuiLayer
+        from host.ui.imgui_backend import ImGuiBackend
+        host.ui = ImGuiLayer(ImGuiBackend(800, 600))
+    host.load()
+    for _ in range(2):
+        host.update(1 / 60)
+        host.draw()
+    assert host.mods["m"].state == "loaded", read_log(host, "m")
+    toasts = host.ui.toasts
+    assert len(toasts) == 8                                   # MAX_TOASTS a mod: the oldest went first
+    assert [t["content"] for t in toasts[-2:]] == ["spam 19", "spam 20"]
+    assert console.mod_lines("m")[0].startswith("false\tImGui.ShowToast: bad argument #1 (toast)")
+    if real:
+        names = [cl.owner_name if hasattr(cl, "owner_name") else "" for cl in host.ui.draw_data.cmd_lists]
+        assert host.ui.errors == 0 and len(host.ui.draw_data.cmd_lists) >= 8, names

@@ -278,6 +278,8 @@ def test_sandboxed_trusted_and_plain_luajit_agree_on_the_corpus(make_host, mods_
                 continue   # fails everywhere (a C module it needs, say); the messages may differ
             if _refused(name, got, trusted):
                 continue
-            problems.append((name, have[:20], want[:20]))
+            first = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
+            problems.append((name, have[max(0, first - 2):first + 8], want[max(0, first - 2):first + 8]))
         assert not problems, "\n".join([f"{'trusted' if trusted else 'sandboxed'} mod differs from LuaJIT:"] + [
-            f"[{name}]\n  mod:    {have}\n  LuaJIT: {want}" for name, have, want in problems])
+            f"[{name}] (from the first difference)\n  mod:    {have}\n  LuaJIT: {want}"
+            for name, have, want in problems])

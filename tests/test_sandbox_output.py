@@ -47,7 +47,8 @@ def test_control_characters_are_escaped_in_the_console_and_the_file(make_host):
 
 
 def test_sanitize_lines_keeps_tabs_and_splits_lines():
-    assert sanitize_lines("a\tb\nc\r\n") == ["a\tb", "c\\x0D", ""]
+    assert sanitize_lines("a\tb\nc\r\n") == ["a\tb", "c\\x0D"]
+    assert sanitize_lines("") == [""] and sanitize_lines("\n\n") == ["", ""]
 
 
 def test_the_log_file_gets_every_line_of_a_frame_in_order(make_host):

@@ -114,6 +114,7 @@ def test_focus_makes_a_mod_the_player_and_one_player_request_per_mod(model):
         assert sched.priority_of(a) == "player"
         sched.set_focus("lise")
         assert sched.priority_of(a) == "normal"
+        assert sched.priority_of(b) == "normal", "with a focus set, a mod cannot make itself the player"
         sched.set_focus(None)
         sched.create_session(5, "lise", system="You are Lise.", priority="background")
         turn = GenerateRequest(id=3, mod_id="lise", prompt="hi", session=5)
@@ -122,6 +123,7 @@ def test_focus_makes_a_mod_the_player_and_one_player_request_per_mod(model):
         assert sched.priority_of(turn) == "player"
         sched.set_focus("lise", 6)
         assert sched.priority_of(turn) == "background"
+        sched.set_focus(None)
         ev = Events()
         sched.submit(b, ev)
         sched.submit(GenerateRequest(id=4, mod_id="oona", prompt="Once upon", priority="player", max_tokens=4), ev)
@@ -146,5 +148,28 @@ def test_results_carry_their_timings(model):
                               "tokens_per_second", "paused_steps", "swaps"}
             assert t["first_token_ms"] >= t["queue_ms"] + t["prompt_ms"] - 1 and t["tokens_per_second"] > 0
         assert t2["queue_ms"] > t1["queue_ms"], "the second waited for the only sequence"
+    finally:
+        sched.close()
+
+
+def test_a_mod_with_long_turns_does_not_starve_one_with_short_ones(model):
+    """Service counts prompt tokens, not requests: a mod whose four long prompts hold every sequence
+    gives one up (swapped out) to a mod asking for little, whose answer then comes first."""
+    sched = Scheduler(model, n_ctx=512, n_batch=32, n_seq_max=4, n_seq_start=4, n_threads=1)
+    try:
+        ev = Events()
+        for i in range(4):
+            sched.submit(req(i, f"Question {i}: tell me everything.", mod="long", system=LONG_SYSTEM, max_tokens=8),
+                         ev)
+        sched.step(ev)
+        assert len(sched.slots) == 4 and all(s.reading for s in sched.slots)
+        sched.submit(req(100, "Hi.", mod="short", max_tokens=4), ev)
+        for s in sched.slots:
+            s.t_run -= 10  # they have run long enough to be preempted (see admission.MIN_RUN_S)
+        run_until(sched, ev, lambda: bool(ev.done))
+        assert list(ev.done) == [100], "the short request ends first"
+        assert sched.preemptions == 1 and sum(1 for s in sched.slots if s.mod_id == "long") == 3
+        run_until(sched, ev, lambda: False)
+        assert all(ev.done[i]["error"] is None for i in range(4))
     finally:
         sched.close()

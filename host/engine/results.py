@@ -5,7 +5,8 @@
 ==================  =============================================================
 ``queue_ms``        asked -> it got a sequence (waiting behind others)
 ``retrieval_ms``    the session's memory note: embedding the turn and searching
-``prompt_ms``       it got a sequence -> its prompt was read (cached tokens skip)
+``prompt_ms``       it got a sequence -> its prompt was read, less retrieval_ms (cached
+                    tokens are skipped)
 ``first_token_ms``  asked -> its first token was sampled (the whole wait)
 ``generation_ms``   first token -> the end
 ``tokens_per_second``  generated tokens over generation_ms
@@ -61,7 +62,7 @@ def timings(slot, now: float | None = None) -> Timings:
     return Timings(
         queue_ms=max(0.0, slot.t_admitted - created) * 1000,
         retrieval_ms=slot.retrieval_s * 1000,
-        prompt_ms=max(0.0, t_prompt - slot.t_admitted) * 1000,
+        prompt_ms=max(0.0, t_prompt - slot.t_admitted - slot.retrieval_s) * 1000,
         first_token_ms=max(0.0, t_first - created) * 1000,
         generation_ms=gen_s * 1000,
         tokens_per_second=(slot.n_gen - 1) / gen_s if slot.n_gen > 1 else 0.0,

@@ -149,15 +149,18 @@ class Scheduler:
     # --- priorities -----------------------------------------------------------
     def priority_of(self, req) -> str:
         """A request's priority name: its own, else its session's default, else "normal"; the focused
-        mod or session (set_focus) runs as "player"."""
+        mod or session (set_focus) runs as "player", and while a focus is set no other mod does."""
         if req.id in self._internal:
             return "internal"
         prio = req.priority
         se = self.sessions.get(req.session) if req.session is not None else None
         if prio is None and se is not None:
             prio = se.priority
-        if self.focus is not None and self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
-            prio = "player"
+        if self.focus is not None:
+            if self.focus[0] == req.mod_id and self.focus[1] in (None, req.session):
+                prio = "player"
+            elif prio == "player":
+                prio = "normal"  # once the game names the player's partner, nobody else is "player"
         return prio or "normal"
 
     def rank_of(self, req) -> int:
@@ -318,6 +321,7 @@ class Scheduler:
         if item.slot is not None:
             return self._resume(item.slot)
         req, prompt = item.req, item.prompt
+        t_start = time.perf_counter()  # its wait ends here (what follows is its own work)
         session = None
         if req.session is not None:
             session = self.sessions.get(req.session)
@@ -368,6 +372,7 @@ class Scheduler:
         slot = Slot(req, seq, prompt, sampler, session, plan.new_messages if plan else None, n_cached,
                     priority=self.priority_of(req))
         slot.retrieval_s = retrieval_s
+        slot.t_admitted = slot.t_run = t_start
         self._order += 1
         slot.order = self._order
         if self.rank_of(req) == RANK["player"] and req.mod_id not in self._player:
@@ -415,7 +420,6 @@ class Scheduler:
         plan = self.builder.plan(self.slots, self.batch.capacity, set(self._internal))
         if not plan.decode and not plan.chunks:
             return
-        starts = {id(s): start for s, start, _ in plan.chunks}
         self.builder.fill(self.batch, plan)
         if not plan.decode:
             # cancel inside a prompt-only step (mixed steps are short: cancel waits for the step)
@@ -437,7 +441,7 @@ class Scheduler:
                     self._finish(slot, "error", emit, error=str(exc), error_type=exc.error_type)
                 return
             for slot, start, _ in plan.chunks:  # the chunks are undone; cancelled readers end
-                slot.n_prompt_done = starts[id(slot)]
+                slot.n_prompt_done = start
                 self.ctx.memory_seq_rm(slot.seq, start, -1)
                 if slot.req.cancel.is_set() or self._stopping():
                     self._finish(slot, "cancelled", emit)

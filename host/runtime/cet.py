@@ -54,6 +54,7 @@ def _db_bridge(db: ModDB) -> dict:
         "bind": lambda sid=None, i=None, v=None, blob=False: db.bind(sid, i, v, bool(blob)),
         "bind_raw": lambda sid=None, i=None, addr=0, n=0, blob=False:
             db.bind_raw(sid, i, addr, n, bool(blob)),
+        "bind_packed": db.bind_packed,
         "param_count": db.param_count, "param_name": db.param_name,
         "param_names": db.param_names,
         "value": db.value, "values": db.values, "named_values": db.named_values,
@@ -74,16 +75,18 @@ def _db_bridge(db: ModDB) -> dict:
 
 
 # Built in the runtime's privileged globals (newproxy, getmetatable and ffi
-# are in no mod's environment): lsqlite3-like userdata handles without __gc
-# and with a hidden metatable, and the address of a string the caller holds.
+# are in no mod's environment): lsqlite3-like userdata handles with a hidden
+# metatable (their __gc is the host's, never the mod's), and the address of a
+# string the caller holds.
 _DB_PRIVILEGED = """
 local newproxy, getmetatable, tostring, tonumber = newproxy, getmetatable, tostring, tonumber
-local function handle(index, tostr)
+local function handle(index, tostr, on_gc)
   local p = newproxy(true)
   local addr = tostring(p):match("0x%x+") or "?"
   local mt = getmetatable(p)
   mt.__index = index
   mt.__tostring = tostr
+  mt.__gc = on_gc            -- the host's own (lua/relic_db.lua): notes the id, nothing else
   mt.__metatable = false
   return p, addr
 end

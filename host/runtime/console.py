@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from host.errors import ConfigError
 from host.runtime.host import Host
-from host.setting_checks import float_setting
 
 _EOF = object()
+MAX_FPS = 10_000.0
 
 
 @dataclass
@@ -133,11 +132,12 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None,
     fps = getattr(args, "fps", None)
     frames_limit = getattr(args, "frames", None)
     headless = bool(getattr(args, "headless", False))
-    try:
-        fps = 60.0 if fps is None else float_setting("--fps", fps, hi=10_000.0, above=0.0)
-    except ConfigError as e:
-        console(f"relic run: {e} (a frame rate: a positive, finite number of frames a second)")
+    fps = 60.0 if fps is None else fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
+            or not 0 < fps <= MAX_FPS:
+        console(f"relic run: --fps must be a frame rate from above 0 to {MAX_FPS:g} frames a second, got {fps!r}")
         return 2
+    fps = float(fps)
     if frames_limit is not None and frames_limit < 0:
         console("relic run: --frames must be >= 0")
         return 2

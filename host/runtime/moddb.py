@@ -50,7 +50,7 @@ MAIN = 1                   # id of the mod's own file database
 class _Stmt:
     """One prepared statement."""
 
-    __slots__ = ("conn", "ptr", "temp", "ncols", "has_row", "started")
+    __slots__ = ("conn", "ptr", "temp", "ncols", "has_row", "started", "names")
 
     def __init__(self, conn: "SqliteConn", ptr, temp: bool):
         self.conn = conn
@@ -59,6 +59,7 @@ class _Stmt:
         self.ncols = lib.sqlite3_column_count(ptr)
         self.has_row = False
         self.started = False
+        self.names: list[str] | None = None      # column names, read once per run
 
 
 class ModDB(DbCallbacks):
@@ -77,7 +78,7 @@ class ModDB(DbCallbacks):
         self._next_id = 1
         self.closed = False        # db:close() was called (sqlite3.reopen() undoes it)
         self.init_callbacks()
-        self._running: set[int] = set()            # statements inside sqlite3_step (their ptrs)
+        self._running: set[int] = set()            # statements inside sqlite3_step (id of each)
 
     def _new_id(self) -> int:
         i = self._next_id
@@ -97,11 +98,15 @@ class ModDB(DbCallbacks):
         raise ModError("attempt to use a closed sqlite database"
                        + (" (sqlite3.reopen() opens it again)" if cid == MAIN else ""))
 
-    def open_memory(self) -> int:
-        """sqlite3.open_memory(): a new in-memory database inside the mod's budget."""
+    def open_memory(self):
+        """sqlite3.open_memory(): a new in-memory database inside the mod's budget.
+
+        (id,) or (False, message) at MAX_CONNECTIONS (the Lua side collects
+        dropped handles and tries once more).
+        """
         if len(self._conns) >= MAX_CONNECTIONS:
-            raise QuotaExceeded(f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
-                                "per mod; close() the ones you no longer need")
+            return False, (f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
+                           "per mod; close() the ones you no longer need")
         cid = self._new_id()
         self._conns[cid] = SqliteConn(self, cid, None)
         return cid
@@ -155,10 +160,14 @@ class ModDB(DbCallbacks):
         return sum(c.used_bytes() for c in self._conns.values() if c is not conn)
 
     def temp_room(self, conn: SqliteConn) -> int:
-        """How many bytes `conn`'s temporary files may hold in all (QuotaVFS asks)."""
-        # Called from inside SQLite (a temp file write): only cached figures,
-        # never SQL on the connection.
-        return self.max_bytes - self._others_cached - conn.main_bytes
+        """How many bytes `conn`'s transient files may hold in all (QuotaVFS asks).
+
+        Called from inside SQLite (a temp file write): no SQL on the
+        connection, only the main file's size and the figures of the
+        statement's start.
+        """
+        return (self.max_bytes - self._others_cached - conn.main_bytes_now()
+                - conn.last_pages[1] * PAGE_SIZE)
 
     def _before_statement(self, conn: SqliteConn) -> None:
         """Split the mod's budget before a statement runs: the room left to grow in.
@@ -166,23 +175,28 @@ class ModDB(DbCallbacks):
         The main and temp databases may each grow into the room left by
         everything else (`max_page_count`); transient files (sorts,
         materialized subqueries, statement journals) into the same room, as
-        counted by the connection's QuotaVFS.
+        counted by the connection's QuotaVFS.  Only what can have changed is
+        measured: other databases when there are some, the temp database
+        once the mod created a temp object.
         """
-        others = self._others(conn)
-        main, temp = conn.pages()
+        others = self._others(conn) if len(self._conns) > 1 else 0
         self._others_cached = others
-        conn.main_bytes = (main + temp) * PAGE_SIZE
-        room = self.max_bytes - others - conn.vfs.used
         if conn.backup_targets:
             return
-        main_max = max(1, main, (room - temp * PAGE_SIZE) // PAGE_SIZE)
-        temp_max = max(1, temp, (room - main * PAGE_SIZE) // PAGE_SIZE)
+        temp = conn.temp_pages()
+        if conn.path is None:       # in memory: no file to look at during the statement
+            conn.main_pages()
+        room = self.max_bytes - others - conn.vfs.used
+        main_max = max(1, (room - temp * PAGE_SIZE) // PAGE_SIZE)
         if main_max != conn.main_max_pages:
             conn.run_sql(f"PRAGMA main.max_page_count = {main_max}")
             conn.main_max_pages = main_max
-        if temp_max != conn.temp_max_pages:
-            conn.run_sql(f"PRAGMA temp.max_page_count = {temp_max}")
-            conn.temp_max_pages = temp_max
+        if conn.temp_used:
+            main = conn.main_pages()
+            temp_max = max(1, temp, (room - main * PAGE_SIZE) // PAGE_SIZE)
+            if temp_max != conn.temp_max_pages:
+                conn.run_sql(f"PRAGMA temp.max_page_count = {temp_max}")
+                conn.temp_max_pages = temp_max
 
     _others_cached = 0
 
@@ -255,7 +269,8 @@ class ModDB(DbCallbacks):
         return sql
 
     def prepare(self, cid, sql, temp: bool = False):
-        """Compile the first statement of `sql`: (id, tail) or (None, result code)."""
+        """Compile the first statement of `sql`: (id, tail), (None, result code),
+        or (False, message) when the mod holds MAX_STATEMENTS statements."""
         conn = self.conn(cid)
         self.guard(conn)
         data = self._sql_bytes(sql, "prepare")
@@ -276,8 +291,9 @@ class ModDB(DbCallbacks):
                 self._drop(old)
         elif len(self._stmts) - len(self._iterators) >= MAX_STATEMENTS:
             lib.sqlite3_finalize(pp[0])
-            raise QuotaExceeded(f"db:prepare: more than {MAX_STATEMENTS} open statements; "
-                                "finalize() the ones you no longer need")
+            # (False, message): the Lua side collects dropped handles and tries once more
+            return False, (f"db:prepare: more than {MAX_STATEMENTS} open statements; "
+                           "finalize() the ones you no longer need")
         sid = self._new_id()
         self._stmts[sid] = _Stmt(conn, pp[0], temp)
         if temp:
@@ -386,6 +402,33 @@ class ModDB(DbCallbacks):
         rc = self._bind_one(s, i, data, bool(blob))
         return self._ok(s.conn) if rc == OK else self.fail(s.conn, "bind", rc)
 
+    def bind_packed(self, sid, kinds, *args) -> int:
+        """Bind parameters 1..len(kinds) at once, from lua/relic_db.lua.
+
+        kinds[i] is "v" (the next argument is the value) or "s" (the next two
+        are the address and length of a string the Lua side holds for the
+        duration of the call; see bind_raw).
+        """
+        s = self._stmt(sid)
+        n = lib.sqlite3_bind_parameter_count(s.ptr)
+        if not isinstance(kinds, str) or len(kinds) > n:
+            raise ModError(f"bind index out of range [1..{n}]")
+        j = 0
+        for i, kind in enumerate(kinds, 1):
+            if kind == "s":
+                length = int(args[j + 1])
+                if length > self.max_value_bytes:
+                    return self.fail(s.conn, "bind", TOOBIG)
+                v = ctypes.string_at(int(args[j]), length) if length else b""
+                j += 2
+            else:
+                v = args[j]
+                j += 1
+            rc = self._bind_one(s, i, v)
+            if rc != OK:
+                return self.fail(s.conn, "bind", rc)
+        return self._ok(s.conn)
+
     def bind_list(self, sid, values: tuple) -> int:
         """bind_values(...): exactly as many values as the statement has parameters."""
         s = self._stmt(sid)
@@ -411,9 +454,10 @@ class ModDB(DbCallbacks):
         if not s.started:
             self._before_statement(conn)
             s.started = True
+            s.names = None          # a schema change may re-prepare the statement
         conn.timed_out = False
         conn.vfs.refused = False
-        key = int(ffi.cast("uintptr_t", s.ptr))
+        key = id(s)
         self._running.add(key)
         try:
             rc = lib.sqlite3_step(s.ptr)
@@ -443,7 +487,7 @@ class ModDB(DbCallbacks):
         return self._ok(s.conn)
 
     def _is_running(self, s: _Stmt) -> bool:
-        return bool(self._running) and int(ffi.cast("uintptr_t", s.ptr)) in self._running
+        return bool(self._running) and id(s) in self._running
 
     def _column(self, s: _Stmt, i: int):
         p = s.ptr
@@ -485,7 +529,9 @@ class ModDB(DbCallbacks):
     def names(self, sid) -> list:
         """Column names (known once prepared)."""
         s = self._stmt(sid)
-        return [C.text(lib.sqlite3_column_name(s.ptr, i)) for i in range(s.ncols)]
+        if s.names is None:
+            s.names = [C.text(lib.sqlite3_column_name(s.ptr, i)) for i in range(s.ncols)]
+        return list(s.names)
 
     def types(self, sid) -> list:
         """Declared column types ('' for an expression), as lsqlite3's get_types."""

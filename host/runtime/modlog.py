@@ -42,8 +42,11 @@ def _escape_one(m: re.Match) -> str:
 
 
 def sanitize_lines(text: str) -> list[str]:
-    """`text` as the lines it holds, each with its control characters escaped."""
-    return [_CONTROL_RE.sub(_escape_one, line) for line in text.split("\n")]
+    """`text` as the lines it holds (a final "\\n" ends the last one), control characters escaped."""
+    parts = text.split("\n")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    return [_CONTROL_RE.sub(_escape_one, line) for line in parts]
 
 
 def default_console(line: str) -> None:

@@ -10,6 +10,8 @@ answers `temp_room`, `past_deadline`, `lua_ids` and `ask`.
 
 from __future__ import annotations
 
+import os
+
 from host.errors import ModError, SqlCallbackStopped
 from host.runtime import sqlite_capi as C
 from host.runtime.sqlite_capi import ffi, lib
@@ -25,6 +27,8 @@ ALLOWED_PRAGMAS = {
 DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
 PAGE_SIZE = 4096
 OK, ROW = 0, 100
+_CREATE_TEMP = {C.ACTIONS[k] for k in ("CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
+                                        "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW")}
 MAX_SQL_BYTES = 1_000_000
 
 
@@ -52,11 +56,12 @@ class SqliteConn:
         self.progress_n = 0                        # the mod's progress handler: every n ops
         self.timed_out = False
         self.main_max_pages = -1
-        self.main_bytes = 0
         self.backup_targets = 0                    # running backups writing into this one
         self.last_pages = (0, 0)
         self.backup_floor = 0
         self.internal = False                      # the host's own SQL is running
+        self.temp_used = False                     # the mod created a temp object
+        self.path = None if path is None else str(path)
         self.temp_max_pages = -1
         db = self.ptr
         lib.sqlite3_limit(db, C.LIMIT_LENGTH, owner.max_value_bytes)
@@ -66,8 +71,12 @@ class SqliteConn:
         lib.sqlite3_limit(db, C.LIMIT_VARIABLE_NUMBER, 999)
         lib.sqlite3_limit(db, C.LIMIT_WORKER_THREADS, 0)
         lib.sqlite3_limit(db, C.LIMIT_TRIGGER_DEPTH, 100)
+        # Until the mod creates a temp object the temp database is not measured;
+        # the whole cap bounds it meanwhile (ModDB narrows it per statement after).
+        cap_pages = max(1, owner.max_bytes // PAGE_SIZE)
         for sql in ("PRAGMA temp_store = FILE", "PRAGMA cache_size = -2048",
-                    "PRAGMA temp.cache_size = -1024"):
+                    "PRAGMA temp.cache_size = -1024", f"PRAGMA temp.max_page_count = {cap_pages}",
+                    f"PRAGMA main.max_page_count = {cap_pages}"):
             self.run_sql(sql)
         self._auth = ffi.callback("int(void*, int, const char*, const char*, const char*, const char*)",
                                   self._authorize, error=C.DENY)
@@ -103,16 +112,36 @@ class SqliteConn:
             self.internal = False
         return n
 
-    def pages(self) -> tuple[int, int]:
-        """(main pages, temp pages).  On the target of a running backup no SQL
-        may run (SQLite does not allow it): the last figures, or the source's."""
-        if self.backup_targets:
-            return max(self.last_pages[0], self.backup_floor), self.last_pages[1]
-        self.last_pages = (self._count(self._page_count), self._count(self._temp_count))
-        return self.last_pages
-
     def main_pages(self) -> int:
-        return self.pages()[0]
+        """Pages of the main database.  On the target of a running backup no SQL
+        may run (SQLite does not allow it): the last figure, or the source's."""
+        if self.backup_targets:
+            return max(self.last_pages[0], self.backup_floor)
+        n = self._count(self._page_count)
+        self.last_pages = (n, self.last_pages[1])
+        return n
+
+    def temp_pages(self) -> int:
+        """Pages of the temp database (0 until the mod creates a temp object)."""
+        if not self.temp_used or self.backup_targets:
+            return self.last_pages[1] if self.temp_used else 0
+        n = self._count(self._temp_count)
+        self.last_pages = (self.last_pages[0], n)
+        return n
+
+    def pages(self) -> tuple[int, int]:
+        """(main pages, temp pages)."""
+        return self.main_pages(), self.temp_pages()
+
+    def main_bytes_now(self) -> int:
+        """The main database's size without SQL (safe inside SQLite's own calls):
+        the file's size, or the last page count of an in-memory database."""
+        if self.path is not None:
+            try:
+                return max(os.stat(self.path).st_size, self.last_pages[0] * PAGE_SIZE)
+            except OSError:
+                pass
+        return self.last_pages[0] * PAGE_SIZE
 
     def used_bytes(self) -> int:
         """Bytes this connection holds: its pages (main and temp) and its transient files."""
@@ -122,6 +151,8 @@ class SqliteConn:
     def _authorize(self, _ud, action, a1, a2, dbname, _trigger):
         if self.internal:
             return OK
+        if action in _CREATE_TEMP:
+            self.temp_used = True
         if action in (C.ACTIONS["ATTACH"], C.ACTIONS["DETACH"]):
             return C.DENY
         if action == C.ACTIONS["PRAGMA"]:

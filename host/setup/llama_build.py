@@ -141,7 +141,7 @@ def ensure_source() -> Path:
         try:
             say(f"downloading llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} (source only; ~77 MB)")
             files = pip_download(
-                ["--no-binary", ":all:", "--no-deps", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"],
+                ["--no-binary", "llama-cpp-python", "--no-deps", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"],
                 work / "dl",
             )
             sdists = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]

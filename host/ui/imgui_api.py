@@ -29,6 +29,7 @@ nesting, draw-list handles per frame and textures are capped.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from host.errors import ModError
@@ -41,6 +42,11 @@ if TYPE_CHECKING:
     from host.runtime.mod import Mod
 
 MAX_DEPTH = 64               # open Begin/Push entries per mod per frame
+MAX_TOASTS = 8               # toasts shown at once per mod (the oldest goes first)
+MAX_TOAST_TEXT = 1024        # characters of a toast's title or content
+MAX_TOAST_MS = 60_000
+_TOAST_COLORS = {1: (0.3, 0.9, 0.4, 1.0), 2: (1.0, 0.8, 0.2, 1.0), 3: (1.0, 0.35, 0.3, 1.0), 4: (0.4, 0.7, 1.0, 1.0)}
+_TOAST_NAMES = {1: "Success", 2: "Warning", 3: "Error", 4: "Info"}
 MAX_DRAW_LISTS = 1024        # draw list handles handed out in one frame
 
 # Ends that close each kind of stack entry (what the mod must call, in order),
@@ -76,6 +82,8 @@ class ImGuiLayer:
         self.draw_data = None           # the last frame's draw data (for a renderer)
         self.textures = TextureStore()  # LoadTexture's textures, every mod's
         self.clipboard = ""             # SetClipboardText without Dear ImGui
+        self.toasts: list[dict] = []    # ShowToast's notifications still on screen, oldest first
+        self._next_toast = 1
         self._stack: list[tuple[str, bool]] = []     # (kind, Dear ImGui has it open)
         self._draw_lists: dict[int, Any] = {}        # handle -> ImDrawList, this frame only
         self._next_draw_list = 1
@@ -111,6 +119,7 @@ class ImGuiLayer:
         self._draw_lists.clear()        # handles die with the frame (the lists are rebuilt)
         if self.backend is not None:
             try:
+                self._draw_toasts()
                 self.draw_data = self.backend.render()
             except RuntimeError as e:
                 self.draw_data = None
@@ -199,6 +208,46 @@ class ImGuiLayer:
             hint = f" (the innermost open call needs ImGui.{CLOSERS[top][0]} first)" if top else ""
             raise ModError(f"ImGui.{fname}: nothing to close{hint}")
         return self._stack.pop()[1]
+
+    # -- toasts ---------------------------------------------------------------------------------
+
+    def show_toast(self, mod: "Mod", kind: int, title: str, content: str, dismiss_ms: int) -> None:
+        """ImGui.ShowToast: a notification in the corner for dismiss_ms (headless: kept, not drawn)."""
+        now = time.monotonic()
+        self.toasts = [t for t in self.toasts if t["until"] > now]
+        mine = [t for t in self.toasts if t["mod"] == mod.id]
+        if len(mine) >= MAX_TOASTS:
+            self.toasts.remove(mine[0])
+        self.toasts.append({"id": self._next_toast, "mod": mod.id, "kind": kind,
+                            "title": title[:MAX_TOAST_TEXT], "content": content[:MAX_TOAST_TEXT],
+                            "until": now + max(0, min(dismiss_ms, MAX_TOAST_MS)) / 1000.0})
+        self._next_toast += 1
+
+    def _draw_toasts(self) -> None:
+        # Drawn by the host after every mod's onDraw, in the same frame, bottom right upwards.
+        now = time.monotonic()
+        self.toasts = [t for t in self.toasts if t["until"] > now]
+        if not self.toasts:
+            return
+        im = self.backend.imgui
+        size = im.get_io().display_size
+        y = size.y - 10.0
+        flags = (im.WindowFlags_.no_decoration.value | im.WindowFlags_.no_inputs.value
+                 | im.WindowFlags_.always_auto_resize.value | im.WindowFlags_.no_focus_on_appearing.value
+                 | im.WindowFlags_.no_nav.value | im.WindowFlags_.no_saved_settings.value)
+        for t in reversed(self.toasts):
+            im.set_next_window_pos(im.ImVec2(size.x - 10.0, y), 0, im.ImVec2(1.0, 1.0))
+            im.set_next_window_size_constraints(im.ImVec2(120.0, 0.0), im.ImVec2(max(120.0, size.x / 3), size.y / 2))
+            im.begin(f"##relic-toast-{t['id']}", None, flags)
+            title = t["title"] or _TOAST_NAMES.get(t["kind"], "")
+            if title:
+                im.text_colored(im.ImVec4(*_TOAST_COLORS.get(t["kind"], (1.0, 1.0, 1.0, 1.0))), title)
+            if t["content"]:
+                im.push_text_wrap_pos(max(120.0, size.x / 3) - 16.0)
+                im.text_unformatted(t["content"])
+                im.pop_text_wrap_pos()
+            y -= im.get_window_height() + 6.0
+            im.end()
 
     # -- draw lists and textures -----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable
 
 from host.errors import ModError
-from host.runtime.convert import lua_type
+from lupa import lua_type  # the type name a value has in Lua (coroutines show as "function")
 from host.ui.imgui_names import Arg, Binding
 
 MAX_TEXT = 64 * 1024          # bytes of one string argument or InputText result

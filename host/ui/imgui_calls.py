@@ -614,8 +614,9 @@ class ModImGui:
     def _fn_plot(self, b, im, args):
         label, values, count, offset, overlay, lo, hi, size = self._read(b, im, args)
         try:
-            data = A.numbers(self.mod, values, min(A.MAX_ITEMS, len(A.plain(self.mod, values, "table of numbers"))),
-                             False)
+            raw = A.plain(self.mod, values, "table of numbers")
+            raw = raw if isinstance(raw, list) else []
+            data = [A.number(x) for x in raw[:A.MAX_ITEMS]]
         except ModError as e:
             raise ModError(f"ImGui.{b.name}: bad argument #2 (values): {e}") from None
         if count is not None:
@@ -686,6 +687,12 @@ class ModImGui:
         if dl is not None:
             dl.add_text(im.ImVec2(*pos), col, text)
         return None
+
+    # -- toasts ------------------------------------------------------------------------------
+
+    def _fn_show_toast(self, b, im, args):
+        kind, title, content, dismiss = self._read(b, im, args)
+        self.layer.show_toast(self.mod, kind, title or "", content or "", dismiss)
 
     # -- textures --------------------------------------------------------------------------------
 

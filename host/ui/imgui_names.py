@@ -358,6 +358,8 @@ ImDrawListAddNgonFilled(drawList:dl, center:xy, radius:f, col:u, numSegments:seg
 ImDrawListAddText(drawList:dl, pos:xy, col:u, text:s) ; fn=add_text doc=ImDrawListAddText(drawList, [fontSize,] posX, posY, col, text [, wrapWidth])
 ImDrawListAddBezierCubic(drawList:dl, p1:xy, p2:xy, p3:xy, p4:xy, col:u, thickness:f, numSegments:segs=0)
 ImDrawListAddBezierQuadratic(drawList:dl, p1:xy, p2:xy, p3:xy, col:u, thickness:f, numSegments:segs=0)
+# Toasts (CET's notifications: ImGui.Toast.new(ImGui.ToastType.Info [, dismissMs] [, content]))
+ShowToast(type:i, title:s?, content:s?, dismissMs:i=3000) ; fn=show_toast anywhere doc=ShowToast(toast) (toast = ImGui.Toast.new(ImGui.ToastType.Success [, dismissMs] [, content]); toast:SetTitle(text), toast:SetContent(text), toast:SetType(type))
 # Relic extras (Dear ImGui functions CET does not bind)
 SeparatorText(label:s)
 PlotLines(label:s, values:items, count:i?, offset:i=0, overlay:s?, scaleMin:f?, scaleMax:f?, size:xy=0,0) ; fn=plot

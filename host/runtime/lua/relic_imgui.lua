@@ -5,7 +5,7 @@
 -- arguments (flattened to numbers) and the read-only copy GetStyle returns.
 local M = {}
 
-local type, setmetatable, error, tostring, rawset = type, setmetatable, error, tostring, rawset
+local type, setmetatable, getmetatable, error, tostring, rawset = type, setmetatable, getmetatable, error, tostring, rawset
 
 local vec2_mt = { __tostring = function(v) return "ImVec2(" .. tostring(v.x) .. ", " .. tostring(v.y) .. ")" end }
 local vec4_mt = { __tostring = function(v)
@@ -69,6 +69,27 @@ function M.functions(call, names, release, readonly)
     local tr, tg, tb, ta = xyzw(tint, 1)
     local br, bg, bb, ba = xyzw(border, 0)
     return call("Image", handles[tex] or 0, sx, sy, u0x, u0y, u1x, u1y, tr, tg, tb, ta, br, bg, bb, ba)
+  end
+
+  --- ImGui.ToastType and ImGui.Toast.new(type [, dismissMs] [, content]), shown by ImGui.ShowToast(toast).
+  local toast_types = { None = 0, Success = 1, Warning = 2, Error = 3, Info = 4 }
+  t.ToastType = readonly(toast_types, "ImGui.ToastType")
+  local toast_mt = { __index = {
+    SetTitle = function(self, s) self.title = s end,
+    SetContent = function(self, s) self.content = s end,
+    SetType = function(self, k) self.type = k end,
+    SetWindowFlags = function(self, f) self.flags = f end,      -- accepted; toasts keep their look
+  }, __tostring = function() return "Toast" end }
+  t.Toast = readonly({ new = function(kind, a, b)
+    local dismiss, content = 3000, nil
+    if type(a) == "string" then content = a else dismiss, content = a or 3000, b end
+    return setmetatable({ type = kind, dismiss = dismiss, content = content }, toast_mt)
+  end }, "ImGui.Toast")
+  t.ShowToast = function(toast)
+    if type(toast) ~= "table" or getmetatable(toast) ~= toast_mt then
+      error("ImGui.ShowToast: bad argument #1 (toast): an ImGui.Toast.new(...) expected", 2)
+    end
+    return call("ShowToast", toast.type, toast.title, toast.content, toast.dismiss)
   end
 
   --- ImGui.GetStyle(): a read-only copy of the style (change it with PushStyleVar/PushStyleColor).
