@@ -95,7 +95,8 @@ llama-server: $(STAMP)
 # instead of building or downloading.
 test-fast: $(STAMP)
 	LLAMA_CPP_LIB=/nonexistent/libllama.so RELIC_MODEL=/nonexistent/model.gguf \
-	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
+	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow" \
+	--skip-missing-ui -rs
 
 # SERVER=URL: `llm` runs on that llama-server (or OpenAI-compatible server: a URL ending in /v1;
 # its key in RELIC_API_KEY) instead of the embedded model

@@ -205,7 +205,7 @@ def main() -> int:
     args = ap.parse_args()
     only = set(args.only.split(","))
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     out = {"load_average_1min": {"start": os.getloadavg()[0]}}
     model = Model(model_path())

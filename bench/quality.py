@@ -1,6 +1,6 @@
 """Measured quality of what characters say: a scripted Judy conversation and a market NPC scene.
 
-Simple checks per reply, reported as pass rates (issue 14, item 6):
+Simple checks per reply, reported as pass rates:
 
 - ``no_echo``: no stretch of 40+ characters copied from the system prompt;
 - ``no_tag``: no internal tag such as ``(lore:diving)``, ``[1]``, ``chat:...`` or raw JSON;
@@ -116,7 +116,8 @@ def npc_scene(model_path=None, timeout: float = 300.0) -> dict:
     world = World(seed=7)
     host = build_host(ROOT / "examples" / "market" / "mods", model_path=model_path, rag=False, load=False,
                       console=lambda line: None)
-    host.add_provider(MarketAPI(world))
+    host.expose_per_mod("market", MarketAPI(world).for_mod)
+    host.declare_event("onHear", "onStreetEvent")
     host.load()
     systems = {}
     for mod_id in world.npcs:

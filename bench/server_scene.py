@@ -201,7 +201,7 @@ def main() -> int:
     ap.add_argument("--join", type=float, default=3.0)
     args = ap.parse_args()
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     model = Model(model_path())
     try:

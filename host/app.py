@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from host.config import Config
@@ -106,18 +107,20 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     mods_dir = Path(mods_dir) if mods_dir is not None else config.mods_dir
     host_kwargs["grants"] = {**config.mod_grants(), **(host_kwargs.get("grants") or {})}
     host_kwargs.setdefault("limits", config.limits)
-    host = Host(mods_dir, **host_kwargs)
     if llm and server is None and backends is None:
         from host.remote.backend import from_config
 
         server, backends = from_config(config)
     if llm and (server is not None or backends):
+        host = Host(mods_dir, **host_kwargs)
         _add_llm_routed(host, config, prepared, server, backends or {}, model=model, worker_config=worker_config)
-    elif llm:
+    elif not llm:
+        host = Host(mods_dir, **host_kwargs)
+    else:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
         from host.api.quotas import QuotaLedger
-        from host.api.rag import RagProvider
+        from host.api.rag import RagProvider, memory_store
         from host.worker import Worker
 
         owned = model is None
@@ -127,6 +130,7 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             model = load_model(config, prepared)
         elif config.template:
             set_template(model, config.template)
+        host = Host(mods_dir, model=model, **host_kwargs)
         warning = set_template(model) if not model.template_override else None
         if warning:
             host.host_log(warning)
@@ -142,9 +146,9 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             raise
         ledger = QuotaLedger()  # per-mod host-side objects, shared by the three providers
         grammars = GrammarProvider(model, ledger=ledger)
-        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger)
+        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger,
+                                   memory_for=partial(memory_store, ledger) if config.rag else None)
         memory = RagProvider(worker, llm_provider) if config.rag else None
-        llm_provider.memory_for = memory.memory_for if memory else None
         host.add_provider(grammars)
         host.add_provider(llm_provider)
         if memory is not None:
@@ -156,12 +160,22 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     return host
 
 
+def create_host(config: Config, prepared: Prepared | None = None, **host_kwargs) -> Host:
+    """The host a game embeds, not yet loaded: ``build_host(config=config, prepared=prepared, load=False)``.
+
+    Publish the game's API on it (expose, expose_per_mod, declare_event,
+    hookable), then call ``load()``.  ``host_kwargs``: ``console``, ``ui``,
+    ``grants`` and the other Host arguments; ``llm=False`` leaves out the model.
+    """
+    return build_host(config=config, prepared=prepared, load=False, **host_kwargs)
+
+
 def _add_llm_routed(host, config, prepared, server, backends: dict, *, model, worker_config) -> None:
     """The llm/grammar/rag providers over one worker per backend (host.remote.routing)."""
     from host.api.grammar import GrammarProvider
     from host.api.llm import LLMProvider
     from host.api.quotas import QuotaLedger
-    from host.api.rag import RagProvider
+    from host.api.rag import RagProvider, memory_store
     from host.remote.backend import start_remote_worker
     from host.remote.routing import WorkerRouter
     from host.worker import Worker
@@ -198,11 +212,12 @@ def _add_llm_routed(host, config, prepared, server, backends: dict, *, model, wo
         if owned_model is not None:
             owned_model.close()
         raise
+    host.model = router.model  # the default backend's (a host.remote.backend.RemoteModel on a server)
     ledger = QuotaLedger()
     grammars = GrammarProvider(router.model, ledger=ledger)
-    llm_provider = LLMProvider(router, grammar_from=grammars.resolve, ledger=ledger)
+    llm_provider = LLMProvider(router, grammar_from=grammars.resolve, ledger=ledger,
+                               memory_for=partial(memory_store, ledger) if config.rag else None)
     memory = RagProvider(router, llm_provider) if config.rag else None
-    llm_provider.memory_for = memory.memory_for if memory else None
     host.add_provider(grammars)
     host.add_provider(llm_provider)
     if memory is not None:

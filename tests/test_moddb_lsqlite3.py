@@ -73,6 +73,18 @@ def test_handles_are_userdata_with_lsqlite3_names(make_host):
     assert re.fullmatch(rf"userdata sqlite function context {hex_}", lines[8])
 
 
+def test_dropped_handles_are_closed_as_lsqlite3_collects_them(make_host):
+    host, lines = run_lua(make_host, r"""
+        for i = 1, 600 do local s = db:prepare("SELECT " .. i) s:step() end      -- never finalized
+        for i = 1, 20 do local m = sqlite3.open_memory() m:exec("CREATE TABLE x (y)") end
+        collectgarbage() collectgarbage()
+        local kept = db:prepare("SELECT 1")
+        print(kept:step(), pcall(sqlite3.open_memory) and "open" or "refused")
+    """)
+    assert lines == ["100\topen"], read_log(host, "t")[-1500:]
+    assert host.mods["t"].db.open_statements() <= 2
+
+
 def test_all_lsqlite3_constants(make_host):
     names = {**sqlite_capi.RESULT_CODES, **sqlite_capi.DATATYPES, **sqlite_capi.ACTIONS,
              **sqlite_capi.OPEN_FLAGS}
@@ -410,7 +422,7 @@ def test_sorts_and_distinct_spill_inside_the_cap(make_host):
               db:errcode())
         print(db:exec("SELECT count(*) FROM (SELECT DISTINCT a.b || b.b FROM r a, r b WHERE b.rowid < 40)"))
         print(db:exec("SELECT count(*) FROM r"))
-    """, limits=SMALL, tomls={"t": "budget_ms = 2000\n"})
+    """, limits=Limits(db_max_bytes=2 * MiB, budget_ms=2000, init_budget_ms=4000))
     assert lines == ["13\t13", "13", "0"]
 
 

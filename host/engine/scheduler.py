@@ -420,7 +420,6 @@ class Scheduler:
         plan = self.builder.plan(self.slots, self.batch.capacity, set(self._internal))
         if not plan.decode and not plan.chunks:
             return
-        starts = {id(s): start for s, start, _ in plan.chunks}
         self.builder.fill(self.batch, plan)
         if not plan.decode:
             # cancel inside a prompt-only step (mixed steps are short: cancel waits for the step)
@@ -442,7 +441,7 @@ class Scheduler:
                     self._finish(slot, "error", emit, error=str(exc), error_type=exc.error_type)
                 return
             for slot, start, _ in plan.chunks:  # the chunks are undone; cancelled readers end
-                slot.n_prompt_done = starts[id(slot)]
+                slot.n_prompt_done = start
                 self.ctx.memory_seq_rm(slot.seq, start, -1)
                 if slot.req.cancel.is_set() or self._stopping():
                     self._finish(slot, "cancelled", emit)

@@ -75,16 +75,18 @@ def _db_bridge(db: ModDB) -> dict:
 
 
 # Built in the runtime's privileged globals (newproxy, getmetatable and ffi
-# are in no mod's environment): lsqlite3-like userdata handles without __gc
-# and with a hidden metatable, and the address of a string the caller holds.
+# are in no mod's environment): lsqlite3-like userdata handles with a hidden
+# metatable (their __gc is the host's, never the mod's), and the address of a
+# string the caller holds.
 _DB_PRIVILEGED = """
 local newproxy, getmetatable, tostring, tonumber = newproxy, getmetatable, tostring, tonumber
-local function handle(index, tostr)
+local function handle(index, tostr, on_gc)
   local p = newproxy(true)
   local addr = tostring(p):match("0x%x+") or "?"
   local mt = getmetatable(p)
   mt.__index = index
   mt.__tostring = tostr
+  mt.__gc = on_gc            -- the host's own (lua/relic_db.lua): notes the id, nothing else
   mt.__metatable = false
   return p, addr
 end

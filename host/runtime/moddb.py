@@ -98,11 +98,15 @@ class ModDB(DbCallbacks):
         raise ModError("attempt to use a closed sqlite database"
                        + (" (sqlite3.reopen() opens it again)" if cid == MAIN else ""))
 
-    def open_memory(self) -> int:
-        """sqlite3.open_memory(): a new in-memory database inside the mod's budget."""
+    def open_memory(self):
+        """sqlite3.open_memory(): a new in-memory database inside the mod's budget.
+
+        (id,) or (False, message) at MAX_CONNECTIONS (the Lua side collects
+        dropped handles and tries once more).
+        """
         if len(self._conns) >= MAX_CONNECTIONS:
-            raise QuotaExceeded(f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
-                                "per mod; close() the ones you no longer need")
+            return False, (f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
+                           "per mod; close() the ones you no longer need")
         cid = self._new_id()
         self._conns[cid] = SqliteConn(self, cid, None)
         return cid
@@ -265,7 +269,8 @@ class ModDB(DbCallbacks):
         return sql
 
     def prepare(self, cid, sql, temp: bool = False):
-        """Compile the first statement of `sql`: (id, tail) or (None, result code)."""
+        """Compile the first statement of `sql`: (id, tail), (None, result code),
+        or (False, message) when the mod holds MAX_STATEMENTS statements."""
         conn = self.conn(cid)
         self.guard(conn)
         data = self._sql_bytes(sql, "prepare")
@@ -286,8 +291,9 @@ class ModDB(DbCallbacks):
                 self._drop(old)
         elif len(self._stmts) - len(self._iterators) >= MAX_STATEMENTS:
             lib.sqlite3_finalize(pp[0])
-            raise QuotaExceeded(f"db:prepare: more than {MAX_STATEMENTS} open statements; "
-                                "finalize() the ones you no longer need")
+            # (False, message): the Lua side collects dropped handles and tries once more
+            return False, (f"db:prepare: more than {MAX_STATEMENTS} open statements; "
+                           "finalize() the ones you no longer need")
         sid = self._new_id()
         self._stmts[sid] = _Stmt(conn, pp[0], temp)
         if temp:

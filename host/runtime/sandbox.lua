@@ -472,8 +472,8 @@ end
 
 -- Read-only tables ----------------------------------------------------------
 -- A mod only ever holds the proxy; the backing table must never reach it, not
--- through indexing, pairs/ipairs/next, rawget or table.* (item 8 of issue 12:
--- select(2, pairs(string)) used to return the writable backing).  Plain
+-- through indexing, pairs/ipairs/next, rawget or table.* (select(2,
+-- pairs(string)) once returned the writable backing).  Plain
 -- tables nested in a backing are handed out as read-only proxies too; tables
 -- with a metatable of their own (json.null) keep their identity.
 local ro_backing = setmetatable({}, { __mode = "k" })   -- proxy -> backing table
@@ -663,7 +663,7 @@ local function charge(fname, units, kind)
   if est > whole then          -- it could not run within any frame (or init.lua's allowance)
     error(str_format("%s: about %.1f ms of work for its %d %s, more than the mod's %d ms budget "
                      .. "for a frame; split the work over frames", fname, est * 1000, units,
-                     kind == "sort" and "comparisons" or kind == "bytes" and "bytes" or "units",
+                     kind == "sort" and "comparisons" or kind == "move" and "elements to move" or "bytes",
                      floor(whole * 1000 + 0.5)), 3)
   end
   -- it would run past what is left: the same stop as running past it

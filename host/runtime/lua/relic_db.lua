@@ -12,6 +12,8 @@
 -- Relic extension: `?` values may follow the SQL in exec/nrows/urows/rows.
 return function(bridge, handle, strptr)
   local OK, ABORT, ERROR, ROW, DONE = 0, 4, 1, 100, 101
+  -- the host's string functions, captured: a mod's own `string` table is its to change
+  local sgsub, sfind, ssub = string.gsub, string.find, string.sub
   local select, type, error, pcall, unpack, tostring, pairs =
         select, type, error, pcall, unpack, tostring, pairs
 
@@ -25,7 +27,7 @@ return function(bridge, handle, strptr)
   local function rethrow(level, ok, ...)
     if not ok then
       local msg = (...)
-      if type(msg) == "string" then msg = msg:gsub("^[^\n]-relic_db%.lua:%d+: ", "") end
+      if type(msg) == "string" then msg = sgsub(msg, "^[^\n]-relic_db%.lua:%d+: ", "") end
       error(msg, level)
     end
     return ...
@@ -140,12 +142,47 @@ return function(bridge, handle, strptr)
   local stmt_db = setmetatable({}, { __mode = "k" })     -- statement handle -> its db handle
   local backup_bid = setmetatable({}, { __mode = "k" })
 
+  -- Handles the mod dropped without closing them: their __gc (which runs no
+  -- host code) notes them here, and the next prepare/open closes them, as
+  -- lsqlite3's __gc would.
+  local dead = {}
+  local function on_drop(kind, id)
+    return function() dead[#dead + 1] = kind dead[#dead + 1] = id end
+  end
+  local function flush_dead()
+    if dead[1] == nil then return end
+    local d = dead
+    dead = {}
+    for i = 1, #d, 2 do
+      local kind, id = d[i], d[i + 1]
+      if kind == "stmt" then pcall(bridge.finalize, id)
+      elseif kind == "db" then pcall(bridge.close, id)
+      else pcall(bridge.backup_finish, id) end
+    end
+  end
+
+  -- B.prepare, and at the statement quota a full collection (statements the
+  -- mod dropped are finalized) and one more try.  Raises at the quota.
+  -- Called from functions the mod called (directly or by a tail call), so
+  -- its errors are raised at level 3 (rethrow: 4), the mod's line.
+  local function prepare(cid, sql, temp)
+    flush_dead()
+    local sid, tail = rethrow(4, pcall(bridge.prepare, cid, sql, temp))
+    if sid == false then
+      collectgarbage("collect")
+      flush_dead()
+      sid, tail = rethrow(4, pcall(bridge.prepare, cid, sql, temp))
+      if sid == false then error(tail, 3) end
+    end
+    return sid, tail
+  end
+
   local function new_db(cid)
     local d
     local addr
     d, addr = handle(DB, function()
       return B.isopen(cid) and ("sqlite database (" .. addr .. ")") or "sqlite database (closed)"
-    end)
+    end, cid ~= 1 and on_drop("db", cid) or nil)
     db_cid[d] = cid
     return d
   end
@@ -222,7 +259,7 @@ return function(bridge, handle, strptr)
   local function query(self, fname, shape, sql, ...)
     local cid = cid_of(self, fname)
     check_sql(sql, fname)
-    local sid, err = B.prepare(cid, sql, true)
+    local sid, err = prepare(cid, sql, true)
     if not sid then error(B.errmsg(cid), 2) end
     local n = select("#", ...)
     if n > 0 then
@@ -246,7 +283,7 @@ return function(bridge, handle, strptr)
   local function exec_callback(cid, sql, cb, udata)
     local rest = sql
     while true do
-      local sid, tail = B.prepare(cid, rest, false)
+      local sid, tail = prepare(cid, rest, false)
       if not sid then return tail end
       local names, n
       while true do
@@ -264,7 +301,7 @@ return function(bridge, handle, strptr)
           return ABORT
         end
       end
-      if not tail:find("%S") then return OK end
+      if not sfind(tail, "%S") then return OK end
       rest = tail
     end
   end
@@ -279,9 +316,9 @@ return function(bridge, handle, strptr)
     local n, cb = select("#", ...), (...)
     if type(cb) == "function" then return exec_callback(cid, sql, cb, (select(2, ...))) end
     if n == 0 or (n == 1 and cb == nil) then return (settle(B.exec(cid, sql))) end
-    local sid, tail = B.prepare(cid, sql, false)
+    local sid, tail = prepare(cid, sql, false)
     if not sid then return tail end
-    if tail:find("%S") then
+    if sfind(tail, "%S") then
       B.finalize(sid)
       error("db:exec: with ? parameters the SQL must be one statement", 2)
     end
@@ -305,7 +342,7 @@ return function(bridge, handle, strptr)
     s, addr = handle(Stmt, function()
       return B.isopen_stmt(sid) and ("sqlite virtual machine (" .. addr .. ")")
              or "sqlite virtual machine (closed)"
-    end)
+    end, on_drop("stmt", sid))
     stmt_sid[s] = sid
     stmt_db[s] = d
     return s
@@ -315,7 +352,7 @@ return function(bridge, handle, strptr)
   function DB.prepare(self, sql)
     local cid = cid_of(self, "prepare")
     check_sql(sql, "prepare")
-    local sid, tail = B.prepare(cid, sql, false)
+    local sid, tail = prepare(cid, sql, false)
     if not sid then return nil, tail end
     return new_stmt(self, sid), tail
   end
@@ -431,7 +468,7 @@ return function(bridge, handle, strptr)
     local vals = {}
     for i = 1, #names do
       local name = names[i]
-      if name then vals[i] = t[name:sub(2)] else vals[i] = t[i] end
+      if name then vals[i] = t[ssub(name, 2)] else vals[i] = t[i] end
     end
     return bind_all(sid, #names, vals)
   end
@@ -500,10 +537,11 @@ return function(bridge, handle, strptr)
     local tcid, scid = db_cid[target], db_cid[source]
     if not tcid then error("bad argument #1 to 'backup_init' (sqlite database expected)", 2) end
     if not scid then error("bad argument #3 to 'backup_init' (sqlite database expected)", 2) end
+    flush_dead()
     local bid = B.backup_init(tcid, tname or "main", scid, sname or "main")
     if not bid then return nil end
     local b, addr
-    b, addr = handle(Backup, function() return "sqlite backup (" .. addr .. ")" end)
+    b, addr = handle(Backup, function() return "sqlite backup (" .. addr .. ")" end, on_drop("backup", bid))
     backup_bid[b] = bid
     return b
   end
@@ -513,11 +551,22 @@ return function(bridge, handle, strptr)
   function sqlite3.version() return (B.version()) end
   function sqlite3.lversion() return "0.9.5" end
   function sqlite3.complete(sql) check_sql(sql, "complete") return (B.complete(sql)) end
+  local function open_memory()
+    flush_dead()
+    local cid, err = rethrow(4, pcall(bridge.open_memory))
+    if cid == false then
+      collectgarbage("collect")
+      flush_dead()
+      cid, err = rethrow(4, pcall(bridge.open_memory))
+      if cid == false then error(err, 3) end
+    end
+    return new_db(cid)
+  end
   --- sqlite3.open_memory() -> a new in-memory database (inside the mod's db budget).
-  function sqlite3.open_memory() return new_db(B.open_memory()) end
+  function sqlite3.open_memory() return (open_memory()) end
   --- sqlite3.open(path): only ":memory:" (a mod's file database is `db`).
   function sqlite3.open(path)
-    if path == ":memory:" then return new_db(B.open_memory()) end
+    if path == ":memory:" then return (open_memory()) end
     return nil, sqlite3.CANTOPEN, "sqlite3.open: mods use `db` (their db.sqlite3) or "
       .. "sqlite3.open_memory(); other files cannot be opened"
   end

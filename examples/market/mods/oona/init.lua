@@ -1,7 +1,7 @@
 -- Oona, the fishmonger of the market street (examples/market).
 --
--- The game calls the two functions this file returns: hear(who, text) when
--- someone speaks to her, event(text) when something happens on the street.
+-- The game sends two events: onHear(who, text) when someone speaks to her,
+-- onStreetEvent(text) when something happens on the street.
 -- Her body is the game's: `market.speak` streams into her bubble,
 -- `market.finish` ends the line (and lets her neighbours react), and her
 -- tools act on the street.  Each turn the model either speaks or calls a tool;
@@ -29,9 +29,13 @@ local me = llm.session{
   overflow = "summarize",
   tools = tools,
 }
-return require("character").npc(me, "Oona", {
+local npc = require("character").npc(me, "Oona", {
   start = function() market.bubble("") end,
   piece = function(text) market.speak(text) end,
   finish = function(text) market.finish(text) end,
   warn = function(msg) spdlog.warning(msg) end,
 })
+-- The game speaks to this NPC through its two events (examples/market/game.py).
+registerForEvent("onHear", npc.hear)
+registerForEvent("onStreetEvent", npc.event)
+return npc
