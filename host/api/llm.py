@@ -219,7 +219,7 @@ class LLMProvider:
         raw = mod.from_lua(opts)
         options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
         if kind == "chat":
-            self.worker.check_template(options.get("template"))
+            self.worker.check_template(options.get("template"), mod_id=mod.id)
         stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, stream=stream, **options), stream=stream)
@@ -264,7 +264,7 @@ class LLMProvider:
             return None, str(exc)
 
     def _new_session(self, mod, opts, tools):
-        self.worker.check_template(opts.get("template") if isinstance(opts, dict) else None)
+        self.worker.check_template(opts.get("template") if isinstance(opts, dict) else None, mod_id=mod.id)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
         known = {"system", "sampler", "overflow", "template", "memory", "priority"}
@@ -377,7 +377,7 @@ class LLMProvider:
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)
         if kind == "chat":
-            self.worker.check_template(options.get("template"))
+            self.worker.check_template(options.get("template"), mod_id=mod.id)
             messages = list(messages)
             if messages and messages[0]["role"] == "system":
                 messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{toolset.describe()}"}

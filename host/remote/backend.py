@@ -100,7 +100,8 @@ class RemoteModel:
         raise UnsupportedError("chat templates are applied by the server")
 
     def chat_template(self):
-        return self.info.template if self.info is not None else None
+        """The server's template when it said; a server applies its own either way."""
+        return (self.info.template if self.info is not None else None) or "(the server's own)"
 
     def close(self) -> None:
         if self._tokenizer is not None:

@@ -65,6 +65,9 @@ class WorkerRouter:
     def create_session(self, mod_id, **kw):
         return self.worker_for(mod_id).create_session(mod_id, **kw)
 
+    def check_template(self, template=None, mod_id=None):
+        return self.worker_for(mod_id or "").check_template(template, mod_id)
+
     def say(self, mod_id, session_id, text, **kw):
         return self.worker_for(mod_id).say(mod_id, session_id, text, **kw)
 
