@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
 from host.errors import OptionError, QuotaExceeded
 from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
@@ -163,6 +164,7 @@ class LLMProvider:
         # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
+        install_persona(mod, llm)  # llm.persona{...} (host/api/persona.py, lua/persona.lua)
         mod.expose("llm", llm)
         if mod.trusted:
             mod.expose("llama", self._raw_binding(mod), readonly=False)
