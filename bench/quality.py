@@ -239,11 +239,22 @@ def check_line(text: str, *, earlier: list[str], max_sentences: int, max_chars: 
     }
 
 
-def progress(row: dict) -> None:
+def progress(row: dict, section: str) -> None:
     """One measured line on stdout at once (a long run shows its progress; a cut run keeps its lines)."""
-    bad = [k for k, v in row["checks"].items() if not v]
-    print(json.dumps({"progress": row.get("npc", "Judy"), "seed": row["seed"], "reply": row["reply"][:200],
-                      "fail": bad}, ensure_ascii=False), flush=True)
+    print("PROGRESS " + json.dumps(dict(row, section=section), ensure_ascii=False, default=sorted), flush=True)
+
+
+def summarize(log: Path) -> dict:
+    """Pass rates from the PROGRESS lines of a run's output (a run cut short included)."""
+    out: dict = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("PROGRESS "):
+            row = json.loads(line[9:])
+            out.setdefault("judy" if "kind" in row else row["section"], {"rows": []})["rows"].append(row)
+    for sec in out.values():
+        sec["pass_rates"] = rates(sec["rows"])
+        sec["seeds"] = sorted({r["seed"] for r in sec["rows"]})
+    return out
 
 
 def rates(rows: list[dict]) -> dict:
@@ -309,7 +320,7 @@ def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0) -> dict:
                     checks["lore"] = checks["lore_unknown"] = DONT_KNOW.search(shown) is not None
                 rows.append({"seed": seed, "kind": kind, "line": text, "reply": shown,
                              "finish_reason": result.get("finish_reason"), "checks": checks})
-                progress(rows[-1])
+                progress(rows[-1], "judy")
                 earlier.append(shown)
         finally:
             host.shutdown()
@@ -360,7 +371,7 @@ def market(seeds, quick: bool, model_path=None, timeout: float = 300.0) -> dict:
                 said[mod_id].append(text_checked)
                 rows.append({"seed": seed, "npc": MARKET_NAMES[mod_id], "event": text, "reply": text_checked,
                              "logged": logged, "actions": actions, "fits": sorted(fits), "checks": checks})
-                progress(rows[-1])
+                progress(rows[-1], "market")
         finally:
             host.shutdown()
     return {"rows": rows, "pass_rates": rates(rows)}
@@ -396,7 +407,7 @@ def scene(seeds, quick: bool, model_path=None, timeout: float = 600.0) -> dict:
             said[who].append(line)
             rows.append({"seed": seed, "npc": who, "event": entry.get("event"), "reply": line,
                          "emotion": entry.get("emotion"), "next_action": entry.get("next_action"), "checks": checks})
-            progress(rows[-1])
+            progress(rows[-1], "npc")
     return {"rows": rows, "pass_rates": rates(rows)}
 
 
@@ -417,14 +428,27 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("--model")
     ap.add_argument("--json", help="write the lines, checks and pass rates here")
+    ap.add_argument("--summarize", metavar="LOG", help="only print the pass rates of a run's output (PROGRESS lines)")
     args = ap.parse_args()
+    if args.summarize:
+        for name, sec in summarize(Path(args.summarize)).items():
+            print(f"{name} (seeds {sec['seeds']}, {len(sec['rows'])} lines): " + ", ".join(
+                f"{k} {v['rate']:.0%} (n={v['n']})" for k, v in sec["pass_rates"].items()))
+        return 0
     seeds = SEEDS[:1] if args.quick else tuple(range(1, args.seeds + 1))
     which = args.only or ["judy", "market", "npc"]
     out = {"seeds": list(seeds), "quick": args.quick, "load_average_1min": {"start": os.getloadavg()[0]}}
     t0 = time.monotonic()
-    for name, fn in (("judy", judy), ("market", market), ("npc", scene)):
-        if name in which:
-            out[name] = fn(seeds, args.quick, args.model)
+    # seed by seed across the sections: a run cut short still has every section measured alike
+    for seed in seeds:
+        for name, fn in (("judy", judy), ("market", market), ("npc", scene)):
+            if name in which:
+                got = fn((seed,), args.quick, args.model)
+                rows = out.setdefault(name, {"rows": []})["rows"]
+                rows += got["rows"]
+                out[name]["pass_rates"] = rates(rows)
+    for name in ("judy", "market", "npc"):
+        if name in out:
             show(name, out[name])
     out["load_average_1min"]["end"] = os.getloadavg()[0]
     out["seconds"] = round(time.monotonic() - t0)

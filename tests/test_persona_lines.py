@@ -64,3 +64,11 @@ def test_visible_grows_by_whole_clean_sentences():
     assert longer.startswith("I fix pumps.") and longer == "I fix pumps. I dive for copper. Want one?"
     assert visible("Judy: One. Two. Three.", "Judy", max_sentences=2) == "One. Two."
     assert visible("Judy: no end yet", "Judy") == ""
+
+
+def test_a_saved_sampler_with_token_bans_resolves_again():
+    """A persona's session sampler bans tokens; saved as JSON its token ids came back as strings and
+    the restored conversation failed every turn ("logit_bias key '9433' must be a token id")."""
+    from host.engine import sampling
+
+    assert sampling.resolve({"logit_bias": {"9433": -100}})["logit_bias"] == {9433: -100.0}
