@@ -13,9 +13,9 @@ local ACTIONS = { "keep_working", "greet_player", "haggle", "call_guard", "leave
 
 local scene = { seed = 7, rounds = 3, log = {}, done = false }
 
--- A line is one sentence of 3 to 18 words that starts with a capital and ends on . ! or ?:
--- a word cap (not a character cap) lets the grammar end the line only after a whole word.
-local LINE_PATTERN = "^[A-Z][a-z']*(?:,? [A-Za-z'-]+){2,17}[.!?]$"
+-- A line is one sentence of 3 to 16 whole words that starts with a capital and ends on . ! or ?
+-- (a word cap, not a character cap: a character cap made the grammar end lines in the middle of a word).
+local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,14} [A-Za-z'-]+[.!?]$"
 
 local LINE_SCHEMA = {
   type = "object",
@@ -29,14 +29,21 @@ local LINE_SCHEMA = {
   additionalProperties = false,
 }
 
--- One grammar per speaker and set of actions that fit the event (built once, then reused).
+-- One grammar per set of actions that fit an event (built once, then reused).  The speaker
+-- is not in the grammar: each line's speaker is set to the NPC that said it.  The built-in
+-- scene's grammars are built at load; inside the scene's coroutine a new one waits for the
+-- next frame, so a frame builds at most one.
 local grammars = {}
-local function line_grammar(name, actions)
-  local key = name .. ":" .. table.concat(actions, ",")
+local function next_frame()
+  local asked = 0
+  await({ done = function() asked = asked + 1 return asked > 1 end, result = function() end })
+end
+local function line_grammar(actions, now)
+  local key = table.concat(actions, ",")
   if grammars[key] == nil then
+    if not now then next_frame() end
     local props = {}
     for k, v in pairs(LINE_SCHEMA.properties) do props[k] = v end
-    props.speaker = { const = name }   -- each NPC can only speak as itself
     props.next_action = { type = "string", enum = actions }
     grammars[key] = grammar.schema{ type = "object", properties = props, required = LINE_SCHEMA.required,
                                     additionalProperties = false }
@@ -69,7 +76,7 @@ local function react(round, event, who, actions)
       .. "speaker, line, emotion and next_action."
     handles[#handles + 1] = llm.chat{
       messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-      grammar = line_grammar(npc.name, actions), max_tokens = 100, temperature = 0.7,
+      grammar = line_grammar(actions), max_tokens = 160, temperature = 0.7,
       seed = scene.seed * 1000 + round * 10 + npc.index,
     }
   end
@@ -79,7 +86,7 @@ local function react(round, event, who, actions)
     local npc = who[i]
     local line = r.value and llm.clean_line(r.value.line or "", npc.name, 1) or ""
     if line ~= "" then
-      r.value.line, r.value.round, r.value.event = line, round, event
+      r.value.speaker, r.value.line, r.value.round, r.value.event = npc.name, line, round, event
       lines[#lines + 1] = r.value
     else
       spdlog.warning(npc.name .. " said nothing usable: " .. tostring(r.error))
@@ -107,6 +114,7 @@ local function run_scene()
 end
 
 scene.events = EVENTS
+for _, e in ipairs(EVENTS) do line_grammar(e[3], true) end
 
 registerForEvent("onInit", function()
   Cron.After(0.25, function() async(run_scene) end)  -- the player arrives a moment after load
