@@ -21,7 +21,7 @@ GPU_LAYERS ?=
 # Debian packages for the Vulkan build and Mesa's software driver (lavapipe).
 VULKAN_DEBS := mesa-vulkan-drivers libvulkan-dev glslc spirv-headers
 
-.PHONY: setup test test-fast test-gpu vulkan-deps rpc-server judy npc game xvfb bench doctor clean
+.PHONY: lua-corpus setup test test-fast test-gpu vulkan-deps rpc-server judy npc game xvfb bench doctor clean
 
 # MODEL=path.gguf: setup then reports that model instead of fetching/announcing the default one
 setup: $(STAMP)
@@ -64,8 +64,13 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 
 # The ordinary suite runs on the CPU build whatever this venv chose
 # (RELIC_GPU=cpu); the RPC tests are part of it.
-test: setup xvfb $(GAME_STAMP)
+test: setup xvfb $(GAME_STAMP) lua-corpus
 	RELIC_GPU=cpu $(PY) -m pytest -q
+
+# Pure-Lua Debian packages (dkjson and its test suite, penlight, inspect, ...) for the
+# differential test (tests/test_lua_differential.py); cached under $RELIC_HOME, idempotent.
+lua-corpus: $(STAMP)
+	$(PY) -m host.setup lua-corpus
 
 # The GPU code path on Mesa's software Vulkan driver (lavapipe): builds the
 # Vulkan variant (long the first time: shaders) and runs the generation,
@@ -88,7 +93,7 @@ test-fast: $(STAMP)
 	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
 
 judy: setup
-	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)
 
 npc: setup
 	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))

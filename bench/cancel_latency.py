@@ -45,10 +45,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--n-batch", type=int, default=128)
     args = ap.parse_args()
+    from bench.benchsetup import prepared
     from host.app import load_model
     from host.worker import Worker, WorkerConfig
 
-    model = load_model()
+    p = prepared()
+    model = load_model(p.config, p)
     w = Worker(model, WorkerConfig(n_ctx=4096, n_seq_max=2, n_batch=args.n_batch)).start()
     out = {}
     for when in ("prompt", "generation"):

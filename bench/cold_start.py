@@ -63,7 +63,7 @@ def _child_host(with_model: bool, spawn_wall: float) -> dict:
 def _child_relic_load(threads: int) -> dict:
     t0 = time.perf_counter()
     from host.llama import Context, Model, load
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     import_ms = (time.perf_counter() - t0) * 1000
     path = model_path()
@@ -99,7 +99,7 @@ def measure(runs: int, threads: int = 1, log=print) -> dict:
     from bench.gen_speed import run_json, summarize
     from bench.native import build, lcpp
     from host.setup import llama_build
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     model = str(model_path())
     me = [sys.executable, __file__, "--threads", str(threads)]

@@ -114,7 +114,7 @@ def main():
     designs = set(args.designs.split(","))
 
     from host.llama import Context, Model, generate
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import Worker, WorkerConfig
 
     model = Model(model_path())

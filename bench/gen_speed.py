@@ -95,7 +95,7 @@ def prompt_file() -> Path:
 def _job_relic_python(threads: int, tokens: int) -> dict:
     t0 = time.perf_counter()
     from host.llama import Batch, Context, Model, SamplerChain, load
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     lib = load()
     lib_ms = (time.perf_counter() - t0) * 1000
@@ -153,7 +153,7 @@ def _from_result(r: dict, extra: dict) -> dict:
 def _job_relic_worker(threads: int, tokens: int) -> dict:
     t0 = time.perf_counter()
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import Worker
 
     model = Model(model_path())
@@ -184,7 +184,7 @@ def _job_relic_lua(threads: int, tokens: int) -> dict:
     t0 = time.perf_counter()
     from host.app import build_host
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     model = Model(model_path())
     load_ms = (time.perf_counter() - t0) * 1000
@@ -277,7 +277,7 @@ class Contenders:
 
     def __init__(self, names=CONTENDERS):
         from host.setup import llama_build
-        from host.setup.model_fetch import model_path
+        from bench.benchsetup import model_path
 
         self.lib_info = llama_build.ensure_library()
         self.model = str(model_path())

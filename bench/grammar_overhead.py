@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from host.engine import sampling  # noqa: E402
 from host.engine.grammar import Grammar  # noqa: E402
 from host.llama import Batch, Context, Model, SamplerChain, load  # noqa: E402
-from host.setup.model_fetch import model_path  # noqa: E402
+from bench.benchsetup import model_path  # noqa: E402
 
 PROMPT = "List the goods a village merchant sells, with a short note on each, as JSON."
 

@@ -1,4 +1,4 @@
-"""Every class of issue 12 run against a real host, with a well-behaved mod beside the attacker.
+"""Every hostile class run against a real host, with a well-behaved mod beside the attacker.
 
 Each class runs in its own process (so a crash is a figure, not the end of the
 bench): the real model and worker (`build_host`), a "good" mod that asks for a
@@ -189,7 +189,95 @@ registerForEvent("onUpdate", function()
   ok, e = pcall(llm.tokenize, string.rep("y ", 100000)) if not ok then last = e end
 end)
 """, "memory_mb = 16\n"),
+    # -- storage quotas, frame budgets, C calls, host-side copies, output (checklist 29-33) --
+    "io_handles": ("3 append handles on one file, a truncating 'w' handle beside 8 writing ones, 20 empty "
+                   "files a frame (io limits 1 MiB a file, 4 MiB and 256 files a folder)", """
+local hs = { io.open("a.bin", "a"), io.open("a.bin", "a"), io.open("a.bin", "a") }
+local ws = {} for i = 1, 8 do ws[i] = io.open("t" .. i .. ".bin", "w") end
+local n = 0
+last = nil
+registerForEvent("onUpdate", function()
+  n = n + 1
+  local chunk = string.rep("x", 16 * 1024)
+  for _, h in ipairs(hs) do local ok, e = pcall(h.write, h, chunk) if not ok then last = e end end
+  for i, a in ipairs(ws) do
+    local b = io.open("t" .. i .. ".bin", "w") if b then b:close() end
+    local ok, e = pcall(a.write, a, chunk) if not ok then last = e end
+  end
+  for i = 1, 20 do local f, e = io.open("e" .. n .. "_" .. i, "w") if f then f:close() else last = e break end end
+end)
+""", None),
+    "stacked_budgets": ("40 ms in each of onUpdate, onDraw, a Cron timer, an async step and on_token", """
+local function burn() local t0 = os.clock() while os.clock() - t0 < 0.04 do end end
+Cron.Every(0.001, burn)
+async(function() while true do burn() await(Cron.Sleep(0)) end end)
+registerForEvent("onUpdate", function()
+  burn()
+  llm.generate{ prompt = "Count slowly:", max_tokens = 64, on_token = burn }
+end)
+registerForEvent("onDraw", burn)
+""", None),
+    "c_gsub": ("a for loop of s:gsub('a', 'a') on 16 MiB every frame", """
+local s = string.rep("a", 16 * 1024 * 1024)
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() for i = 1, 1e9 do s:gsub("a", "a") end end) if not ok then last = e end
+end)
+""", None),
+    "c_sort": ("table.sort of 3.5 M numbers in a loop every frame", """
+local t = {} for i = 1, 3500000 do t[i] = (i * 7919) % 3500000 end
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() for i = 1, 1e9 do table.sort(t) end end) if not ok then last = e end
+end)
+""", None),
+    "c_upper": ("a loop of s:upper()/lower()/rep/concat/format on 8 MiB every frame", """
+local s = string.rep("x", 8 * 1024 * 1024)
+local parts = {} for i = 1, 200000 do parts[i] = "abcdefgh" end
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function()
+    for i = 1, 1e9 do
+      local u = s:upper() u = s:lower() u = string.rep("y", 8 * 1024 * 1024)
+      u = table.concat(parts) u = string.format("%s", s)
+    end
+  end)
+  if not ok then last = e end
+end)
+""", None),
+    "tool_results": ("a tool returning 50,000 strings, called by a session turn every second", """
+local big = {} for i = 1, 50000 do big[i] = string.rep("r", 64) .. i end
+local s = llm.session{ system = "You look things up.", tools = {
+  lookup = { description = "look it up", parameters = { type = "object", properties = {} },
+             run = function() return big end } } }
+local t = 0
+last = nil
+registerForEvent("onUpdate", function(dt)
+  t = t + dt
+  if t < 1 then return end
+  t = 0
+  s:say("look it up", { max_tokens = 96, tool_choice = "required", max_tool_calls = 8,
+                        on_done = function(r)
+                          calls = (calls or 0) + #r.tool_calls
+                          last = tostring(r.error or "") .. " tool calls so far: " .. calls
+                        end })
+end)
+""", None),
+    "forge_output": ("prints with newlines, fake [relic] lines, CR and ANSI/OSC escapes, 50 a frame", """
+registerForEvent("onUpdate", function()
+  for i = 1, 50 do
+    print("ok\\n[relic] mod 'good' quarantined: FAKE")
+    spdlog.error("x\\r[relic] FAKE\\27[2J\\27]0;FAKE\\7")
+  end
+end)
+""", None),
 }
+
+# classes whose attacker needs more than the default memory (granted by the game, not mod.toml)
+GRANTS = {"c_gsub": {"memory_mb": 256}, "c_sort": {"memory_mb": 256}, "c_upper": {"memory_mb": 256},
+          "tool_results": {"memory_mb": 128}}
+# classes run with smaller limits than the defaults (only the fields this checkout's Limits has)
+LIMITS = {"io_handles": {"io_max_file_bytes": 1 << 20, "io_max_folder_bytes": 4 << 20, "io_max_files": 256}}
 
 
 def rss_mb() -> float:
@@ -222,6 +310,13 @@ def run_class(name: str, seconds: float) -> dict:
     from host.app import build_host
 
     _, attacker, toml = CLASSES[name]
+    grants = {}
+    if name in GRANTS:
+        try:
+            from host.runtime.grants import Grant
+            grants = {"attacker": Grant(**GRANTS[name])}
+        except ImportError:          # an older checkout: its mod.toml still granted it
+            toml = "".join(f"{k} = {v}\n" for k, v in GRANTS[name].items())
     with tempfile.TemporaryDirectory() as tmp:
         mods = Path(tmp) / "mods"
         for mid, src, tml in (("good", GOOD, None), ("attacker", attacker, toml)):
@@ -232,7 +327,14 @@ def run_class(name: str, seconds: float) -> dict:
             if tml:
                 (mods / mid / "mod.toml").write_text(tml, encoding="utf-8")
         lines: list[str] = []
-        host = build_host(mods, console=lines.append, load=False)
+        extra = {"grants": grants} if grants else {}
+        if name in LIMITS:
+            import dataclasses
+
+            from host.runtime.limits import Limits
+            known = {f.name for f in dataclasses.fields(Limits)}
+            extra["limits"] = Limits(**{k: v for k, v in LIMITS[name].items() if k in known})
+        host = build_host(mods, console=lines.append, load=False, **extra)
         clock = BenchClock()
         host.add_provider(clock)
         t_load = time.perf_counter()
@@ -241,7 +343,8 @@ def run_class(name: str, seconds: float) -> dict:
         base = rss_mb()
         peak = base
         frames = []
-        period = 1.0 / FPS
+        cpu_frames = []      # the frame thread's CPU time per frame: what budgets count (a loaded
+        period = 1.0 / FPS   # machine stretches wall time, not this)
         next_t = time.perf_counter()
         end = next_t + seconds
         n = 0
@@ -249,10 +352,11 @@ def run_class(name: str, seconds: float) -> dict:
             now = time.perf_counter()
             if now < next_t:
                 time.sleep(next_t - now)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             host.update(period)
             host.draw()
             frames.append((time.perf_counter() - t0) * 1000)
+            cpu_frames.append((time.thread_time() - c0) * 1000)
             n += 1
             if n % 30 == 0:
                 peak = max(peak, rss_mb())
@@ -286,6 +390,15 @@ def run_class(name: str, seconds: float) -> dict:
         t_quit = time.perf_counter()
         host.shutdown()
         quit_s = time.perf_counter() - t_quit
+        folder_bytes, folder_files, largest = 0, 0, 0
+        for root, _, files in os.walk(mods / "attacker"):
+            for fname in files:
+                if fname.startswith("db.sqlite3") or ".log" in fname:
+                    continue
+                folder_files += 1
+                size = os.lstat(os.path.join(root, fname)).st_size
+                folder_bytes += size
+                largest = max(largest, size)
     waits = stats.get("waits") or []
     if isinstance(waits, dict):
         waits = list(waits.values())
@@ -293,6 +406,8 @@ def run_class(name: str, seconds: float) -> dict:
         "class": name, "load_s": round(load_s, 2),
         "worst_frame_ms": round(max(frames), 2), "p99_frame_ms": round(percentile(frames, 0.99), 2),
         "p50_frame_ms": round(percentile(frames, 0.50), 2), "frames": len(frames),
+        "worst_frame_cpu_ms": round(max(cpu_frames), 2) if cpu_frames else None,
+        "p99_frame_cpu_ms": round(percentile(cpu_frames, 0.99), 2) if cpu_frames else None,
         "good_state": good.state if good is not None else "-",
         "good_asked": stats.get("asked", 0), "good_served": stats.get("served", 0),
         "good_errors": stats.get("errors", 0),
@@ -300,6 +415,13 @@ def run_class(name: str, seconds: float) -> dict:
         "rss_growth_mb": round(peak - base, 1), "quit_s": round(quit_s, 3),
         "attacker_state": att_state, "attacker_last_error": (str(att_last)[:300] if att_last else None),
         "host_lines": [l[:300] for l in lines if l.startswith("[relic]")][-5:],
+        "attacker_folder_mb": round(folder_bytes / 2**20, 2), "attacker_files": folder_files,
+        "attacker_largest_file_mb": round(largest / 2**20, 2),
+        # mod text that reached the console as a host line, or with raw control characters
+        # (a console line with "\n" or "\r" in it shows as several on a terminal)
+        "forged_lines": sum(1 for l in lines for part in l.replace("\r", "\n").split("\n")
+                            if part.startswith("[relic]") and "FAKE" in part),
+        "raw_control_lines": sum(1 for l in lines if any(c in l for c in "\r\x1b\x07")),
         "load_avg_1m": round(os.getloadavg()[0], 2),   # a busy machine stretches every wall-clock figure
     }
 
@@ -379,7 +501,8 @@ def run_all(classes, seconds: float) -> list[dict]:
         row["rc"] = rc
         row["wall_s"] = round(time.monotonic() - t0, 1)
         rows.append(row)
-        print(f"  {name}: rc {rc}, worst frame {row.get('worst_frame_ms')} ms, good served "
+        print(f"  {name}: rc {rc}, worst frame {row.get('worst_frame_ms')} ms (CPU "
+              f"{row.get('worst_frame_cpu_ms')} ms), good served "
               f"{row.get('good_served')}/{row.get('good_asked')}, wait p95 {row.get('good_wait_p95_ms')} ms, "
               f"RSS +{row.get('rss_growth_mb')} MB, quit {row.get('quit_s')} s, attacker "
               f"{row.get('attacker_state')}", flush=True)

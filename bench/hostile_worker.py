@@ -190,7 +190,7 @@ def _run_good(model, seconds: float, with_hog: bool) -> dict:
 def fairness(seconds: float = 20.0, model=None) -> dict:
     """The good mod's service alone and beside a saturating mod (see module docstring)."""
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     own = model is None
     model = model or Model(model_path())
@@ -257,7 +257,7 @@ def session_spam_rss(seconds: float = 10.0, model=None) -> dict:
     file), so the spam's cost is the difference between the two runs.
     """
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     own = model is None
     model = model or Model(model_path())
@@ -280,7 +280,7 @@ def tokenize_at_cap(model=None) -> dict:
     from host.api.quotas import Quotas
     from host.app import build_host
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     cap = Quotas().max_tokenize_bytes
     src = f"""

@@ -90,6 +90,7 @@ def run(turns: int, n_ctx: int, model_path=None, timeout: float = 600.0, questio
                 "total_s": time.perf_counter() - t0,
                 "prompt_tokens": usage.get("prompt_tokens"), "cached_tokens": usage.get("cached_tokens"),
                 "finish_reason": r.get("finish_reason"),
+                "timings": dict(r.get("timings") or {}),  # where the worker spent the turn
             })
             # her memory store adds the exchange on the worker: let it land before the next turn
             while host.providers[1].worker.pending("judy") and time.monotonic() < end:
@@ -115,6 +116,10 @@ def summarize(records: list[dict]) -> dict:
         "normal_ttft_median_s": med,
         "normal_ttft_p90_s": sorted(normal)[int(0.9 * (len(normal) - 1))] if normal else None,
         "overflow_turns": [r["turn"] for r in records if r["overflow"]],
+        "normal_timings_median_ms": {k: statistics.median(r["timings"][k] for r in records[1:] if not r["overflow"]
+                                                          and k in r["timings"])
+                                     for k in ("queue_ms", "retrieval_ms", "prompt_ms", "first_token_ms")
+                                     if any(k in r["timings"] for r in records[1:] if not r["overflow"])},
         "overflow_ttft_max_s": max(over) if over else None,
         "overflow_ratio": (max(over) / med) if over and med else None,
         "target_normal_le_1s": med is not None and med <= 1.0,
@@ -131,11 +136,14 @@ def main() -> int:
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
     records = run(args.turns, args.n_ctx, args.model)
-    print(f"{'turn':>4} {'ttft s':>7} {'total s':>8} {'prompt':>6} {'reused':>6}  overflow")
+    print(f"{'turn':>4} {'ttft s':>7} {'total s':>8} {'prompt':>6} {'reused':>6} {'queue':>6} {'retr':>6} "
+          f"{'read':>6}  overflow")
     for r in records:
         ttft = f"{r['ttft_s']:.2f}" if r["ttft_s"] is not None else "-"
+        t = r["timings"]
         print(f"{r['turn']:>4} {ttft:>7} {r['total_s']:>8.2f} {r['prompt_tokens'] or 0:>6} "
-              f"{r['cached_tokens'] or 0:>6}  {'OVERFLOW' if r['overflow'] else ''}")
+              f"{r['cached_tokens'] or 0:>6} {t.get('queue_ms', 0):>6.0f} {t.get('retrieval_ms', 0):>6.0f} "
+              f"{t.get('prompt_ms', 0):>6.0f}  {'OVERFLOW' if r['overflow'] else ''}")
     s = summarize(records)
     s["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     print(json.dumps(s, indent=1))

@@ -84,7 +84,7 @@ def _python_loops(detok, piece, is_eog, tokenize, toks, seconds) -> dict:
 
 def _child_relic_python(seconds: float) -> dict:
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     vocab = Model(model_path()).vocab
     toks = vocab.tokenize(MICRO_TEXT, add_special=False)
@@ -168,7 +168,7 @@ return {
 def _child_lua(seconds: float, trusted: bool) -> dict:
     from host.app import build_host
     from host.llama import Model
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import WorkerConfig
 
     model = Model(model_path())
@@ -177,11 +177,11 @@ def _child_lua(seconds: float, trusted: bool) -> dict:
         folder.mkdir(parents=True)
         src = _TRUSTED_MOD % (MICRO_TEXT, N_DETOK) if trusted else _SANDBOXED_MOD
         (folder / "init.lua").write_text(src, encoding="utf-8")
-        if trusted:
-            (folder / "mod.toml").write_text("trusted = true\n", encoding="utf-8")
         lines: list[str] = []
+        from host.runtime.grants import Grant
+
         host = build_host(folder.parent, model=model, worker_config=WorkerConfig(n_ctx=256, n_seq_max=1),
-                          console=lines.append)
+                          console=lines.append, grants={"microbench": Grant(trusted=trusted)})
         try:
             mod = host.mods["microbench"]
             if mod.state != "loaded" or mod.public is None:
@@ -224,7 +224,7 @@ def measure(runs: int, seconds: float, names=CONTENDERS, log=print) -> dict:
     from bench import gen_speed
     from bench.native import build, lcpp
     from host.setup import llama_build
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     model = str(model_path())
     unavailable: dict[str, str] = {}

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from host.rag import Embedder, Store
-    from host.setup.embed_model import embed_model_path
+    from bench.benchsetup import embed_model_path
 
     tmp = None
     if args.store is None:

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from host.rag import Embedder, Store
-    from host.setup.embed_model import embed_model_path
+    from bench.benchsetup import embed_model_path
 
     items = corpus(args.limit)
     n_deb = sum(1 for it in items if it[0].startswith("deb:"))

@@ -38,10 +38,14 @@ _CHILD = r"""
 import json, resource, sys, time
 from host.llama import Batch, Context, Model, load
 from host.llama.sampler import SamplerChain
-from host.setup.model_fetch import model_path
+import os
+from host.app import load_model
+from host.config import Config
+from host.prepare import prepare
+cfg = Config.load(environ=os.environ, rag=False)
 prompt, n_gen, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-lib = load()
-m = Model(model_path(), lib=lib)
+m = load_model(cfg, prepare(cfg, progress=lambda line: None))
+lib = m.lib
 ctx = Context(m, n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=threads)
 toks = m.vocab.tokenize(prompt)
 batch = Batch(lib, 512)

@@ -50,6 +50,7 @@ EXTRAS = {
     "sandbox_speed": "bench/sandbox_speed.py",
     "watchdog_latency": "bench/watchdog_latency.py",
     "join_latency": "bench/join_latency.py",
+    "player_first": "bench/player_first.py",
     "judy_memory": "bench/judy_memory.py",
     "judy_chat": "bench/judy_chat.py",
     "quality": "bench/quality.py",
@@ -79,7 +80,7 @@ def wait_for_quiet(threshold: float, max_wait_s: float) -> dict:
 
 def machine_info() -> dict:
     from host.setup import llama_build
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
 
     info = llama_build.ensure_library()
     cpu = ""

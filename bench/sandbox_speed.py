@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from host.runtime.grants import Grant
 from host.runtime.host import Host  # noqa: E402
 
 WORKLOAD = r"""
@@ -162,7 +163,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "mods"
         make_mods(root)
-        host = Host(root, console=lambda line: None)
+        host = Host(root, console=lambda line: None,
+                    grants={"boxed": Grant(memory_mb=256), "trusted": Grant(trusted=True, memory_mb=256)})
         host.load()
         boxed, trusted = host.mods["boxed"], host.mods["trusted"]
         for m in (boxed, trusted):

@@ -1,7 +1,8 @@
 """Assemble a host: the mod runtime, the model, the inference worker and the mod APIs.
 
-    from host.app import build_host
-    host = build_host("mods")          # loads the default model, starts the worker, loads mods
+    config = Config.load(args=..., environ=os.environ)   # the entry point reads settings
+    prepared = prepare(config)                           # set-up: builds, downloads, probes
+    host = build_host(config=config, prepared=prepared)  # loads the model, starts the worker, loads mods
     while running:
         host.update(dt); host.draw()
     host.shutdown()                    # onShutdown, then the worker and the model
@@ -9,8 +10,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from host.config import Config
+from host.prepare import Prepared, prepare
 from host.runtime.host import Host
 
 
@@ -28,78 +32,99 @@ class ModelOwner:
         self.model.close()
 
 
-ENV_TEMPLATE = "RELIC_TEMPLATE"
-
-
 def set_template(model, template=None) -> str | None:
-    """Use the llama.cpp chat template ``template`` (or $RELIC_TEMPLATE) for every chat of ``model``.
+    """Use the llama.cpp chat template ``template`` for every chat of ``model``.
 
     An unknown name raises TemplateError here, at start.  Returns a one-line
     warning when the model has no chat template of its own and none was given
     (chats would fail: it is probably a base model), else None.
     """
-    import os
-
     from host.llama.model import builtin_templates
 
-    template = template or os.environ.get(ENV_TEMPLATE) or None
     if template:
         model.apply_chat_template([{"role": "user", "content": "x"}], template=template)  # checks the name
         model.template_override = template
         return None
     if model.chat_template() is None:
         return (f"no chat template in {model.path.name} - is it a base model? pass --template NAME "
-                f"(or {ENV_TEMPLATE}=NAME), one of: {', '.join(builtin_templates(model.lib))}")
+                f"(or RELIC_TEMPLATE=NAME), one of: {', '.join(builtin_templates(model.lib))}")
     return None
 
 
-def load_model(model_path=None, template=None):
-    """The model to serve: an explicit path, else $RELIC_MODEL, else the default (fetched if needed).
+def load_model(config: Config, prepared: Prepared):
+    """The chat model of ``prepared``, on the library set-up chose, with the configured offload.
 
-    A bad path raises ModelLoadError here, at start, naming the file; ``template``
-    (or $RELIC_TEMPLATE) names the chat template to use (see :func:`set_template`).
+    RPC servers named by the configuration become devices first (checked, so a
+    dead or wrong peer is a clear error, not an abort).  A bad path raises
+    ModelLoadError here, at start, naming the file; a bad template name raises
+    TemplateError.
     """
-    from host.llama import Model
-    from host.setup.model_fetch import model_path as resolve
+    from host.llama import Model, load
+    from host.llama.devices import add_rpc_servers
 
-    model = Model(Path(model_path) if model_path else resolve())
+    lib = load(prepared.library)
+    if config.rpc:
+        add_rpc_servers(lib, config.rpc)
+    model = Model(prepared.model, lib=lib, offload=config.offload())
     try:
-        set_template(model, template)
+        set_template(model, config.template)
     except BaseException:
         model.close()
         raise
     return model
 
 
-def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: bool = True,
+def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepared | None = None,
+               model=None, model_path=None, llm: bool = True, rag: bool = True,
                worker_config=None, load: bool = True, template: str | None = None, **host_kwargs) -> Host:
     """A Host with `llm` (and the trusted `llama`) wired to a started worker.
 
-    ``model``: an open Model to share (not closed by the host); otherwise one is
-    loaded from ``model_path`` / $RELIC_MODEL / the default and closed at shutdown.
+    ``config``: the process's Config (else one with ``mods_dir``, ``model_path``,
+    ``template`` and ``rag`` and every other setting at its default);
+    ``prepared``: what ``host.prepare(config)`` returned (prepared here when
+    missing: builds and downloads happen before the host exists, never later).
+    ``model``: an open Model to share (not closed by the host); otherwise the
+    prepared model is loaded and closed at shutdown.
     ``llm=False`` gives a host without a model (mods still load; `llm` is absent).
-    ``rag=False`` leaves out the `rag` module (its embedding model loads on first use).
-    ``template``: a llama.cpp chat template name for a model without one (else $RELIC_TEMPLATE);
-    a model with no template and none given gets one clear line on the console.
+    ``rag=False`` leaves out the `rag` module.
+    A model with no template and none configured gets one clear line on the console.
+    ``host_kwargs`` go to Host (console, limits, grants...); grants add to the config's.
     """
+    if config is None:
+        config = Config(mods_dir=Path(mods_dir) if mods_dir is not None else Path("mods"),
+                        model=Path(model_path).expanduser().absolute() if model_path else None,
+                        template=template, rag=rag)
+    else:
+        if template:
+            config = replace(config, template=template)
+        if not rag:
+            config = replace(config, rag=False)
+    mods_dir = Path(mods_dir) if mods_dir is not None else config.mods_dir
+    host_kwargs["grants"] = {**config.mod_grants(), **(host_kwargs.get("grants") or {})}
+    host_kwargs.setdefault("limits", config.limits)
     host = Host(mods_dir, **host_kwargs)
     if llm:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
         from host.api.quotas import QuotaLedger
         from host.api.rag import RagProvider
-        from host.worker import Worker, WorkerConfig
+        from host.worker import Worker
 
         owned = model is None
+        if owned or config.rag:
+            prepared = prepared or prepare(config)
         if owned:
-            model = load_model(model_path, template)
-        elif template:
-            set_template(model, template)
+            model = load_model(config, prepared)
+        elif config.template:
+            set_template(model, config.template)
         warning = set_template(model) if not model.template_override else None
         if warning:
             host.host_log(warning)
+        wcfg = worker_config or config.worker_config()
+        if config.rag and wcfg.embed_model is None:
+            wcfg = replace(wcfg, embed_model=prepared.embed_model)
         try:
-            worker = Worker(model, worker_config or WorkerConfig.from_env(),
+            worker = Worker(model, wcfg,
                             on_dead=lambda message: host.console(f"[relic] {message}")).start()
         except BaseException:
             if owned:
@@ -108,7 +133,7 @@ def build_host(mods_dir, *, model=None, model_path=None, llm: bool = True, rag: 
         ledger = QuotaLedger()  # per-mod host-side objects, shared by the three providers
         grammars = GrammarProvider(model, ledger=ledger)
         llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger)
-        memory = RagProvider(worker, llm_provider) if rag else None
+        memory = RagProvider(worker, llm_provider) if config.rag else None
         llm_provider.memory_for = memory.memory_for if memory else None
         host.add_provider(grammars)
         host.add_provider(llm_provider)

@@ -8,14 +8,17 @@ import time
 from host.errors import RelicError
 
 
-def chat_main(args) -> int:
-    """Read lines from stdin, stream the model's replies to stdout; ``quit`` exits."""
+def chat_main(args, config, prepared) -> int:
+    """Read lines from stdin, stream the model's replies to stdout; ``quit`` exits.
+
+    ``config``/``prepared``: the entry point's Config and what host.prepare resolved.
+    """
+    from host.app import load_model
     from host.engine.chat_tokens import chat_tokens
-    from host.llama import Context, Model, generate
-    from host.setup.model_fetch import model_path
+    from host.llama import Context, generate
 
     try:
-        model = Model(args.model or model_path())
+        model = load_model(config, prepared)
     except RelicError as exc:
         print(f"relic chat: {exc}", file=sys.stderr)
         return 1

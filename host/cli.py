@@ -1,18 +1,57 @@
-"""The ``relic`` command: ``relic run``, ``relic doctor``, ``relic setup``, ``relic chat``."""
+"""The ``relic`` command: ``relic run``, ``relic doctor``, ``relic setup``, ``relic chat``.
+
+This is an entry point: the only place (with the examples' own ``main``) where
+settings are read — arguments, the config file and the environment become one
+:class:`host.config.Config` (:func:`config_from`), passed down from here.
+User errors (a bad setting, a missing model) are one line on stderr and exit
+status 1 or 2; ``--debug`` shows the Python traceback too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
+import traceback
+
+
+def add_config_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """The settings flags every command that loads a model takes (see host.config.SETTINGS)."""
+    p.add_argument("--config", metavar="FILE", help="a relic.toml config file (default: $RELIC_CONFIG)")
+    p.add_argument("--debug", action="store_true", default=None, help="show Python tracebacks for errors")
+    if model:
+        p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
+        p.add_argument("--template", metavar="NAME", help="a llama.cpp chat template for a model without one "
+                       "(default: $RELIC_TEMPLATE)")
+    p.add_argument("--gpu", metavar="KIND", help="GPU build to use: cuda, vulkan, metal, hip or cpu "
+                   "(default: $RELIC_GPU or what `make setup GPU=...` chose)")
+    p.add_argument("--gpu-layers", metavar="N|all", help="layers to offload to the GPU / RPC servers "
+                   "(default: $RELIC_GPU_LAYERS, else all when a GPU or RPC server is present)")
+    p.add_argument("--split-mode", choices=["none", "layer", "row"],
+                   help="how to split the model over several devices (default: layer)")
+    p.add_argument("--main-gpu", metavar="I", help="the device that holds the model with --split-mode none")
+    p.add_argument("--rpc", metavar="HOST:PORT[,...]", help="llama.cpp rpc-servers to spread the model "
+                   "over (default: $RELIC_RPC)")
+
+
+# kept for callers of the earlier name
+add_offload_arguments = add_config_arguments
+
+
+def config_from(args, **overrides):
+    """The Config of a parsed command line: its flags over $RELIC_* over the config file."""
+    from host.config import Config
+
+    values = dict(vars(args))
+    if values.get("mods") is not None:
+        values["mods_dir"] = values["mods"]
+    return Config.load(args=values, file=values.get("config"), environ=os.environ, **overrides)
 
 
 def _doctor(args) -> int:
     from host.setup.doctor import doctor
 
-    apply_offload_arguments(args)
-    return doctor()
+    return doctor(config_from(args))
 
 
 def _setup(args) -> int:
@@ -21,71 +60,47 @@ def _setup(args) -> int:
     return run(args.target)
 
 
-def add_offload_arguments(p: argparse.ArgumentParser) -> None:
-    """--gpu, --gpu-layers, --split-mode, --main-gpu, --rpc (they set the RELIC_* variables)."""
-    p.add_argument("--gpu", metavar="KIND", help="GPU build to use: cuda, vulkan, metal, hip or cpu "
-                   "(default: $RELIC_GPU or what `make setup GPU=...` chose)")
-    p.add_argument("--gpu-layers", metavar="N|all", help="layers to offload to the GPU / RPC servers "
-                   "(default: $RELIC_GPU_LAYERS, else all when a GPU or RPC server is present)")
-    p.add_argument("--split-mode", choices=["none", "layer", "row"],
-                   help="how to split the model over several devices (default: layer)")
-    p.add_argument("--main-gpu", type=int, metavar="I", help="the device that holds the model with --split-mode none")
-    p.add_argument("--rpc", metavar="HOST:PORT[,...]", help="llama.cpp rpc-servers to spread the model "
-                   "over (default: $RELIC_RPC)")
-
-
-def apply_offload_arguments(args) -> None:
-    """Put the offload flags into the environment every model load reads (chat and embedding)."""
-    import os
-
-    for attr, var in (("gpu", "RELIC_GPU"), ("gpu_layers", "RELIC_GPU_LAYERS"),
-                      ("split_mode", "RELIC_SPLIT_MODE"), ("main_gpu", "RELIC_MAIN_GPU"),
-                      ("rpc", "RELIC_RPC")):
-        value = getattr(args, attr, None)
-        if value is not None:
-            os.environ[var] = str(value)
-
-
 def _run(args) -> int:
     """`relic run`: the frame loop with a console, and the model behind `llm` unless --no-llm."""
+    from pathlib import Path
+
     from host.runtime import console
 
-    apply_offload_arguments(args)
-    host = None
+    config = config_from(args)
+    if not Path(config.mods_dir).is_dir():
+        print(f"relic run: mods folder '{args.mods}' does not exist", file=sys.stderr)
+        return 2
+    from host.app import build_host
+    from host.prepare import prepare
+
+    prepared = prepare(config, llm=not args.no_llm)
+    host = build_host(config=config, prepared=prepared, llm=not args.no_llm, load=False,
+                      console=lambda line: print(line, flush=True))
     if not args.no_llm:
-        from host.app import build_host
-        from host.errors import RelicError
+        from host.llama import lib as _lib
 
-        if not Path(args.mods).is_dir():
-            print(f"relic run: mods folder '{args.mods}' does not exist", file=sys.stderr)
-            return 2
-        try:  # a bad model is a clear error here, at start
-            host = build_host(args.mods, model_path=args.model, load=False,
-                              console=lambda line: print(line, flush=True))
-        except RelicError as exc:
-            print(f"relic run: {exc}", file=sys.stderr)
-            return 1
-        model = next((p.model for p in host.providers if hasattr(getattr(p, "model", None), "placement")), None)
-        if model is not None:  # where inference runs, once at start (results carry it too)
-            print(f"relic run: {model.path.name} on {model.placement}", file=sys.stderr, flush=True)
+        sel = _lib.selection()
+        where = sel.used if sel is not None else "cpu"
+        print(f"relic run: {prepared.model.name} on {where}", file=sys.stderr, flush=True)
     status = console.run(args, host=host)
-    if host is not None:
-        from host.llama import frees_held
+    from host.llama import frees_held
 
-        if frees_held():
-            # The worker thread is still inside llama.cpp (it did not stop within the
-            # shutdown wait): interpreter teardown could run Python callbacks or free
-            # memory under it, so end the process here, after flushing what was printed.
-            print(f"relic run: exiting without teardown: {frees_held()}", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(status)
+    if frees_held():
+        # The worker thread is still inside llama.cpp (it did not stop within the
+        # shutdown wait): interpreter teardown could run Python callbacks or free
+        # memory under it, so end the process here, after flushing what was printed.
+        print(f"relic run: exiting without teardown: {frees_held()}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(status)
     return status
 
 
 def _chat(args) -> int:
     from host.chat import chat_main
+    from host.prepare import prepare
 
-    return chat_main(args)
+    config = config_from(args, rag=False)
+    return chat_main(args, config, prepare(config))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,19 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the mod host frame loop with a console")
-    try:
-        from host.runtime import console
+    from host.runtime import console
 
-        console.add_run_arguments(p)
-    except ImportError:  # pragma: no cover - only while the runtime is missing
-        pass
-    p.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or the default model)")
+    console.add_run_arguments(p)
+    add_config_arguments(p)
     p.add_argument("--no-llm", action="store_true", help="run mods without a model (no `llm` module)")
-    add_offload_arguments(p)
+    p.add_argument("--trust", action="append", metavar="ID", help="run mod ID trusted: the full standard "
+                   "library, FFI and the raw `llama` binding, no sandbox (repeatable; mods cannot trust themselves)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("doctor", help="report the library, model, ABI check, devices and offload")
-    add_offload_arguments(p)
+    add_config_arguments(p)
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("setup", help="build llama.cpp and fetch the default model (cached)")
@@ -113,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_setup)
 
     p = sub.add_parser("chat", help="a plain streaming chat with the model in the terminal")
-    p.add_argument("--model", help="path to a GGUF model (default: $RELIC_MODEL or the default model)")
+    add_config_arguments(p)
     p.add_argument("--system", default="You are a helpful assistant. Answer briefly.")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
@@ -122,11 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one ``relic`` command; user errors are one line on stderr (``--debug``: with a traceback)."""
+    from host.errors import RelicError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except RelicError as exc:
+        if getattr(args, "debug", None) or os.environ.get("RELIC_DEBUG", "").strip().lower() in ("1", "true"):
+            traceback.print_exc()
+        print(f"relic {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ class SetupError(RelicError):
     """A set-up step (download, checksum, build, model fetch) failed."""
 
 
+class ConfigError(RelicError):
+    """A setting (argument, config file entry, environment variable or grant) has a bad value."""
+
+    error_type = "config"
+
+
 class LibraryLoadError(RelicError):
     """libllama could not be found or loaded."""
 
@@ -168,6 +174,10 @@ class SandboxViolation(ModError):
 
 class BudgetExceeded(ModError):
     """A mod callback ran past its time budget and was stopped."""
+
+
+class SqlCallbackStopped(ModError):
+    """A mod's SQLite callback could not run or was stopped; its statement fails."""
 
 
 class QuotaExceeded(ModError):

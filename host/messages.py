@@ -12,7 +12,7 @@ Two kinds of request:
 - the *host calls* below (session create/reset/close/save/load, store
   add/remove/search, forgetting a mod): each is handled once, in order with
   the mod's other requests, by :meth:`host.engine.service.Engine.run`, and
-  its result dict is merged into the request's result.
+  its result fields become the request's Result (host/results.py).
 
 A request with ``id == 0`` is fire-and-forget: no result is delivered.
 """
@@ -20,6 +20,7 @@ A request with ``id == 0`` is fire-and-forget: no result is delivered.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ from typing import Any
 
 def _cancel_flag() -> threading.Event:
     return threading.Event()
+
+
+PRIORITIES = ("player", "normal", "background")  # first to last: see host.engine.admission
+
+
+def check_priority(value, where: str = "priority") -> str | None:
+    """``value`` if it is a priority name (or None: the default), else an OptionError naming the choices."""
+    if value is None or (isinstance(value, str) and value in PRIORITIES):
+        return value
+    from host.errors import OptionError
+
+    raise OptionError(f'{where} must be "player", "normal" or "background", got {value!r}')
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,12 @@ class GenerateRequest:
     grammar: Any = None  # a grammar object (host.engine.grammar), or None
     session: int | None = None  # the session id of a session:say turn
     stream: bool = True  # post token events (off when nobody listens: the text still comes in the result)
+    priority: str | None = None  # "player" | "normal" | "background"; None: the session's default, else "normal"
+    created: float = field(default_factory=time.perf_counter, compare=False)  # when it was asked (queue wait)
     cancel: threading.Event = field(default_factory=_cancel_flag, compare=False, repr=False)
+
+    def __post_init__(self):
+        check_priority(self.priority)
 
 
 # --- host calls ---------------------------------------------------------------
@@ -71,6 +89,10 @@ class SessionCreateRequest(HostCall):
     overflow: str = "drop_oldest"
     template: str | None = None
     memory: Path | None = None  # a store whose hits are put into each user turn
+    priority: str | None = None  # the default priority of its turns (None: "normal")
+
+    def __post_init__(self):
+        check_priority(self.priority)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +135,17 @@ class SessionInfoRequest(HostCall):
 
 @dataclass(frozen=True, kw_only=True)
 class StatsRequest(HostCall):
-    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max} (tools, tests, bench)."""
+    """Engine counters: {decode_calls, running, waiting, sessions, n_seq_max, preemptions, focus} (tools, tests, bench)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FocusRequest(HostCall):
+    """The player now talks to ``mod_id`` (one session of it, or all when ``session_id`` is None).
+
+    Its generations run at priority "player" until the focus moves; ``mod_id=""`` clears it.
+    """
+
+    session_id: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,40 +208,8 @@ class TokensEvent:
 
 @dataclass(frozen=True)
 class DoneEvent:
-    """The end of a request, exactly once: ``result`` is a plain dict.
-
-    ``result``: text, finish_reason ("stop"|"length"|"cancelled"|"error"),
-    error (message or None), error_type (see host.errors; None on success),
-    usage {prompt_tokens, cached_tokens, completion_tokens}, timings {...};
-    plus request-specific fields.
-    """
+    """The end of a request, exactly once: ``result`` is a :class:`host.results.Result`."""
 
     request_id: int
     mod_id: str
-    result: dict
-
-
-def error_result(message: str, *, reason: str = "error", text: str = "", error_type: str | None = None) -> dict:
-    """A result dict for a request that failed or was cancelled.
-
-    ``error_type`` defaults to "cancelled" for a cancel and "error" otherwise;
-    pass the failing exception's ``error_type`` (host.errors) when there is one.
-    """
-    if error_type is None:
-        error_type = "cancelled" if reason == "cancelled" else "error"
-    return {
-        "text": text,
-        "finish_reason": reason,
-        "error": message if reason == "error" else (message or None),
-        "error_type": error_type,
-        "usage": {"prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0},
-    }
-
-
-def exception_result(exc: BaseException) -> dict:
-    """The error result for an exception: its message and its error_type."""
-    from host.errors import RelicError, error_type_of
-
-    message = str(exc) if isinstance(exc, RelicError) else f"{type(exc).__name__}: {exc}"
-    reason = "cancelled" if error_type_of(exc) == "cancelled" else "error"
-    return error_result(message, reason=reason, error_type=error_type_of(exc))
+    result: Any

@@ -6,8 +6,8 @@ Frame thread                         worker thread
 
 - The frame thread never blocks on the worker: ``submit``/``call`` enqueue
   and return a :class:`Handle`; ``pump`` delivers queued events within a time
-  budget.  Requests are typed (host/messages.py); results are plain dicts
-  with ``error_type`` naming the class of a failure (host/errors.py).
+  budget.  Requests are typed (host/messages.py); each ends with one
+  :class:`host.results.Result`, whose ``error_type`` names the class of a failure (host/errors.py).
 - The worker never touches Lua; it only posts events.
 - Cancellation is a per-request ``threading.Event``; ``_stopping`` is the
   worker-wide one.  The engine checks both between decode steps, inside
@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from host.errors import PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, WorkerDeadError
 from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
-                           TokenEvent, TokensEvent, error_result, exception_result)
+                           TokenEvent, TokensEvent)
+from host.results import Result
 
 log = logging.getLogger("relic.worker")
 
@@ -59,29 +60,9 @@ class WorkerConfig:
     max_pending_bytes_per_mod: int = 4 << 20  # input bytes (prompts, texts) of those requests, per mod
     max_prompt_tokens: int | None = None  # default: the context size
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
-    prompt_share: float = 2.0  # while others generate, a step reads this many generation steps' worth of prompt
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
     shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
-    embed_model: object = None  # stores' embedding model: a path or a callable giving one (None: the default)
-
-    @classmethod
-    def from_env(cls) -> "WorkerConfig":
-        """Defaults overridden by RELIC_N_THREADS, RELIC_N_THREADS_BATCH, RELIC_WORKER_NICE, RELIC_N_CTX,
-        RELIC_KV_TYPE."""
-        cfg = cls()
-        for env, attr in (("RELIC_N_THREADS", "n_threads"), ("RELIC_N_THREADS_BATCH", "n_threads_batch"),
-                          ("RELIC_WORKER_NICE", "nice"), ("RELIC_N_CTX", "n_ctx")):
-            if os.environ.get(env):
-                setattr(cfg, attr, int(os.environ[env]))
-        if os.environ.get("RELIC_KV_TYPE"):
-            cfg.kv_type = os.environ["RELIC_KV_TYPE"]
-        return cfg
-
-
-def _default_embed_model():
-    from host.setup.embed_model import embed_model_path
-
-    return embed_model_path()
+    embed_model: object = None  # stores' embedding model: a GGUF path from set-up (None: no stores)
 
 
 def max_piece_bytes(model) -> int:
@@ -179,9 +160,9 @@ class Worker:
         sched = Scheduler(self.model, n_ctx=c.n_ctx, n_batch=c.n_batch, n_seq_max=c.n_seq_max,
                           n_threads=c.n_threads or default_threads(),
                           n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
-                          max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type, prompt_share=c.prompt_share,
+                          max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type,
                           stop_event=self._stopping)
-        return Engine(sched, rag_model=c.embed_model or _default_embed_model)
+        return Engine(sched, rag_model=c.embed_model)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""
@@ -281,12 +262,18 @@ class Worker:
 
     # --- sessions (the engine owns them; the frame thread holds ids) ---------
     def create_session(self, mod_id: str, *, system: str | None = None, sampler: dict | None = None,
-                       overflow: str = "drop_oldest", template: str | None = None, memory=None) -> int:
-        """Create a chat session; returns its id.  Bad settings raise here, on the caller's thread."""
+                       overflow: str = "drop_oldest", template: str | None = None, memory=None,
+                       priority: str | None = None) -> int:
+        """Create a chat session; returns its id.  Bad settings raise here, on the caller's thread.
+
+        ``priority``: the default of its turns ("player" | "normal" | "background").
+        """
         from host.engine import sampling
         from host.engine.session import OVERFLOW_POLICIES
         from host.errors import SessionError
+        from host.messages import check_priority
 
+        check_priority(priority)
         if overflow not in OVERFLOW_POLICIES:
             raise SessionError(f"unknown overflow policy {overflow!r}; use one of {list(OVERFLOW_POLICIES)}")
         if sampler:
@@ -297,7 +284,7 @@ class Worker:
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         sid = next(self._ids)
         self.post(SessionCreateRequest, mod_id, session_id=sid, system=system, sampler=sampler,
-                  overflow=overflow, template=template, memory=memory)
+                  overflow=overflow, template=template, memory=memory, priority=priority)
         return sid
 
     def say(self, mod_id: str, session_id: int, text: str, *, on_token=None, on_done=None, **options) -> Handle:
@@ -339,7 +326,7 @@ class Worker:
         """The worker thread is blocked for good (host.llama.aborts): finish every pending request now."""
         self._stalled_failed = True
         for h in list(self._handles.values()):
-            self._events.put(DoneEvent(h.id, h.mod_id, exception_result(WorkerDeadError(self._stalled_message()))))
+            self._events.put(DoneEvent(h.id, h.mod_id, Result.of_exception(WorkerDeadError(self._stalled_message()))))
 
     def fail(self, mod_id: str, exc: BaseException, *, on_token=None, on_done=None) -> Handle:
         """A handle that is already done with ``exc`` as its error (delivered at the next pump)."""
@@ -349,7 +336,7 @@ class Worker:
         # delivered through the event queue so on_done still runs on the next pump, like any other result
         handle = Handle(req, on_token, on_done)
         self._track(handle)
-        self._events.put(DoneEvent(handle.id, handle.mod_id, exception_result(exc)))
+        self._events.put(DoneEvent(handle.id, handle.mod_id, Result.of_exception(exc)))
         return handle
 
     def _track(self, handle: Handle) -> None:
@@ -377,6 +364,15 @@ class Worker:
                 h.request.cancel.set()
                 n += 1
         return n
+
+    def focus(self, mod_id: str | None, session_id: int | None = None) -> None:
+        """The player now talks to ``mod_id`` (one of its sessions, or all of it): its generations run at
+        priority "player" until the focus moves.  ``None`` clears it (nobody is addressed)."""
+        from host.messages import FocusRequest
+
+        if mod_id is not None and not isinstance(mod_id, str):
+            raise TypeError("focus(mod_id): a mod id string or None")
+        self.post(FocusRequest, mod_id or "", session_id=session_id)
 
     def hello(self, mod_id: str) -> None:
         """Optional: count ``mod_id`` as present for fair admission until forget_mod (a game whose mods
@@ -445,7 +441,7 @@ class Worker:
                      "restarts")
         log.critical("%s", self.dead)
         for handle in list(self._handles.values()):
-            self._deliver(handle, DoneEvent(handle.id, handle.mod_id, exception_result(WorkerDeadError(self.dead))),
+            self._deliver(handle, DoneEvent(handle.id, handle.mod_id, Result.of_exception(WorkerDeadError(self.dead))),
                           on_error)
         if self.on_dead is not None:
             try:
@@ -457,9 +453,10 @@ class Worker:
         if isinstance(ev, TokenEvent):
             fn, arg = handle.on_token, ev.text
         else:
-            if isinstance(ev.result, dict) and "usage" in ev.result:  # a generation: say where it ran
-                ev.result.setdefault("device", getattr(self.model, "placement", "CPU"))
-            handle.result = ev.result
+            result = ev.result
+            if isinstance(handle.request, GenerateRequest) and result.device is None:  # say where it ran
+                result = result.with_(device=getattr(self.model, "placement", "CPU"))
+            handle.result = result
             del self._handles[handle.id]
             left = self._pending.get(handle.mod_id, 1) - 1
             if left:
@@ -472,7 +469,7 @@ class Worker:
                     self._pending_bytes[handle.mod_id] = left
                 else:
                     self._pending_bytes.pop(handle.mod_id, None)
-            fn, arg = handle.on_done, ev.result
+            fn, arg = handle.on_done, result
         if fn is not None:
             self._call(handle, fn, arg, on_error)
 
@@ -486,7 +483,7 @@ class Worker:
             else:
                 log.exception("callback of request %d (mod %s) failed", handle.id, handle.mod_id)
 
-    def wait(self, handle: Handle, timeout: float = 60.0) -> dict:
+    def wait(self, handle: Handle, timeout: float = 60.0) -> Result:
         """Pump until ``handle`` is done (for scripts and tests, not for a frame loop)."""
         deadline = time.monotonic() + timeout
         while not handle.done():
@@ -548,26 +545,25 @@ class Worker:
         if isinstance(msg, HostCall):
             if msg.cancel.is_set() and not self._stopping.is_set():
                 if msg.id:
-                    emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+                    emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
                 return
             try:
-                result = {"finish_reason": "stop", "error": None, "error_type": None}
-                result.update(engine.run(msg, self._cancelled_fn(msg)))
+                result = Result.of_call(engine.run(msg, self._cancelled_fn(msg)))
             except Exception as exc:
                 if not msg.id:
                     log.warning("host call %s on the worker failed: %s", type(msg).__name__, exc)
-                result = exception_result(exc)
+                result = Result.of_exception(exc)
             if msg.id:  # id 0: fire-and-forget host calls
                 emit(DoneEvent(msg.id, msg.mod_id, result))
             return
         if self._stopping.is_set():  # shutting down: generations are cancelled, not started
-            emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+            emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
             return
         try:
             engine.submit(msg, emit)
         except Exception as exc:
             log.exception("request %d could not be accepted", msg.id)
-            emit(DoneEvent(msg.id, msg.mod_id, exception_result(exc)))
+            emit(DoneEvent(msg.id, msg.mod_id, Result.of_exception(exc)))
 
     def _drain_at_shutdown(self, engine, emit) -> None:
         """Generations still queued are cancelled; host calls (a session save) still run.
@@ -582,7 +578,7 @@ class Worker:
             if isinstance(msg, HostCall):
                 self._accept(engine, msg, emit)
             elif msg is not _SHUTDOWN:
-                emit(DoneEvent(msg.id, msg.mod_id, error_result("", reason="cancelled")))
+                emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
 
 
 def _runs_anyway(request) -> bool:

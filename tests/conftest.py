@@ -16,7 +16,7 @@ import pytest
 # a single test can carry @pytest.mark.needs_model itself.  `make test-fast` points
 # the library and model settings at nothing, so a test that needs them and is not
 # marked fails there instead of quietly building or downloading.
-MODEL_FIXTURES = frozenset({"lib", "model_path", "model", "real_lib"})
+MODEL_FIXTURES = frozenset({"prepared", "lib", "model_path", "model", "real_lib"})
 MODEL_MODULES = frozenset({"test_judy", "test_npc_dialogue", "test_market_game", "test_rpc", "test_offload",
                            "test_crash_consistency", "test_worker_hostile"})
 
@@ -33,17 +33,24 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def lib():
-    from host.llama import load
+def prepared():
+    """What set-up resolved for this process's settings (RELIC_GPU=cpu under make test)."""
+    from host.config import Config
+    from host.prepare import prepare
 
-    return load()
+    return prepare(Config.load(environ=os.environ))
 
 
 @pytest.fixture(scope="session")
-def model_path():
-    from host.setup.model_fetch import model_path as resolve
+def lib(prepared):
+    from host.llama import load
 
-    return resolve()
+    return load(prepared.library)
+
+
+@pytest.fixture(scope="session")
+def model_path(prepared):
+    return prepared.model
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +94,8 @@ def shared_worker(model):
 
 @pytest.fixture
 def llm_host(tmp_path, shared_worker, model):
-    """llm_host(mods={id: init_lua}, tomls={id: toml}) -> (host, console) with `llm` and `grammar`."""
+    """llm_host(mods={id: init_lua}, tomls={id: toml}, grants={id: Grant}) -> (host, console) with `llm`
+    and `grammar`."""
     from host.api.grammar import GrammarProvider
     from host.api.llm import LLMProvider
     from host.runtime.host import Host
@@ -95,12 +103,12 @@ def llm_host(tmp_path, shared_worker, model):
 
     hosts = []
 
-    def factory(mods, tomls=None):
+    def factory(mods, tomls=None, grants=None):
         root = tmp_path / "mods"
         for mod_id, src in mods.items():
             write_mod(root, mod_id, src, (tomls or {}).get(mod_id))
         console = Console()
-        host = Host(root, console=console)
+        host = Host(root, console=console, grants=grants)
         grammars = GrammarProvider(model)
         host.add_provider(grammars)
         host.add_provider(LLMProvider(shared_worker, grammar_from=grammars.resolve, owns_worker=False))

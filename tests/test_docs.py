@@ -15,7 +15,7 @@ def _python_blocks(path: Path):
 
 
 @pytest.mark.parametrize("index,code", [
-    pytest.param(i, code, marks=[pytest.mark.needs_model] if "model" in code else [])
+    pytest.param(i, code, marks=[pytest.mark.needs_model] if "model" in code or "build_host" in code else [])
     for i, code in enumerate(_python_blocks(ROOT / "README.md"))])
 def test_readme_python_examples_run(index, code, capsys):
     exec(compile(code, f"README.md[python block {index}]", "exec"), {})
@@ -31,6 +31,7 @@ def test_modding_guide_examples_run_as_mods(tmp_path, model):
     import time
 
     from host.app import build_host
+    from host.runtime.grants import Grant
     from host.worker import WorkerConfig
     from modhost_util import Console, read_log, write_mod
 
@@ -38,14 +39,16 @@ def test_modding_guide_examples_run_as_mods(tmp_path, model):
     assert len(blocks) >= 8
     mods = tmp_path / "mods"
     ids = []
+    grants = {}
     for i, code in enumerate(blocks):
         mod_id = f"doc{i:02d}"
-        toml = "trusted = true\n" if code.startswith("-- mod.toml: trusted = true") else None
-        write_mod(mods, mod_id, code, toml)
+        if code.startswith("-- granted: trusted"):
+            grants[mod_id] = Grant(trusted=True)
+        write_mod(mods, mod_id, code)
         ids.append(mod_id)
     console = Console()
     host = build_host(mods, model=model, worker_config=WorkerConfig(n_ctx=1024, n_seq_max=4),
-                      console=console, load=False)
+                      console=console, load=False, grants=grants)
 
     class Market:       # the game of MODDING.md's "The game's API", for its Observe/Override block
         gold = 10

@@ -27,6 +27,12 @@ pytestmark = [
     pytest.mark.skipif(not BACKEND, reason="GPU tests run under `make test-gpu` (RELIC_TEST_GPU unset)"),
 ]
 
+# A child process's way to the configured model: the settings from its environment, set-up, load.
+PREPARED_MODEL = ("import os; from host.app import load_model; from host.config import Config; "
+                  "from host.prepare import prepare; cfg = Config.load(environ=os.environ, rag=False); "
+                  "m = load_model(cfg, prepare(cfg)); l = m.lib;")
+
+
 
 def test_the_gpu_build_passed_its_probe_and_is_in_use(lib):
     from host.llama.lib import selection
@@ -89,8 +95,8 @@ def test_gpu_greedy_text_agrees_with_the_cpu_build(model, model_path):
         gpu_text = "".join(generate(ctx, "The three primary colors are", max_tokens=16))
     finally:
         ctx.close()
-    code = ("from host.llama import Context, Model, load; from host.llama.generate import generate;"
-            f"m = Model({str(model_path)!r}, lib=load()); c = Context(m, n_ctx=256, n_batch=64);"
+    code = ("from host.llama import Context; from host.llama.generate import generate;" + PREPARED_MODEL +
+            "c = Context(m, n_ctx=256, n_batch=64);"
             "import json; print(json.dumps(''.join(generate(c, 'The three primary colors are', max_tokens=16))))")
     env = dict(os.environ, RELIC_GPU="cpu", PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -106,10 +112,9 @@ def test_a_probe_that_finds_no_device_falls_back_to_the_cpu_with_one_line():
         pytest.skip("this failure is staged with a Vulkan-only switch")
     env = {k: v for k, v in os.environ.items() if k != "GGML_VK_VISIBLE_DEVICES"}
     env.update(RELIC_GPU="vulkan", PYTHONPATH=str(ROOT))
-    code = ("from host.llama import lib, Model; from host.setup.model_fetch import model_path;"
-            "l = lib.load(); m = Model(model_path(), lib=l); print(lib.selection().used, m.placement)")
+    code = ("from host.llama import lib;" + PREPARED_MODEL + "print(lib.selection().used, m.placement)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["cpu", "CPU"]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("relic: GPU build")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[relic setup] GPU build")]
     assert len(lines) == 1 and "its probe failed" in lines[0] and "no GPU device" in lines[0], proc.stderr

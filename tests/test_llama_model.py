@@ -192,7 +192,10 @@ def test_process_survives_every_bad_input(model_path, tmp_path):
     """All the bad inputs above, in one fresh process that must exit normally."""
     code = f"""
 import os
+from host.config import Config
+from host.prepare import prepare
 from host.llama import Model, Context
+prepare(Config.load(environ=os.environ, rag=False))
 from host.errors import RelicError
 p = {str(model_path)!r}
 bad = os.path.join({str(tmp_path)!r}, 'b.gguf')

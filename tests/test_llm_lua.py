@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from host.runtime.grants import Grant
+
 from modhost_util import frames, run_until
 
 
@@ -135,7 +137,7 @@ def test_trusted_mod_calls_raw_llama_on_the_shared_model(llm_host, model):
         local ids = {}
         for i = 0, n - 1 do ids[#ids + 1] = tostring(buf[i]) end
         print("tokens " .. table.concat(ids, ","))
-    """}, {"raw": "trusted = true\n"})
+    """}, grants={"raw": Grant(trusted=True)})
     assert lines(console, "raw", "n_vocab ") == [f"n_vocab {model.vocab.n_tokens}"]
     assert lines(console, "raw", "eos_is_eog ") == ["eos_is_eog true"]
     expected = ",".join(map(str, model.vocab.tokenize("hello world", add_special=False)))

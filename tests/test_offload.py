@@ -20,6 +20,12 @@ from host.setup import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A child process's way to the configured model: the settings from its environment, set-up, load.
+PREPARED_MODEL = ("import os; from host.app import load_model; from host.config import Config; "
+                  "from host.prepare import prepare; cfg = Config.load(environ=os.environ, rag=False); "
+                  "m = load_model(cfg, prepare(cfg)); l = m.lib;")
+
+
 
 def _child_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELIC_GPU", "RELIC_RPC", "RELIC_SPLIT",
@@ -45,18 +51,20 @@ def test_bad_gpu_layers_name_the_setting(value):
         offload.parse_gpu_layers(value)
 
 
-def test_config_from_env_and_its_errors():
-    cfg = offload.OffloadConfig.from_env(environ={"RELIC_GPU_LAYERS": "all", "RELIC_SPLIT_MODE": "row",
-                                                  "RELIC_MAIN_GPU": "1"})
-    assert (cfg.gpu_layers, cfg.split_mode, cfg.main_gpu) == (-1, "row", 1)
-    embed = offload.OffloadConfig.from_env(embed=True, environ={"RELIC_GPU_LAYERS": "all",
-                                                                "RELIC_EMBED_GPU_LAYERS": "0"})
+def test_offload_settings_come_from_the_config_and_its_errors():
+    from host.config import Config
+    from host.errors import ConfigError
+
+    cfg = Config.load(environ={"RELIC_GPU_LAYERS": "all", "RELIC_SPLIT_MODE": "row", "RELIC_MAIN_GPU": "1"})
+    off = cfg.offload()
+    assert (off.gpu_layers, off.split_mode, off.main_gpu) == (-1, "row", 1)
+    embed = Config.load(environ={"RELIC_GPU_LAYERS": "all", "RELIC_EMBED_GPU_LAYERS": "0"}).offload(embed=True)
     assert embed.gpu_layers == 0  # the embedding model has its own override
-    assert offload.OffloadConfig.from_env(embed=True, environ={"RELIC_GPU_LAYERS": "5"}).gpu_layers == 5
-    with pytest.raises(DeviceError, match="RELIC_SPLIT_MODE"):
-        offload.OffloadConfig.from_env(environ={"RELIC_SPLIT_MODE": "diagonal"})
-    with pytest.raises(DeviceError, match="RELIC_MAIN_GPU"):
-        offload.OffloadConfig.from_env(environ={"RELIC_MAIN_GPU": "first"})
+    assert Config.load(environ={"RELIC_GPU_LAYERS": "5"}).offload(embed=True).gpu_layers == 5
+    with pytest.raises(ConfigError, match="RELIC_SPLIT_MODE"):
+        Config.load(environ={"RELIC_SPLIT_MODE": "diagonal"})
+    with pytest.raises(ConfigError, match="RELIC_MAIN_GPU"):
+        Config.load(environ={"RELIC_MAIN_GPU": "first"})
 
 
 # --- devices on the CPU build -------------------------------------------------------
@@ -91,7 +99,7 @@ def test_asking_for_layers_without_a_gpu_loads_on_the_cpu_and_says_so(lib, model
 def test_main_gpu_beyond_the_devices_is_a_clear_error(lib, model_path):
     from host.llama import Model
 
-    with pytest.raises(DeviceError, match="RELIC_MAIN_GPU=2 but there are 0 offload device"):
+    with pytest.raises(DeviceError, match="main_gpu=2 but there are 0 offload device"):
         Model(model_path, lib=lib, offload=offload.OffloadConfig(main_gpu=2))
 
 
@@ -164,15 +172,14 @@ def test_setup_refuses_an_unknown_gpu_word():
 
 def test_a_gpu_build_that_is_not_there_falls_back_with_one_line(tmp_path):
     """RELIC_GPU=hip (never built here): the CPU build runs, and one stderr line says why."""
-    code = ("from host.llama import lib, Model; from host.setup.model_fetch import model_path;"
-            "l = lib.load(); m = Model(model_path(), lib=l);"
+    code = (PREPARED_MODEL + "from host.llama import lib;"
             "import json; s = lib.selection(); print(json.dumps([s.requested, s.used, m.placement]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env=_child_env(RELIC_GPU="hip"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["hip", "cpu", "CPU"]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("relic: GPU build")]
-    assert lines == ["relic: GPU build 'hip' not used, running on the CPU: the hip build is not there "
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[relic setup] GPU build")]
+    assert lines == ["[relic setup] GPU build 'hip' not used, running on the CPU: the hip build is not there "
                      "(run `make setup GPU=hip`)"]
 
 

@@ -221,7 +221,8 @@ def test_db_exec_reports_errors_as_result_codes(make_host, call, message):
     ('db:urows("SELECT 1", 2)', "incorrect number of parameters"),
     ('db:prepare("SELECT ?"):bind(2, 1)', "bind index out of range [1..1]"),
     ('db:prepare("SELECT 1"):get_values()', "misuse of function"),
-    ('db:create_function("f", 1, print)', "not available to Relic mods"),
+    ('db:create_function("f", 1, 42)', "function expected, got number"),
+    ('db:load_extension("x")', "not available to Relic mods"),
 ])
 def test_db_bad_calls_are_clear_errors(make_host, call, message):
     host, lines = run_lua(make_host, f"""

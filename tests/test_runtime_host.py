@@ -8,6 +8,7 @@ import pytest
 
 from modhost_util import Console, frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
 
+from host.runtime.grants import Grant
 from host.runtime.host import Host, SkippedMod
 from host.runtime.limits import Limits
 from host.runtime.mod import Mod
@@ -60,8 +61,9 @@ def test_on_init_runs_after_every_init_lua(make_host):
 
 def test_states_and_manifest(make_host, mods_dir):
     write_mod(mods_dir, "t", "return 1", toml='name = "T"\ntrusted = true\nmemory_mb = 32\nbudget_ms = 20\n')
-    host, _ = make_host({"s": "return 2"})
+    host, _ = make_host({"s": "return 2"}, grants={"t": Grant(trusted=True)})
     t, s = host.mods["t"], host.mods["s"]
+    # trust from the grant; memory and budget lowered by the mod's own request
     assert (t.state, t.trusted, t.manifest.memory_mb, t.budget_s) == ("loaded", True, 32, 0.02)
     assert (s.state, s.trusted, s.reason) == ("loaded", False, None)
     assert t.folder == mods_dir / "t"
@@ -72,15 +74,15 @@ def test_trusted_mods_get_the_full_library_and_the_jit(make_host, mods_dir):
         local lib = require("helper")
         print(type(io.open), type(os.getenv), type(debug.getinfo), type(require("ffi").new),
               jit.status(), lib.x)
-    """, toml="trusted = true\n", files={"helper.lua": "return { x = 42 }"})
+    """, files={"helper.lua": "return { x = 42 }"})
     write_mod(mods_dir, "sandboxed", """
         print(type(io), type(os.getenv), type(debug), type(jit), pcall(require, "ffi"))
     """)
-    host, console = make_host()
+    host, console = make_host(grants={"trusted": Grant(trusted=True)})
     assert console.mod_lines("trusted") == ["function\tfunction\tfunction\tfunction\ttrue\t42"]
     (line,) = console.mod_lines("sandboxed")
     # sandboxed io is CET's (files in the mod folder only, tests/test_cet_io.py)
-    assert line.startswith("table\tnil\tnil\tnil\tfalse\t") and "not found" in line
+    assert line.startswith("table\tnil\tnil\tnil\ttrue\tnil\t") and "not found" in line
 
 
 def test_dependencies_load_first(make_host, mods_dir):

@@ -20,6 +20,7 @@ from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 from host.errors import QuotaExceeded
 from host.runtime.convert import lua_cost, to_lua
 from host.runtime.sandbox import MemoryGate, new_runtime
+from host.runtime.grants import Grant
 
 LUPA_LEVEL = textwrap.dedent("""
     from host.runtime.convert import to_lua
@@ -97,7 +98,8 @@ class BigData:
 
 def test_host_function_results_past_the_cap_fail_cleanly_in_the_mod(make_host):
     host, console = make_host(load=False, mods={"attacker": ATTACKER, "good": GOOD},
-                              tomls={"attacker": 'memory_mb = 4\nbudget_ms = 5000\n'})
+                              tomls={"attacker": 'memory_mb = 4\nbudget_ms = 5000\n'},
+                              grants={"attacker": Grant(budget_ms=5000)})
     host.add_provider(BigData())
     host.load()
     frames(host, 3)
@@ -126,7 +128,8 @@ def test_llm_tokenize_past_the_cap_is_a_clear_error_from_a_mod(llm_host):
           local ok2, ids = pcall(llm.tokenize, "hello there")
           print(ok2, type(ids) == "table" and #ids > 0)
         end)
-    """, "good": GOOD}, tomls={"attacker": "memory_mb = 4\nbudget_ms = 5000\n"})
+    """, "good": GOOD}, tomls={"attacker": "memory_mb = 4\nbudget_ms = 5000\n"},
+       grants={"attacker": Grant(budget_ms=5000)})
     frames(host, 3)
     lines = console.mod_lines("attacker")
     assert len(lines) == 2, console.text

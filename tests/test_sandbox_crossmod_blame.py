@@ -8,6 +8,7 @@ quarantine the callee.  Now the caller gets the error as its own Lua error
 from __future__ import annotations
 
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
+from host.runtime.grants import Grant
 
 LIBRARY = """
     served = 0
@@ -46,7 +47,8 @@ def test_bad_arguments_to_another_mods_function_blame_the_caller(make_host):
             end)
             return { errs = function() return errs end, last = function() return last end }
         """,
-    }, tomls={"prober": "budget_ms = 5000\n", "attacker": "budget_ms = 5000\n"})   # blame, not speed, is tested
+    }, tomls={"prober": "budget_ms = 5000\n", "attacker": "budget_ms = 5000\n"},
+       grants={"prober": Grant(budget_ms=5000), "attacker": Grant(budget_ms=5000)})   # blame, not speed, is tested
     frames(host, 30)
     lib, good, attacker, prober = (host.mods[m] for m in ("library", "good", "attacker", "prober"))
     assert lib.state == "loaded", lib.reason
@@ -76,7 +78,7 @@ def test_callee_errors_with_a_callers_function_blame_the_caller(make_host):
               GetMod("library").apply(function(x) return x.nope.nope end, 1)
             end)
         """,
-    }, tomls={"attacker": "budget_ms = 5000\n"})
+    }, tomls={"attacker": "budget_ms = 5000\n"}, grants={"attacker": Grant(budget_ms=5000)})
     frames(host, 25)
     assert host.mods["library"].state == "loaded"
     assert host.mods["attacker"].state == "quarantined"
@@ -117,6 +119,7 @@ def test_copies_between_mods_stop_at_the_callers_deadline(make_host):
             registerForEvent("onUpdate", function() GetMod("owner").echo(big) end)
         """,
     }, tomls={"caller": "budget_ms = 5\nmemory_mb = 256\n", "owner": "memory_mb = 256\n"},
+       grants={"caller": Grant(memory_mb=256), "owner": Grant(memory_mb=256)},
         limits=Limits(transfer_items=2_000_000))
     t0 = time.perf_counter()
     frames(host, 1)

@@ -81,10 +81,10 @@ def test_class2_files_outside_the_mod_folder_are_refused(make_host, mods_dir, tm
         try(dofile, "sub/../../other/private.lua")
         print(pcall(loadfile, "link.lua"))
         try(dofile, "link.lua")
-        try(require, "link")
+        print(pcall(require, "link"))
         try(dofile, "init.toml")
-        try(require, "..other.private")
-        try(require, "other/private")
+        print(pcall(require, "..other.private"))
+        print(pcall(require, "other/private"))
         print(dofile("ok.lua"), require("sub.deep"), loadfile("sub/deep.lua")())
     """)
     write_mod(mods_dir, "bystander", BYSTANDER)
@@ -100,7 +100,9 @@ def test_class2_files_outside_the_mod_folder_are_refused(make_host, mods_dir, tm
     assert "not a valid module name" in lines[7]
     # a slash path is a valid name (CET), resolved inside the mod's own folder only
     assert "module 'other/private' not found" in lines[8]
-    assert all(l.startswith("false\t") for l in lines[0:3] + lines[4:9])
+    # require gives nil and the reason as CET's does; the others raise
+    assert all(l.startswith("false\t") for l in lines[0:3] + [lines[4], lines[6]])
+    assert all(l.startswith("true\tnil\t") for l in [lines[5]] + lines[7:9])
     assert lines[9] == "mine\tdeep\tdeep"
     assert host.mods["bystander"].state == "loaded"
 
@@ -111,8 +113,8 @@ def test_class3_and_4_no_native_code_and_no_ffi(make_host):
     host, lines = probe(make_host, """
         print(package, _G.package, loadlib, ffi, jit, debug)
         for _, name in ipairs { "ffi", "jit", "jit.util", "string.buffer", "table.new", "socket.core", "io" } do
-          local ok, err = pcall(require, name)
-          print(name, ok, (tostring(err):gsub("\\n.*", "")))
+          local ok, m, err = pcall(require, name)
+          print(name, ok, tostring(m), (tostring(err):gsub("\\n.*", "")))
         end
         local found = {}
         local function walk(t, depth, seen)
@@ -130,8 +132,8 @@ def test_class3_and_4_no_native_code_and_no_ffi(make_host):
     """)
     assert lines[0] == "nil\tnil\tnil\tnil\tnil\tnil"
     for line in lines[1:8]:
-        name, ok, err = line.split("\t")
-        assert ok == "false" and f"module '{name}' not found" in err
+        name, ok, m, err = line.split("\t")
+        assert ok == "true" and m == "nil" and f"module '{name}' not found" in err
     assert lines[8] == "reachable: 0"
 
 
@@ -165,8 +167,11 @@ def test_class5_bytecode_is_refused(make_host, mods_dir):
     for line in lines[:5]:
         assert line.startswith("nil\t"), line
     assert "precompiled bytecode is not allowed" in lines[0]
-    assert "mode must be 't'" in lines[2] and "mode must be 't'" in lines[3]
-    assert "precompiled bytecode" in lines[5] and "precompiled bytecode" in lines[6]
+    assert "precompiled bytecode is not allowed" in lines[2]
+    assert "precompiled bytecode is not allowed" in lines[3]
+    assert "precompiled bytecode" in lines[4]
+    assert lines[5].startswith("false\t") and "precompiled bytecode" in lines[5]
+    assert lines[6].startswith("true\tnil\t") and "precompiled bytecode" in lines[6]
     assert "from bytecode" not in "\n".join(lines)
 
 
@@ -199,7 +204,7 @@ def test_class7_no_debug_hooks_or_jit_control(make_host):
         print(type(collectgarbage("count")))
     """)
     assert lines[0] == "nil\tnil\tnil\tnil\tnil"
-    assert lines[1].startswith("false\t") and "not found" in lines[1]
+    assert lines[1].startswith("true\tnil\t") and "not found" in lines[1]
     assert lines[2].startswith("false\t") and "collectgarbage('stop') is not allowed" in lines[2]
     assert lines[3].startswith("false\t") and "not allowed" in lines[3]
     assert lines[4] == "number"
@@ -238,39 +243,58 @@ def test_class8_globals_are_per_mod(make_host):
 
 # 9 -- shared string metatable and library tables -------------------------------------------------
 
-def test_class9_library_tables_and_string_metatable_are_locked(make_host):
+def test_class9_library_tables_are_the_mods_own_copies(make_host):
+    """A mod may rewrite its string/table/math/os/bit/coroutine/io tables (CET mods
+    extend them); the host's Lua in that runtime keeps what it captured, the string
+    metatable stays locked, host API tables stay read-only, and other mods see the
+    originals."""
     host, console = make_host({
         "hostile": """
-            local function try(f) local ok, err = pcall(f) print(ok, (tostring(err):gsub("^.-:%d+: ", ""))) end
-            try(function() string.upper = function() return "pwned" end end)
-            try(function() rawset(string, "upper", print) end)
-            try(function() setmetatable(string, {}) end)
+            local gsub, write = string.gsub, io.write
+            local function try(f) local ok, err = pcall(f) print(ok, (gsub(tostring(err), "^.-:%d+: ", ""))) end
+            function string:split(sep)
+              local out = {}
+              for piece in string.gmatch(self, "([^" .. sep .. "]+)") do out[#out + 1] = piece end
+              return out
+            end
+            table.unpack = table.unpack or unpack
+            print(#("a,b,c"):split(","), table.unpack({ 7, 8 }))
+            -- now break every library function the host's own Lua might use
+            for _, lib in ipairs { string, table, math, os, bit, coroutine, io } do
+              for k in pairs(lib) do lib[k] = function() error("hijacked " .. k) end end
+            end
+            rawset(string, "upper", function() return "pwned" end)
+            math.pi = 4
+            print(("abc"):upper(), math.pi)
             try(function() getmetatable("").__index = {} end)
             try(function() setmetatable("", {}) end)
-            try(function() table.insert = nil end)
-            try(function() math.pi = 4 end)
             try(function() json.encode = nil end)
             try(function() Cron.After = nil end)
             try(function() spdlog.info = nil end)
-            try(function() coroutine.resume = nil end)
-            print(("abc"):upper(), string.upper("x"), math.pi == 3.141592653589793)
-            -- a mod may replace its own global names, which touches nobody else
-            string = { upper = function() return "mine" end }
-            print(string.upper("x"), ("abc"):upper())
+            -- the host's Lua in this runtime: print, spdlog, json, Cron, the log's io.write
+            print("print", 1, 2.5, nil, true)
+            spdlog.info("%d items of %s", 3, "x")
+            print(json.encode({ a = { 1, 2 } }), json.decode('{"b":[3]}').b[1])
+            Cron.After(0, function() print("cron ran") end)
+            write("io line\\n")
         """,
-        "bystander": 'registerForEvent("onUpdate", function() print(("ok"):upper(), string.upper("ok"), math.pi) end)',
+        "bystander": 'registerForEvent("onUpdate", function() print(("ok"):upper(), string.upper("ok"), math.pi, table.concat({1, 2}, "+")) end)',
     })
     host.update(0.01)
     lines = console.mod_lines("hostile")
-    for line in lines[:11]:
+    assert lines[0] == "3\t7\t8"
+    assert lines[1] == "pwned\t4"
+    for line in lines[2:7]:
         assert line.startswith("false\t"), line
-    for i in (0, 1, 5, 6, 7, 8, 9, 10):
-        assert "read-only" in lines[i], lines[i]
-    assert "protected metatable" in lines[2]
-    assert "attempt to index a string value" in lines[3]
-    assert lines[11] == "ABC\tX\ttrue"
-    assert lines[12] == "mine\tABC"
-    assert console.mod_lines("bystander") == ["OK\tOK\t3.1415926535898"]
+    assert "attempt to index a string value" in lines[2]
+    assert "read-only" in lines[4] and "read-only" in lines[5] and "read-only" in lines[6]
+    assert lines[7] == "print\t1\t2.5\tnil\ttrue"
+    assert lines[8] == "3 items of x"
+    assert lines[9] == '{"a":[1,2]}\t3'
+    assert lines[10] == "io line"
+    assert "cron ran" in lines
+    assert host.mods["hostile"].state == "loaded"
+    assert console.mod_lines("bystander") == ["OK\tOK\t3.1415926535898\t1+2"]
 
 
 # 10 -- host (Python) objects ----------------------------------------------------------------------
@@ -280,7 +304,8 @@ def test_class10_no_python_object_is_reachable(make_host):
         local kinds, seen = {}, {}
         local function walk(v, depth)
           local t = type(v)
-          kinds[t] = true
+          -- `db` is an lsqlite3-like userdata handle made by the host's Lua
+          if v ~= db then kinds[t] = true end
           if t == "table" and not seen[v] and depth < 8 then
             seen[v] = true
             for k, x in pairs(v) do walk(k, depth + 1) walk(x, depth + 1) end
@@ -320,7 +345,7 @@ def test_class10_lupa_errors_never_hand_mods_a_python_exception(make_host):
     # Regression: lupa raised the UnicodeDecodeError *object* into Lua when an
     # argument was not valid UTF-8; the mod's pcall received a userdata.
     host, lines = probe(make_host, r"""
-        for _, f in ipairs { function() return db:exec("SELECT ?", "\255") end,
+        for _, f in ipairs { function() return db:exec("SELECT '\255'") end,
                              function() return registerHotkey("\255", "x", print) end,
                              function() return GetMod("\255") end } do
           local ok, err = pcall(f)

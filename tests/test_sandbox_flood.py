@@ -6,6 +6,7 @@ from __future__ import annotations
 from modhost_util import frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
 
 from host.runtime.limits import Limits
+from host.runtime.grants import Grant
 
 BYSTANDER = """
     ticks = 0
@@ -80,7 +81,7 @@ def test_class17_event_flood_from_timers_stays_within_the_budget(make_host):
         fired = 0
         for i = 1, 4000 do Cron.NextTick(function() fired = fired + 1 end) end
         registerForEvent("onUpdate", function() print(fired) end)
-    """}, tomls={"m": "budget_ms = 1000\n"})
+    """}, tomls={"m": "budget_ms = 1000\n"}, grants={"m": Grant(budget_ms=1000)})
     host.update(0.01)
     assert console.mod_lines("m") == ["4000"]
 
@@ -156,7 +157,7 @@ def test_class18_huge_source_and_load_inputs(make_host, mods_dir):
     host, console = make_host(limits=Limits(max_source_bytes=1024 * 1024))
     lines = console.mod_lines("m")
     assert lines[0].startswith("nil\t") and "exceeds the limit" in lines[0]
-    assert lines[1].startswith("false\t") and "the limit is 1048576" in lines[1]
+    assert lines[1].startswith("true\tnil\t") and "the limit is 1048576" in lines[1]
     assert lines[2].startswith("nil\t") and lines[3].startswith("nil\t")
 
 

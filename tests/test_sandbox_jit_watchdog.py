@@ -21,6 +21,7 @@ from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
 from host.runtime.limits import Limits
 from host.runtime.sandbox import _prelude
+from host.runtime.grants import Grant
 
 BYSTANDER = """
     ticks = 0
@@ -70,7 +71,8 @@ RUNAWAYS = {
 @pytest.mark.parametrize("shape", sorted(RUNAWAYS))
 def test_runaways_are_stopped_with_the_jit_on(make_host, shape):
     host, _ = make_host({"hostile": on_update(RUNAWAYS[shape]), "bystander": BYSTANDER},
-                        tomls={"hostile": "memory_mb = 128\n"})
+                        tomls={"hostile": "memory_mb = 128\n"},
+                        grants={"hostile": Grant(memory_mb=128)})
     t0 = time.perf_counter()
     host.update(1 / 60)
     assert time.perf_counter() - t0 < 5.0      # loose; bench/watchdog_latency.py measures
@@ -125,12 +127,12 @@ def test_the_counter_name_is_reserved_everywhere(make_host):
     host.load()
     direct = host.mods["direct"]
     assert direct.state == "failed"
-    assert "mods/direct/init.lua: line 2: the name '__relic_wd' is reserved" in direct.reason
+    assert "mods/direct/init.lua:2: the name '__relic_wd' is reserved" in direct.reason
     lines = console.mod_lines("runtime")
-    assert lines[0] == "nil\t(load): line 1: the name '__relic_wd' is reserved"
-    assert lines[1] == "nil\t(loadstring): line 1: the name '__relic_wd' is reserved"
+    assert lines[0] == 'nil\t[string "__relic_wd = nil"]:1: the name \'__relic_wd\' is reserved'
+    assert lines[1] == 'nil\t[string "return __relic_wd"]:1: the name \'__relic_wd\' is reserved'
     assert lines[2] == "__relic_wd"          # inside a string it is just text
-    assert lines[3].startswith("false\t") and "the name '__relic_wd' is reserved" in lines[3]
+    assert lines[3].startswith("true\tnil\t") and "sub.lua:1: the name '__relic_wd' is reserved" in lines[3]
 
 
 # -- the rewrite keeps the program and its lines ---------------------------------------

@@ -1,9 +1,10 @@
-"""Read-only library tables stay read-only through every iterator (issue 12 item 8, checklist 26).
+"""Read-only host tables stay read-only through every iterator (checklist 26).
 
-`select(2, pairs(string))` (and ipairs, next, rawget, table.insert) used to
-hand a mod the writable table behind the read-only proxies of the shared
-libraries.  Each route is tried from a real mod next to a bystander that
-keeps using the same libraries.
+`select(2, pairs(json))` (and ipairs, next, rawget, table.insert) used to
+hand a mod the writable table behind the read-only proxies of the host's
+tables.  Each route is tried from a real mod next to a bystander that keeps
+using the same libraries.  (The standard library tables -- string, table,
+math, ... -- are each mod's own writable copies: test_sandbox_escape, class 9.)
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ ATTACK = """
     print(json.encode({ a = { 1, 2 } }), ("x"):rep(3), string.format("%%03d", 7))
 """
 
-STD_LIBS = '"string", "table", "math", "os", "bit", "coroutine", "Cron", "json", "spdlog"'
+STD_LIBS = '"Cron", "json", "spdlog"'
 
 
 def _check(lines: list[str], n_libs: int) -> None:
@@ -63,7 +64,7 @@ def test_pairs_ipairs_next_do_not_expose_library_backings(make_host):
     host, console = make_host({"attacker": ATTACK % STD_LIBS, "bystander": BYSTANDER})
     frames(host, 5)
     lines = console.mod_lines("attacker")
-    _check(lines[:-1], 9)
+    _check(lines[:-1], 3)
     assert lines[-1] == '{"a":[1,2]}\txxx\t007'
     by = host.mods["bystander"]
     ok, state = by.call(by.public.state)

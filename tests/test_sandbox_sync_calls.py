@@ -14,6 +14,7 @@ import time
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
 from host.api.grammar import MOD_GRAMMAR_LIMITS, GrammarProvider
+from host.runtime.grants import Grant
 
 GOOD = """
     made = 0
@@ -100,7 +101,8 @@ def grammar_host(make_host, mods, tomls=None):
 
 def test_every_grammar_attack_gets_a_clear_error_quickly(make_host):
     host, console = grammar_host(make_host, {"attacker": attacker_source(), "good": GOOD},
-                                 tomls={"attacker": "budget_ms = 10000\n"})
+                                 tomls={"attacker": "budget_ms = 10000\n"},
+                                 grants={"attacker": Grant(budget_ms=10000)})
     worst = 0.0
     for _ in range(3):
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ import pytest
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
 from host.runtime.limits import Limits
+from host.runtime.grants import Grant
 
 BYSTANDER = """
     ticks = 0
@@ -112,7 +113,7 @@ def test_class11_slow_but_finite_work_is_allowed(make_host):
         local t0 = os.clock()
         local x = 0
         while os.clock() - t0 < 0.02 do x = x + 1 end
-    """)}, tomls={"busy": "budget_ms = 500\n"})
+    """)}, tomls={"busy": "budget_ms = 500\n"}, grants={"busy": Grant(budget_ms=500)})
     frames(host, 5)
     assert host.mods["busy"].state == "loaded"
 
@@ -190,7 +191,8 @@ MEMORY_BOMBS = {
 def test_class13_memory_bombs_hit_the_cap(make_host, shape):
     host, console = make_host({"hostile": hostile_on_update(MEMORY_BOMBS[shape]),
                                "bystander": BYSTANDER},
-                              tomls={"hostile": "memory_mb = 32\nbudget_ms = 2000\n"})
+                              tomls={"hostile": "memory_mb = 32\nbudget_ms = 2000\n"},
+                              grants={"hostile": Grant(budget_ms=2000)})
     t0 = time.perf_counter()
     host.update(1 / 60)
     assert time.perf_counter() - t0 < 2.0
@@ -273,7 +275,7 @@ def test_class13_host_results_larger_than_the_cap_are_refused(make_host):
           for r in db:nrows("SELECT 1 AS x, randomblob(9000000) AS b") do end
         end)
         print(ok, err)
-    """}, tomls={"m": "memory_mb = 8\nbudget_ms = 3000\n"})
+    """}, tomls={"m": "memory_mb = 8\nbudget_ms = 3000\n"}, grants={"m": Grant(budget_ms=3000)})
     (line,) = console.mod_lines("m")
     assert line.startswith("false\t") and "too large for the mod's memory cap (8 MiB)" in line
 

@@ -13,6 +13,7 @@ import pytest
 
 from host.engine.scheduler import Scheduler
 from host.engine.service import Engine
+from host.engine.step_builder import MIN_CHUNK
 from host.errors import ContextError
 from host.llama import Context
 from host.messages import (DoneEvent, GenerateRequest, SessionInfoRequest, SessionLoadRequest, SessionSaveRequest,
@@ -64,7 +65,7 @@ def test_newcomer_prompt_is_read_alongside_generating_sequences(model):
         chunks = [b - a for a, b in zip([0] + reads, reads)]
         assert len(chunks) >= 2, f"the {reads[-1]}-token prompt was read in one step while others generated"
         assert max(chunks) < 128, chunks
-        assert sched.plan_chunk() >= Scheduler.MIN_CHUNK
+        assert sched.costs.chunk_tokens(3) >= MIN_CHUNK
     finally:
         sched.cancel_all(lambda ev: None)
         sched.close()

@@ -110,3 +110,42 @@ def test_toolset_and_stream_units():
     assert decode_step({"say": "hi"}) == ("say", "hi") and decode_step(None) == ("none", None)
     msg = tool_result_message("t", "x" * 5000)
     assert msg["role"] == "tool" and len(msg["content"]) < 1100
+
+
+def test_a_huge_tool_result_is_not_copied_whole_into_the_host(llm_host):
+    """Tool results lived whole in host memory (result.tool_calls): RSS grew by hundreds of MB."""
+    host, console = llm_host({"hoarder": """
+        local big = {} for i = 1, 50000 do big[i] = "r" .. i end
+        registerForEvent("onInit", function()
+          llm.chat{ messages = { { role = "user", content = "Look it up." } }, max_tokens = 96,
+            tool_choice = "required", max_tool_calls = 1,
+            tools = { lookup = { description = "Look it up.", run = function() return big end },
+                      small = { description = "A little.", run = function() return { a = ("x"):rep(5000) } end } },
+            on_done = function(r)
+              local c = r.tool_calls[1]
+              local kept = c and c.result
+              print("done " .. r.finish_reason .. " " .. tostring(c and c.name) .. " " .. type(kept) .. " " ..
+                    (type(kept) == "table" and tostring(kept.error) or type(kept) == "string" and tostring(#kept)
+                     or tostring(r.error)))
+            end }
+        end)
+    """})
+    run_until(host, lambda: lines(console, "hoarder", "done "), 180)
+    done = lines(console, "hoarder", "done ")[0]
+    if " lookup " in done:
+        assert "table the result of lookup was too big" in done, done
+    else:   # the small one: kept cut to the conversation's length
+        assert " small string " in done and int(done.rsplit(" ", 1)[1]) <= 1010, done
+
+
+def test_a_tool_turn_is_checked_against_the_session_text_quota(llm_host):
+    """say with tools skipped the per-turn session text check that say does."""
+    host, console = llm_host({"big": """
+        local s = llm.session{ system = "You help.", tools = {""" + GIVE + """} }
+        registerForEvent("onInit", function()
+          s:say(("w"):rep(300 * 1024), { max_tokens = 8, on_done = function(r)
+            print("done " .. r.finish_reason .. " " .. tostring(r.error_type)) end })
+        end)
+    """})
+    run_until(host, lambda: lines(console, "big", "done "), 60)
+    assert lines(console, "big", "done ") == ["done error quota"]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from host.runtime.grants import Grant
+
 from host.app import build_host
 from host.worker import WorkerConfig
 from modhost_util import Console, frames, mods_dir, read_log, run_until, write_mod  # noqa: F401
@@ -215,7 +217,8 @@ def test_host_objects_count_against_quotas(llm_host):
     relaxed = "budget_ms = 1000\n"  # this test is about quotas, not the watchdog (the machine may be busy)
     host, console = llm_host({"spammer": SESSION_SPAM, "churner": SESSION_CHURN, "grammars": GRAMMAR_CHURN,
                               "good": GOOD % 3},
-                             tomls={"spammer": relaxed, "churner": relaxed, "grammars": relaxed})
+                             tomls={"spammer": relaxed, "churner": relaxed, "grammars": relaxed},
+                             grants={m: Grant(budget_ms=1000) for m in ("spammer", "churner", "grammars")})
     frames(host, 120)
     run_until(host, lambda: len(lines(console, "good", "good ")) == 3, 120)
     for cmd in ("spam_report", "churn_report", "grammar_report"):

@@ -61,15 +61,20 @@ def read_lines(q: queue.Queue) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="a GGUF chat model (default: $RELIC_MODEL or SmolLM2-135M-Instruct)")
-    ap.add_argument("--template", help="a llama.cpp chat template name, for a model without one (or RELIC_TEMPLATE)")
     ap.add_argument("--mods", default=str(ROOT / "mods"), help="the mods folder (default: the repo's mods/)")
     ap.add_argument("--fps", type=float, default=60.0)
-    from host.cli import add_offload_arguments, apply_offload_arguments
+    ap.add_argument("--timings", action="store_true",
+                    help="after each reply, where its time went (queue, retrieval, prompt, first token); "
+                         "typing /timings toggles it")
+    from host.cli import add_config_arguments, config_from
 
-    add_offload_arguments(ap)  # --gpu-layers, --rpc, ... (make judy GPU_LAYERS=... sets the variable)
+    add_config_arguments(ap)  # --model, --template, --gpu-layers, --rpc, --config ... (see host.config)
     args = ap.parse_args()
-    apply_offload_arguments(args)
+    try:
+        config = config_from(args)
+    except RelicError as exc:
+        print(f"relic: {exc}", file=sys.stderr)
+        return 2
 
     from host.app import host_with_mod
 
@@ -81,14 +86,13 @@ def main() -> int:
             out.write(line + "\n")
 
     try:
-        host, judy = host_with_mod(args.mods, "judy", model_path=args.model, console=console,
-                                   template=args.template)
+        host, judy = host_with_mod(args.mods, "judy", config=config, console=console)
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1
 
     clock = FrameClock()
-    state = {"talking": False, "handle": None, "asked": 0.0, "first": None}
+    state = {"talking": False, "handle": None, "asked": 0.0, "first": None, "timings": args.timings}
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=read_lines, args=(lines,), name="stdin-reader", daemon=True).start()
 
@@ -117,6 +121,10 @@ def main() -> int:
         out.write(f"\n  [first token {ttft:.2f} s, {tps:.0f} tok/s] {clock.status()} {usage['completion_tokens']} "
                   f"tokens on {result['device'] or 'CPU'}, {usage['cached_tokens']} of {usage['prompt_tokens']} "
                   "prompt tokens reused\n")
+        if state["timings"] and timings is not None:
+            out.write(f"  [timings: queue {timings['queue_ms']:.0f} ms, retrieval {timings['retrieval_ms']:.0f} ms, "
+                      f"prompt {timings['prompt_ms']:.0f} ms, first token {timings['first_token_ms']:.0f} ms "
+                      f"(on the worker), {timings['tokens_per_second']:.0f} tok/s]\n")
         if interactive:
             out.write("you> ")
         out.flush()
@@ -173,6 +181,10 @@ def main() -> int:
                     eof = True
                 elif line.strip() in ("quit", "exit", "/quit"):
                     break
+                elif line.strip() == "/timings":
+                    state["timings"] = not state["timings"]
+                    out.write(f"(timings {'on' if state['timings'] else 'off'})\n" + ("you> " if interactive else ""))
+                    out.flush()
                 elif line.strip():
                     out.write("Judy: ")
                     out.flush()

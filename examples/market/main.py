@@ -79,14 +79,21 @@ def main(argv=None) -> int:
 
     from game import Game
     from host.app import build_host
+    from host.cli import config_from
     from host.errors import RelicError
+
+    try:
+        config = config_from(args)  # --model/--template and $RELIC_* settings
+    except RelicError as exc:
+        print(f"relic: {exc}", file=sys.stderr)
+        return 2
 
     shots = Path(args.shots) if args.shots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
 
     def host_factory(mods_dir, market_api):
-        host = build_host(mods_dir, model_path=args.model, rag=False, load=False, template=args.template,
+        host = build_host(mods_dir, config=config, rag=False, load=False,
                           console=lambda line: print(line, flush=True))
         host.add_provider(market_api)
         try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)

@@ -31,9 +31,11 @@ def main() -> int:
     args = ap.parse_args()
 
     from host.app import host_with_mod
+    from host.cli import config_from
 
     try:
-        host, market = host_with_mod(args.mods, "market", model_path=args.model, rag=False, template=args.template,
+        config = config_from(args)  # --model/--template and $RELIC_* settings
+        host, market = host_with_mod(args.mods, "market", config=config, rag=False,
                                      console=lambda line: print(line))
     except RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)

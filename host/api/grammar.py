@@ -1,4 +1,4 @@
-"""The host half of the mod-facing `grammar` module (the Lua half is lua/grammar.lua).
+"""The host half of the mod-facing `grammar` module (the Lua half is host/runtime/lua/grammar.lua).
 
 Grammar objects stay in Python, in a per-mod registry; a mod holds only a
 small Lua table naming one by id, so nothing Python-side is reachable from Lua

@@ -1,4 +1,4 @@
-"""The host half of the mod-facing `llm` module (the Lua half is lua/llm.lua).
+"""The host half of the mod-facing `llm` module (the Lua half is host/runtime/lua/llm.lua).
 
 A provider for :class:`host.runtime.host.Host`: for every mod it builds an
 ``llm`` table bound to that mod, and for trusted mods also ``llama`` (the raw
@@ -17,14 +17,18 @@ from typing import Any
 
 from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
+from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded
-from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest
+from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
+from host.results import Result
 from host.llama.luajit import address, luajit_cdef
 
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
-           "template", "special"}
+           "template", "special", "priority"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
 MAX_STOP_STRINGS = 16
+
+TOOL_RESULT_ITEMS = 4096  # values of one tool result the host copies (its JSON is cut short anyway)
 
 
 def _int(opts, key, lo, hi, default):
@@ -85,6 +89,8 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
 
         sampling.resolve(opts["sampler"])  # a bad sampler is the caller's error, raised now
         out["sampler"] = opts["sampler"]
+    if "priority" in opts:
+        out["priority"] = check_priority(opts["priority"], f"llm.{kind}: priority")
     if "template" in opts:
         if not isinstance(opts["template"], str):
             raise OptionError("template must be a string (a llama.cpp template name)")
@@ -164,7 +170,7 @@ class LLMProvider:
         # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
-        install_persona(mod, llm)  # llm.persona{...} (host/api/persona.py, lua/persona.lua)
+        install_persona(mod, llm)  # llm.persona{...} (host/api/persona.py, host/runtime/lua/persona.lua)
         mod.expose("llm", llm)
         if mod.trusted:
             mod.expose("llama", self._raw_binding(mod), readonly=False)
@@ -182,6 +188,11 @@ class LLMProvider:
 
     def pump(self, budget_s: float) -> None:
         self.worker.pump(budget_s)
+
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """The player now talks to mod ``mod_id`` (or to its session with id ``session``): its
+        generations run at priority "player" until the focus moves; None clears it."""
+        self.worker.focus(mod_id, session)
 
     def shutdown(self) -> None:
         if self.owns_worker:
@@ -217,14 +228,15 @@ class LLMProvider:
     def track(self, mod, submit, on_result=None, stream: bool = True) -> int:
         """Submit through ``submit(on_token, on_done)``; events go to the mod's Lua side.
 
-        ``on_result(result)`` runs first when the result arrives, even if the mod is gone.
+        ``on_result(result)`` runs first when the result arrives, even if the mod is gone;
+        a Result it returns replaces the one the mod receives.
         ``stream=False`` (no on_token in Lua): on_token is None, so no token event is posted.
         """
         box = {}  # the request id, known once submit returns (callbacks run later, in pump)
 
         def done(result):
             if on_result is not None:
-                on_result(result)
+                result = on_result(result) or result
             self._forward(mod, box["id"], "done", result)
 
         on_token = (lambda text: self._forward(mod, box["id"], "token", text)) if stream else None
@@ -244,11 +256,12 @@ class LLMProvider:
         opts = mod.from_lua(opts)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
-        known = {"system", "sampler", "overflow", "template", "memory"}
+        known = {"system", "sampler", "overflow", "template", "memory", "priority"}
         unknown = sorted(str(k) for k in opts if k not in known)
         if unknown:
             raise OptionError(f"unknown option(s) {unknown} for llm.session; known: {sorted(known)}")
         system = opts.get("system")
+        priority = check_priority(opts.get("priority"), "llm.session: priority")
         chars = len(system) if isinstance(system, str) else 0
         problem = self.ledger.check_session(mod.id, chars)
         if problem:
@@ -259,7 +272,7 @@ class LLMProvider:
             system = f"{system}\n\n{described}" if isinstance(system, str) and system else described
         sid = self.worker.create_session(mod.id, system=system, sampler=opts.get("sampler"),
                                          overflow=opts.get("overflow", "drop_oldest"), template=opts.get("template"),
-                                         memory=memory)
+                                         memory=memory, priority=priority)
         self.ledger.add_session(mod.id, sid, chars)
         return sid
 
@@ -278,11 +291,9 @@ class LLMProvider:
     def _sized(self, mod, sid):
         """on_result for session requests: keep the ledger's size of the session current."""
         def update(result):
-            if not isinstance(result, dict):
-                return
-            size = result.get("session_bytes")
-            if size is None and isinstance(result.get("value"), dict):
-                size = result["value"].get("session_bytes")
+            size = result.session_chars
+            if size is None and isinstance(result.value, dict):
+                size = result.value.get("session_chars")
             if isinstance(size, int):
                 self.ledger.session_size(mod.id, sid, size)
         return update
@@ -327,15 +338,16 @@ class LLMProvider:
         sized = self._sized(mod, sid)
 
         def loaded(result):
-            if result.get("error_type"):
+            if result.error_type:
                 self.ledger.drop_session(mod.id, sid)
-                return
+                return None
             sized(result)
             try:
                 self.ledger.check_turn(mod.id, sid, 0)
             except QuotaExceeded as exc:  # a saved session bigger than the quota: not kept
                 self._session_close(mod, sid)
-                result.update(error=str(exc), error_type=exc.error_type, finish_reason="error")
+                return Result.of_exception(exc)
+            return None
 
         load_id = self.track(mod, lambda _t, on_done: self.worker.call(
             SessionLoadRequest, mod.id, on_done=on_done, session_id=sid, path=path, memory=memory), loaded)
@@ -344,6 +356,11 @@ class LLMProvider:
     def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:
         """A say or chat turn with tools= (host/api/tools.py); returns the turn's handle id."""
         toolset = self.tools.toolset(mod, tools)
+        if session_id is not None:       # the same per-turn session text check as say
+            try:
+                self.ledger.check_turn(mod.id, session_id, len(text) if isinstance(text, (str, bytes)) else 0)
+            except QuotaExceeded as exc:
+                return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         extra = mod.from_lua(extra) or {}
         options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
                                 grammar_from=self._grammar_for(mod))
@@ -365,7 +382,16 @@ class LLMProvider:
             return False, None
         ok, out = mod.call(entry[1], rid, "tool", mod.to_lua({"name": name, "arguments": args}),
                            what=f"tool {name}")
-        return ok, (mod.from_lua(out) if ok else None)
+        if not ok:
+            return False, None
+        # The host keeps at most a small copy of a result (its JSON is cut to
+        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        try:
+            value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
+        except TransferError as exc:
+            mod.log.write("warning", f"tool {name}: its result is too big for the host ({exc})")
+            return True, {"error": f"the result of {name} was too big (at most {TOOL_RESULT_ITEMS} values)"}
+        return True, value
 
     def forward(self, mod, rid: int, kind: str, payload) -> None:
         """Hand an event ("token" text or "done" result) to the mod's Lua side for handle ``rid``."""
@@ -376,8 +402,8 @@ class LLMProvider:
         entry = self._mods.get(mod.id)
         if entry is None or entry[0] is not mod or mod.state != "loaded":
             return  # the mod was reloaded or stopped: its runtime is gone
-        if kind == "done":
-            payload = mod.to_lua(payload)
+        if kind == "done":  # the one place a Result becomes Lua data
+            payload = mod.to_lua(payload.to_plain())
         mod.call(entry[1], rid, kind, payload, what=f"llm on_{kind}")
 
     def _cancel(self, mod, rid) -> None:

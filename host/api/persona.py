@@ -1,4 +1,4 @@
-"""The host half of `llm.persona` (the Lua half is lua/persona.lua).
+"""The host half of `llm.persona` (the Lua half is host/runtime/lua/persona.lua).
 
 Installs the persona kit into a mod's `llm` table: the Lua kit builds the
 session, retrieval, grammar and guards; the line functions it calls for every

@@ -1,4 +1,4 @@
-"""The host half of the mod-facing `rag` module (the Lua half is lua/rag.lua).
+"""The host half of the mod-facing `rag` module (the Lua half is host/runtime/lua/rag.lua).
 
 Stores and the embedding model live on the worker thread
 (:class:`host.rag.service.RagService`, created there on first use); the frame

@@ -18,10 +18,22 @@ from __future__ import annotations
 
 import json
 
-from host.engine.tools import (DEFAULT_MAX_CALLS, MAX_CALLS_CAP, SayStream, ToolError, ToolSet, decode_step,
-                               tool_result_message)
+from host.engine.tools import (DEFAULT_MAX_CALLS, MAX_CALLS_CAP, MAX_RESULT_CHARS, SayStream, ToolError, ToolSet,
+                               decode_step, tool_result_message)
+from host.errors import QuotaExceeded
+from host.results import Result, ToolCall
 
 MAX_TOOLSETS_PER_MOD = 32
+
+
+def kept_result(out):
+    """What the turn keeps of a tool's result for ``result.tool_calls``: the value itself when its JSON
+    is short, else that JSON cut to MAX_RESULT_CHARS (the conversation gets no more either)."""
+    try:
+        text = json.dumps(out, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(out)[:MAX_RESULT_CHARS]
+    return out if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "...(cut)"
 
 
 class ToolTurns:
@@ -53,7 +65,8 @@ class ToolTurns:
               messages=None) -> int:
         if max_calls is None:
             max_calls = DEFAULT_MAX_CALLS
-        if isinstance(max_calls, bool) or not isinstance(max_calls, (int, float)) or not 0 <= max_calls <= MAX_CALLS_CAP:
+        if (isinstance(max_calls, bool) or not isinstance(max_calls, (int, float))
+                or not 0 <= max_calls <= MAX_CALLS_CAP or max_calls != int(max_calls)):
             raise ToolError(f"max_tool_calls must be an integer from 0 to {MAX_CALLS_CAP}, got {max_calls!r}")
         if choice not in (None, "auto", "required"):
             raise ToolError(f"tool_choice must be \"auto\" or \"required\", got {choice!r}")
@@ -126,26 +139,42 @@ class ToolTurn:
             self.said.append(piece)
             self.owner.provider.forward(self.mod, self.id, "token", piece)
 
-    def _done(self, result: dict) -> None:
-        kind, what = decode_step(result.get("value"))
-        if kind == "tool" and not self.cancelled and result.get("finish_reason") in ("stop", "length"):
+    def _done(self, result: Result) -> None:
+        kind, what = decode_step(result.value)
+        if kind == "tool" and not self.cancelled and result.finish_reason in ("stop", "length"):
             name, args = what
             ok, out = self.owner.provider.call_tool(self.mod, self.id, name, args)
             if not ok:
                 out = {"error": f"the tool {name} failed"}
-            self.calls.append({"name": name, "arguments": args, "result": out})
             msg = tool_result_message(name, out)
+            self.calls.append(ToolCall(name=name, arguments=args, result=kept_result(out)))
+            problem = self._session_room(msg)
+            if problem is not None:
+                self._finish(result.with_(finish_reason="error", error=problem, error_type="quota"), kind, what)
+                return
             if self.messages is not None:
-                self.messages += [{"role": "assistant", "content": result.get("text", "")}, msg]
+                self.messages += [{"role": "assistant", "content": result.text}, msg]
             else:
                 self.pending_tool = msg
             if self.mod.state == "loaded" and (self.mod.id, self.id) in self.owner.turns:
                 self.step()
                 return
+        self._finish(result, kind, what)
+
+    def _session_room(self, msg: dict) -> str | None:
+        """Why the session cannot take one more tool message (its text quota), or None."""
+        if self.session_id is None:
+            return None
+        try:
+            self.owner.provider.ledger.check_turn(self.mod.id, self.session_id, len(msg["content"]))
+        except QuotaExceeded as exc:
+            return str(exc)
+        return None
+
+    def _finish(self, result: Result, kind, what) -> None:
         self.owner.turns.pop((self.mod.id, self.id), None)
-        final = dict(result)
-        final["text"] = what if kind == "say" else "".join(self.said)  # cut by max_tokens: what was said
-        final["tool_calls"] = self.calls
-        if self.cancelled and final.get("finish_reason") != "error":
-            final["finish_reason"] = "cancelled"
+        final = result.with_(text=what if kind == "say" else "".join(self.said),  # cut by max_tokens: what was said
+                             tool_calls=tuple(self.calls), value=None)
+        if self.cancelled and final.finish_reason != "error":
+            final = final.with_(finish_reason="cancelled", error_type="cancelled")
         self.owner.provider.forward(self.mod, self.id, "done", final)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -52,6 +51,15 @@ GENERIC_TAIL = 96  # the lazy tail as Grammar.gbnf shows it; sampler() uses the 
 
 _checker_lock = threading.Lock()
 _checker = None  # (lib, vocab-only default model), or False when unavailable
+_checker_model = None  # its GGUF path
+
+
+def use_checker_model(path) -> None:
+    """The model whose vocabulary confirms grammars with llama.cpp (set by set-up: host.prepare)."""
+    global _checker_model, _checker
+    with _checker_lock:
+        if _checker_model != path:
+            _checker_model, _checker = path, None
 
 
 def _default_checker():
@@ -62,15 +70,12 @@ def _default_checker():
             try:
                 # imported here: loading the library and the model is deferred to the first grammar
                 from host.llama import Model, load
-                from host.setup import llama_build, model_fetch
 
-                lib = load(llama_build.ensure_library(allow_build=False))
-                env = os.environ.get(model_fetch.ENV_MODEL, "")
-                path = Path(env).expanduser() if env else model_fetch.cached_default_model()
-                if path is None or not Path(path).is_file():
-                    raise FileNotFoundError("no model is installed")
+                if _checker_model is None or not Path(_checker_model).is_file():
+                    raise FileNotFoundError("no model was prepared")
+                lib = load()
                 # owned by this module for the life of the process (a few MB: the vocabulary only)
-                _checker = (lib, Model(path, lib=lib, vocab_only=True))
+                _checker = (lib, Model(_checker_model, lib=lib, vocab_only=True))
             except Exception as exc:  # confirmation is a second opinion; sampler() checks again
                 log.warning("grammars are checked by Relic's parser only (llama.cpp's parser is unavailable: %s)",
                             exc)

@@ -14,7 +14,7 @@ turn raw model text into the character's words and nothing else:
   sentences only, cleaned), so a bubble never shows text that is later taken back.
 
 Pure functions of strings (no model, no Lua): the persona kit (host/api/persona.py,
-lua/persona.lua) calls them for every line, the tool flow's ``say`` text included.
+host/runtime/lua/persona.lua) calls them for every line, the tool flow's ``say`` text included.
 """
 
 from __future__ import annotations

@@ -8,9 +8,12 @@ it only calls these methods, all on its own thread:
 ``submit(req, emit)``       accept a :class:`GenerateRequest` (it runs in steps)
 ``step(emit)``              one decode step of every running generation
 ``run(call, cancelled)``    one host call (session/store requests in
-                            host/messages.py); returns the result fields to merge
-                            into the result dict, or raises a RelicError
+                            host/messages.py); returns the Result fields it sets
+                            (value, hits, session_chars), or raises a RelicError
 ``fail_running(emit, exc)`` fail every running generation after a failed step
+                            (requests carry ``priority``; a ``FocusRequest`` host
+                            call marks the player's partner: a backend that
+                            cannot order work may accept both and ignore them)
 ``cancel_all(emit)``        finish everything as cancelled (shutdown)
 ``close()``                 free everything (the worker thread's last act)
 ==========================  ====================================================
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from host.errors import OptionError
-from host.messages import (GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest, SessionCloseRequest,
+from host.messages import (FocusRequest, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest, SessionCloseRequest,
                            SessionCreateRequest, SessionInfoRequest, SessionLoadRequest, SessionResetRequest, SessionSaveRequest,
                            StatsRequest, StoreAddRequest, StoreRemoveRequest, StoreSearchRequest)
 
@@ -53,13 +56,16 @@ class Engine:
                                                                                memory=r.memory)},
             SessionInfoRequest: lambda r, _c: {"value": scheduler.session_info(r.session_id, r.mod_id)},
             ModHelloRequest: lambda r, _c: scheduler.mod_present(r.mod_id, True),
+            FocusRequest: lambda r, _c: scheduler.set_focus(r.mod_id, r.session_id),
             ModForgetRequest: lambda r, _c: (scheduler.close_mod_sessions(r.mod_id),
                                              scheduler.mod_present(r.mod_id, False)) and None,
             StatsRequest: lambda r, _c: {"value": {"decode_calls": scheduler.decode_calls,
                                                    "running": len(scheduler.slots),
                                                    "waiting": len(scheduler.waiting),
                                                    "sessions": len(scheduler.sessions),
-                                                   "n_seq_max": scheduler.n_seq_max}},
+                                                   "n_seq_max": scheduler.n_seq_max,
+                                                   "preemptions": scheduler.preemptions,
+                                                   "focus": list(scheduler.focus) if scheduler.focus else None}},
             StoreAddRequest: lambda r, c: self.rag().add(r.path, r.doc_id, r.text, r.meta, cancelled=c),
             StoreRemoveRequest: lambda r, _c: self.rag().remove(r.path, r.doc_id),
             StoreSearchRequest: lambda r, _c: self.rag().search(r.path, r.query, dict(r.options)),
@@ -84,7 +90,7 @@ class Engine:
 
     # --- host calls ------------------------------------------------------------
     def run(self, call: HostCall, cancelled: Callable[[], bool]) -> dict:
-        """Handle one host call; the returned dict is merged into its result."""
+        """Handle one host call; the returned dict holds the fields of its Result (host.results)."""
         handler = self._handlers.get(type(call))
         if handler is None:
             raise OptionError(f"unknown host call {type(call).__name__}")
@@ -93,7 +99,8 @@ class Engine:
 
     def _session_create(self, r: SessionCreateRequest, _cancelled) -> dict:
         return {"value": self.scheduler.create_session(r.session_id, r.mod_id, system=r.system, sampler=r.sampler,
-                                             overflow=r.overflow, template=r.template, memory=r.memory)}
+                                             overflow=r.overflow, template=r.template, memory=r.memory,
+                                                       priority=r.priority)}
 
     # --- stores ----------------------------------------------------------------
     def rag(self):

@@ -17,12 +17,16 @@ The system prompt is never dropped: if it and the new message alone do not fit,
 the turn fails whatever the policy.
 
 Saved state is one file: a JSON header line (conversation, settings, the tokens
-in the sequence) followed by llama.cpp's sequence state bytes; written to a
-temporary file and renamed, so a crash never leaves half a file.
+in the sequence, the SHA-256 of the state) followed by llama.cpp's sequence
+state bytes; written to a temporary file and renamed, so a crash never leaves
+half a file.  Reading checks every header field's type (a bad one is a
+SessionError naming it) and the state's checksum: state bytes that do not
+match it are never handed to llama.cpp, the conversation is read again instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -58,6 +62,7 @@ class SessionState:
     summary: str = ""  # overflow="summarize": what the dropped turns said, kept after the system prompt
     to_summarize: list = field(default_factory=list)  # dropped messages not yet in the summary
     summarizing: int = 0  # the id of the summary request queued or running for it (0: none)
+    priority: str | None = None  # its turns' default priority (None: "normal"; see host.engine.admission)
 
     def text_size(self) -> int:
         """Characters of text this session holds (system prompt, summary, conversation): what quotas count."""
@@ -301,6 +306,7 @@ def save(ctx, session: SessionState, path: Path, model_id: str) -> int:
         state = lib.ffi.buffer(buf, n)[:]
         if n == 0:
             header["kv_tokens"] = []
+    header["state_sha256"] = hashlib.sha256(state).hexdigest() if state else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -338,11 +344,46 @@ def read_header(path: Path) -> tuple[dict, bytes]:
     head, sep, state = raw.partition(b"\n")
     try:
         header = json.loads(head)
-        assert sep and isinstance(header, dict) and header.get("version") == SAVE_VERSION
-        assert isinstance(header.get("messages"), list) and isinstance(header.get("kv_tokens"), list)
-    except (ValueError, AssertionError):
+        if not (sep and isinstance(header, dict) and header.get("version") == SAVE_VERSION):
+            raise ValueError
+    except (ValueError, RecursionError):
         raise SessionError(f"{path} is not a saved session (or from an incompatible version)") from None
+    problem = _header_problem(header)
+    if problem:
+        raise SessionError(f"{path}: a corrupt saved session ({problem})")
+    digest = header.get("state_sha256")
+    if state and (not isinstance(digest, str) or hashlib.sha256(state).hexdigest() != digest):
+        state = b""          # damaged (or unverifiable) state: recompute from the conversation
+        header["kv_tokens"] = []
     return header, state
+
+
+def _opt(header: dict, key: str, types) -> bool:
+    v = header.get(key)
+    return v is None or isinstance(v, types)
+
+
+def _header_problem(h: dict) -> str | None:
+    """What is wrong with a saved session's header fields (None: nothing)."""
+    for key, types in (("model", str), ("system", str), ("sampler", dict), ("template", str),
+                       ("summary", str), ("state_sha256", str)):
+        if not _opt(h, key, types):
+            return f"'{key}' must be {types.__name__}, not {type(h[key]).__name__}"
+    if h.get("overflow") is not None and h["overflow"] not in OVERFLOW_POLICIES:
+        return f"'overflow' must be one of {', '.join(OVERFLOW_POLICIES)}"
+    dropped = h.get("dropped", 0)
+    if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+        return "'dropped' must be a whole number"
+    msgs = h.get("messages")
+    if not isinstance(msgs, list):
+        return "'messages' must be a list"
+    for i, m in enumerate(msgs):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+            return f"message {i + 1} must have a string role and content"
+    toks = h.get("kv_tokens")
+    if not isinstance(toks, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in toks):
+        return "'kv_tokens' must be a list of whole numbers"
+    return None
 
 
 def restore_state(ctx, session: SessionState, header: dict, state: bytes, model_id: str) -> None:

@@ -9,7 +9,9 @@ no way to remove one.
 ggml-rpc *aborts the process* when it cannot connect to a server or the
 handshake fails (``GGML_ABORT("Failed to connect to ...")`` at this commit),
 so :func:`add_rpc_servers` never lets it try a server that has not answered
-first: a TCP connect from Python, then the same registration in a child
+first: a TCP connect and ggml-rpc's HELLO handshake from Python, each with a
+timeout of a few seconds (an HTTP server or a silent port fails here at once,
+with an error that says what it is), then the same registration in a child
 process (:mod:`host.llama.probe`).  Only when both pass is the server
 registered in this process.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import struct
+import time
 from dataclasses import dataclass
 
 from host.errors import RpcError
@@ -26,6 +30,14 @@ from host.errors import RpcError
 ENV_RPC = "RELIC_RPC"
 RPC_ADD_SERVER = "ggml_backend_rpc_add_server"
 MAX_RPC_SERVERS = 16  # GGML_RPC_MAX_SERVERS in ggml-rpc.h
+# The HELLO handshake of the pinned ggml-rpc (ggml-rpc.h, ggml-rpc.cpp): the
+# client sends | cmd = 14 (1 byte) | size (uint64 LE) | conn_caps (24 bytes) |,
+# the server answers | size (uint64 LE) = 28 | major, minor, patch, pad,
+# conn_caps (24 bytes) |.  Zero caps ask for no transport upgrade.
+RPC_CMD_HELLO = 14
+RPC_CONN_CAPS_SIZE = 24
+RPC_PROTO_MAJOR = 7
+HANDSHAKE_TIMEOUT_S = 3.0
 
 _KINDS = {"GGML_BACKEND_DEVICE_TYPE_CPU": "cpu", "GGML_BACKEND_DEVICE_TYPE_GPU": "gpu",
           "GGML_BACKEND_DEVICE_TYPE_IGPU": "igpu", "GGML_BACKEND_DEVICE_TYPE_ACCEL": "accel",
@@ -153,6 +165,56 @@ def check_reachable(endpoint: str, timeout: float = 3.0) -> None:
                    f"`make rpc-server` on that machine, or remove it from --rpc / ${ENV_RPC}")
 
 
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < n:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def check_handshake(endpoint: str, timeout: float = HANDSHAKE_TIMEOUT_S) -> tuple[int, int, int]:
+    """Raise RpcError unless ``endpoint`` answers ggml-rpc's HELLO within ``timeout``; return its version.
+
+    ggml-rpc's own client waits on the socket without a timeout and aborts
+    the process on a bad answer, so a peer that is not an RPC server (an HTTP
+    server, a silent TCP port) is caught here first, in a few seconds.
+    """
+    host, port = endpoint.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(struct.pack("<BQ", RPC_CMD_HELLO, RPC_CONN_CAPS_SIZE) + bytes(RPC_CONN_CAPS_SIZE))
+            head = _recv_exact(s, 8, deadline)
+            if len(head) < 8:
+                raise RpcError(f"RPC server {endpoint} closed the connection during the ggml-rpc handshake "
+                               "(is it an rpc-server of this llama.cpp build?)")
+            if head[:4] in (b"HTTP", b"<htm", b"<!DO"):
+                raise RpcError(f"{endpoint} answers HTTP, not ggml-rpc: give the address of a "
+                               "`make rpc-server` process (not a llama-server or web server)")
+            (size,) = struct.unpack("<Q", head)
+            if size != 4 + RPC_CONN_CAPS_SIZE:
+                raise RpcError(f"{endpoint} did not answer the ggml-rpc handshake (a reply of {size} bytes); "
+                               "is it an rpc-server of this llama.cpp build?")
+            body = _recv_exact(s, size, deadline)
+    except socket.timeout:
+        raise RpcError(f"{endpoint} accepted the connection but did not answer the ggml-rpc handshake within "
+                       f"{timeout:g} s: it is not an rpc-server (or it is stuck)") from None
+    except OSError as exc:
+        raise RpcError(f"RPC server {endpoint} is unreachable ({exc.strerror or exc}); start it with "
+                       f"`make rpc-server` on that machine, or remove it from --rpc / ${ENV_RPC}") from None
+    if len(body) < 3:
+        raise RpcError(f"RPC server {endpoint} closed the connection during the ggml-rpc handshake")
+    version = (body[0], body[1], body[2])
+    if version[0] != RPC_PROTO_MAJOR:
+        raise RpcError(f"RPC server {endpoint} speaks ggml-rpc {'.'.join(map(str, version))}; this llama.cpp "
+                       f"build needs {RPC_PROTO_MAJOR}.x (run the rpc-server of the same build)")
+    return version
+
+
 def registered_rpc_endpoints(lib) -> list[str]:
     """Endpoints whose devices are in the registry (the RPC device's description is its endpoint)."""
     seen: list[str] = []
@@ -198,6 +260,7 @@ def add_rpc_servers(lib, endpoints, *, probe: bool = True, timeout: float = 60.0
     todo = [e for e in endpoints if e not in registered_rpc_endpoints(lib)]
     for endpoint in todo:
         check_reachable(endpoint)
+        check_handshake(endpoint)
     if probe:
         from host.llama.probe import probe_rpc
 
@@ -207,14 +270,6 @@ def add_rpc_servers(lib, endpoints, *, probe: bool = True, timeout: float = 60.0
     for endpoint in endpoints:
         devices += register_rpc_server(lib, endpoint)
     return devices
-
-
-def ensure_env_rpc(lib) -> list[Device]:
-    """Register the servers in ``$RELIC_RPC`` (checked first); [] when it is unset."""
-    value = os.environ.get(ENV_RPC, "")
-    if not value.strip():
-        return []
-    return add_rpc_servers(lib, value)
 
 
 def check_registered_alive(lib) -> None:

@@ -135,78 +135,48 @@ def _paths_of(info) -> LibPaths:
     return LibPaths(Path(info.lib_path), Path(info.include_dir), Path(info.artifacts_dir))
 
 
-def _choose():
-    """Pick the build: the selected GPU variant if it is built and passes its probe, else CPU."""
-    from host.errors import GpuProbeError, SetupError
-    from host.setup import gpu, llama_build
+# The library this process uses when none is named: chosen once by set-up
+# (host.prepare), which builds, probes and falls back before any model loads.
+# Guarded by _lock; written by use_default, read by load.
+_default_info = None
+_selection: Selection | None = None
 
-    kind, source = gpu.selected()
-    if os.environ.get(llama_build.ENV_LIB):
-        # an external library is used as it is (its backends are whatever it was built with)
-        return llama_build.ensure_library(), Selection("external", "LLAMA_CPP_LIB", "external")
-    if kind == "cpu":
-        return llama_build.ensure_library(gpu.flags("cpu")), Selection(kind, source, "cpu")
-    reason, verdict = "", None
-    try:
-        info = llama_build.ensure_library(gpu.flags(kind), allow_build=False)
-    except SetupError:
-        reason = f"the {kind} build is not there (run `make setup GPU={kind}`)"
-    else:
-        from host.llama.probe import probe_gpu
-        from host.setup.model_fetch import cached_default_model
 
-        try:
-            verdict = probe_gpu(_paths_of(info), cached_default_model())
-        except GpuProbeError as exc:
-            reason = f"its probe failed: {exc}"
-        else:
-            return info, Selection(kind, source, kind, "", verdict)
-    print(f"relic: GPU build '{kind}' not used, running on the CPU: {reason}", file=sys.stderr, flush=True)
-    return llama_build.ensure_library(gpu.flags("cpu")), Selection(kind, source, "cpu", reason, verdict)
+def use_default(lib_info, selection: Selection | None = None) -> None:
+    """Make ``lib_info`` (a LibPaths or setup's LibInfo) the library :func:`load` uses by default.
+
+    Called by ``host.prepare`` after it built or found the library and probed a
+    GPU build; the binding itself never builds, downloads or probes.
+    """
+    global _default_info, _selection
+    with _lock:
+        _default_info, _selection = lib_info, selection
 
 
 def selection() -> Selection | None:
-    """The build decision of this process (None until the default library was loaded)."""
+    """The build decision of this process (None until set-up chose the default library)."""
     return _selection
-
-
-def default_paths():
-    """Resolve the library through setup (builds the CPU one on first use, cached after).
-
-    With a GPU variant selected (``make setup GPU=...`` or ``$RELIC_GPU``) that
-    build is probed in a child process first; if it is missing or its probe
-    fails, one line on stderr says why and the CPU build is used.
-    """
-    with _choose_lock:
-        if _selection is None or _selection_info is None:
-            info, sel = _choose()
-            _remember(info, sel)
-        return _paths_of(_selection_info), _selection_info
-
-
-_choose_lock = threading.Lock()
-_selection_info = None
-
-
-def _remember(info, sel) -> None:
-    global _selection, _selection_info
-    _selection, _selection_info = sel, info
 
 
 def load(lib_info=None) -> Lib:
     """Load (once per process) and ABI-check libllama.
 
     ``lib_info`` is a :class:`LibPaths` or setup's ``LibInfo``; by default the
-    library that setup built (or ``LLAMA_CPP_LIB``) is used.
+    library that set-up chose (``host.prepare``) is used.  Never builds: with
+    no library chosen it raises LibraryLoadError saying how to get one.
     """
     info = None
     if lib_info is None:
-        paths, info = default_paths()
-    elif isinstance(lib_info, LibPaths):
+        with _lock:
+            lib_info = _default_info
+        if lib_info is None:
+            raise LibraryLoadError("no llama.cpp library was prepared: call host.prepare(config) first "
+                                   "(or run `make setup`)")
+    if isinstance(lib_info, LibPaths):
         paths = lib_info
     else:
         info = lib_info
-        paths = LibPaths(Path(info.lib_path), Path(info.include_dir), Path(info.artifacts_dir))
+        paths = _paths_of(info)
     key = os.path.realpath(paths.lib_path)
     with _lock:
         lib = _loaded.get(key)

@@ -30,9 +30,11 @@ class Model(NativeObject):
     or corrupt one, or an unsupported architecture; the process survives.
 
     Offload: ``n_gpu_layers`` (a count, ``"all"`` or None) overrides
-    ``offload`` (an :class:`~host.llama.offload.OffloadConfig`), which defaults
-    to the environment (RELIC_GPU_LAYERS, or RELIC_EMBED_GPU_LAYERS with
-    ``embed=True``).  :attr:`placement` says where the layers went.
+    ``offload`` (an :class:`~host.llama.offload.OffloadConfig`, from
+    ``Config.offload()``), which defaults to automatic: every layer on the
+    offload devices llama.cpp sees (GPUs, registered RPC servers), else the
+    CPU.  :attr:`placement` says where the layers went.  ``embed`` is kept for
+    callers that mark the embedding model; it changes nothing here.
     """
 
     kind = "model"
@@ -43,15 +45,13 @@ class Model(NativeObject):
         self.path = Path(path)
         _precheck(self.path)
         ffi, C = self.lib.ffi, self.lib.C
-        config = offload if offload is not None else _offload.OffloadConfig.from_env(embed=embed)
+        config = offload if offload is not None else _offload.OffloadConfig()
         if n_gpu_layers is not None:
             config = replace(config, gpu_layers=_offload.parse_gpu_layers(n_gpu_layers, "n_gpu_layers"))
         if vocab_only:
             config = replace(config, gpu_layers=0)
-        else:  # RPC servers must be devices before the load, and alive (else llama.cpp aborts)
-            _devices.ensure_env_rpc(self.lib)
-            if config.gpu_layers != 0:
-                _devices.check_registered_alive(self.lib)
+        elif config.gpu_layers != 0:  # registered RPC servers must be alive (else llama.cpp aborts)
+            _devices.check_registered_alive(self.lib)
         plan = _offload.resolve(self.lib, config)
         params = C.llama_model_default_params()
         params.n_gpu_layers = plan.n_gpu_layers

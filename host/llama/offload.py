@@ -1,7 +1,7 @@
 """Offload settings: how many layers go to the GPU (or RPC servers), split mode, main GPU.
 
-Settings (environment; ``relic run --gpu-layers/--split-mode/--main-gpu`` and
-``make judy GPU_LAYERS=`` set the same variables):
+The values come from the configuration (host.config: ``Config.offload()``),
+whose settings are these (arguments, config file or environment):
 
   RELIC_GPU_LAYERS        a number of layers, or ``all``.  Default: all layers
                           when llama.cpp sees a GPU (or an RPC server), else 0.
@@ -18,7 +18,6 @@ follow the same rules.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -66,21 +65,6 @@ class OffloadConfig:
     split_mode: str = "layer"
     main_gpu: int = 0
 
-    @classmethod
-    def from_env(cls, *, embed: bool = False, environ=None) -> "OffloadConfig":
-        env = os.environ if environ is None else environ
-        layers = env.get(ENV_GPU_LAYERS)
-        if embed and env.get(ENV_EMBED_GPU_LAYERS, "").strip():
-            layers, what = env.get(ENV_EMBED_GPU_LAYERS), ENV_EMBED_GPU_LAYERS
-        else:
-            what = ENV_GPU_LAYERS
-        mode = (env.get(ENV_SPLIT_MODE) or "layer").strip().lower()
-        if mode not in SPLIT_MODES:
-            raise DeviceError(f"{ENV_SPLIT_MODE}={mode!r}: use one of {', '.join(SPLIT_MODES)}")
-        main = (env.get(ENV_MAIN_GPU) or "0").strip()
-        if not re.fullmatch(r"\d{1,3}", main):
-            raise DeviceError(f"{ENV_MAIN_GPU}={main!r}: use a device index (0, 1, ...)")
-        return cls(parse_gpu_layers(layers, what), mode, int(main))
 
 
 @dataclass(frozen=True)
@@ -101,7 +85,7 @@ def resolve(lib, config: OffloadConfig | None = None) -> Offload:
     """
     from host.llama.devices import offload_devices
 
-    config = config or OffloadConfig.from_env()
+    config = config or OffloadConfig()
     devs = tuple(offload_devices(lib))
     if config.gpu_layers is None:
         n = ALL if devs else 0
@@ -113,7 +97,7 @@ def resolve(lib, config: OffloadConfig | None = None) -> Offload:
         if n != 0 and not devs:
             reason += " but there is no GPU or RPC device: CPU only"
     if config.main_gpu and config.main_gpu >= max(1, len(devs)):
-        raise DeviceError(f"{ENV_MAIN_GPU}={config.main_gpu} but there are {len(devs)} offload "
+        raise DeviceError(f"main_gpu={config.main_gpu} but there are {len(devs)} offload "
                           f"device(s): {', '.join(d.name for d in devs) or 'none'}")
     return Offload(n, config.split_mode, config.main_gpu, devs, reason)
 

@@ -30,15 +30,14 @@ def plain_hits(hits: list) -> list:
 class RagService:
     """Worker-thread side: the embedder and open stores (one thread owns them all).
 
-    ``embed_model``: a GGUF path, or a callable returning one (resolved here,
-    on first use: the default model may need fetching).
+    ``embed_model``: a GGUF path that set-up resolved (host.prepare); loading
+    it is the only work done here, never a fetch or a conversion.
     """
 
     def __init__(self, embed_model):
         from host.rag.embed import Embedder
 
-        path = embed_model() if callable(embed_model) else embed_model
-        self.embedder = Embedder(path)
+        self.embedder = Embedder(embed_model)
         self.stores: dict[Path, object] = {}
 
     def store(self, path: Path):

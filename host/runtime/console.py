@@ -24,6 +24,7 @@ from typing import IO
 from host.runtime.host import Host
 
 _EOF = object()
+MAX_FPS = 10_000.0
 
 
 @dataclass
@@ -129,12 +130,14 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None,
 
     mods_dir = Path(getattr(args, "mods", "mods"))
     fps = getattr(args, "fps", None)
-    fps = 60.0 if fps is None else float(fps)
     frames_limit = getattr(args, "frames", None)
     headless = bool(getattr(args, "headless", False))
-    if fps <= 0:
-        console("relic run: --fps must be positive")
+    fps = 60.0 if fps is None else fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) \
+            or not 0 < fps <= MAX_FPS:
+        console(f"relic run: --fps must be a frame rate from above 0 to {MAX_FPS:g} frames a second, got {fps!r}")
         return 2
+    fps = float(fps)
     if frames_limit is not None and frames_limit < 0:
         console("relic run: --frames must be >= 0")
         return 2
@@ -142,7 +145,10 @@ def run(args: argparse.Namespace, *, stdin: IO[str] | None = None,
         if not mods_dir.is_dir():
             console(f"relic run: mods folder '{mods_dir}' does not exist")
             return 2
-        host = Host(mods_dir, console=console)
+        from host.runtime.grants import Grant
+
+        host = Host(mods_dir, console=console,
+                    grants={m: Grant(trusted=True) for m in (getattr(args, "trust", None) or [])})
     if not host.loaded:
         host.load()
     interactive = not headless and hasattr(inp, "isatty") and inp.isatty()

@@ -106,7 +106,14 @@ def to_python(value: Any, *, max_depth: int = 32, max_items: int = 100_000,
             return [out[i] for i in range(1, n + 1)]
         return out
 
-    return conv(value, 0)
+    try:
+        return conv(value, 0)
+    finally:
+        # conv calls itself through its closure cell, a reference cycle that
+        # holds the runtime: left to the cycle collector, a released mod's
+        # whole Lua state would be freed at a random later time, inside some
+        # other mod's callback and charged to its budget
+        del conv
 
 
 # What building a value costs in a LuaJIT (GC64) heap, as an upper bound:
@@ -236,4 +243,11 @@ def to_lua(runtime, value: Any, *, wrap: Callable[[Callable], Any] | None = None
             return wrap(v)
         raise TransferError(f"a {type(v).__name__} cannot be handed to Lua")
 
-    return conv(value, 0)
+    try:
+        return conv(value, 0)
+    finally:
+        # conv calls itself through its closure cell, a reference cycle that
+        # holds the runtime: left to the cycle collector, a released mod's
+        # whole Lua state would be freed at a random later time, inside some
+        # other mod's callback and charged to its budget
+        del conv

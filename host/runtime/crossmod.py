@@ -4,7 +4,8 @@ Every mod has its own lua_State, so tables cannot be shared.  `GetMod(id)`
 gives the caller a proxy table whose fields are looked up live in the other
 mod's public table (raw lookups: no code of the other mod runs on reads);
 nested tables are nested views, functions are proxies that call into the
-owner through `Mod.call_detail` (the owner's own budget; an ordinary error there is
+owner through `Mod.call_detail` (the owner's own budget, capped by what is left of
+the caller's: past that only the call is stopped; an ordinary error there is
 the caller's fault: raised in the caller, logged but not counted in the owner).
 Arguments and results are copied between runtimes; functions passed along
 become proxies too.  Writes to a view raise a Lua error.
@@ -168,8 +169,10 @@ class CrossMod:
         conv = tuple(self.transfer(a, caller, owner, at_rest=True, deadline=deadline) for a in args)
         # Bad arguments are the caller's fault: the error is raised in the
         # caller (and counts there if uncaught); the owner's window is untouched.
+        # It runs within what is left of the caller's budget too, so one
+        # frame never gets the caller's budget plus the owner's.
         ok, result, err = owner.call_detail(fn, *conv, what=f"a call from mod '{caller.id}'",
-                                            blame=caller.id)
+                                            blame=caller.id, cap=caller.cpu_left())
         if not ok:
             first = (err or "the call failed").split("\n", 1)[0]
             raise ModError(f"GetMod('{owner.id}'): {first}")

@@ -25,7 +25,7 @@ public fields); game functions reached through exposed values are wrapped.
 
 Names the game did not publish but CET mods use (`Game`, `TweakDB`,
 `NewObject`, `GetSingleton`, ...) exist in every mod as stubs that fail with
-one line naming what this game publishes (lua/relic_game.lua).
+one line naming what this game publishes (host/runtime/lua/relic_game.lua).
 """
 
 from __future__ import annotations
@@ -152,6 +152,13 @@ class Hook:
 
     def __call__(self, *args):
         """Run the observers and overrides around the game's function."""
+        try:
+            return self._call(args)
+        finally:
+            if not self.api.host.call_stack:    # the game called it (not a mod): write the logs
+                self.api.host.flush_logs()
+
+    def _call(self, args: tuple):
         running = set(self.api.host.call_stack)
         for mod, fn in self._live("before"):
             if mod.id not in running:

@@ -64,13 +64,16 @@ class Host:
 
     def __init__(self, mods_dir, *, lua_dir=None, console: Callable[[str], None] | None = None,
                  log_to_console: bool = True, clock: Callable[[], float] = time.perf_counter,
-                 limits: Limits | None = None, pump_budget_s: float = 0.004):
+                 limits: Limits | None = None, pump_budget_s: float = 0.004, grants=None):
         self.mods_dir = Path(mods_dir)
         self.lua_dir = Path(lua_dir) if lua_dir is not None else default_lua_dir()
         self.console = console or default_console
         self.log_to_console = log_to_console
         self.clock = clock
         self.limits = limits or DEFAULT_LIMITS
+        # mod id -> Grant (host.runtime.grants): trust, budget and memory come only
+        # from here (the player or the game), never from a file the mod can write
+        self.grants = dict(grants or {})
         self.pump_budget_s = pump_budget_s
         self.mods: dict[str, Mod | SkippedMod] = {}
         self.order: list[str] = []             # ids in load order
@@ -97,11 +100,18 @@ class Host:
         logger.info(text)
         self.console(f"[relic] {text}")
 
+    def flush_logs(self) -> None:
+        """Write the mods' buffered log lines to their files (end of each host entry point)."""
+        for m in self.mods.values():
+            log = getattr(m, "log", None)
+            if log is not None:
+                log.flush()
+
     # -- loading ----------------------------------------------------------------------
 
     def load(self) -> None:
         """Discover and load every mod: all init.lua files, then onInit for all."""
-        found, skipped = discover(self.mods_dir, self.limits)
+        found, skipped = discover(self.mods_dir, self.limits, self.grants)
         ordered, unordered = load_order(found)
         for s in skipped + unordered:
             self._record_skipped(s)
@@ -113,6 +123,7 @@ class Host:
         for mod in started:
             self._fire_init(mod)
         self.loaded = True
+        self.flush_logs()
         loaded = sum(1 for m in self.mods.values() if m.state == "loaded")
         self.host_log(f"{loaded} mod(s) loaded from {self.mods_dir}")
 
@@ -164,11 +175,30 @@ class Host:
 
     def emit(self, name: str, *args) -> int:
         """Fire a declared game event in every running mod; returns how many callbacks ran."""
-        return self.game.emit(name, *args)
+        try:
+            return self.game.emit(name, *args)
+        finally:
+            self.flush_logs()
 
     def hookable(self, cls: str, method: str, fn: Callable | None = None):
         """Declare Class.Method hookable by Observe/Override; returns the function to call."""
         return self.game.hookable(cls, method, fn)
+
+    # -- the player's partner ------------------------------------------------------------
+
+    def llm_focus(self, mod_id: str | None, session: int | None = None) -> None:
+        """Mark the NPC the player talks to: mod ``mod_id`` (or only its session with id ``session``).
+
+        Its generations then run at priority "player" (they go first; background work
+        pauses while its prompt is read) until the focus moves; ``None`` clears it.
+        A host without the llm module ignores it.
+        """
+        if mod_id is not None and not isinstance(mod_id, str):
+            raise TypeError("llm_focus(mod_id): a mod id string or None")
+        for p in self.providers:
+            fn = getattr(p, "llm_focus", None)
+            if fn is not None:
+                fn(mod_id, session)
 
     # -- providers --------------------------------------------------------------------
 
@@ -218,6 +248,7 @@ class Host:
 
     def mod_stopped(self, mod: Mod) -> None:
         """Called by a Mod that failed or was quarantined: say so, uninstall providers."""
+        mod.log.flush()
         if mod.state == "quarantined":
             self.host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
         else:
@@ -260,6 +291,7 @@ class Host:
         self._pump()
         for m in mods:
             m.step_async()
+        self.flush_logs()
 
     def draw(self) -> None:
         """The draw phase: onDraw for every running mod, inside one ImGui frame."""
@@ -281,6 +313,7 @@ class Host:
                     ui.leave_mod()      # closes what the mod left open (an error, a missing End)
         finally:
             ui.end_frame()
+            self.flush_logs()
 
     def open_overlay(self) -> None:
         """Console/overlay opened: onOverlayOpen (once per change)."""
@@ -332,6 +365,12 @@ class Host:
     def run_command(self, line: str) -> None:
         """Run one console line: a built-in (help, mods, reload [id], quit, overlay, hotkey,
         input) or a mod command."""
+        try:
+            self._run_command(line)
+        finally:
+            self.flush_logs()
+
+    def _run_command(self, line: str) -> None:
         parts = line.strip().split(None, 1)
         if not parts:
             return
@@ -451,7 +490,7 @@ class Host:
                 self.order.remove(mod_id)
             self.host_log(f"mod '{mod_id}' is gone (no folder {folder})")
             return
-        r = inspect_folder(folder, self.limits)
+        r = inspect_folder(folder, self.limits, self.grants)
         if isinstance(r, Skipped):
             self._record_skipped(r)
             return

@@ -34,15 +34,34 @@
 -- and the loader sets that upvalue to the flag (sandbox.lua).  The name is
 -- reserved: a source that uses it is refused, so mod code can neither read,
 -- shadow nor replace the flag.
+--
+-- The upvalue counts against LuaJIT's limit of 60 upvalues per function.  A
+-- function already at the limit fails to compile once the check is in
+-- ("function at line N has more than 60 upvalues"); the loader then asks for
+-- that function again with `slow` lines: the functions starting on those
+-- lines, and every function inside them, tick through
+--
+--   do (true).__relic_wd() end
+--
+-- instead, which needs no upvalue: the boolean type's metatable (set by the
+-- loader only when such a function exists) hands out the tick function.  A
+-- mod that reaches that function itself can only make its own checks run
+-- more often.
+--
+-- LuaJIT skips a UTF-8 byte order mark and a first line starting with "#"
+-- (a shebang) in every chunk it loads; the rewrite does the same, keeping the
+-- first line's newline so the line numbers stay.
 
 local M = {}
 
-local byte, sub, find, rep = string.byte, string.sub, string.find, string.rep
+local byte, sub, find, rep, gmatch = string.byte, string.sub, string.find, string.rep, string.gmatch
 local concat = table.concat
 
 M.NAME = "__relic_wd"
 local CHECK = " __relic_wd.n = __relic_wd.n - 1 if __relic_wd.n < 0 then __relic_wd() end "
 M.CHECK = CHECK
+local SLOW_CHECK = " do (true).__relic_wd() end "
+M.SLOW_CHECK = SLOW_CHECK
 local PREFIX = "local __relic_wd return function(...) "
 local SUFFIX = "\nend"
 
@@ -54,7 +73,7 @@ end
 
 local function line_of(src, i)
   local n = 1
-  for _ in sub(src, 1, i):gmatch("\n") do n = n + 1 end
+  for _ in gmatch(sub(src, 1, i), "\n") do n = n + 1 end
   return n
 end
 
@@ -127,22 +146,39 @@ end
 -- "goto" used as a plain identifier, which LuaJIT allows.
 local next_token
 
--- instrument(src, tick) -> new source | nil, message
+-- Index of the first byte after LuaJIT's chunk header (a UTF-8 BOM, then a
+-- line starting with "#" up to, not including, its end of line).
+local function header_end(src)
+  local i = 1
+  if sub(src, 1, 3) == "\239\187\191" then i = 4 end
+  if byte(src, i) == 35 then
+    i = find(src, "[\n\r]", i) or #src + 1
+  end
+  return i
+end
+M.header_end = header_end
+
+-- instrument(src, tick, slow) -> new source | nil, message
 -- tick (optional) is called every few thousand tokens, so the watchdog can
--- stop the rewrite of a huge chunk as it stops any other work.
-function M.instrument(src, tick)
+-- stop the rewrite of a huge chunk as it stops any other work.  slow
+-- (optional): a set of line numbers; functions starting on them, and all
+-- functions inside those, get SLOW_CHECK (see the top of this file).
+function M.instrument(src, tick, slow)
   local out, no = { PREFIX }, 1
-  local last = 1                   -- first byte of src not yet copied to out
+  local i = header_end(src)
+  local last = i                   -- first byte of src not yet copied to out
   local stack, sp = {}, 0          -- open blocks: "head" (while/for before do), "loop",
                                    -- "do", "function", "if", "repeat"
   local params = 0                 -- 1: after `function`, before its "("; 2: inside the params
   local n = #src
-  local i = 1
   local count = 0
+  local check = CHECK
+  local slow_sp = false            -- stack depth of the outermost slow function
+  local line, line_at = 1, 1       -- line number of byte line_at (counted only with `slow`)
 
-  local function insert_after(e)   -- put CHECK after byte e
+  local function insert_after(e)   -- put the check after byte e
     no = no + 1; out[no] = sub(src, last, e)
-    no = no + 1; out[no] = CHECK
+    no = no + 1; out[no] = check
     last = e + 1
   end
 
@@ -172,6 +208,11 @@ function M.instrument(src, tick)
         if word == "function" then
           sp = sp + 1; stack[sp] = "function"
           params = 1
+          if slow and not slow_sp then
+            for _ in gmatch(sub(src, line_at, i - 1), "\n") do line = line + 1 end
+            line_at = i
+            if slow[line] then slow_sp = sp; check = SLOW_CHECK end
+          end
         elseif word == "while" or word == "for" then
           sp = sp + 1; stack[sp] = "head"
         elseif word == "do" then
@@ -191,6 +232,7 @@ function M.instrument(src, tick)
           if k ~= "loop" and k ~= "do" and k ~= "function" and k ~= "if" then
             return nil, "line " .. line_of(src, i) .. ": unexpected 'end'"
           end
+          if sp == slow_sp then slow_sp = false; check = CHECK end
           stack[sp] = nil; sp = sp - 1
         elseif word == "until" then
           if stack[sp] ~= "repeat" then
@@ -201,7 +243,7 @@ function M.instrument(src, tick)
           local kind, text = next_token(src, e + 1)
           if kind == "name" and not KEYWORDS[text] then     -- a goto statement
             no = no + 1; out[no] = sub(src, last, i - 1)
-            no = no + 1; out[no] = CHECK
+            no = no + 1; out[no] = check
             last = i
           end
         end

@@ -15,9 +15,10 @@ MiB = 1024 * 1024
 class Limits:
     """Caps applied to every mod unless its manifest says otherwise."""
 
-    # Watchdog: budget of one host->mod entry (a callback, a Cron tick, an
-    # async step, a provider callback), in CPU time of the frame thread, so a
-    # busy machine does not count against a mod.
+    # Watchdog: budget of one mod per frame, all its host->mod entries of the
+    # frame together (callbacks, Cron ticks, async steps, provider callbacks),
+    # in CPU time of the frame thread, so a busy machine does not count
+    # against a mod.
     budget_ms: int = 50
     # init.lua and onInit do one-off setup work, so they get more.
     init_budget_ms: int = 1000
@@ -54,16 +55,18 @@ class Limits:
     max_errors: int = 20
     error_window_s: float = 5.0
 
-    # Per-mod SQLite database.
+    # Per-mod SQLite databases: all of a mod's databases together (its file,
+    # their temporary storage, in-memory databases); rows are bounded by it.
     db_max_bytes: int = 256 * MiB
-    db_max_rows: int = 100_000
     db_max_value_bytes: int = 16 * MiB
 
     # Files through `io` (CET parity): open at once, size of one file, bytes
-    # in the whole mod folder (reads are capped by max_string_bytes).
+    # and files in the whole mod folder, the database and log not counted
+    # (reads are capped by max_string_bytes).
     io_max_open_files: int = 32
     io_max_file_bytes: int = 16 * MiB
     io_max_folder_bytes: int = 64 * MiB
+    io_max_files: int = 2048
 
     # Values passed between mods (GetMod) and between Lua and the host.
     transfer_depth: int = 32

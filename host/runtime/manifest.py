@@ -2,6 +2,10 @@
 
 `discover()` lists what is in the mods folder and why anything was skipped;
 `load_order()` sorts the valid mods so dependencies load first.
+
+`trusted`, `memory_mb` and `budget_ms` in mod.toml are requests only (the
+mod can write its own folder): `host.runtime.grants.apply_grant` turns them
+into what the mod gets, bounded by what the player or the game granted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
     import tomli as tomllib
 
 from host.errors import ManifestError
+from host.runtime.grants import apply_grant, grant_for
 from host.runtime.limits import Limits
 
 ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -43,6 +48,8 @@ class Manifest:
     memory_mb: int = 64
     budget_ms: int = 50
     warnings: list[str] = field(default_factory=list)
+    # what mod.toml asked for ("trusted", "memory_mb", "budget_ms"); never applied as is
+    requested: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -106,21 +113,25 @@ def read_manifest(folder: Path, mod_id: str, limits: Limits) -> Manifest:
             raise ManifestError("mod.toml: a mod cannot depend on itself")
         m.dependencies = tuple(dict.fromkeys(deps))
     if "trusted" in data:
-        m.trusted = _expect(data, "trusted", bool, "true or false")
+        m.requested["trusted"] = _expect(data, "trusted", bool, "true or false")
     if "memory_mb" in data:
-        m.memory_mb = _expect(data, "memory_mb", int, "an integer")
-        if not MIN_MEMORY_MB <= m.memory_mb <= MAX_MEMORY_MB:
+        mem = m.requested["memory_mb"] = _expect(data, "memory_mb", int, "an integer")
+        if not MIN_MEMORY_MB <= mem <= MAX_MEMORY_MB:
             raise ManifestError(f"mod.toml: memory_mb must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}, "
-                                f"got {m.memory_mb}")
+                                f"got {mem}")
     if "budget_ms" in data:
-        m.budget_ms = _expect(data, "budget_ms", int, "an integer")
-        if not 1 <= m.budget_ms <= MAX_BUDGET_MS:
-            raise ManifestError(f"mod.toml: budget_ms must be between 1 and {MAX_BUDGET_MS}, got {m.budget_ms}")
+        budget = m.requested["budget_ms"] = _expect(data, "budget_ms", int, "an integer")
+        if not 1 <= budget <= MAX_BUDGET_MS:
+            raise ManifestError(f"mod.toml: budget_ms must be between 1 and {MAX_BUDGET_MS}, got {budget}")
     return m
 
 
-def inspect_folder(folder: Path, limits: Limits) -> Manifest | Skipped:
-    """Manifest of one mod folder, or the reason it cannot be a mod."""
+def inspect_folder(folder: Path, limits: Limits, grants=None) -> Manifest | Skipped:
+    """Manifest of one mod folder with its granted privileges, or the reason it cannot be a mod.
+
+    ``grants`` maps mod ids to ``host.runtime.grants.Grant``: what the player
+    or the game allows; a mod without one runs sandboxed with the defaults.
+    """
     mod_id = folder.name
     if not valid_id(mod_id):
         return Skipped(mod_id, folder, f"'{mod_id}' is not a valid mod id "
@@ -128,12 +139,12 @@ def inspect_folder(folder: Path, limits: Limits) -> Manifest | Skipped:
     if not (folder / "init.lua").is_file():
         return Skipped(mod_id, folder, "no init.lua in the folder")
     try:
-        return read_manifest(folder, mod_id, limits)
+        return apply_grant(read_manifest(folder, mod_id, limits), grant_for(grants, mod_id), limits)
     except ManifestError as e:
         return Skipped(mod_id, folder, str(e))
 
 
-def discover(mods_dir: Path, limits: Limits) -> tuple[list[Manifest], list[Skipped]]:
+def discover(mods_dir: Path, limits: Limits, grants=None) -> tuple[list[Manifest], list[Skipped]]:
     """All mod folders under `mods_dir`, split into manifests and skipped ones.
 
     Hidden folders (starting with '.') and plain files are ignored silently.
@@ -145,7 +156,7 @@ def discover(mods_dir: Path, limits: Limits) -> tuple[list[Manifest], list[Skipp
     for folder in sorted(mods_dir.iterdir(), key=lambda p: p.name):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
-        r = inspect_folder(folder, limits)
+        r = inspect_folder(folder, limits, grants)
         (found if isinstance(r, Manifest) else skipped).append(r)
     return found, skipped
 

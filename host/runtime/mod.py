@@ -11,7 +11,8 @@ modules) work with: `install(mod)` gets it before init.lua runs and can use
 - `mod.table(mapping)`, `mod.to_lua(value)`, `mod.from_lua(value)` to build
   and read Lua data;
 - `mod.load_lib(name)` for a module of the shared lua/ library (the same
-  instance the mod's `require(name)` returns);
+  instance the mod's `require(name)` returns) or of the host's own Lua
+  halves in host/runtime/lua/ (which no mod can require);
 - `mod.call(fn, *args)` -> (ok, result_or_None) to call back into the mod
   (an `on_token` callback, say) through the same protected, watchdog-guarded
   path as event callbacks;
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from host.errors import BudgetExceeded, ModError, QuotaExceeded, RelicError
 from host.runtime import cet
+from host.runtime.ccost import rates as c_call_rates
 from host.runtime.convert import (LuaError, LuaMemoryError, TransferError, lua_type,
                                   string_cost, to_lua, to_python)
 from host.runtime.manifest import Manifest
@@ -91,6 +93,10 @@ class Mod:
         self._slot = None        # watchdog stop flag (watchdog.py), while the runtime lives
         self._cpu_budget = 0.0     # CPU seconds / wall deadline of the running call
         self._wall_deadline = 0.0
+        # The budget is per frame, all callbacks together: CPU seconds used in
+        # host frame number _frame (Host.frame) by this mod's outermost calls.
+        self._frame = -1
+        self._frame_used = 0.0
         self._errors: deque[float] = deque()
         limits = host.limits
         self.log = ModLog(self.id, self.folder / f"{self.id}.log",
@@ -133,6 +139,9 @@ class Mod:
             "pattern_cost_cap": limits.pattern_cost_cap(m.budget_ms),
             "max_timers": limits.max_timers,
             "max_tasks": limits.max_tasks,
+            "c_cost": self.lua.table_from({k: v for k, v in c_call_rates().items()
+                                           if k != "measured_in_s"}),
+            "folder": str(self.folder),
             "package_path": f"{self.folder}/?.lua;{self.folder}/?/init.lua;"
                             f"{lua_dir}/?.lua;{lua_dir}/?/init.lua",
         }
@@ -209,18 +218,51 @@ class Mod:
 
     # -- calling into Lua ---------------------------------------------------------
 
-    def _invoke(self, fn, args: tuple, budget: float | None):
-        """One guarded call; returns (status, payload) with status ok/error/fatal/dead."""
+    def frame_budget_left(self) -> float:
+        """CPU seconds of this frame's budget the mod has not used yet."""
+        if self._frame != self.host.frame:
+            self._frame, self._frame_used = self.host.frame, 0.0
+        return self.budget_s - self._frame_used
+
+    def cpu_left(self) -> float | None:
+        """CPU seconds left to the call into this mod that is running now (None: none runs)."""
+        if self._depth == 0 or self._slot is None:
+            return None
+        start = self._slot.cpu_start
+        return self._cpu_budget - (time.thread_time() - start) if start else self._cpu_budget
+
+    def _invoke(self, fn, args: tuple, budget: float | None, cap: float | None = None):
+        """One guarded call; returns (status, payload) with status ok/error/fatal/dead.
+
+        Without an explicit `budget` the call gets what is left of the mod's
+        budget for this frame (every callback of a frame shares it); `cap`
+        (CPU seconds) bounds it further for a cross-mod call, whose caller's
+        budget it runs in: stopped there, only the call fails.
+        """
         call, st = self._box_call, self._st
         if call is None:
             return "dead", None
         slot = self._slot
-        if self._depth == 0:
+        outer = self._depth == 0
+        counts = outer and budget is None     # init.lua/onInit have their own allowance
+        if outer:
             b = budget or self.budget_s
+            if counts:
+                left = self.frame_budget_left()
+                if cap is not None and cap < left:
+                    if cap <= 0:
+                        return "error", "the calling mod's budget for this frame is spent"
+                    left, call = cap, self.box.call_soft
+                if left <= 0:
+                    return "fatal", (f"watchdog: mod '{self.id}' ran past its "
+                                     f"{round(self.budget_s * 1000)} ms budget for one frame "
+                                     "(all its callbacks together) and was stopped")
+                b = left
             ceiling = self.host.limits.wall_ceiling(b)
             self._cpu_budget = b
             self._wall_deadline = time.monotonic() + ceiling
             slot.arm(b, ceiling)
+            budget = b         # the Lua side formats its stop message from it
         self._depth += 1
         stack = self.host.call_stack
         stack.append(self.id)
@@ -237,8 +279,11 @@ class Mod:
         finally:
             stack.pop()
             self._depth -= 1
-            if self._depth == 0 and self._slot is slot:
+            if outer and self._slot is slot:
                 slot.disarm()
+                start = slot.cpu_start
+                if start and counts:
+                    self._frame_used += time.thread_time() - start
         if not isinstance(res, tuple):
             res = (res,)
         if res[0]:
@@ -257,7 +302,7 @@ class Mod:
         return ok, result
 
     def call_detail(self, fn, *args, budget: float | None = None, what: str = "callback",
-                    blame: str | None = None):
+                    blame: str | None = None, cap: float | None = None):
         """Like call() but returns (ok, result, error message or None).
 
         With `blame` (the id of the mod that made this call, for cross-mod
@@ -277,7 +322,7 @@ class Mod:
                 except QuotaExceeded as e:
                     self.report_error(what, str(e))
                     return False, None, str(e)
-        status, payload = self._invoke(fn, args, budget)
+        status, payload = self._invoke(fn, args, budget, cap)
         if status == "ok":
             return True, payload, None
         if status == "fatal":
@@ -496,7 +541,7 @@ class Mod:
         self.box.expose(name, self.to_lua(value), readonly)
 
     def load_lib(self, name: str) -> Any:
-        """The value of the shared library module lua/<name>.lua in this runtime."""
+        """The value of library module <name>.lua (lua/, then host/runtime/lua/) in this runtime."""
         self._not_in_bridge("mod.load_lib")
         return self.box.require_lib(name)
 

@@ -8,12 +8,26 @@ Relic.  Every path is checked here before anything is opened:
   Windows use them);
 - the real path (symlinks resolved) must stay inside the folder, and the
   final component is opened with O_NOFOLLOW, so a symlink cannot lead out;
-- the mod's database (`db.sqlite3*`) is not reachable through io, and its
-  log files cannot be written.
+- the reserved names are checked on the real path too (a `selfdir -> .`
+  symlink placed in the folder does not make `selfdir/db.sqlite3` a new
+  name): the mod's database (`db.sqlite3*`) is not reachable through io, and
+  its log files, its manifest (`mod.toml`) and its saved sessions
+  (`sessions/`, whose state llama.cpp reads) cannot be written;
+- a file with more than one hard link is refused (a link placed in the folder
+  beforehand would read and write a file elsewhere), checked before the file
+  is truncated and again on the open descriptor.
 
-Quotas: open files per mod, bytes per file, bytes in the whole folder, and
-bytes per read (the sandbox's string cap).  Files are opened in binary mode;
-the Lua side (lua/relic_io.lua) gives them Lua's file API.  Handles are
+Quotas: open files per mod, bytes per file, bytes and files in the whole
+folder, and bytes per read (the sandbox's string cap).  Every write is
+charged by the file's real size (fstat) before and after it, whichever handle
+writes and however many handles share the file, so appends from several
+handles, a truncating "w" handle beside a writing one, or a seek past the end
+are all counted as the bytes the file really holds.  The folder's bytes and
+files are counted once, by a walk of the whole folder before the first write
+or new file, then kept up to date by every write, truncation and new file;
+the database and the log are not counted (they have their own caps).
+Files are opened in binary mode;
+the Lua side (host/runtime/lua/relic_io.lua) gives them Lua's file API.  Handles are
 integer ids; `close_all()` runs when the mod is released.  Frame thread only.
 """
 
@@ -29,42 +43,54 @@ from host.errors import QuotaExceeded, SandboxViolation
 
 MODE_RE = re.compile(r"([rwa])(\+?)b?\Z")
 NUMBER_RE = re.compile(rb"\s*[-+]?(0[xX][0-9a-fA-F]+|(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|nan)")
-WALK_LIMIT = 20_000
 
 
 class _File:
-    __slots__ = ("f", "path", "writable", "size")
+    __slots__ = ("f", "path", "writable", "append")
 
-    def __init__(self, f, path: Path, writable: bool, size: int):
+    def __init__(self, f, path: Path, writable: bool, append: bool):
         self.f = f
         self.path = path
         self.writable = writable
-        self.size = size
+        self.append = append
 
 
 class ModIO:
     """Files of one mod (see module docstring)."""
 
     def __init__(self, mod_id: str, folder: Path, *, max_open: int, max_file_bytes: int,
-                 max_folder_bytes: int, max_read_bytes: int):
+                 max_folder_bytes: int, max_read_bytes: int, max_files: int = 2048):
         self.mod_id = mod_id
         self.folder = folder.resolve()
         self.max_open = max_open
         self.max_file_bytes = max_file_bytes
         self.max_folder_bytes = max_folder_bytes
         self.max_read_bytes = max_read_bytes
+        self.max_files = max_files
         self._files: dict[int, _File] = {}
         self._lines: list[int] = []         # io.lines handles, oldest first (closed at EOF)
         self._next = 1
         self._used: int | None = None      # bytes in the folder, counted on first write
+        self._count = 0                     # files in the folder (valid once _used is set)
 
     # -- paths ------------------------------------------------------------------------
 
     def _reserved(self, rel: str, write: bool) -> bool:
-        name = rel.rsplit("/", 1)[-1].lower()
-        if rel.lower().startswith("db.sqlite3"):
+        low = rel.lower()
+        if low.startswith("db.sqlite3"):
             return True
-        return write and "/" not in rel and name.startswith(f"{self.mod_id.lower()}.log")
+        if not write:
+            return False
+        if low.startswith("sessions/"):        # llm's saved sessions: llama.cpp reads their state
+            return True
+        if "/" in low:
+            return False
+        return low.startswith(f"{self.mod_id.lower()}.log") or low == "mod.toml"
+
+    def _counted(self, rel: str) -> bool:
+        """Whether a file (path relative to the folder) counts against the folder quota."""
+        low = rel.lower()
+        return not (low.startswith("db.sqlite3") or low.startswith(f"{self.mod_id.lower()}.log"))
 
     def path(self, rel, write: bool = False) -> Path:
         """The checked absolute path of `rel` inside the mod folder (raises SandboxViolation)."""
@@ -83,13 +109,16 @@ class ModIO:
         if not parts:
             raise SandboxViolation(f"'{rel}' is the mod folder itself, not a file")
         clean = "/".join(parts)
-        if self._reserved(clean, write):
-            raise SandboxViolation(f"'{rel}': the mod's database and log are not reachable "
-                                   "through io (use db and spdlog)")
         full = self.folder.joinpath(*parts)
         real = full.resolve()
         if not real.is_relative_to(self.folder):
             raise SandboxViolation(f"'{rel}' leads outside mods/{self.mod_id}/ (symlink); refused")
+        # the name as written and the file it really is (symlinks resolved)
+        if self._reserved(clean, write) or self._reserved(real.relative_to(self.folder).as_posix(), write):
+            raise SandboxViolation(f"'{rel}': the mod's database, log, mod.toml and sessions/ are not reachable "
+                                   "through io for writing (use db, spdlog and session:save)"
+                                   if write else f"'{rel}': the mod's database is not reachable "
+                                   "through io (use db)")
         return full
 
     def relative(self, rel) -> str:
@@ -98,34 +127,47 @@ class ModIO:
 
     # -- quota --------------------------------------------------------------------------
 
-    def _folder_bytes(self) -> int:
+    def _folder_usage(self) -> int:
+        """Bytes of the counted files in the folder (walked once, whole, then kept up to date)."""
         if self._used is None:
-            total, seen = 0, 0
+            total = count = 0
             for root, dirs, files in os.walk(self.folder):
                 for name in files:
-                    seen += 1
-                    if seen > WALK_LIMIT:
-                        break
+                    path = os.path.join(root, name)
+                    if not self._counted(os.path.relpath(path, self.folder).replace(os.sep, "/")):
+                        continue
+                    count += 1
                     try:
-                        st = os.lstat(os.path.join(root, name))
+                        total += os.lstat(path).st_size
                     except OSError:
                         continue
-                    total += st.st_size
-            self._used = total
+            self._used, self._count = total, count
         return self._used
 
-    def _grow(self, fh: _File, new_end: int) -> None:
-        extra = new_end - fh.size
-        if extra <= 0:
-            return
-        if new_end > self.max_file_bytes:
+    def usage(self) -> dict:
+        """What the folder holds as io counts it: {bytes, files}."""
+        return {"bytes": self._folder_usage(), "files": self._count}
+
+    def _charge(self, fh: _File, fd: int, length: int) -> int:
+        """Check a write of `length` bytes against the quotas; returns the file's real size now."""
+        real = os.fstat(fd).st_size
+        end = real + length if fh.append else max(real, fh.f.tell() + length)
+        if end > self.max_file_bytes:
             raise QuotaExceeded(f"io: '{self._rel(fh)}' would grow past {self.max_file_bytes} bytes "
                                 "(the per-file limit)")
-        if self._folder_bytes() + extra > self.max_folder_bytes:
+        if end > real and self._folder_usage() + (end - real) > self.max_folder_bytes:
             raise QuotaExceeded(f"io: mods/{self.mod_id}/ would grow past {self.max_folder_bytes} "
                                 "bytes (the per-mod folder limit)")
-        self._used = self._folder_bytes() + extra
-        fh.size = new_end
+        return real
+
+    def _settle(self, fd: int, before: int) -> None:
+        """Count the file's real change in size since `before` (after a write or truncation)."""
+        used = self._folder_usage()
+        try:
+            after = os.fstat(fd).st_size
+        except OSError:
+            return
+        self._used = max(0, used + after - before)
 
     def _rel(self, fh: _File) -> str:
         try:
@@ -160,19 +202,26 @@ class ModIO:
                                 "you no longer need")
         # O_NONBLOCK: opening a FIFO shipped in a mod folder must not block the
         # frame (it is refused below as not a regular file); no effect on files.
+        # "w" truncates only after the checks below (never through a link).
         flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         if kind == "r":
             flags |= os.O_RDWR if plus else os.O_RDONLY
         elif kind == "w":
-            flags |= (os.O_RDWR if plus else os.O_WRONLY) | os.O_CREAT | os.O_TRUNC
+            flags |= (os.O_RDWR if plus else os.O_WRONLY) | os.O_CREAT
         else:
             flags |= (os.O_RDWR if plus else os.O_WRONLY) | os.O_CREAT | os.O_APPEND
-        old = 0
-        if kind == "w":
-            try:
-                old = os.lstat(full).st_size
-            except OSError:
-                old = 0
+        try:
+            before = os.lstat(full)
+        except OSError:
+            before = None
+        if before is not None and stat.S_ISREG(before.st_mode) and before.st_nlink > 1:
+            return None, f"{rel}: a file with several hard links is refused", errno.EMLINK
+        created = before is None and kind != "r"
+        if created:
+            self._folder_usage()
+            if self._count >= self.max_files and self._counted(self.relative(rel)):
+                return None, (f"{rel}: mods/{self.mod_id}/ already holds {self.max_files} files "
+                              "(the per-mod file limit)"), errno.EDQUOT
         try:
             fd = os.open(full, flags, 0o644)
         except OSError as e:
@@ -184,7 +233,15 @@ class ModIO:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return None, f"{rel}: not a regular file", errno.EISDIR
-            size = st.st_size
+            if st.st_nlink > 1:
+                os.close(fd)
+                return None, f"{rel}: a file with several hard links is refused", errno.EMLINK
+            if created and self._used is not None and self._counted(self.relative(rel)):
+                self._count += 1
+            if kind == "w" and st.st_size:
+                self._folder_usage()
+                os.ftruncate(fd, 0)
+                self._settle(fd, st.st_size)
             pymode = {"r": "rb", "w": "wb", "a": "ab"}[kind] + ("+" if plus else "")
             if plus and kind == "r":
                 pymode = "r+b"
@@ -192,11 +249,9 @@ class ModIO:
         except OSError as e:
             os.close(fd)
             return None, f"{rel}: {e.strerror}", e.errno
-        if kind == "w" and self._used is not None:
-            self._used = max(0, self._used - old)
         hid = self._next
         self._next += 1
-        self._files[hid] = _File(f, full, write, size)
+        self._files[hid] = _File(f, full, write, kind == "a")
         if lines:
             self._lines.append(hid)
         return hid
@@ -287,10 +342,19 @@ class ModIO:
             parts.append(v)
         data = b"".join(parts)
         f = fh.f
-        end = (fh.size if "a" in f.mode else f.tell()) + len(data)
-        self._grow(fh, end)
-        f.write(data)
+        fd = f.fileno()
+        before = self._charge(fh, fd, len(data))
+        try:
+            f.write(data)
+            f.flush()        # the next write (of any handle) sees the real size
+        finally:
+            self._settle(fd, before)
         return True
+
+    def write_binary(self, hid, *values):
+        """file:write(...) of strings holding any bytes: the Lua side (relic_io.lua) sends each
+        byte >= 0x80 as the character of the same number, turned back into that byte here."""
+        return self.write(hid, *(v.encode("latin-1") if isinstance(v, str) else v for v in values))
 
     def seek(self, hid, whence="cur", offset=0):
         """file:seek(whence, offset) -> new position."""

@@ -46,6 +46,11 @@ function M.new(opts)
   -- ticks it, as instrumented mod code does.  Without one (tests), a counter
   -- that never runs out.
   local wd = opts.wd or { n = math.huge }
+  -- costly(fname, units, kind, f, ...): sandbox.lua's charge for C calls that
+  -- can run long (the subject's bytes, every one a possible match), checked
+  -- against what is left of the budget before the C matcher runs.
+  local costly = opts.costly or function(_, _, _, f, ...) return f(...) end
+  local BIG = 65536
 
   -- Character classes ------------------------------------------------------
   -- Built lazily from the C matcher itself, so %a etc. mean exactly what the
@@ -769,10 +774,16 @@ function M.new(opts)
     if start < 0 then start = start + ls + 1; if start < 0 then start = 0 end end
     local info = analysis_cache[p] or analyze(p)
     if plain or info.literal then
-      if (ls - start + 1) * #p <= cap * 256 then return rfind(s, p, init, plain) end
+      if (ls - start + 1) * #p <= cap * 256 then
+        if ls > BIG then return costly("string.find", ls - start + 1, "bytes", rfind, s, p, init, plain) end
+        return rfind(s, p, init, plain)
+      end
       return run_lua(find_aux, true, s, p, init, plain)
     end
-    if cheap(s, p, start, false, info) then return rfind(s, p, init, plain) end
+    if cheap(s, p, start, false, info) then
+      if ls > BIG then return costly("string.find", ls - start + 1, "gsub", rfind, s, p, init, plain) end
+      return rfind(s, p, init, plain)
+    end
     return run_lua(find_aux, true, s, p, init, plain)
   end
 
@@ -784,7 +795,10 @@ function M.new(opts)
       init = optint32(init, 3, "match", 1)
     end
     init = init or 1
-    if cheap(s, p, posrelat(init, #s), false) then return rmatch(s, p, init) end
+    if cheap(s, p, posrelat(init, #s), false) then
+      if #s > BIG then return costly("string.match", #s, "gsub", rmatch, s, p, init) end
+      return rmatch(s, p, init)
+    end
     return run_lua(find_aux, false, s, p, init)
   end
 
@@ -806,7 +820,10 @@ function M.new(opts)
     if not (tr == "string" or tr == "number" or tr == "function" or tr == "table") then
       argerror(3, "gsub", "string/function/table expected", 3)
     end
-    if cheap(s, p, 1, false) then return rgsub(s, p, repl, max_s) end
+    if cheap(s, p, 1, false) then
+      if #s > BIG then return costly("string.gsub", #s, "gsub", rgsub, s, p, repl, max_s) end
+      return rgsub(s, p, repl, max_s)
+    end
     return run_lua(lua_gsub, s, p, repl, max_s)
   end
 

@@ -30,6 +30,8 @@ local tbl_concat = table.concat
 local co_create, co_resume, co_running, co_status = coroutine.create, coroutine.resume, coroutine.running, coroutine.status
 local co_yield = coroutine.yield
 local traceback, getupvalue, setupvalue = debug.traceback, debug.getupvalue, debug.setupvalue
+local getinfo, debug_setmetatable = debug.getinfo, debug.setmetatable
+local raw_rawlen, raw_loadfile, raw_require, raw_io = rawlen, loadfile, require, io
 local floor, huge = math.floor, math.huge
 
 local MOD_ID = cfg.mod_id
@@ -98,6 +100,13 @@ local function ceiling(budget)
 end
 local BUDGET_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget and was stopped"
 local CEILING_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms wall-clock limit and was stopped"
+-- A callback that starts with part of the mod's frame budget already spent
+-- by its other callbacks of the frame is stopped with this one.
+local FRAME_FMT = "watchdog: mod '" .. MOD_ID .. "' ran past its %d ms budget for one frame " ..
+                  "(all its callbacks together) and was stopped"
+-- A cross-mod call runs within what is left of its caller's budget; past it,
+-- only the call is stopped (the caller's fault), not the called mod.
+local SOFT_MSG = "watchdog: the call was stopped: the calling mod's budget ran out"
 local BUDGET_MSG = str_format(BUDGET_FMT, floor(cfg.budget_s * 1000 + 0.5))
 local CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(cfg.budget_s) * 1000 + 0.5))
 local msg_budget = cfg.budget_s
@@ -113,9 +122,14 @@ local mem_enter, mem_leave = bridge.mem_enter, bridge.mem_leave
 
 local WDT   -- the tick counter instrumented code sees (below)
 
+-- A soft call (a cross-mod call capped by its caller's budget) is unwound
+-- like a fatal one, but at its outermost frame the runtime lives on.
+local soft_call, soft_next = false, false
+
 local function trip(kind, msg)
   if not st.fatal then
     mem_leave()      -- room for the error's traceback on the way out
+    if soft_call and kind == "budget" then kind, msg = "soft", SOFT_MSG end
     st.fatal, st.fatal_msg = kind, msg
     -- Keep the flag set: every check raises from now on, so a handler that
     -- catches the error cannot run even one loop iteration further.
@@ -198,8 +212,58 @@ local function after_catch(ok, ...)
   return ok, ...
 end
 
+-- Error positions.  LuaJIT prefixes the message of a failing C function with
+-- the position of the Lua code that called it, and error(msg, level) with
+-- the position `level` calls up.  Where one of this file's functions sits in
+-- between (string.rep, table.insert, rawlen, pcall itself), that position
+-- would name this file.  fix_position puts there the position LuaJIT would
+-- have given: that of the first mod frame above the host frame named in the
+-- message.  It runs where the error is caught, while the stack that raised
+-- it is still there (co: the coroutine it was raised in).
+local function frame(co, l)
+  if co then return getinfo(co, l, "Sl") end
+  return getinfo(l + 1, "Sl")
+end
+
+local function is_host(info)
+  return info.what == "C" or info.currentline <= 0 or str_find(info.source, "^@relic/") ~= nil
+end
+
+local function fix_position(e, co, level)
+  if type(e) ~= "string" then return e end
+  local s, f, file, line = str_find(e, "^relic/(%a+)%.lua:(%d+): ")
+  if not s or (file ~= "sandbox" and file ~= "patterns") then return e end
+  local src, n = "@relic/" .. file .. ".lua", tonumber(line)
+  local l, found = level, false
+  while l < level + 200 do
+    local info = frame(co, l)
+    if not info then break end
+    if found and not is_host(info) then
+      return info.short_src .. ":" .. info.currentline .. ": " .. str_sub(e, f + 1)
+    end
+    if info.source == src and info.currentline == n then found = true end
+    l = l + 1
+  end
+  return str_sub(e, f + 1)
+end
+
+-- "file:line: " of the nearest mod frame on the current stack ("" when none).
+local function mod_where()
+  for l = 2, 200 do
+    local info = getinfo(l, "Sl")
+    if not info then break end
+    if not is_host(info) then return info.short_src .. ":" .. info.currentline .. ": " end
+  end
+  return ""
+end
+
+local function pcall_handler(e)
+  if st.fatal or e == OOM then return e end
+  return fix_position(e, nil, 1)
+end
+
 local function safe_pcall(f, ...)
-  return after_catch(raw_pcall(f, ...))
+  return after_catch(raw_xpcall(f, pcall_handler, ...))
 end
 
 local function safe_xpcall(f, handler, ...)
@@ -208,12 +272,17 @@ local function safe_xpcall(f, handler, ...)
   end
   return after_catch(raw_xpcall(f, function(e)
     if st.fatal or e == OOM then return e end
-    return handler(e)
+    return handler(fix_position(e, nil, 1))
   end, ...))
 end
 
+local function resumed(co, ok, ...)
+  if ok then return after_catch(ok, ...) end
+  return after_catch(ok, fix_position((...), co, 0))
+end
+
 local function safe_resume(co, ...)
-  return after_catch(co_resume(co, ...))
+  return resumed(co, co_resume(co, ...))
 end
 
 local function wrap_result(ok, ...)
@@ -224,9 +293,10 @@ end
 local function safe_wrap(f)
   local co = co_create(f)
   return function(...)
-    return wrap_result(after_catch(co_resume(co, ...)))
+    return wrap_result(resumed(co, co_resume(co, ...)))
   end
 end
+
 
 -- Guarded calls from the host ----------------------------------------------
 local function tidy_traceback(msg)
@@ -254,7 +324,13 @@ end
 local function handler(e)
   if st.fatal then return st.fatal_msg end
   if e == OOM then return OOM end
-  return tidy_traceback(traceback(error_text(e), 2))
+  return tidy_traceback(traceback(error_text(fix_position(e, nil, 1)), 2))
+end
+
+local function late_stop()
+  if WD.stop ~= 0 then trip("budget", stop_msg()) end
+  local over = over_budget()
+  if over then trip("budget", over) end
 end
 
 local function finish(ok, ...)
@@ -263,13 +339,17 @@ local function finish(ok, ...)
   if d == 0 then
     -- A single long C call (a pattern, a query) can end a callback past its
     -- budget before any check ran again: look once more here.
-    if not st.fatal then
-      if WD.stop ~= 0 then trip("budget", stop_msg()) end
-      local over = over_budget()
-      if over then trip("budget", over) end
-    end
+    if not st.fatal then raw_pcall(late_stop) end
     st.cpu_budget, st.wall_start, st.wall_deadline = false, false, false
     mem_leave()
+    if st.fatal == "soft" then
+      -- unwound to the host: this runtime lives on (the next arm clears WD.stop)
+      local msg = st.fatal_msg
+      st.fatal, st.fatal_msg, soft_call = false, false, false
+      WDT.n = TICKS
+      return false, msg
+    end
+    soft_call = false
   end
   if st.fatal then error(st.fatal_msg, 0) end
   if not ok and (...) == OOM then trip("memory", MEMORY_MSG) end
@@ -285,18 +365,29 @@ local function guarded_call(budget, fn, ...)
   local d = st.depth
   if d == 0 then
     budget = budget or st.budget
+    soft_call, soft_next = soft_next, false
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
-      BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+      if budget < st.budget then     -- the rest of the frame's budget
+        BUDGET_MSG = str_format(FRAME_FMT, floor(st.budget * 1000 + 0.5))
+      else
+        BUDGET_MSG = str_format(BUDGET_FMT, floor(budget * 1000 + 0.5))
+      end
       CEILING_MSG = str_format(CEILING_FMT, floor(ceiling(budget) * 1000 + 0.5))
     end
     mem_enter()
   end
   st.depth = d + 1
   return finish(raw_xpcall(fn, handler, ...))
+end
+
+-- The same, for a cross-mod call capped by its caller's budget (soft stop).
+local function guarded_call_soft(budget, fn, ...)
+  if st.depth == 0 then soft_next = true end
+  return guarded_call(budget, fn, ...)
 end
 
 -- Python <-> Lua calling convention -----------------------------------------
@@ -557,6 +648,41 @@ local function big_result(r)
   return r
 end
 
+-- C calls charged before they run (host/runtime/ccost.py measured the rates):
+-- an estimate that does not fit in what is left of the call's budget is
+-- refused; one that fits runs, and the clocks are read right after it, so a
+-- loop of such calls stops at the first one past the budget.  Calls estimated
+-- under CHEAP seconds run unchecked (the watchdog's ticks catch their loops).
+local RATES = cfg.c_cost or {}
+local CHEAP = 0.00025
+local function charge(fname, units, kind)
+  local est = units * (RATES[kind] or 0) * 1e-9
+  if est < CHEAP then return false end
+  if not st.wall_start then return false end    -- outside a guarded call (host library code)
+  local whole = st.cpu_budget > st.budget and st.cpu_budget or st.budget
+  if est > whole then          -- it could not run within any frame (or init.lua's allowance)
+    error(str_format("%s: about %.1f ms of work for its %d %s, more than the mod's %d ms budget "
+                     .. "for a frame; split the work over frames", fname, est * 1000, units,
+                     kind == "sort" and "comparisons" or kind == "move" and "elements to move" or "bytes",
+                     floor(whole * 1000 + 0.5)), 3)
+  end
+  -- it would run past what is left: the same stop as running past it
+  if est > st.cpu_budget - (cpu_now() - WD.cpu_start) then trip("budget", BUDGET_MSG) end
+  return true
+end
+
+local function checked_after(...)
+  local over = over_budget()
+  if over then trip("budget", over) end
+  return ...
+end
+
+-- costly(fname, units, kind, f, ...): f(...) charged as above.
+local function costly(fname, units, kind, f, ...)
+  if charge(fname, units, kind) then return checked_after(f(...)) end
+  return f(...)
+end
+
 local function cap_error(fname, size)
   error(str_format("%s: result of %d bytes exceeds the sandbox limit of %d bytes",
                    fname, size, MAX_STRING), 3)
@@ -568,6 +694,7 @@ local function safe_rep(s, n, sep)
   if type(s) == "string" and type(n) == "number" and n > 0 then
     local total = #s * n + (type(sep) == "string" and #sep * (n - 1) or 0)
     if total > MAX_STRING or n > MAX_STRING then cap_error("string.rep", total) end
+    if charge("string.rep", total, "bytes") then return checked_after(big_result(str_rep(s, n, sep))) end
   end
   return big_result(str_rep(s, n, sep))
 end
@@ -584,6 +711,10 @@ local function safe_concat(t, sep, i, j)
       elseif type(v) == "number" then total = total + 24 + seplen
       else break end          -- the C function raises its own error for it
       if total > MAX_STRING then cap_error("table.concat", total) end
+    end
+    local n = j - i + 1
+    if charge("table.concat", total + n * ((RATES.concat or 0) / (RATES.bytes or 1)), "bytes") then
+      return checked_after(big_result(tbl_concat(t, sep, i, j)))
     end
   end
   return big_result(tbl_concat(t, sep, i, j))
@@ -609,8 +740,33 @@ local safe_string = {}
 for k, v in pairs(string) do safe_string[k] = v end
 safe_string.dump = nil
 safe_string.rep = safe_rep
+-- Whole-string C functions: charged by the bytes they read or make.
+for _, fname in ipairs { "upper", "lower", "reverse" } do
+  local f = string[fname]
+  safe_string[fname] = function(s, ...)
+    if type(s) == "string" and #s > 65536 then return costly("string." .. fname, #s, "bytes", f, s, ...) end
+    return f(s, ...)
+  end
+end
+do
+  local f = string.sub
+  safe_string.sub = function(s, i, j)
+    if type(s) == "string" and #s > 65536 then return costly("string.sub", #s, "bytes", f, s, i, j) end
+    return f(s, i, j)
+  end
+  local fmt = string.format
+  safe_string.format = function(form, ...)
+    local n = type(form) == "string" and #form or 0
+    for k = 1, select("#", ...) do
+      local v = select(k, ...)
+      if type(v) == "string" then n = n + #v end
+    end
+    if n > 65536 then return costly("string.format", n, "bytes", fmt, form, ...) end
+    return fmt(form, ...)
+  end
+end
 if SANDBOXED then
-  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT }
+  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT, costly = costly }
   safe_string.find = guard.find
   safe_string.match = guard.match
   safe_string.gmatch = guard.gmatch
@@ -623,25 +779,87 @@ local env, libenv   -- forward
 local loaded = {}    -- require cache of this mod: name -> module value
 local LOADING = {}   -- sentinel for circular requires
 
-local function load_text(src, chunkname, fenv)
+-- Functions at LuaJIT's upvalue limit tick through the boolean metatable
+-- (relic/instrument.lua); it is set the first time such a function loads.
+local UPVALUE_LIMIT = "function at line (%d+) has more than %d+ upvalues"
+local MAX_SLOW = 32
+local slow_ticks = false
+local function enable_slow_ticks()
+  if slow_ticks then return end
+  slow_ticks = true
+  local NAME = instrument.NAME
+  debug_setmetatable(true, {
+    __index = function(_, k)
+      if k == NAME then return wd_check end
+      error("attempt to index a boolean value", 2)
+    end,
+    __metatable = false,
+  })
+end
+
+-- A chunk name as LuaJIT shows it in messages (lj_debug_shortname's rules).
+local ID_SIZE = 60
+local function short_src(name)
+  local c = str_sub(name, 1, 1)
+  if c == "=" then return str_sub(name, 2, ID_SIZE) end
+  if c == "@" then
+    if #name - 1 >= ID_SIZE then return "..." .. str_sub(name, -(ID_SIZE - 4)) end
+    return str_sub(name, 2)
+  end
+  local len = (str_find(name, "%c") or #name + 1) - 1
+  if len > ID_SIZE - 12 then len = ID_SIZE - 12 end
+  if len < #name then
+    if len > ID_SIZE - 15 then len = ID_SIZE - 15 end
+    return '[string "' .. str_sub(name, 1, len) .. '..."]'
+  end
+  return '[string "' .. name .. '"]'
+end
+
+-- The chunk compiled again with the watchdog checks in (relic/instrument.lua).
+local function instrumented(src, chunkname, fenv)
+  local slow
+  for _ = 1, MAX_SLOW do
+    local isrc, ierr = instrument.instrument(src, wd_check, slow)
+    if not isrc then
+      local line, msg = str_match(ierr, "^line (%d+): (.*)")
+      if line then return nil, str_format("%s:%s: %s", short_src(chunkname), line, msg) end
+      return nil, str_format("%s: %s", short_src(chunkname), ierr)
+    end
+    local outer, err = raw_load(isrc, chunkname, "t", fenv)
+    if outer then
+      if slow then enable_slow_ticks() end
+      return outer
+    end
+    local line = tonumber((str_match(tostring(err), UPVALUE_LIMIT)))
+    if not line or (slow and slow[line]) then
+      return nil, "cannot add the watchdog checks: " .. tostring(err)
+    end
+    slow = slow or {}
+    slow[line] = true
+  end
+  return nil, "cannot add the watchdog checks: more than " .. MAX_SLOW
+              .. " functions at LuaJIT's limit of 60 upvalues"
+end
+
+-- load_text(src, chunkname, fenv [, mode]) -> function | nil, message
+-- chunkname as LuaJIT takes it ("@file", "=name", or source text shown as
+-- [string "..."]).
+local function load_text(src, chunkname, fenv, mode)
   if type(src) ~= "string" then return nil, "source must be a string" end
   if #src > MAX_SOURCE then
     return nil, str_format("source of %d bytes exceeds the limit of %d bytes", #src, MAX_SOURCE)
   end
   if str_byte(src, 1) == 27 then return nil, "loading precompiled bytecode is not allowed" end
-  local f, err = raw_load(src, chunkname, "t", fenv)
+  -- "t" unless the caller asked for binary only: LuaJIT then refuses the
+  -- text with its own message, and bytecode never gets this far.
+  if mode == nil or str_find(mode, "t", 1, true) then mode = "t" end
+  local f, err = raw_load(src, chunkname, mode, fenv)
   if not f or not SANDBOXED then return f, err end
   -- It compiles as written (so syntax errors read as usual); now compile it
-  -- again with the watchdog checks in (relic/instrument.lua) and hand out that.
-  local isrc, ierr = instrument.instrument(src, wd_check)
-  if not isrc then
-    return nil, str_format("%s: %s", (str_gsub(tostring(chunkname), "^[@=]", "")), ierr)
-  end
+  -- again with the watchdog checks in and hand out that.
   local outer
-  outer, err = raw_load(isrc, chunkname, "t", fenv)
-  if not outer then
-    return nil, "cannot add the watchdog checks: " .. tostring(err)
-  end
+  outer, err = instrumented(src, chunkname, fenv)
+  if not outer then return nil, err end
   f = outer()
   if getupvalue(f, 1) == instrument.NAME then
     setupvalue(f, 1, WDT)   -- the chunk's only upvalue, when it has checks
@@ -649,52 +867,60 @@ local function load_text(src, chunkname, fenv)
   return f
 end
 
+-- A load reader's pieces, read as LuaJIT reads them: strings (numbers as
+-- strings) until nil or "", an error inside the reader ends the load with
+-- that error as the message.
 local function collect_reader(reader)
   local parts, total = {}, 0
   while true do
-    local piece = reader()
+    local ok, piece = safe_pcall(reader)
+    if not ok then return nil, piece end
     if piece == nil or piece == "" then break end
-    if type(piece) ~= "string" then return nil, "reader function must return strings" end
+    if type(piece) == "number" then piece = tostring(piece) end
+    if type(piece) ~= "string" then return nil, mod_where() .. "reader function must return a string" end
     total = total + #piece
-    if total > MAX_SOURCE then return nil, "source exceeds the size limit" end
+    if total > MAX_SOURCE then
+      return nil, str_format("source exceeds the limit of %d bytes", MAX_SOURCE)
+    end
     parts[#parts + 1] = piece
   end
   return tbl_concat(parts)
 end
 
-local function chunk_label(name, default)
-  if type(name) ~= "string" then return default end
-  name = str_gsub(name, "^[@=]", "")
-  return "=" .. str_sub(name, 1, 80)
-end
-
+-- load(chunk [, chunkname [, mode [, env]]]) as LuaJIT's, text only.
 local function safe_load(chunk, chunkname, mode, fenv)
-  if mode ~= nil and mode ~= "t" then
-    return nil, "only text chunks can be loaded (mode must be 't')"
+  if chunkname ~= nil and type(chunkname) ~= "string" and type(chunkname) ~= "number" then
+    error("bad argument #2 to 'load' (string expected, got " .. type(chunkname) .. ")", 2)
+  end
+  if mode ~= nil and type(mode) ~= "string" then
+    error("bad argument #3 to 'load' (string expected, got " .. type(mode) .. ")", 2)
   end
   if fenv ~= nil and type(fenv) ~= "table" then
     return nil, "bad argument #4 to 'load' (table expected)"
   end
   local src = chunk
-  if type(chunk) == "function" then
+  if type(chunk) == "number" then
+    src = tostring(chunk)
+  elseif type(chunk) == "function" then
     local err
     src, err = collect_reader(chunk)
     if not src then return nil, err end
+    if chunkname == nil then chunkname = "=(load)" end
+  elseif type(chunk) ~= "string" then
+    error("bad argument #1 to 'load' (function expected, got " .. type(chunk) .. ")", 2)
   end
-  return load_text(src, chunk_label(chunkname, "=(load)"), fenv or env)
+  if chunkname == nil then chunkname = src end
+  return load_text(src, tostring(chunkname), fenv or env, mode)
 end
 
 local function safe_loadstring(s, chunkname)
-  return load_text(s, chunk_label(chunkname, "=(loadstring)"), env)
+  if type(s) ~= "string" and type(s) ~= "number" then
+    error("bad argument #1 to 'loadstring' (string expected, got " .. type(s) .. ")", 2)
+  end
+  return safe_load(s, chunkname)
 end
 
 local read_source = guard_py(bridge.read_source)
-
-local function find_file(kind, name, level)
-  local ok, where, chunkname, src = read_source(kind, name)
-  if not ok then error(where, level + 1) end
-  return where, chunkname, src
-end
 
 local function safe_loadfile(path)
   if type(path) ~= "string" then return nil, "loadfile: path must be a string" end
@@ -705,10 +931,54 @@ end
 
 local function safe_dofile(path)
   if type(path) ~= "string" then error("dofile: path must be a string", 2) end
-  local where, chunkname, src = find_file("file", path, 2)
+  local ok, where, chunkname, src = read_source("file", path)
+  if not ok then error(where, 2) end
   local f, err = load_text(src, chunkname, where == "lib" and libenv or env)
   if not f then error(err, 2) end
   return f()
+end
+
+-- Trusted mods: the same loaders without the sandbox's checks, in the mod's
+-- globals, with relative paths taken from the mod's folder.
+local FOLDER = cfg.folder
+local function mod_path(path)
+  if type(path) == "string" and FOLDER and not str_find(path, "^[/\\]")
+     and not str_find(path, "^%a:") then
+    return FOLDER .. "/" .. path
+  end
+  return path
+end
+
+local function trusted_loadfile(path, mode, fenv)
+  if type(path) ~= "string" or not FOLDER or str_find(path, "^[/\\]") or str_find(path, "^%a:") then
+    return raw_loadfile(path, mode, fenv or env)
+  end
+  local fh, err = raw_io.open(FOLDER .. "/" .. path, "rb")
+  if not fh then
+    local s, e = str_find(err, FOLDER .. "/", 1, true)
+    if s then err = str_sub(err, e + 1) end
+    return nil, "cannot open " .. err
+  end
+  local src = fh:read("*a")
+  fh:close()
+  return raw_load(src, "@mods/" .. MOD_ID .. "/" .. path, mode, fenv or env)
+end
+
+local function trusted_dofile(path)
+  local f, err = trusted_loadfile(path)
+  if not f then error(err, 2) end
+  return f()
+end
+
+local function trusted_load(chunk, chunkname, mode, fenv)
+  if type(chunk) == "function" then
+    -- read here: an error inside the reader would otherwise reach the host's
+    -- error handler (which adds a traceback) before load catches it
+    local src, err = collect_reader(chunk)
+    if not src then return nil, err end
+    return raw_load(src, chunkname or "=(load)", mode, fenv or env)
+  end
+  return raw_load(chunk, chunkname, mode, fenv or env)
 end
 
 -- Library modules (lua/) run in libenv and are handed to mods read-only, so a
@@ -728,14 +998,29 @@ local function require_lib(name)
   return m
 end
 
+-- require(name) -> module | nil, message.  As CET's: a module that cannot be
+-- found (or loaded, or that fails while it runs) gives nil and the reason
+-- instead of an error, and a module's failure is logged.  Trusted mods then
+-- also try LuaJIT's own require (package.preload, C modules, ffi).
+local log   -- below
+
 local function safe_require(name)
-  if type(name) ~= "string" then error("require: module name must be a string", 2) end
+  if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2) end
   local m = loaded[name]
   if m == LOADING then error("require: circular require of '" .. name .. "'", 2) end
   if m ~= nil then return m end
-  local where, chunkname, src = find_file("module", name, 2)
+  local ok, where, chunkname, src = read_source("module", name)
+  if not ok then
+    if not SANDBOXED then
+      local okr, res = raw_pcall(raw_require, name)
+      if okr then return res end
+    end
+    return nil, where
+  end
   if where == "lib" then
-    m = require_lib(name)
+    local okl, res = raw_pcall(require_lib, name)
+    if not okl then return nil, res end
+    m = res
     if type(m) == "table" then m = readonly(m, name) end
   else
     -- One file, one module: require("a.b") and require("a/b") share it.
@@ -743,16 +1028,22 @@ local function safe_require(name)
     if prev == LOADING then error("require: circular require of '" .. name .. "'", 2) end
     if prev ~= nil then loaded[name] = prev; return prev end
     local f, err = load_text(src, chunkname, env)
-    if not f then error(err, 2) end
+    if not f then return nil, err end
     loaded[name] = LOADING
     loaded[chunkname] = LOADING
-    local okr, res = raw_pcall(f, name)
-    if not okr then loaded[name] = nil; loaded[chunkname] = nil; error(res, 0) end
+    local okr, res = safe_pcall(f, name)
+    if not okr then
+      loaded[name] = nil; loaded[chunkname] = nil
+      res = error_text(res)
+      log("error", "cannot load module '" .. name .. "': " .. res)
+      return nil, res
+    end
     m = res
     if m == nil then m = true end
     loaded[chunkname] = m
   end
   loaded[name] = m
+  if not SANDBOXED and package and package.loaded then package.loaded[name] = m end
   return m
 end
 
@@ -762,7 +1053,7 @@ local LEVELS = { trace = true, debug = true, info = true, warning = true, error 
 
 local function escape_bytes(c) return str_format("\\x%02X", str_byte(c)) end
 
-local function log(level, text)
+log = function(level, text)
   if #text > MAX_LOG_LINE then text = str_sub(text, 1, MAX_LOG_LINE) .. " [...]" end
   -- lupa decodes strings as UTF-8 on the way to Python; escape whatever
   -- would not decode instead of failing the print.
@@ -798,27 +1089,63 @@ end
 local safe_coroutine = {
   create = co_create, resume = safe_resume, running = co_running,
   status = co_status, wrap = safe_wrap, yield = co_yield,
+  isyieldable = coroutine.isyieldable,
 }
 local safe_table = copy(table)
 safe_table.concat = safe_concat
 -- table.insert/remove/sort write with raw sets: refuse read-only proxies and
 -- GetMod views instead of letting them grow fields of their own.
+-- insert/remove at a position move the elements after it, sort (without a
+-- Lua comparator, whose calls the watchdog checks) does n*log2(n)
+-- comparisons in C: charged before they run.
+local log2 = math.log(2)
 for _, fname in ipairs { "insert", "remove", "sort" } do
   local f = table[fname]
   safe_table[fname] = function(t, ...)
     if ro_backing[t] or views[t] then
       error(str_format("table.%s: %s is read-only", fname, tostring(t)), 2)
     end
+    if type(t) == "table" then
+      local n = #t
+      if n > 4096 then
+        local nargs = select("#", ...)
+        if fname == "sort" and (...) == nil then
+          return costly("table.sort", floor(n * math.log(n) / log2), "sort", f, t, ...)
+        elseif fname == "insert" and nargs >= 2 and type((...)) == "number" then
+          return costly("table.insert", n - (...), "move", f, t, ...)
+        elseif fname == "remove" and nargs >= 1 and type((...)) == "number" then
+          return costly("table.remove", n - (...), "move", f, t, ...)
+        end
+      end
+    end
     return f(t, ...)
   end
 end
+-- Lua 5.2 names that CET's LuaJIT (LUAJIT_ENABLE_LUA52COMPAT) has.
+if safe_table.unpack == nil then safe_table.unpack = unpack end
+if safe_table.pack == nil then
+  safe_table.pack = function(...) return { n = select("#", ...), ... } end
+end
 local safe_os = { clock = os.clock, time = os.time, date = safe_date, difftime = os.difftime }
+
+-- rawlen: the length without __len (a 5.1 build's # is already raw there);
+-- a read-only proxy reports its backing table's.
+local function safe_rawlen(v)
+  local b = ro_backing[v]
+  if b then v = b end
+  if raw_rawlen then return raw_rawlen(v) end
+  local tv = type(v)
+  if tv ~= "table" and tv ~= "string" then
+    error("bad argument #1 to 'rawlen' (table or string expected)", 2)
+  end
+  return #v
+end
 
 local function base_env()
   local e = {
     assert = assert, error = error, ipairs = safe_ipairs, next = safe_next,
     pairs = safe_pairs, pcall = safe_pcall, xpcall = safe_xpcall,
-    rawequal = rawequal, rawget = safe_rawget, rawset = safe_rawset,
+    rawequal = rawequal, rawget = safe_rawget, rawset = safe_rawset, rawlen = safe_rawlen,
     select = select, setmetatable = setmetatable, getmetatable = safe_getmetatable,
     tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
     collectgarbage = safe_collectgarbage, print = safe_print,
@@ -829,8 +1156,9 @@ local function base_env()
   return e
 end
 
--- libenv: host library code (lua/).  Safe functions, raw string library (the
+-- libenv: host library code (lua/, host/runtime/lua/).  Safe functions, raw string library (the
 -- library code is ours and its patterns are linear), not reachable by mods.
+-- Its tables are the host's own: the mod's copies below may change freely.
 libenv = base_env()
 libenv.string = string
 libenv.table = safe_table
@@ -840,31 +1168,59 @@ libenv.bit = bit
 libenv.coroutine = safe_coroutine
 libenv.require = require_lib
 
+-- Each mod has its own runtime, so its library tables are its own writable
+-- copies (CET mods add string.split, table.unpack, ...).  The host's code
+-- keeps what it captured at the top of this file and in libenv.
 if SANDBOXED then
   env = base_env()
-  env.string = readonly(safe_string, "string")
-  env.table = readonly(safe_table, "table")
-  env.math = readonly(copy(math), "math")
-  env.os = readonly(safe_os, "os")
-  env.bit = readonly(copy(bit), "bit")
-  env.coroutine = readonly(safe_coroutine, "coroutine")
+  env.string = safe_string
+  env.table = copy(safe_table)
+  env.math = copy(math)
+  env.os = copy(safe_os)
+  env.bit = copy(bit)
+  env.coroutine = copy(safe_coroutine)
   env.require = safe_require
   env.dofile = safe_dofile
   env.loadfile = safe_loadfile
-  -- Method calls on strings ("x"):rep(...) go through the string metatable:
-  -- point it at the wrapped functions and lock it.
-  local smt = getmetatable("")
-  smt.__index = safe_string
-  smt.__metatable = "locked"
 else
   -- Trusted: the full standard library, JIT on, no watchdog.  Only the host
-  -- bridge (python) stays out of reach.
+  -- bridge (python) stays out of reach.  Code it loads runs in its globals.
   env = {}
   for k, v in pairs(_G) do env[k] = v end
   env.python = nil
   env._G = env
   env.print = safe_print
+  env.string = copy(string)
+  env.table = copy(table)
+  env.table.unpack, env.table.pack = safe_table.unpack, safe_table.pack
+  env.math = copy(math)
+  env.os = copy(os)
+  env.bit = copy(bit)
+  env.coroutine = copy(coroutine)
+  env.rawlen = safe_rawlen
+  env.require = safe_require
+  env.load = trusted_load
+  env.loadstring = trusted_load
+  env.loadfile = trusted_loadfile
+  env.dofile = trusted_dofile
+  local tio = copy(io)
+  tio.open = function(path, ...) return raw_io.open(mod_path(path), ...) end
+  tio.lines = function(path, ...)
+    if path == nil then return raw_io.lines() end
+    return raw_io.lines(mod_path(path), ...)
+  end
+  tio.input = function(x) return raw_io.input(mod_path(x)) end
+  tio.output = function(x) return raw_io.output(mod_path(x)) end
+  env.io = tio
   if package and cfg.package_path then package.path = cfg.package_path end
+end
+-- Method calls on strings ("x"):rep(...) go through the string metatable:
+-- point it at the mod's string table (so its own additions work as methods)
+-- and, in the sandbox, lock it.
+do
+  local smt = getmetatable("")
+  smt.__index = env.string
+  if SANDBOXED then smt.__metatable = "locked" end
 end
 
 env.spdlog = readonly(spdlog, "spdlog")
@@ -903,12 +1259,18 @@ local box = {
   stats = stats,
   now = now,
   call = guarded_call,
+  call_soft = guarded_call_soft,
   wrap_py = wrap_py,
   readonly = readonly,
   cron_tick = cron.tick,
   async_step = sched.step,
   require_lib = require_lib,
 }
+
+-- log_info(text): a line in the mod's log, as print writes it (io.stdout).
+function box.log_info(text)
+  log("info", text)
+end
 
 function box.load_chunk(src, chunkname)
   return load_text(src, chunkname, env)

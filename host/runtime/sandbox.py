@@ -14,7 +14,10 @@ Each mod gets its own `lupa.luajit21.LuaRuntime` created with
 
 Then `sandbox.lua` runs in the runtime's real globals and returns the box
 (see that file).  `SourceResolver` is the only way a mod reaches files: .lua
-files inside its own folder or the shared lua/ library, nothing else.
+files inside its own folder or the shared lua/ library, nothing else.  The
+host's own Lua halves (host/runtime/lua/: the `llm`, `rag`, `db`, `io`, ImGui
+bridges, the CET stand-ins) are loaded only by the host (`Mod.load_lib`);
+a mod's `require`, `dofile` and `loadfile` never see them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from lupa import luajit21 as lupa
 from host.errors import QuotaExceeded, SandboxViolation
 
 _HERE = Path(__file__).resolve().parent
+PLUMBING_DIR = _HERE / "lua"  # the host's Lua halves: loaded by the host, never required by a mod
 MODULE_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
 MODULE_PATH_RE = re.compile(r"[A-Za-z0-9_. /-]+\Z")
 ESC = 0x1B
@@ -131,10 +135,12 @@ class SourceResolver:
     SandboxViolation for anything outside the two roots.
     """
 
-    def __init__(self, mod_id: str, folder: Path, lua_dir: Path, max_bytes: int):
+    def __init__(self, mod_id: str, folder: Path, lua_dir: Path, max_bytes: int,
+                 plumbing_dir: Path = PLUMBING_DIR):
         self.mod_id = mod_id
         self.folder = folder.resolve()
         self.lua_dir = lua_dir.resolve()
+        self.plumbing_dir = plumbing_dir.resolve()
         self.max_bytes = max_bytes
 
     def _read(self, root: Path, rel: str, where: str):
@@ -150,8 +156,8 @@ class SourceResolver:
         src = real.read_bytes()
         if src[:1] == bytes([ESC]):
             raise SandboxViolation(f"'{rel}' is precompiled bytecode; only source files can be loaded")
-        prefix = f"@mods/{self.mod_id}/" if where == "mod" else "@lua/"
-        return where, prefix + rel, src
+        prefix = {"mod": f"@mods/{self.mod_id}/", "lib": "@lua/", "host": "@relic/"}[where]
+        return where if where != "host" else "lib", prefix + rel, src
 
     def module(self, name: str):
         """require(name): mod folder first, then the shared library.
@@ -190,14 +196,16 @@ class SourceResolver:
                                f"mods/{self.mod_id}/ and the shared lua/ library)")
 
     def lib(self, name: str):
-        """A shared library module (lua/<name>.lua) only."""
+        """A module the host loads (Mod.load_lib, library code's require):
+        the shared lua/ library, then the host's own halves (host/runtime/lua/)."""
         if not MODULE_RE.match(name):
             raise SandboxViolation(f"'{name}' is not a valid module name")
         base = name.replace(".", "/")
-        for rel in (base + ".lua", base + "/init.lua"):
-            found = self._read(self.lua_dir, rel, "lib")
-            if found:
-                return found
+        for root, where in ((self.lua_dir, "lib"), (self.plumbing_dir, "host")):
+            for rel in (base + ".lua", base + "/init.lua"):
+                found = self._read(root, rel, where)
+                if found:
+                    return found
         raise SandboxViolation(f"library module '{name}' not found in lua/")
 
     def file(self, path: str):

@@ -29,6 +29,7 @@ costs far less than from Python.
 from __future__ import annotations
 
 import ctypes
+import gc
 import math
 import threading
 import time
@@ -76,6 +77,29 @@ class Watchdog:
         # middle of a host's life would look like one the host left behind.
         self._thread = threading.Thread(target=self._run, name="relic-watchdog", daemon=True)
         self._thread.start()
+        self._gc_clock = None        # CPU clock of the thread collecting now; None: no collection
+        self._gc_cpu_start = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info) -> None:
+        # Python's cycle collector runs on whichever thread allocates when its
+        # thresholds are hit, often inside a mod's call, and a full collection
+        # of a big heap costs tens of ms: the host's work, not the mod's.  Its
+        # CPU time is credited back to the call running on that thread (its
+        # start moves forward); while it runs, _cpu_used leaves it out (this
+        # thread may get the GIL in the middle of the stop callback).  No lock:
+        # a collection can start while the frame thread holds _lock; the
+        # fields are single values, read racily by design (a late read only
+        # credits the call twice for a moment, never charges it).
+        if phase == "start":
+            self._gc_cpu_start = time.thread_time()
+            self._gc_clock = _cpu_clock_id(threading.get_ident())
+            return
+        spent = time.thread_time() - self._gc_cpu_start
+        for mem, a in list(self._armed.values()):
+            if a.clock is not None and a.clock == self._gc_clock and mem.cpu_start != 0.0:
+                mem.cpu_start += spent
+        self._gc_clock = None
 
     # -- slots --------------------------------------------------------------------
 
@@ -149,9 +173,12 @@ class Watchdog:
         if a.clock is None or start == 0.0:   # no CPU clock, or the Lua side has not begun
             return time.monotonic() - a.wall_start
         try:
-            return time.clock_gettime(a.clock) - start
+            now = time.clock_gettime(a.clock)
         except OSError:                       # the frame thread is gone
             return math.inf
+        if self._gc_clock is not None and self._gc_clock == a.clock:   # collecting now: not the mod's
+            now -= max(0.0, now - self._gc_cpu_start)
+        return now - start
 
     def _stop(self, idx: int, mem: SlotMemory, why: int) -> None:
         # under _cond: the call is still the armed one

@@ -18,7 +18,7 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = ("usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|vulkan-headers|doctor] "
+_USAGE = ("usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|vulkan-headers|lua-corpus|doctor] "
           "[--gpu cuda|vulkan|metal|hip|cpu]")
 
 _gpu_request: str | None = None  # set by --gpu for this run
@@ -102,9 +102,17 @@ def _step_vulkan_headers() -> str:
     return f"{'cached' if cached else 'ready'}: {path}"
 
 
+def _step_lua_corpus() -> str:
+    from host.setup import lua_corpus
+
+    cached = lua_corpus.cached() is not None
+    return f"{'cached' if cached else 'ready'}: {lua_corpus.ensure()}"
+
+
 _STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed, "lupa": _step_lupa}
 _EXTRA_STEPS = {"rpc-server": _step_rpc_server,  # on request, not part of "all"
-                "vulkan-headers": _step_vulkan_headers}
+                "vulkan-headers": _step_vulkan_headers,
+                "lua-corpus": _step_lua_corpus}
 
 
 def run(target: str) -> int:
@@ -153,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_USAGE, file=sys.stderr)
         return 2
     if target == "doctor":
+        from host.config import Config
         from host.setup.doctor import doctor
 
-        return doctor()
+        return doctor(Config.load(environ=os.environ))
     try:
         return run(target)
     except KeyboardInterrupt:

@@ -3,9 +3,9 @@
 Prints the library path, llama.cpp commit, build flags, model path and the
 result of the ABI check (``host.llama.lib.load``, which compares the cffi
 declarations with the probe compiled against the same header), then the GPU
-choice, the backends and devices llama.cpp sees with their memory, the RPC
-servers of ``$RELIC_RPC``, and how many layers of the model are offloaded
-(the model is loaded with the current settings to find out).  Doctor never
+choice, the backends and devices llama.cpp sees with their memory, the
+configured RPC servers, and how many layers of the model are offloaded (the
+model is loaded with the configured settings to find out).  Doctor never
 starts a build or a download; it says which command fixes what is missing.
 """
 
@@ -24,13 +24,13 @@ def _line(label: str, value: str) -> None:
     print(f"  {label:<12} {value}")
 
 
-def _check_library() -> tuple[llama_build.LibInfo | None, list[str]]:
+def _check_library(config) -> tuple[llama_build.LibInfo | None, list[str]]:
     try:
-        info = llama_build.ensure_library(allow_build=False)
+        info = llama_build.ensure_library(allow_build=False, external=config.library)
     except RelicError as exc:
         _line("library", f"MISSING: {exc}")
         return None, [f"library: {_FIX}"]
-    where = "LLAMA_CPP_LIB" if info.external else "built by setup"
+    where = "the library setting" if info.external else "built by setup"
     _line("library", f"{info.lib_path} ({where})")
     _line("llama.cpp", f"commit {info.commit} (llama-cpp-python {llama_build.LLAMA_CPP_PYTHON_VERSION} sdist)")
     _line("build flags", " ".join(info.build_flags) if info.build_flags else "(external library)")
@@ -39,20 +39,18 @@ def _check_library() -> tuple[llama_build.LibInfo | None, list[str]]:
     return info, []
 
 
-def _check_model() -> list[str]:
-    custom = os.environ.get(model_fetch.ENV_MODEL, "")
-    if custom:
-        try:
-            path = model_fetch.model_path()
-        except RelicError as exc:
-            _line("model", f"MISSING: {exc}")
-            return [f"model: fix {model_fetch.ENV_MODEL}"]
+def _check_model(config) -> list[str]:
+    if config.model is not None:
+        path = config.model
+        if not path.is_file():
+            _line("model", f"MISSING: {path} (the model setting)")
+            return ["model: the model setting names no file"]
         with open(path, "rb") as fh:
             magic = fh.read(4)
         if magic != b"GGUF":
-            _line("model", f"{path} ($RELIC_MODEL) is NOT a GGUF file (starts with {magic!r})")
-            return ["model: $RELIC_MODEL is not a GGUF file"]
-        _line("model", f"{path} ($RELIC_MODEL, {path.stat().st_size / 1e6:.1f} MB, GGUF header ok)")
+            _line("model", f"{path} (the model setting) is NOT a GGUF file (starts with {magic!r})")
+            return ["model: the configured model is not a GGUF file"]
+        _line("model", f"{path} (the model setting, {path.stat().st_size / 1e6:.1f} MB, GGUF header ok)")
         return []
     path = model_fetch.cached_default_model()
     if path is None:
@@ -66,7 +64,7 @@ def _check_abi(info: llama_build.LibInfo) -> list[str]:
     try:
         from host.llama.lib import load
 
-        load()
+        load(info)
     except RelicError as exc:  # ABIMismatchError names the field; LibraryLoadError the cause
         _line("ABI check", f"FAILED ({type(exc).__name__}): {exc}")
         return ["ABI check failed"]
@@ -81,22 +79,23 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def _check_devices() -> list[str]:
+def _check_devices(config) -> list[str]:
     """GPU choice, backends, devices, RPC servers and the model's offload."""
-    from host.llama import devices, lib as _lib, offload
+    from host.llama import devices, lib as _lib
+    from host.setup.library import choose_library
 
-    lib = _lib.load()
-    sel = _lib.selection()
+    info, sel = choose_library(config.gpu, config.library, say=lambda line: None)
+    lib = _lib.load(info)
     if sel is not None:
         used = sel.used if sel.used == sel.requested else f"{sel.used} (FALLBACK: {sel.reason})"
         _line("GPU choice", f"{sel.requested} (from {sel.source}); in use: {used}")
     _line("backends", ", ".join(devices.backends(lib)) or "(none)")
     problems: list[str] = []
     try:
-        rpc = devices.ensure_env_rpc(lib)
+        rpc = devices.add_rpc_servers(lib, config.rpc) if config.rpc else []
     except RelicError as exc:
         _line("RPC", f"FAILED: {exc}")
-        problems.append("an RPC server in $RELIC_RPC failed its check")
+        problems.append("a configured RPC server failed its check")
     else:
         if rpc:
             _line("RPC", ", ".join(sorted({d.description for d in rpc})) + f" ({len(rpc)} device(s))")
@@ -106,10 +105,10 @@ def _check_devices() -> list[str]:
     if problems:
         return problems
     try:
-        config = offload.OffloadConfig.from_env()
         from host.llama import Model
 
-        model = Model(model_fetch.model_path(), lib=lib, offload=config)
+        path = config.model or model_fetch.cached_default_model()
+        model = Model(path, lib=lib, offload=config.offload())
     except RelicError as exc:
         _line("offload", f"FAILED: {exc}")
         return ["the model did not load with the offload settings"]
@@ -123,20 +122,26 @@ def _check_devices() -> list[str]:
     return []
 
 
-def doctor() -> int:
-    """Print the set-up report; return 0 only when everything is usable."""
+def doctor(config=None) -> int:
+    """Print the set-up report for ``config`` (a host.config.Config); 0 only when everything is usable."""
+    if config is None:
+        from host.config import Config
+
+        config = Config()
+    if config.cache_dir is not None:
+        paths.use_root(config.cache_dir)
     print("relic doctor")
     _line("python", f"{sys.version.split()[0]} ({sys.executable})")
     _line("cache", str(paths.cache_root()))
     problems: list[str] = []
-    info, found = _check_library()
+    info, found = _check_library(config)
     problems += found
-    problems += _check_model()
+    problems += _check_model(config)
     if info is not None:
         found = _check_abi(info)
         problems += found
         if not found and not problems:
-            problems += _check_devices()
+            problems += _check_devices(config)
     else:
         _line("ABI check", "SKIPPED (no library)")
     if problems:
@@ -147,4 +152,6 @@ def doctor() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(doctor())
+    from host.config import Config
+
+    sys.exit(doctor(Config.load(environ=os.environ)))

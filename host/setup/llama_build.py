@@ -141,7 +141,7 @@ def ensure_source() -> Path:
         try:
             say(f"downloading llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} (source only; ~77 MB)")
             files = pip_download(
-                ["--no-binary", ":all:", "--no-deps", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"],
+                ["--no-binary", "llama-cpp-python", "--no-deps", f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"],
                 work / "dl",
             )
             sdists = [f for f in files if f.name.endswith((".tar.gz", ".tgz"))]
@@ -298,8 +298,9 @@ def _info_for(base: Path, lib_path: Path, flags: tuple[str, ...], external: bool
     )
 
 
-def _external_lib() -> Path | None:
-    value = os.environ.get(ENV_LIB, "")
+def _external_lib(external=None) -> Path | None:
+    """The external library to use: ``external`` (the configuration's), else $LLAMA_CPP_LIB."""
+    value = str(external) if external is not None else os.environ.get(ENV_LIB, "")
     if not value:
         return None
     path = Path(value).expanduser().absolute()
@@ -327,12 +328,12 @@ def _artifacts_ok(info: LibInfo) -> bool:
     return info.artifacts_dir.is_dir()
 
 
-def find_library(extra_cmake_args: Iterable[str] | None = None) -> LibInfo | None:
+def find_library(extra_cmake_args: Iterable[str] | None = None, *, external=None) -> LibInfo | None:
     """The cached library for the current flags (or LLAMA_CPP_LIB), or None if not ready.
 
     Never downloads or builds; "ready" includes up-to-date artifacts.
     """
-    external = _external_lib()
+    external = _external_lib(external)
     if external is not None:
         base = _external_dir(external)
         if not (base / "headers" / "include" / "llama.h").is_file():
@@ -527,14 +528,16 @@ def _ensure_artifacts(info: LibInfo) -> None:
         remove_tree(work)
 
 
-def ensure_library(extra_cmake_args: Iterable[str] | None = None, *, allow_build: bool = True) -> LibInfo:
+def ensure_library(extra_cmake_args: Iterable[str] | None = None, *, allow_build: bool = True,
+                   external=None) -> LibInfo:
     """Return a ready libllama, building (or preparing LLAMA_CPP_LIB) once.
 
     Cached by version and flags (see :func:`cache_key`); a warm call only
     checks a few paths.  ``allow_build=False`` raises SetupError instead of
     starting a multi-minute build (artifacts are still regenerated: seconds).
+    ``external``: an existing libllama to use instead (else $LLAMA_CPP_LIB).
     """
-    external = _external_lib()
+    external = _external_lib(external)
     if external is not None:
         base = _external_dir(external)
         with file_lock(paths.lock_path(base.name)):

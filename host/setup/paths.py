@@ -25,8 +25,19 @@ import os
 from pathlib import Path
 
 
+_root: Path | None = None  # set by use_root (the configuration's cache_dir)
+
+
+def use_root(path) -> None:
+    """Use ``path`` as the cache root from now on (``Config.cache_dir``, applied by host.prepare)."""
+    global _root
+    _root = Path(path).expanduser().absolute()
+
+
 def cache_root() -> Path:
-    """The cache root, from the environment at the time of the call (not created)."""
+    """The cache root: the configured one, else $RELIC_HOME for set-up's own command line (not created)."""
+    if _root is not None:
+        return _root
     relic_home = os.environ.get("RELIC_HOME", "")
     if relic_home:
         return Path(relic_home).expanduser().absolute()

@@ -27,6 +27,7 @@ else is needed.  Frame thread only.
 from __future__ import annotations
 
 import ctypes
+import io
 
 import numpy as np
 import pygame
@@ -36,6 +37,8 @@ from host.ui.imgui_backend import ImGuiBackend
 
 VERT = np.dtype([("x", "<f4"), ("y", "<f4"), ("u", "<f4"), ("v", "<f4"), ("col", "<u4")])
 MAX_TINTS = 8192
+COORD_MARGIN = 4096                    # vertices are clamped to this far outside the surface
+MAX_TINT_BYTES = 32 * 1024 * 1024      # tinted / scaled copies kept between frames
 
 _KEYS = {
     pygame.K_TAB: "tab", pygame.K_LEFT: "left_arrow", pygame.K_RIGHT: "right_arrow",
@@ -56,11 +59,37 @@ def _rgba(col: int) -> tuple[int, int, int, int]:
 class SurfaceRenderer:
     """Draws Dear ImGui draw data into a pygame Surface (see the module docstring)."""
 
-    def __init__(self, imgui):
+    def __init__(self, imgui, user_textures=None):
         self.imgui = imgui
         self.textures: dict[int, pygame.Surface] = {}
+        self.user_textures = user_textures      # the layer's TextureStore (ImGui.LoadTexture)
+        self._decoded: dict[int, pygame.Surface | None] = {}
         self._tints: dict[tuple, pygame.Surface] = {}
+        self._tint_bytes = 0
         self.triangles = 0          # drawn in the last frame (tests, stats)
+
+    def _texture(self, tid: int) -> pygame.Surface | None:
+        surf = self.textures.get(tid)
+        if surf is not None or self.user_textures is None:
+            return surf
+        tex = self.user_textures.by_tex_id(tid)
+        if tex is None:                          # released (or never loaded)
+            self._decoded.pop(tid, None)
+            return None
+        if tid not in self._decoded:
+            # Decoded here, on the game's time, never inside a mod's call; the
+            # header was checked at LoadTexture, so the size is bounded.
+            try:
+                img = pygame.image.load(io.BytesIO(tex.data), f"texture.{tex.kind}")
+                if img.get_size() != (tex.width, tex.height):
+                    raise ValueError("size differs from the header")
+                self._decoded[tid] = pygame.image.frombytes(pygame.image.tobytes(img, "RGBA"),
+                                                            img.get_size(), "RGBA")
+            except (pygame.error, ValueError):
+                self._decoded[tid] = None        # a broken image draws nothing
+            self._tints.clear()
+            self._tint_bytes = 0
+        return self._decoded[tid]
 
     def _update_textures(self) -> None:
         im = self.imgui
@@ -74,17 +103,19 @@ class SurfaceRenderer:
                 tex.set_tex_id(tid)
                 tex.status = im.ImTextureStatus.ok
                 self._tints.clear()
+                self._tint_bytes = 0
             elif status == im.ImTextureStatus.want_destroy:
                 self.textures.pop(tex.get_tex_id(), None)
                 tex.set_tex_id(0)
                 tex.status = im.ImTextureStatus.destroyed
                 self._tints.clear()
+                self._tint_bytes = 0
 
     def _tinted(self, tid: int, rect: tuple, col: int, size: tuple) -> pygame.Surface | None:
         key = (tid, rect, col, size)
         surf = self._tints.get(key)
         if surf is None:
-            atlas = self.textures.get(tid)
+            atlas = self._texture(tid)
             if atlas is None or rect[2] <= 0 or rect[3] <= 0:
                 return None
             try:
@@ -94,9 +125,12 @@ class SurfaceRenderer:
             surf.fill(_rgba(col), special_flags=pygame.BLEND_RGBA_MULT)
             if size != (rect[2], rect[3]) and size[0] > 0 and size[1] > 0:
                 surf = pygame.transform.smoothscale(surf, size)
-            if len(self._tints) >= MAX_TINTS:
+            nbytes = surf.get_width() * surf.get_height() * 4
+            if len(self._tints) >= MAX_TINTS or self._tint_bytes + nbytes > MAX_TINT_BYTES:
                 self._tints.clear()
+                self._tint_bytes = 0
             self._tints[key] = surf
+            self._tint_bytes += nbytes
         return surf
 
     def render(self, draw_data, surface: pygame.Surface) -> None:
@@ -106,6 +140,7 @@ class SurfaceRenderer:
         if draw_data is None:
             return
         old_clip = surface.get_clip()
+        lim = float(COORD_MARGIN + max(surface.get_size()))
         try:
             for cl in draw_data.cmd_lists:
                 nv, ni = cl.vtx_buffer.size(), cl.idx_buffer.size()
@@ -113,6 +148,10 @@ class SurfaceRenderer:
                     continue
                 vtx = np.frombuffer((ctypes.c_char * (nv * VERT.itemsize)).from_address(
                     cl.vtx_buffer.data_address()), dtype=VERT).copy()
+                # a mod's draw list may hold any coordinate (3e38, inf - inf): bound
+                # them to a margin around the surface, where pygame can draw them
+                for axis in ("x", "y"):
+                    vtx[axis] = np.clip(np.nan_to_num(vtx[axis], nan=0.0, posinf=lim, neginf=-lim), -lim, lim)
                 itype = np.uint16 if self.imgui.INDEX_SIZE == 2 else np.uint32
                 idx = np.frombuffer((ctypes.c_char * (ni * self.imgui.INDEX_SIZE)).from_address(
                     cl.idx_buffer.data_address()), dtype=itype).astype(np.int64)
@@ -147,7 +186,7 @@ class SurfaceRenderer:
             nxt_b = np.append(tri[1:, 1], -1)
             quad = (textured & (nxt_a == a) & (nxt_b == c)
                     & (y[a] == y[b]) & (x[b] == x[c]) & (y[c] == y[d]) & (x[d] == x[a]))
-        atlas = self.textures.get(tid)
+        atlas = self._texture(tid)
         aw, ah = (atlas.get_width(), atlas.get_height()) if atlas is not None else (1, 1)
         # glyph blits: position, size, atlas rect (ints), colour
         gx, gy = np.rint(x[a]).astype(int).tolist(), np.rint(y[a]).astype(int).tolist()
@@ -168,9 +207,7 @@ class SurfaceRenderer:
                 if batch:
                     self._flush(surface, batch, batch_col)
                     batch, batch_col = [], None
-                glyph = self._tinted(tid, (rx[k], ry[k], rw[k], rh[k]), tcol[k], (gw[k], gh[k]))
-                if glyph is not None:
-                    surface.blit(glyph, (gx[k], gy[k]))
+                self._blit_quad(surface, tid, (gx[k], gy[k], gw[k], gh[k]), (rx[k], ry[k], rw[k], rh[k]), tcol[k])
                 self.triangles += 2
                 k += 2
                 continue
@@ -188,6 +225,23 @@ class SurfaceRenderer:
         if batch:
             self._flush(surface, batch, batch_col)
 
+    def _blit_quad(self, surface, tid: int, dest: tuple, src: tuple, col: int) -> None:
+        gx, gy, gw, gh = dest
+        clip = surface.get_clip()
+        if gw > clip.width or gh > clip.height:
+            # an image larger than the view: scale only the part that shows
+            vis = pygame.Rect(dest).clip(clip)
+            if vis.width <= 0 or vis.height <= 0 or gw <= 0 or gh <= 0:
+                return
+            rx, ry, rw, rh = src
+            sx = rx + (vis.x - gx) * rw / gw
+            sy = ry + (vis.y - gy) * rh / gh
+            src = (int(sx), int(sy), max(1, int(round(vis.width * rw / gw))), max(1, int(round(vis.height * rh / gh))))
+            gx, gy, gw, gh = vis.x, vis.y, vis.width, vis.height
+        glyph = self._tinted(tid, src, col, (gw, gh))
+        if glyph is not None:
+            surface.blit(glyph, (gx, gy))
+
     @staticmethod
     def _flush(surface, batch, col) -> None:
         if not batch:
@@ -199,8 +253,10 @@ class SurfaceRenderer:
             return
         xs = [p[0] for tri in batch for p in tri]
         ys = [p[1] for tri in batch for p in tri]
-        left, top = int(min(xs)), int(min(ys))
-        w, h = int(max(xs)) - left + 2, int(max(ys)) - top + 2
+        clip = surface.get_clip()             # the layer covers only what can show
+        left, top = max(int(min(xs)), clip.left), max(int(min(ys)), clip.top)
+        w = min(int(max(xs)) + 2, clip.right) - left
+        h = min(int(max(ys)) + 2, clip.bottom) - top
         if w <= 0 or h <= 0:
             return
         layer = pygame.Surface((w, h), pygame.SRCALPHA)
@@ -220,7 +276,7 @@ class ImGuiOverlay:
         self.layer.overlay = self
         host.ui = self.layer
         host.game.display_resolution = (float(size[0]), float(size[1]))
-        self.renderer = SurfaceRenderer(self.backend.imgui)
+        self.renderer = SurfaceRenderer(self.backend.imgui, self.layer.textures)
         self.toggle_key = toggle_key
 
     @property

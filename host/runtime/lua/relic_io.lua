@@ -3,19 +3,44 @@
 -- Built once per mod by the host: `factory(bridge, write_log)` returns `io, dir`.
 -- The host (host/runtime/modio.py) checks every path and owns the open files;
 -- this file gives them Lua's file API: f:read/write/lines/seek/flush/setvbuf/close,
--- io.open/lines/type/close/read/write/input/output.  There is no io.popen,
--- io.tmpfile or io.stdin/stdout/stderr.  The default output (io.write) goes to
--- the mod's log, one line per "\n", as print does; the default input is empty.
+-- io.open/lines/type/close/read/write/input/output/flush.  There is no io.popen,
+-- io.tmpfile or io.stdin.  The default output (io.write, io.stdout, io.stderr)
+-- goes to the mod's log, one line per "\n", as print does; the default input is
+-- empty.  Strings are bytes: whatever a file holds reads back as is, and
+-- whatever a mod writes lands as is (see binary_args).
 return function(bridge, write_log)
   local type, error, select, setmetatable, pcall, tostring, unpack =
         type, error, select, setmetatable, pcall, tostring, unpack
+  -- The mod's string table is its own to change: never call methods on strings here.
+  local find, sub, gsub, char = string.find, string.sub, string.gsub, string.char
+
+  -- Lua strings reach the host decoded as UTF-8, which bytes that are not
+  -- UTF-8 would fail.  So a write with any byte >= 0x80 goes to the host's
+  -- write_binary with each such byte sent as the character of the same number
+  -- (two bytes of UTF-8); the host turns them back into the bytes (latin-1).
+  local LATIN1 = {}
+  for b = 128, 255 do LATIN1[char(b)] = char(192 + (b >= 192 and 3 or 2), 128 + b % 64) end
+  local function binary_args(...)
+    local n = select("#", ...)
+    local high = false
+    for i = 1, n do
+      local v = select(i, ...)
+      if type(v) == "string" and find(v, "[\128-\255]") then high = true break end
+    end
+    if not high then return false end
+    local out = { ... }
+    for i = 1, n do
+      if type(out[i]) == "string" then out[i] = gsub(out[i], "[\128-\255]", LATIN1) end
+    end
+    return true, out, n
+  end
 
   -- Host errors carry this file's position: re-raise them at the mod's line.
   -- Rule: call B.* only in non-tail position from a function the mod called.
   local function rethrow(ok, ...)
     if not ok then
       local msg = (...)
-      if type(msg) == "string" then msg = msg:gsub("^[^\n]-relic_io%.lua:%d+: ", "") end
+      if type(msg) == "string" then msg = gsub(msg, "^[^\n]-relic_io%.lua:%d+: ", "") end
       error(msg, 3)
     end
     return ...
@@ -60,7 +85,13 @@ return function(bridge, write_log)
   --- f:write(...) -> f (strings and numbers), or nil, message, code.
   function File.write(f, ...)
     local h = hid(f, "write")
-    local ok, msg, code = B.write(h, ...)
+    local ok, msg, code
+    local binary, args, n = binary_args(...)
+    if binary then
+      ok, msg, code = B.write_binary(h, unpack(args, 1, n))
+    else
+      ok, msg, code = B.write(h, ...)
+    end
     if ok == nil then return nil, msg, code end
     return f
   end
@@ -84,12 +115,16 @@ return function(bridge, write_log)
     return pos, msg, code
   end
 
-  function File.flush(f) local h = hid(f, "flush") local r = B.flush(h) return r and f end
+  function File.flush(f) local h = hid(f, "flush") local r = B.flush(h) return r and true end
   function File.setvbuf(f) hid(f, "setvbuf") return true end
   function File.close(f) local h = hid(f, "close") local r = B.close(h) return r end
 
   local io = {}
-  local log_out = {}                 -- the default output: the mod's log
+  -- The default output: the mod's log (io.stdout, io.stderr), with a file's methods.
+  local Std = { __metatable = false }
+  Std.__index = Std
+  Std.__tostring = function() return "file (log)" end
+  local log_out = setmetatable({}, Std)
   local partial = ""
   local function log_write(_, ...)
     for i = 1, select("#", ...) do
@@ -100,15 +135,23 @@ return function(bridge, write_log)
       partial = partial .. tostring(v)
     end
     while true do
-      local nl = partial:find("\n", 1, true)
+      local nl = find(partial, "\n", 1, true)
       if not nl then break end
-      write_log(partial:sub(1, nl - 1))
-      partial = partial:sub(nl + 1)
+      write_log(sub(partial, 1, nl - 1))
+      partial = sub(partial, nl + 1)
     end
     if #partial > 4096 then write_log(partial) partial = "" end
     return log_out
   end
   local default_in, default_out = nil, log_out
+  Std.write = log_write
+  function Std.flush() return true end
+  function Std.setvbuf() return true end
+  function Std.close() return nil, "cannot close standard file" end
+  function Std.read() return nil, "Bad file descriptor", 9 end
+  function Std.lines() error("the standard output cannot be read", 2) end
+  function Std.seek() return nil, "Illegal seek", 29 end
+  io.stdout, io.stderr = log_out, log_out
 
   --- io.open(path [, mode]) -> file, or nil, message, code.  Paths are relative to the mod folder.
   function io.open(path, mode)
@@ -143,6 +186,7 @@ return function(bridge, write_log)
 
   --- io.type(x) -> "file", "closed file" or nil.
   function io.type(x)
+    if x == log_out then return "file" end
     local h = handles[x]
     if not h then return nil end
     return bridge.is_open(h) and "file" or "closed file"
@@ -150,7 +194,7 @@ return function(bridge, write_log)
 
   function io.close(f)
     if f == nil then f = default_out end
-    if f == log_out then return nil, "cannot close the standard output" end
+    if f == log_out then return nil, "cannot close standard file" end
     local h = hid(f, "close")
     return (B.close(h))
   end
@@ -158,6 +202,12 @@ return function(bridge, write_log)
   function io.write(...)
     if default_out == log_out then return log_write(nil, ...) end
     return default_out:write(...)
+  end
+
+  --- io.flush(): flush the default output (the log writes whole lines as they come).
+  function io.flush()
+    if default_out == log_out then return true end
+    return default_out:flush()
   end
 
   function io.read(...)

@@ -27,7 +27,7 @@ return function(bridge, gc_proxy)
   local bridge_make = bridge.make
   local function call_make(...)
     local ok, id, problem = pcall(bridge_make, ...)
-    if not ok then error((string.gsub(tostring(id), "^lua/grammar%.lua:%d+: ", "")), 4) end
+    if not ok then error((string.gsub(tostring(id), "^relic/grammar%.lua:%d+: ", "")), 4) end
     return id, problem
   end
 

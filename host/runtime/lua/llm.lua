@@ -68,6 +68,15 @@ return function(bridge, gc_proxy)
     return h
   end
 
+  -- checked here too (the host checks again) so the error points at the mod's own line
+  local PRIORITIES = { player = true, normal = true, background = true }
+  local function check_priority(value, where, level)
+    if value ~= nil and not PRIORITIES[value] then
+      error(string.format('%s: priority must be "player", "normal" or "background", got %s', where,
+        type(value) == "string" and ("'" .. value .. "'") or tostring(value)), level + 1)
+    end
+  end
+
   local function check_callbacks(opts)
     if opts.on_token ~= nil and type(opts.on_token) ~= "function" then
       error("on_token must be a function", 3)
@@ -113,6 +122,7 @@ return function(bridge, gc_proxy)
       error("llm." .. kind .. " takes one table argument, e.g. llm." .. kind .. "{ prompt = 'hi' }", 3)
     end
     check_callbacks(opts)
+    check_priority(opts.priority, "llm." .. kind, 2)
     local spec, runs, rest = split_tools(opts, "llm." .. kind)
     if spec ~= nil then
       if kind ~= "chat" then error("tools are for llm.chat and sessions", 3) end
@@ -123,7 +133,7 @@ return function(bridge, gc_proxy)
   end
 
   --- llm.generate{ prompt=, max_tokens=, temperature=, seed=, stop={...}, sampler={...},
-  ---   grammar=, schema=, on_token=fn(text), on_done=fn(result) } -> handle
+  ---   grammar=, schema=, priority="player"|"normal"|"background", on_token=fn(text), on_done=fn(result) } -> handle
   function llm.generate(opts)
     return submit("generate", opts)
   end
@@ -163,12 +173,13 @@ return function(bridge, gc_proxy)
   Session.__metatable = false
 
   --- One user turn; the reply streams like llm.chat. opts: max_tokens, temperature,
-  --- seed, stop, sampler, grammar, schema, on_token, on_done.
+  --- seed, stop, sampler, grammar, schema, priority (default: the session's), on_token, on_done.
   function Session:say(text, opts)
     if type(text) ~= "string" then error("session:say expects a string", 2) end
     opts = opts or {}
     if type(opts) ~= "table" then error("session:say options must be a table", 2) end
     check_callbacks(opts)
+    check_priority(opts.priority, "session:say", 2)
     if self._tools ~= nil then
       if opts.on_tool ~= nil and type(opts.on_tool) ~= "function" then error("on_tool must be a function", 2) end
       local rest = {}
@@ -206,11 +217,12 @@ return function(bridge, gc_proxy)
   end
 
   --- llm.session{ system=, sampler={...}, overflow="drop_oldest"|"error"|"shift"|"summarize", template=,
-  ---   memory=store, tools={ name = { description=, parameters=, run=fn(args) } }, on_tool=fn(name, args) }
+  ---   priority="player"|"normal"|"background" (its turns' default), memory=store, tools={ name = { description=, parameters=, run=fn(args) } }, on_tool=fn(name, args) }
   --- With tools, each say() lets the model speak or act (see llm.chat).
   function llm.session(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("llm.session takes one table argument", 2) end
+    check_priority(opts.priority, "llm.session", 2)
     local spec, runs, rest = split_tools(opts, "llm.session")
     if spec == nil then
       return wrap_session(create(function(dead) return bridge.session_create(opts, nil, dead) end))

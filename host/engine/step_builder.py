@@ -1,0 +1,161 @@
+"""One step's batch: decode tokens first, then prompt chunks within a time budget.
+
+A step holds the next token of every sequence that decodes in it (chosen by
+host.engine.admission: priorities and each mod's share), then prompt chunks of
+the sequences still reading, best first, as many tokens as fit the step's time
+budget.  The budget comes from measured step costs (:class:`StepCosts`): a
+step that decodes tokens may take about ``GAP_FACTOR`` times a decode-only
+step, so those already talking see their gap between two tokens grow at most
+that much while a newcomer's prompt is read; a step that decodes nothing reads
+a whole batch (``n_batch`` tokens).  Before any cost is measured, a mixed step
+reads ``FIRST_CHUNK`` tokens.
+
+The batch is ordered by sequence id: llama.cpp splits a batch over
+per-sequence KV streams into runs of consecutive sequence ids, so an ordered
+batch takes the fewest graph runs.
+"""
+
+from __future__ import annotations
+
+GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
+MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
+FIRST_CHUNK = 16  # before any cost is measured
+
+
+def _ema(old, new, a: float = 0.2):
+    return new if old is None else (1 - a) * old + a * new
+
+
+class StepCosts:
+    """Running estimates of what a step costs: decode-only steps by their token count, and one
+    prompt token (from prompt-only chunks, and from what a chunk added to a mixed step)."""
+
+    def __init__(self):
+        self.decode_s: dict[int, float] = {}  # decode tokens -> seconds of a decode-only step
+        self.prompt_tok_s: float | None = None
+
+    def decode_step(self, n: int) -> float | None:
+        """Estimated seconds of a step decoding ``n`` tokens (nearest measured count, scaled)."""
+        if not self.decode_s:
+            return None
+        if n in self.decode_s:
+            return self.decode_s[n]
+        k = min(self.decode_s, key=lambda m: abs(m - n))
+        return self.decode_s[k] * max(n, 1) / max(k, 1) if n > k else self.decode_s[k]
+
+    def observe(self, seconds: float, n_decode: int, n_prompt: int) -> None:
+        """Update the estimates from one decode call."""
+        if n_prompt == 0:
+            if n_decode:
+                self.decode_s[n_decode] = _ema(self.decode_s.get(n_decode), seconds)
+        elif n_decode == 0:
+            if n_prompt >= MIN_CHUNK:  # a tiny chunk's fixed cost would overstate the cost per token
+                self.prompt_tok_s = _ema(self.prompt_tok_s, seconds / n_prompt)
+        else:
+            base = self.decode_step(n_decode)
+            if base is not None:  # mixed: what the chunk added to a decode step
+                self.prompt_tok_s = _ema(self.prompt_tok_s, max(seconds - base, 1e-6) / n_prompt)
+
+    def chunk_tokens(self, n_decode: int, gap_factor: float = GAP_FACTOR) -> int:
+        """Prompt tokens that fit a step also decoding ``n_decode`` tokens (see module docstring)."""
+        base = self.decode_step(n_decode)
+        if base is None or self.prompt_tok_s is None:
+            return FIRST_CHUNK
+        return max(MIN_CHUNK, int((gap_factor - 1.0) * base / self.prompt_tok_s))
+
+
+class StepPlan:
+    """What one step decodes: ``decode`` slots (one token each) and ``chunks`` [(slot, start, n)]."""
+
+    __slots__ = ("decode", "chunks", "paused")
+
+    def __init__(self, decode, chunks, paused):
+        self.decode = decode
+        self.chunks = chunks
+        self.paused = paused
+
+    @property
+    def n_prompt(self) -> int:
+        return sum(n for _, _, n in self.chunks)
+
+    def tokens_by_mod(self) -> dict:
+        out: dict[str, int] = {}
+        for s in self.decode:
+            out[s.mod_id] = out.get(s.mod_id, 0) + 1
+        for s, _, n in self.chunks:
+            out[s.mod_id] = out.get(s.mod_id, 0) + n
+        return out
+
+
+class StepBuilder:
+    """Plans a step and fills the batch (see module docstring).
+
+    ``admission`` gives ranks and each mod's share; ``lanes`` is the most
+    sequences a step can decode (the pool's sequence limit).
+    """
+
+    def __init__(self, admission, costs: StepCosts | None = None, *, lanes: int, gap_factor: float = GAP_FACTOR):
+        self.admission = admission
+        self.costs = costs or StepCosts()
+        self.lanes = lanes
+        self.gap_factor = gap_factor
+
+    def plan(self, slots: list, capacity: int, internal: set = frozenset()) -> StepPlan:
+        """Choose this step's decode tokens and prompt chunks.
+
+        ``internal``: ids of the scheduler's own requests; they read their prompt only when no
+        other request runs.
+        """
+        rank_of = self.admission.rank_of
+        live = [s for s in slots if s.seq is not None]
+        readers = [s for s in live if s.reading]
+        writers = [s for s in live if s.writing]
+        others = any(s.req.id not in internal for s in live)
+        if others:
+            readers = [s for s in readers if s.req.id not in internal]
+        top = min((rank_of(s.req) for s in readers), default=None)
+        allowed = [w for w in writers if top is None or rank_of(w.req) <= top]  # lower ones pause
+        decode, paused = self.admission.step_share(allowed, self.lanes, readers)
+        paused += [w for w in writers if w not in allowed]
+        decode = decode[:capacity]
+        room = capacity - len(decode)
+        budget = room if not decode else min(room, self.costs.chunk_tokens(len(decode), self.gap_factor))
+        chunks = []
+        usage = self.admission.ledger.usage
+        for r in sorted(readers, key=lambda s: (rank_of(s.req), usage(s.mod_id), s.order)):
+            if budget <= 0:
+                break
+            n = min(budget, len(r.prompt) - r.n_prompt_done)
+            chunks.append((r, r.n_prompt_done, n))
+            budget -= n
+        for s in paused:
+            s.steps_paused += 1
+            s.steps_paused_total += 1
+        for s in decode:
+            s.steps_paused = 0
+        return StepPlan(decode, chunks, paused)
+
+    @staticmethod
+    def fill(batch, plan: StepPlan) -> None:
+        """Put the plan into ``batch`` (cleared first); sets each slot's ``out_index`` (-1: no logits).
+
+        A chunk that ends its slot's prompt asks for logits there, unless the slot already
+        holds a sampled token (it was re-reading a dropped cache).
+        """
+        batch.clear()
+        parts = [(s.seq, s, None, 0) for s in plan.decode] + [(s.seq, s, start, n) for s, start, n in plan.chunks]
+        parts.sort(key=lambda p: p[0])
+        for _, slot, start, n in parts:
+            slot.out_index = -1
+            if start is None:
+                slot.out_index = batch.n_tokens
+                batch.add(slot.next_token, slot.pos, (slot.seq,), True)
+                continue
+            for k in range(n):
+                batch.add(slot.prompt[start + k], start + k, (slot.seq,), False)
+            slot.n_prompt_done = start + n
+            if slot.n_prompt_done == len(slot.prompt):
+                slot.pos = len(slot.prompt)
+                if slot.next_token is None:
+                    batch.struct.logits[batch.n_tokens - 1] = True
+                    slot.out_index = batch.n_tokens - 1

@@ -1,0 +1,32 @@
+"""Bad values of `relic run --fps` and `max_tool_calls` are refused with one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+
+
+@pytest.mark.parametrize("fps", ["nan", "inf", "-5", "0"])
+def test_relic_run_refuses_a_frame_rate_that_is_not_a_positive_finite_number(fps, tmp_path):
+    """--fps nan ran unpaced."""
+    from host.runtime.console import add_run_arguments, run
+
+    (tmp_path / "mods").mkdir()
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    args = parser.parse_args(["--mods", str(tmp_path / "mods"), "--fps", fps, "--frames", "1"])
+    out = io.StringIO()
+    assert run(args, stdin=io.StringIO(""), stdout=out) == 2
+    assert out.getvalue().startswith("relic run: --fps must be") and out.getvalue().count("\n") == 1
+
+
+@pytest.mark.parametrize("bad", [2.5, -1, 9, "3", True])
+def test_max_tool_calls_takes_whole_numbers_only(bad):
+    """max_tool_calls = 2.5 was accepted."""
+    from host.api.tools import ToolTurns
+    from host.engine.tools import ToolError
+
+    with pytest.raises(ToolError, match="max_tool_calls must be an integer"):
+        ToolTurns(provider=None).start(None, options={}, toolset=None, max_calls=bad)

@@ -1,0 +1,68 @@
+"""A saved session file that is corrupt is refused with a SessionError naming the field, and
+state bytes that do not match their checksum are never handed to llama.cpp."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from host.engine.session import SAVE_VERSION, read_header
+from host.errors import SessionError
+
+GOOD = {"version": SAVE_VERSION, "model": "m", "system": "You are Bram.", "sampler": None,
+        "overflow": "drop_oldest", "template": None, "summary": "",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        "kv_tokens": [1, 2, 3], "dropped": 0}
+
+
+def write(path, header, state=b""):
+    path.write_bytes(json.dumps(header).encode() + b"\n" + state)
+    return path
+
+
+@pytest.mark.parametrize("field,value", [
+    ("system", 5), ("messages", {"a": 1}), ("messages", [{"role": "user", "content": 3}]),
+    ("messages", ["hi"]), ("kv_tokens", ["x"]), ("kv_tokens", 7), ("overflow", "explode"),
+    ("dropped", "many"), ("sampler", "greedy"), ("template", 1.5), ("summary", []),
+])
+def test_a_header_field_of_the_wrong_type_is_a_session_error(tmp_path, field, value):
+    """A corrupt header type gave a raw TypeError deep in the scheduler."""
+    header = dict(GOOD, **{field: value})
+    with pytest.raises(SessionError) as info:
+        read_header(write(tmp_path / "s.session", header))
+    assert f"'{field}'" in str(info.value) or "message 1" in str(info.value)
+
+
+def test_a_sound_file_reads_back_with_its_state(tmp_path):
+    state = bytes(range(256)) * 4
+    header = dict(GOOD, state_sha256=hashlib.sha256(state).hexdigest())
+    got, st = read_header(write(tmp_path / "s.session", header, state))
+    assert st == state and got["kv_tokens"] == [1, 2, 3]
+
+
+def test_flipped_state_bytes_are_dropped_and_the_conversation_is_read_again(tmp_path):
+    """A flipped-bytes state was restored and produced garbage text."""
+    state = bytes(range(256)) * 4
+    header = dict(GOOD, state_sha256=hashlib.sha256(state).hexdigest())
+    bad = bytearray(state)
+    bad[100] ^= 0xFF
+    got, st = read_header(write(tmp_path / "s.session", header, bytes(bad)))
+    assert st == b"" and got["kv_tokens"] == [] and got["messages"] == GOOD["messages"]
+
+
+def test_state_without_a_checksum_is_not_trusted(tmp_path):
+    got, st = read_header(write(tmp_path / "s.session", GOOD, b"\x01\x02\x03"))
+    assert st == b"" and got["kv_tokens"] == []
+
+
+def test_a_mod_cannot_write_its_saved_sessions_through_io(tmp_path):
+    from host.runtime.modio import ModIO
+
+    folder = tmp_path / "m"
+    (folder / "sessions").mkdir(parents=True)
+    fio = ModIO("m", folder, max_open=4, max_file_bytes=1 << 20, max_folder_bytes=1 << 20,
+                max_read_bytes=1 << 20)
+    res = fio.open("sessions/bram.session", "w")
+    assert res[0] is None and "not reachable through io" in res[1]
