@@ -92,8 +92,8 @@ def attacker_source() -> str:
         + calls + "\nend)\nreturn { results = function() return results end }\n"
 
 
-def grammar_host(make_host, mods, tomls=None):
-    host, console = make_host(load=False, mods=mods, tomls=tomls)
+def grammar_host(make_host, mods, tomls=None, grants=None):
+    host, console = make_host(load=False, mods=mods, tomls=tomls, grants=grants)
     host.add_provider(GrammarProvider(None))   # checks need no model: llama.cpp's parse runs on the worker
     host.load()
     return host, console

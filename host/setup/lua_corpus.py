@@ -24,10 +24,9 @@ from pathlib import Path
 
 from host.errors import SetupError
 from host.setup import paths
-from host.setup.util import file_lock, remove_tree, say
+from host.setup.util import apt_private_options, file_lock, remove_tree, say
 
 DEBIAN_SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 PACKAGES = {
     "lua-dkjson": "2.6-2",
     "lua-inspect": "3.1.1-2",
@@ -97,13 +96,7 @@ def ensure() -> Path:
 
 
 def _download(work: Path) -> list[Path]:
-    (work / "lists" / "partial").mkdir(parents=True)
-    (work / "cache" / "archives" / "partial").mkdir(parents=True)
-    sources = work / "sources.list"
-    sources.write_text(f"deb {MIRROR} {DEBIAN_SUITE} main\n")
-    opts = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work / 'cache'}",
-            "-o", "APT::Sandbox::User=root"]
+    opts = apt_private_options(work, DEBIAN_SUITE)
     say(f"fetching {len(PACKAGES)} pure-Lua Debian {DEBIAN_SUITE} packages for the differential test")
     wanted = [f"{name}={version}" for name, version in PACKAGES.items()]
     for cmd in (["apt-get", "-q", *opts, "update"], ["apt-get", "-q", *opts, "download", *wanted]):

@@ -130,3 +130,22 @@ def run_forwarding(cmd: list[str], keep: int = 40) -> str:
         name = " ".join(Path(cmd[0]).name if i == 0 else a for i, a in enumerate(cmd))
         raise SetupError(f"`{name}` failed (exit {proc.returncode}):\n{tail}")
     return tail
+
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+
+def apt_private_options(work: Path, suite: str) -> list[str]:
+    """apt-get options for private package lists of one Debian ``suite`` under ``work``.
+
+    `apt-get update`/`download` with these read and write only ``work`` (nothing of the
+    system's apt state changes), so set-up can fetch a pinned .deb as an ordinary user would.
+    """
+    (work / "lists" / "partial").mkdir(parents=True)
+    (work / "cache" / "archives" / "partial").mkdir(parents=True)
+    sources = work / "sources.list"
+    sources.write_text(f"deb {DEBIAN_MIRROR} {suite} main\n")
+    return ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work / 'cache'}",
+            "-o", "APT::Sandbox::User=root"]
+

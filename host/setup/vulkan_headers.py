@@ -23,12 +23,11 @@ from pathlib import Path
 
 from host.errors import SetupError
 from host.setup import paths
-from host.setup.util import file_lock, remove_tree, say
+from host.setup.util import apt_private_options, file_lock, remove_tree, say
 
 DEBIAN_SUITE = "trixie"
 PACKAGE = "libvulkan-dev"
 PACKAGE_VERSION = "1.4.309.0-1"
-MIRROR = "http://deb.debian.org/debian"
 NEEDED_SYMBOL = "VK_EXT_layer_settings"  # what the pinned ggml-vulkan needs from the headers
 SYSTEM_ROOTS = ("/usr/include", "/usr/local/include")
 
@@ -116,19 +115,9 @@ def ensure() -> Path | None:
     return final
 
 
-def _apt_options(work: Path) -> list[str]:
-    (work / "lists" / "partial").mkdir(parents=True)
-    (work / "cache" / "archives" / "partial").mkdir(parents=True)
-    sources = work / "sources.list"
-    sources.write_text(f"deb {MIRROR} {DEBIAN_SUITE} main\n")
-    return ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::Cache={work / 'cache'}",
-            "-o", "APT::Sandbox::User=root"]
-
-
 def _download(work: Path) -> Path:
     """apt-get download the pinned package from Debian 13 with private lists; return the .deb."""
-    opts = _apt_options(work)
+    opts = apt_private_options(work, DEBIAN_SUITE)
     say(f"fetching Debian {DEBIAN_SUITE}'s {PACKAGE} {PACKAGE_VERSION} (headers only are kept)")
     for cmd in (["apt-get", "-q", *opts, "update"],
                 ["apt-get", "-q", *opts, "download", f"{PACKAGE}={PACKAGE_VERSION}"]):

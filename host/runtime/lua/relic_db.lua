@@ -12,6 +12,8 @@
 -- Relic extension: `?` values may follow the SQL in exec/nrows/urows/rows.
 return function(bridge, handle, strptr)
   local OK, ABORT, ERROR, ROW, DONE = 0, 4, 1, 100, 101
+  -- the host's string functions, captured: a mod's own `string` table is its to change
+  local sgsub, sfind, ssub = string.gsub, string.find, string.sub
   local select, type, error, pcall, unpack, tostring, pairs =
         select, type, error, pcall, unpack, tostring, pairs
 
@@ -25,7 +27,7 @@ return function(bridge, handle, strptr)
   local function rethrow(level, ok, ...)
     if not ok then
       local msg = (...)
-      if type(msg) == "string" then msg = msg:gsub("^[^\n]-relic_db%.lua:%d+: ", "") end
+      if type(msg) == "string" then msg = sgsub(msg, "^[^\n]-relic_db%.lua:%d+: ", "") end
       error(msg, level)
     end
     return ...
@@ -299,7 +301,7 @@ return function(bridge, handle, strptr)
           return ABORT
         end
       end
-      if not tail:find("%S") then return OK end
+      if not sfind(tail, "%S") then return OK end
       rest = tail
     end
   end
@@ -316,7 +318,7 @@ return function(bridge, handle, strptr)
     if n == 0 or (n == 1 and cb == nil) then return (settle(B.exec(cid, sql))) end
     local sid, tail = prepare(cid, sql, false)
     if not sid then return tail end
-    if tail:find("%S") then
+    if sfind(tail, "%S") then
       B.finalize(sid)
       error("db:exec: with ? parameters the SQL must be one statement", 2)
     end
@@ -466,7 +468,7 @@ return function(bridge, handle, strptr)
     local vals = {}
     for i = 1, #names do
       local name = names[i]
-      if name then vals[i] = t[name:sub(2)] else vals[i] = t[i] end
+      if name then vals[i] = t[ssub(name, 2)] else vals[i] = t[i] end
     end
     return bind_all(sid, #names, vals)
   end
