@@ -54,6 +54,7 @@ def test_breaks_character_finds_claims_but_not_denials():
     assert breaks_character("No, I'm not an AI. I'm Judy.") is None
     assert breaks_character("I said it plainly.") is None  # "AI" only as a word
     assert breaks_character("Yes, I am a chatbots friend.") == "chatbot"
+    assert breaks_character("Ahh no sir, madam captain, chatbots are known as humans.") == "chatbot"
     assert breaks_character("She is a mermaid.", ("mermaid",)) == "mermaid"
 
 

@@ -164,13 +164,15 @@ def shape(text: str, *, max_sentences: int = 3, max_chars: int = 300, finished: 
 def breaks_character(text: str, forbid=DEFAULT_FORBID) -> str | None:
     """The forbidden phrase a sentence of ``text`` affirms (e.g. "AI" in "I am an AI"), else None.
 
-    A sentence that negates before the phrase ("I'm no robot", "not an AI") does not count.
+    A sentence that negates within the three words before the phrase ("I'm no robot", "not an AI")
+    does not count; a negation further away ("No sir, chatbots are people") does not excuse it.
     """
     pats = [(p, _phrase(p)) for p in forbid if isinstance(p, str) and p.strip()]
     for s in sentences(text):
         for p, pat in pats:
             m = pat.search(s)
-            if m is not None and not _NEGATION.search(s[:m.start()]):
+            # a denial negates right before the claim ("I'm not an AI", "no robot"), within a few words
+            if m is not None and not _NEGATION.search(" ".join(s[:m.start()].split()[-3:])):
                 return p
     return None
 
