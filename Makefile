@@ -90,7 +90,8 @@ rpc-server: $(STAMP)
 # instead of building or downloading.
 test-fast: $(STAMP)
 	LLAMA_CPP_LIB=/nonexistent/libllama.so RELIC_MODEL=/nonexistent/model.gguf \
-	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow"
+	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow" \
+	--skip-missing-ui -rs
 
 judy: setup
 	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)

@@ -189,7 +189,7 @@ registerForEvent("onUpdate", function()
   ok, e = pcall(llm.tokenize, string.rep("y ", 100000)) if not ok then last = e end
 end)
 """, "memory_mb = 16\n"),
-    # -- storage quotas, frame budgets, C calls, host-side copies, output (checklist 29-33) --
+    # -- storage quotas, frame budgets, C calls, host-side copies, output ------------------
     "io_handles": ("3 append handles on one file, a truncating 'w' handle beside 8 writing ones, 20 empty "
                    "files a frame (io limits 1 MiB a file, 4 MiB and 256 files a folder)", """
 local hs = { io.open("a.bin", "a"), io.open("a.bin", "a"), io.open("a.bin", "a") }

@@ -1,4 +1,4 @@
-"""Hostile-mod measurements for the inference worker's classes (issue 12 items 1, 3, 7 and the tokenize cap).
+"""Hostile-mod measurements for the inference worker's classes (shutdown mid-work, held objects, starvation and the tokenize cap).
 
 Importable functions (bench/hostile.py runs them with every other class); each
 runs real mods in a real host, with a well-behaved mod beside the attacker,

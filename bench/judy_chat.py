@@ -7,7 +7,7 @@ time from the ask to the first streamed token (measured on the frame thread,
 as a player sees it), the prompt and reused tokens, and whether the turn
 overflowed the context (the prompt got shorter than the conversation).
 
-Targets (issue 14): a normal turn's time to first token <= 1 s on the 2-core
+Targets: a normal turn's time to first token <= 1 s on the 2-core
 machine; the overflow turn <= 2x a normal turn.  ``--n-ctx`` makes the
 overflow come sooner (default 1024 tokens per sequence: it overflows around
 turn 12 of 30).

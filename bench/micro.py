@@ -9,7 +9,7 @@ Contenders (each run in a fresh process; runs interleaved):
   relic-python      host.llama.Vocab: detokenize(), piece(), is_eog(), tokenize()
                     (piece and is_eog are cached per token by design)
   relic-lua         a sandboxed mod: llm.tokenize and llm.count, the only
-                    tokenizer calls the sandboxed API has (LUA_API.md); the
+                    tokenizer calls the sandboxed API has (docs/MODDING.md); the
                     others are not exposed to sandboxed mods
   relic-ffi         a trusted mod: llama.C.* through LuaJIT's FFI, JIT on
   llama-cpp-python  Llama.detokenize / Llama.tokenize (high level) and the

@@ -340,7 +340,8 @@ def market(seeds, quick: bool, model_path=None, timeout: float = 300.0) -> dict:
         world = World(seed=seed)
         host = build_host(ROOT / "examples" / "market" / "mods", model_path=model_path, rag=False, load=False,
                           console=lambda line: None)
-        host.add_provider(MarketAPI(world))
+        host.expose_per_mod("market", MarketAPI(world).for_mod)
+        host.declare_event("onHear", "onStreetEvent")
         host.load()
         said: dict = {m: [] for m in world.npcs}
         try:

@@ -222,7 +222,7 @@ def _median(d, *keys):
 
 
 def targets(res: dict) -> list[dict]:
-    """Every target of issue 9, met or missed, with the figures it was judged on."""
+    """Every benchmark target, met or missed, with the figures it was judged on."""
     out = []
 
     def add(name, ok, detail):
@@ -276,7 +276,7 @@ def targets(res: dict) -> list[dict]:
                 add(f"Relic Python {op} >= llama-cpp-python", a >= b, f"{a:,.0f} vs {b:,.0f} calls/s (x{a / b:.2f})")
     extras = res.get("extras", {})
     frame = extras.get("sandbox_speed", {}).get("data", {}).get("game frame")
-    if frame:   # issue 16 item 1
+    if frame:
         add("sandboxed game-like frame <= 1.3 x trusted (JIT)", frame["ratio"] <= 1.3,
             f"{frame['sandboxed_ms']:.2f} vs {frame['trusted_ms']:.2f} ms (x{frame['ratio']:.2f})")
     wd = extras.get("watchdog_latency", {}).get("data")
@@ -398,7 +398,7 @@ def markdown(res: dict, charts: list[str]) -> str:
                 L.append(f"- **{name}** (`{r['command']}`, {r['seconds']} s):")
                 L += ["", "```", r["stdout_tail"][-2500:], "```", ""]
         L.append("")
-    L += ["## Targets (issue 9)", "", "| target | met | figures |", "|---|---|---|"]
+    L += ["## Targets", "", "| target | met | figures |", "|---|---|---|"]
     for t in res["targets"]:
         mark = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         L.append(f"| {t['target']} | {mark} | {t['detail']} |")

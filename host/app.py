@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from host.config import Config
@@ -102,12 +103,13 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     mods_dir = Path(mods_dir) if mods_dir is not None else config.mods_dir
     host_kwargs["grants"] = {**config.mod_grants(), **(host_kwargs.get("grants") or {})}
     host_kwargs.setdefault("limits", config.limits)
-    host = Host(mods_dir, **host_kwargs)
-    if llm:
+    if not llm:
+        host = Host(mods_dir, **host_kwargs)
+    else:
         from host.api.grammar import GrammarProvider
         from host.api.llm import LLMProvider
         from host.api.quotas import QuotaLedger
-        from host.api.rag import RagProvider
+        from host.api.rag import RagProvider, memory_store
         from host.worker import Worker
 
         owned = model is None
@@ -117,6 +119,7 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             model = load_model(config, prepared)
         elif config.template:
             set_template(model, config.template)
+        host = Host(mods_dir, model=model, **host_kwargs)
         warning = set_template(model) if not model.template_override else None
         if warning:
             host.host_log(warning)
@@ -132,9 +135,9 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             raise
         ledger = QuotaLedger()  # per-mod host-side objects, shared by the three providers
         grammars = GrammarProvider(model, ledger=ledger)
-        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger)
+        llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger,
+                                   memory_for=partial(memory_store, ledger) if config.rag else None)
         memory = RagProvider(worker, llm_provider) if config.rag else None
-        llm_provider.memory_for = memory.memory_for if memory else None
         host.add_provider(grammars)
         host.add_provider(llm_provider)
         if memory is not None:
@@ -144,6 +147,16 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     if load:
         host.load()
     return host
+
+
+def create_host(config: Config, prepared: Prepared | None = None, **host_kwargs) -> Host:
+    """The host a game embeds, not yet loaded: ``build_host(config=config, prepared=prepared, load=False)``.
+
+    Publish the game's API on it (expose, expose_per_mod, declare_event,
+    hookable), then call ``load()``.  ``host_kwargs``: ``console``, ``ui``,
+    ``grants`` and the other Host arguments; ``llm=False`` leaves out the model.
+    """
+    return build_host(config=config, prepared=prepared, load=False, **host_kwargs)
 
 
 def host_with_mod(mods_dir, mod_id: str, **build_kwargs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from host.errors import RelicError
+from host.errors import TemplateError
 
 
 def chat_main(args, config, prepared) -> int:
@@ -17,11 +17,11 @@ def chat_main(args, config, prepared) -> int:
     from host.engine.chat_tokens import chat_tokens
     from host.llama import Context, generate
 
-    try:
-        model = load_model(config, prepared)
-    except RelicError as exc:
-        print(f"relic chat: {exc}", file=sys.stderr)
-        return 1
+    model = load_model(config, prepared)  # a RelicError is one line on stderr (host.cli.main)
+    if model.template_override is None and model.chat_template() is None:
+        model.close()
+        raise TemplateError(f"{model.path.name} has no chat template (a base model?): pass --template NAME, "
+                            "e.g. --template chatml")
     ctx = Context(model, n_ctx=2048)
     history = [{"role": "system", "content": args.system}]
     interactive = sys.stdin.isatty()

@@ -35,7 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from host.errors import PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, WorkerDeadError
+from host.errors import (PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, TemplateError,
+                         WorkerDeadError)
 from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
@@ -280,12 +281,20 @@ class Worker:
             sampling.resolve(sampler)
         if system is not None and not isinstance(system, str):
             raise SessionError("system must be a string")
+        self.check_template(template)
         if template is not None:  # llama_chat_apply_template is a pure function: safe here
             self.model.apply_chat_template([{"role": "user", "content": "x"}], template=template)
         sid = next(self._ids)
         self.post(SessionCreateRequest, mod_id, session_id=sid, system=system, sampler=sampler,
                   overflow=overflow, template=template, memory=memory, priority=priority)
         return sid
+
+    def check_template(self, template: str | None = None) -> None:
+        """Raise TemplateError (one line naming the fix) when chats cannot work: the model has no chat
+        template and none was named (here, nor for the whole host)."""
+        if template is None and self.model.template_override is None and self.model.chat_template() is None:
+            raise TemplateError(f"{self.model.path.name} has no chat template (a base model?): start with "
+                                "--template NAME (e.g. chatml), or pass template= to llm.session / llm.chat")
 
     def say(self, mod_id: str, session_id: int, text: str, *, on_token=None, on_done=None, **options) -> Handle:
         """One user turn in a session; the reply streams like any generation."""

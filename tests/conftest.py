@@ -32,6 +32,30 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: runs on a GPU build (make test-gpu); skipped in make test")
 
 
+# The window and ImGui tests need the ui extra (imgui-bundle, pygame-ce) and Xvfb, which `make test`
+# installs.  `make test-fast` passes --skip-missing-ui: there a test that finds one of them missing
+# is skipped, saying which; without the option it fails, so `make test` never skips them quietly.
+UI_PACKAGES = {"imgui_bundle": "imgui-bundle", "pygame": "pygame-ce"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--skip-missing-ui", action="store_true",
+                     help="skip (not fail) the tests whose ui extra (imgui-bundle, pygame-ce) or Xvfb is missing")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    outcome = yield
+    exc = outcome.excinfo[1] if outcome.excinfo else None
+    if isinstance(exc, ModuleNotFoundError) and exc.name in UI_PACKAGES:
+        why = (f"{UI_PACKAGES[exc.name]} is not installed: the ui extra (`pip install -e '.[ui]'`; "
+               "`make test` installs it)")
+        if item.config.getoption("--skip-missing-ui"):
+            outcome.force_exception(pytest.skip.Exception(why, _use_item_location=True))
+        else:
+            outcome.force_exception(pytest.fail.Exception(why, pytrace=False))
+
+
 @pytest.fixture(scope="session")
 def prepared():
     """What set-up resolved for this process's settings (RELIC_GPU=cpu under make test)."""
@@ -122,11 +146,14 @@ def llm_host(tmp_path, shared_worker, model):
 
 
 @pytest.fixture(scope="module")
-def display():
+def display(request):
     """A private Xvfb server for the window tests (market game, ImGui); yields its DISPLAY value."""
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
-        pytest.fail("Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it")
+        why = "Xvfb is not installed: run `make xvfb` (Debian package xvfb); `make test` does it"
+        if request.config.getoption("--skip-missing-ui"):
+            pytest.skip(why)
+        pytest.fail(why)
     r, w = os.pipe()
     proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

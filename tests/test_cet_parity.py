@@ -63,7 +63,7 @@ def test_cet_config_pattern_with_io(make_host, mods_dir):
 
 
 def test_io_cannot_leave_the_mod_folder(make_host, mods_dir, tmp_path):
-    # sandbox checklist 27: `..`, absolute paths and symlinks out are refused.
+    # `..`, absolute paths and symlinks out are refused.
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")
     write_mod(mods_dir, "other", "return {}", files={"mine.txt": "other's"})

@@ -125,7 +125,7 @@ def test_hostile_mod_is_stopped_while_run_goes_on(mods_dir):
                  stdin=io.StringIO(""), stdout=out)
     text = out.getvalue()
     assert status == 0
-    assert "mod 'evil' quarantined: watchdog" in text
+    assert "[evil:critical] quarantined: watchdog" in text and text.count("quarantined") == 1
     assert "[c] frames 10" in text
 
 

@@ -1,4 +1,4 @@
-"""kill -9 of the host while it writes leaves every file readable and consistent (issue 12, "also verify").
+"""Kill -9 of the host while it writes leaves every file readable and consistent.
 
 A real host (tests/crash_child.py: the real model, worker, llm and rag) runs
 a mod that saves a session or ingests documents in a loop; it is killed with
@@ -7,7 +7,7 @@ After every kill the files are checked on disk; after the last one a fresh
 host loads them through the mod API.
 
 Each round starts a host (~3-6 s), so `make test` runs RELIC_CRASH_ROUNDS
-rounds (default 2); the issue's 20 rounds: RELIC_CRASH_ROUNDS=20.
+rounds (default 2); a longer run: RELIC_CRASH_ROUNDS=20.
 """
 
 from __future__ import annotations

@@ -93,3 +93,54 @@ def test_readme_mod_example_answers(tmp_path, llm_host):
     host.run_command("ask When does the tide turn?")
     run_until(host, lambda: console.mod_lines("harbor_master"))
     assert console.mod_lines("harbor_master")[0].strip()
+
+
+def _embedding_steps():
+    """docs/EMBEDDING.md's steps: (title, lua block, python block) for each that has both."""
+    text = (ROOT / "docs" / "EMBEDDING.md").read_text()
+    steps = []
+    for part in re.split(r"^## ", text, flags=re.M)[1:]:
+        lua, py = _lua_blocks_in(part), re.findall(r"```python\n(.*?)```", part, re.S)
+        if lua and py:
+            steps.append((part.splitlines()[0], lua[0], py[0]))
+    return steps
+
+
+def _lua_blocks_in(text: str):
+    return re.findall(r"```lua\n(.*?)```", text, re.S)
+
+
+def _run_embedding_step(tmp_path, monkeypatch, capsys, title: str, lua: str, py: str, mod_id: str) -> str:
+    mods = tmp_path / "mods" / mod_id
+    mods.mkdir(parents=True)
+    (mods / "init.lua").write_text(lua)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(py, f"EMBEDDING.md[{title}]", "exec"), {"__name__": "__embedding__"})
+    out = capsys.readouterr().out
+    log = mods / f"{mod_id}.log"
+    assert "[error]" not in (log.read_text() if log.exists() else ""), log.read_text()
+    return out
+
+
+def test_embedding_guide_game_without_a_model_runs(tmp_path, monkeypatch, capsys):
+    """EMBEDDING.md step 1, as written: the printed lines it promises."""
+    title, lua, py = _embedding_steps()[0]
+    assert title.startswith("1.")
+    out = _run_embedding_step(tmp_path, monkeypatch, capsys, title, lua, py, "greeter")
+    lines = out.splitlines()
+    assert "[greeter] welcome, Ada! the house has 5 gold" in lines
+    assert "greeted" in lines and "[greeter] someone pays 2" in lines and "7" in lines
+    text = (ROOT / "docs" / "EMBEDDING.md").read_text()
+    for promised in ("`[greeter] welcome, Ada! the house has 5 gold`", "`greeted`", "`[greeter] someone pays 2`"):
+        assert promised in text
+
+
+@pytest.mark.needs_model
+def test_embedding_guide_talking_character_runs(tmp_path, monkeypatch, capsys):
+    """EMBEDDING.md step 2 with the default model: the keeper answers through the game's own API."""
+    title, lua, py = _embedding_steps()[1]
+    assert title.startswith("2.")
+    out = _run_embedding_step(tmp_path, monkeypatch, capsys, title, lua, py, "keeper")
+    assert "keeper listens: True" in out
+    said = [line for line in out.splitlines() if line.startswith("Mara: ")]
+    assert said and said[0] != "Mara: (no answer)" and len(said[0]) > len("Mara: "), out[-2000:]

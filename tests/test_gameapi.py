@@ -165,3 +165,53 @@ def test_expose_after_load_reaches_running_mods(make_host):
     assert console.mod_lines("late") == ["rain\tstorm"]
     host.game.display_resolution = (1280, 720)
     assert host.mods["late"].call(host.mods["late"].env.GetDisplayResolution) == (True, 1280.0)
+
+
+def test_expose_per_mod_binds_each_mod_to_its_own_value(make_host):
+    """Each mod reaches only its own character; a mod the game does not bind gets no global."""
+    bodies = {"bram": {"x": 0}, "oona": {"x": 0}}
+
+    def body_api(mod_id):
+        body = bodies.get(mod_id)
+        if body is None:
+            return None
+
+        def step(dx):
+            body["x"] += max(-5, min(5, dx))
+            return body["x"]
+        return {"name": mod_id, "step": step}
+
+    host, console = make_host({
+        "bram": 'registerCommand("walk", "", function() print(me.name, me.step(3), me.step(99)) end)',
+        "oona": 'registerCommand("swim", "", function() print(me.name, me.step(-1)) end)',
+        "stranger": 'print(type(me))',
+    }, load=False)
+    host.expose_per_mod("me", body_api)
+    host.load()
+    host.run_command("walk")
+    host.run_command("swim")
+    assert console.mod_lines("bram") == ["bram\t3\t8"] and console.mod_lines("oona") == ["oona\t-1"], console.text
+    assert bodies == {"bram": {"x": 8}, "oona": {"x": -1}}
+    assert console.mod_lines("stranger") == ["nil"]
+    assert "me" in host.game.describe()
+    with pytest.raises(GameAPIError, match="part of the mod API"):
+        host.expose_per_mod("llm", body_api)
+
+
+def test_emit_to_reaches_one_mod_and_returns_its_answer(make_host):
+    host, console = make_host({
+        "a": 'registerForEvent("onHear", function(who, text) print("a heard", who, text); return true end)',
+        "b": 'registerForEvent("onHear", function(who, text) print("b heard", text); return { busy = true } end)',
+        "c": 'registerForEvent("onHear", function() error("deaf") end)',
+        "d": 'print("no callback")',
+    }, load=False)
+    host.declare_event("onHear")
+    host.load()
+    assert host.emit_to("a", "onHear", "Oona", "hello") is True
+    assert host.emit_to("b", "onHear", "Oona", "psst") == {"busy": True}
+    assert console.mod_lines("a") == ["a heard\tOona\thello"] and console.mod_lines("b") == ["b heard\tpsst"]
+    assert host.emit_to("c", "onHear", "x", "y") is None and "deaf" in read_log(host, "c")
+    assert host.emit_to("d", "onHear", "x", "y") is None
+    assert host.emit_to("nobody", "onHear", "x", "y") is None
+    with pytest.raises(GameAPIError, match="was not declared"):
+        host.emit_to("a", "onSmell")

@@ -154,7 +154,7 @@ def test_whatever_we_accept_llama_cpp_accepts(lib, model):
     assert accepted > 100  # the fuzzing reached the interesting side
 
 
-# --- hostile input (issue 12 item 9): every bad grammar gets a message naming the problem ----------
+# --- hostile input: every bad grammar gets a message naming the problem ----------
 
 def test_deep_nesting_is_named_not_a_recursion_error():
     with pytest.raises(GrammarError, match="parentheses nested more than 64 deep"):

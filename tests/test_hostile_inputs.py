@@ -1,4 +1,4 @@
-"""Hostile files given to the host (issue 12, "also verify"): mod.toml values, a 50 MB init.lua, bad GGUFs.
+"""Hostile files given to the host: mod.toml values, a 50 MB init.lua, bad GGUFs.
 
 Each bad mod is skipped with a reason that names the problem while a
 bystander loads and ticks; a bad model given to `relic run --model` ends the

@@ -177,11 +177,9 @@ def test_unbalanced_imgui_calls_are_clear_errors_and_are_repaired(make_host):
 
 
 def _require_ui():
-    try:
-        import imgui_bundle  # noqa: F401
-        import pygame  # noqa: F401
-    except ImportError:
-        pytest.fail("the ui extra is not installed: `pip install -e '.[ui]'` (`make test` does it)")
+    """The ui extra: a missing package fails the test, or skips it under --skip-missing-ui (conftest)."""
+    import imgui_bundle  # noqa: F401
+    import pygame  # noqa: F401
 
 
 def test_real_imgui_widgets_respond_to_input(make_host):
@@ -232,13 +230,13 @@ WINDOW_SCRIPT = textwrap.dedent(r"""
     import sys, json
     import pygame
     from host.runtime.host import Host
-    from host.ui.imgui_overlay import ImGuiOverlay
+    from host.ui.imgui_overlay import ImGuiOverlay, imgui_layer
 
     mods, out = sys.argv[1], sys.argv[2]
     pygame.display.init()
     screen = pygame.display.set_mode((640, 400))
-    host = Host(mods, console=print)
-    overlay = ImGuiOverlay(host, screen.get_size())
+    host = Host(mods, console=print, ui=imgui_layer(screen.get_size()))
+    overlay = ImGuiOverlay(host)
     host.load()
 
     def frame(events=()):
@@ -442,13 +440,13 @@ DRAW_SCRIPT = textwrap.dedent(r"""
     import sys, json
     import pygame
     from host.runtime.host import Host
-    from host.ui.imgui_overlay import ImGuiOverlay
+    from host.ui.imgui_overlay import ImGuiOverlay, imgui_layer
 
     mods, out = sys.argv[1], sys.argv[2]
     pygame.display.init()
     screen = pygame.display.set_mode((400, 300))
-    host = Host(mods, console=print)
-    overlay = ImGuiOverlay(host, screen.get_size())
+    host = Host(mods, console=print, ui=imgui_layer(screen.get_size()))
+    overlay = ImGuiOverlay(host)
     host.load()
     for _ in range(3):
         for e in pygame.event.get():

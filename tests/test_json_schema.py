@@ -322,7 +322,7 @@ def test_last_characters_and_nullability():
 
 
 def test_self_references_without_json_between_are_named():
-    """Issue 12 item 9: {"$ref": "#"} used to say "rule 'root-ref' is used but never defined"."""
+    """{"$ref": "#"} used to say "rule 'root-ref' is used but never defined"."""
     with pytest.raises(GrammarError, match=r"\$ref '#' leads back to itself \(# -> #\)"):
         js.to_gbnf({"$ref": "#"})
     with pytest.raises(GrammarError, match=r"#/\$defs/a -> #/\$defs/b -> #/\$defs/a"):

@@ -48,7 +48,7 @@ def test_quit_exits_cleanly(tmp_path):
 
 
 def test_an_empty_line_cancels_her_reply_without_quitting(tmp_path):
-    """Issue 14: a reply can be cancelled (Esc or an empty line) and the chat goes on."""
+    """A reply can be cancelled (Esc or an empty line) and the chat goes on."""
     mods = tmp_path / "mods"
     shutil.copytree(ROOT / "mods" / "judy", mods / "judy")
     out = run_judy(mods, "Tell me the whole story of Lowmarsh, every year of it.\n\nWhat is your name?\n")

@@ -43,7 +43,7 @@ def test_store_requests_on_the_worker(worker, tmp_path):
 
 
 def test_a_long_ingest_is_cancelled_within_a_batch(worker, tmp_path):
-    """Issue 12 item 1: a ~1 MiB store:add stops at its cancel flag instead of running for a minute."""
+    """A ~1 MiB store:add stops at its cancel flag instead of running for a minute."""
     path = tmp_path / "big.rag.sqlite3"
     words = ("harbor lantern rope tide ferry captain market barrel salt net ").split()
     text = " ".join(f"{words[i % len(words)]} {i}" + ("." if i % 17 == 0 else "") for i in range(150_000))[: 1 << 20]

@@ -1,4 +1,4 @@
-"""Python -> Lua conversions check room for their real size first (issue 12 item 2).
+"""Python -> Lua conversions check room for their real size first.
 
 `llm.tokenize` of a multi-MiB string used to build a Lua table of millions of
 entries after checking room for 64 bytes; the table outgrew the mod's cap
@@ -116,7 +116,7 @@ def test_host_function_results_past_the_cap_fail_cleanly_in_the_mod(make_host):
 
 
 def test_llm_tokenize_past_the_cap_is_a_clear_error_from_a_mod(llm_host):
-    """The issue's own case: llm.tokenize's token list would not fit under a 4 MiB cap."""
+    """The first case found: llm.tokenize's token list would not fit under a 4 MiB cap."""
     host, console = llm_host({"attacker": """
         local done = false
         registerForEvent("onUpdate", function()

@@ -1,4 +1,4 @@
-"""Errors in a cross-mod call count against the caller (issue 12 item 4, checklist 23).
+"""Errors in a cross-mod call count against the caller.
 
 Calling another mod's exported function with bad arguments 20 times used to
 quarantine the callee.  Now the caller gets the error as its own Lua error
@@ -88,7 +88,7 @@ def test_callee_errors_with_a_callers_function_blame_the_caller(make_host):
 
 
 def test_pairs_over_a_huge_exported_table_is_bounded(make_host):
-    """Issue 12 item 6: GetMod views list keys synchronously; past the transfer cap it is an error."""
+    """GetMod views list keys synchronously; past the transfer cap it is an error."""
     from host.runtime.limits import Limits
 
     host, console = make_host({
@@ -106,7 +106,7 @@ def test_pairs_over_a_huge_exported_table_is_bounded(make_host):
 
 
 def test_copies_between_mods_stop_at_the_callers_deadline(make_host):
-    """Issue 12 item 6: copying a million values into another mod is host work on the caller's budget."""
+    """Copying a million values into another mod is host work on the caller's budget."""
     import time
 
     from host.runtime.limits import Limits

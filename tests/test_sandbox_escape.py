@@ -1,6 +1,5 @@
-"""Sandbox checklist classes 1-10, 14 and 16, each tried from inside a real mod.
-
-Class numbers refer to ../shared/sandbox-checklist.md.  "Survives" is checked
+"""Sandbox escapes (globals, metatables, loaders, string and FFI tricks), each tried from inside a
+real mod.  "Survives" is checked
 by a bystander mod that keeps ticking next to the hostile one.
 """
 
@@ -211,7 +210,7 @@ def test_class7_no_debug_hooks_or_jit_control(make_host):
 
 
 def test_class7_the_jit_is_on_in_sandboxed_runtimes(make_host):
-    # Issue 16 item 1: the watchdog no longer needs a debug hook (instrumented
+    # the watchdog no longer needs a debug hook (instrumented
     # code ticks it), so sandboxed mods run compiled, with every optimization.
     host, _ = make_host({"m": "return 1"})
     status = list(host.mods["m"].lua.eval("{ jit.status() }").values())

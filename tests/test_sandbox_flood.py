@@ -1,5 +1,4 @@
-"""Sandbox checklist classes 17 (floods), 18 (hostile data) and 19 (hostile
-mod folders), each tried from inside real mods."""
+"""Floods, hostile data and hostile mod folders, each tried from inside real mods."""
 
 from __future__ import annotations
 

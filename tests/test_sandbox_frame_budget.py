@@ -1,4 +1,4 @@
-"""One budget per mod per frame, and C calls charged before they run (checklist classes 30, 31).
+"""One budget per mod per frame, and C calls charged before they run.
 
 Each hostile mod runs beside a well-behaved one; timings are only loose bounds
 here (bench/hostile.py measures the frames).

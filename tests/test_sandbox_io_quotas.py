@@ -1,4 +1,4 @@
-"""Storage quotas through `io` hold under every handle pattern (sandbox checklist classes 28, 29).
+"""Storage quotas through `io` hold under every handle pattern.
 
 Each hostile mod runs beside a well-behaved one that keeps writing its own file
 and printing; the quotas must hold and the good mod must not notice.

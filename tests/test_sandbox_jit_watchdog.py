@@ -1,5 +1,5 @@
-"""The watchdog with the JIT on (issue 16 item 1) and on the frame thread's CPU
-clock (issue 12 item 11).
+"""The watchdog with the JIT on and on the frame thread's CPU
+clock.
 
 Sandboxed chunks are instrumented when they are loaded (host/runtime/
 instrument.lua) instead of running under a count hook with the JIT off.  These
@@ -225,7 +225,7 @@ def test_error_lines_and_tracebacks_point_at_the_modders_file(make_host):
     assert "mods/m/init.lua:7:" in log and "mods/m/init.lua:8:" in log
 
 
-# -- CPU time, not wall time (issue 12 item 11) -------------------------------------------
+# -- CPU time, not wall time -------------------------------------------
 
 class Napper:
     """A provider whose `nap(s)` blocks the frame thread without using CPU."""
@@ -235,7 +235,7 @@ class Napper:
 
 
 def test_budget_is_cpu_time_of_the_frame_thread(make_host):
-    """Regression (issue 12 item 11): a well-behaved mod was quarantined for its
+    """Regression: a well-behaved mod was quarantined for its
     50 ms budget while the machine was busy elsewhere.  Time the frame thread
     does not spend running the mod (here: blocked in a host call) is not
     charged; CPU time is."""

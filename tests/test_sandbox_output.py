@@ -1,4 +1,4 @@
-"""A mod's output cannot forge host lines (checklist class 33); its log is written once per frame."""
+"""A mod's output cannot forge host lines; its log is written once per frame."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def test_a_newline_in_a_print_never_starts_an_unprefixed_host_line(make_host):
     assert "[forger] [relic] mod 'good' quarantined: fake" in console.lines
     assert "[forger:error] one" in console.lines and "[forger:error] two" in console.lines
     assert "[forger] [relic] four" in console.lines
-    assert any(l.startswith("[forger:error] [relic] five") for l in console.lines), console.lines
+    # an error the host reports shows its first line on the console; the rest is in the log
+    assert any(l.startswith("[forger:error] error in onUpdate:") and l.endswith("boom") for l in console.lines)
+    assert "[error] [relic] five" in read_log(host, "forger")
     for line in console.lines:   # every line is the host's own or carries a mod's prefix
         assert line.startswith(("[relic] ", "[forger]", "[forger:", "[good]")), line
     log = read_log(host, "forger")

@@ -183,7 +183,7 @@ return n, table.concat(diffs, "\n")
 
 @pytest.mark.parametrize("cap", [1e7, 100])
 def test_odd_arguments_are_checked_exactly_like_c(cap):
-    """Issue 12 item 12: gsub(s, p, r, 1.5) replaced twice in the Lua port, and
+    """Gsub(s, p, r, 1.5) replaced twice in the Lua port, and
     non-number init/max were accepted on subjects large enough for the port.
     cap = 100 sends every call on the long subject to the Lua matcher."""
     rt, g = guard(cap=cap)
@@ -226,7 +226,7 @@ def test_odd_arguments_from_a_mod_on_a_large_subject(make_host):
 
 
 def test_estimate_keeps_linear_patterns_over_long_text_on_c():
-    """Issue 16 item 1: gsub with "(%a+)," over 1 MB of text went to the Lua
+    """Gsub with "(%a+)," over 1 MB of text went to the Lua
     matcher (2 s instead of 54 ms in C): the per-start bound multiplied the
     longest word by every start.  Summed over the starts, a class quantifier
     followed by a disjoint item costs at most (longest run + 1) / 2 per byte."""

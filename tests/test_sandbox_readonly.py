@@ -1,4 +1,4 @@
-"""Read-only host tables stay read-only through every iterator (checklist 26).
+"""Read-only host tables stay read-only through every iterator.
 
 `select(2, pairs(json))` (and ipairs, next, rawget, table.insert) used to
 hand a mod the writable table behind the read-only proxies of the host's

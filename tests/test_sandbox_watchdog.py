@@ -1,9 +1,9 @@
-"""Sandbox checklist classes 11, 12, 13 and 15: runaway code, C-call bombs,
+"""Runaway code, C-call bombs,
 memory exhaustion, yielding across the host and re-entering it.
 
 Each hostile mod runs next to a bystander; the host must stop the offender
 (quarantine, logged reason), keep ticking, and keep the bystander running.
-Stop times are asserted only loosely (the issue asks for 0.5 s; the measured
+Stop times are asserted only loosely (the target is 0.5 s; the measured
 numbers are in bench/watchdog_latency.py).
 """
 
@@ -57,7 +57,7 @@ def test_class11_infinite_loops_are_stopped(make_host, shape):
     mod = host.mods["hostile"]
     assert mod.state == "quarantined", read_log(host, "hostile")
     # the 50 ms CPU budget, or on a machine so loaded that the frame thread got
-    # under 2.5 % of a CPU for 2 s, the wall-clock ceiling (issue 12 item 11)
+    # under 2.5 % of a CPU for 2 s, the wall-clock ceiling
     assert "watchdog" in mod.reason
     assert "50 ms budget" in mod.reason or "2000 ms wall-clock limit" in mod.reason
     assert "quarantined: watchdog" in read_log(host, "hostile")

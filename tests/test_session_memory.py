@@ -34,7 +34,7 @@ def state(worker, sid):
 
 
 def test_drop_oldest_overflow_reuses_the_kept_history(model, no_thread_left):
-    """Issue 14: an overflow turn re-read the whole history (126 of 1,741 tokens reused); now it is spliced."""
+    """An overflow turn re-read the whole history (126 of 1,741 tokens reused); now it is spliced."""
     w = make_worker(model)
     try:
         sid = w.create_session("m", system=SYSTEM, overflow="drop_oldest")
@@ -70,7 +70,7 @@ def test_summarize_keeps_a_running_summary_after_the_system_prompt(model, no_thr
 
 
 def test_the_memory_note_is_shown_in_its_turn_only(model, no_thread_left, tmp_path):
-    """Issue 14: retrieved memory stayed in the history (the prompt grew ~300 tokens a turn)."""
+    """Retrieved memory stayed in the history (the prompt grew ~300 tokens a turn)."""
     from host.setup.embed_model import ensure_embed_model
 
     w = make_worker(model, n_ctx=1024, embed_model=ensure_embed_model())

@@ -1,4 +1,4 @@
-"""--template / RELIC_TEMPLATE: a named llama.cpp chat template for every chat of the model (issue 14 item 5)."""
+"""--template / RELIC_TEMPLATE: a named llama.cpp chat template for every chat of the model."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """llama-cpp-python 0.3.36, built from the pinned sdist in its own virtualenv in the cache.
 
-The contender the issue names: the same source distribution Relic takes its
+The contender named for comparison: the same source distribution Relic takes its
 llama.cpp from (checked by the same sha256), compiled by ``pip install`` with
 setup's cmake flags in ``CMAKE_ARGS`` (plus ``-DLLAVA_BUILD=OFF``: the
 multimodal library is not benchmarked and would double the build).  The

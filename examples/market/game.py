@@ -4,7 +4,7 @@ Each frame, on this one thread::
 
     events -> input (arrow keys walk, typing talks to the nearest NPC)
     world.update(dt)              bodies move
-    deliveries -> NPC mods        hear(who, text) / event(text) on the mods' public tables
+    deliveries -> NPC mods        host.emit_to(npc, "onHear", who, text) / (npc, "onStreetEvent", text)
     host.update(dt)               Lua mods run; tokens from the worker land in bubbles
     draw world, HUD, stats        then every hook in ``game.draw_hooks`` (overlays draw here)
     host.draw()                   mods' onDraw (their ImGui calls, one ImGui frame)
@@ -12,7 +12,9 @@ Each frame, on this one thread::
     flip; tick to the frame rate
 
 The inference worker never blocks this loop: NPC lines are requests whose
-tokens arrive through host.update().
+tokens arrive through host.update().  The game uses Relic's public API only
+(docs/EMBEDDING.md): each NPC mod gets its own ``market`` table
+(``host.expose_per_mod``) and hears the street through two game events.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from world import HEIGHT, WIDTH, MarketAPI, World
 ARROWS = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down"}
 MAX_TYPED = 160
 PLAYER = "The traveler"
+# The game's events (declared before the mods load): an NPC mod registers for them and answers
+# true when it starts a reply, false while it is still busy with one.
+HEAR = "onHear"                  # (who, text): someone speaks to the NPC
+STREET_EVENT = "onStreetEvent"   # (text): something happens on the street
+EVENTS = (HEAR, STREET_EVENT)
 
 AMBIENT = [
     "The tide bell rings from the clock tower: high water within the hour.",
@@ -49,8 +56,9 @@ def percentile(values, q: float) -> float:
 class Game:
     """The market street game around a Relic host (see module docstring)."""
 
-    def __init__(self, host_factory: Callable, *, mods_dir: Path, fps: int = 60, seed: int = 7,
-                 ambient_s: float = 14.0):
+    def __init__(self, host_factory: Callable, *, fps: int = 60, seed: int = 7, ambient_s: float = 14.0):
+        """``host_factory(market)`` makes the loaded host and the ImGui overlay (or None) for the
+        ``market`` API: it publishes ``market.for_mod`` with ``host.expose_per_mod`` and declares EVENTS."""
         pygame.display.init()
         pygame.font.init()
         pygame.display.set_caption("Relic - market street")
@@ -58,8 +66,7 @@ class Game:
         pygame.key.start_text_input()
         self.world = World(seed)
         self.market = MarketAPI(self.world)
-        self.host = host_factory(mods_dir, self.market)
-        self.overlay = self.host.ui.overlay   # the mods' ImGui overlay (F1), or None
+        self.host, self.overlay = host_factory(self.market)   # the overlay: the mods' ImGui (F1), or None
         self.renderer = Renderer(self.screen)
         self.draw_hooks: list[Callable[[pygame.Surface], None]] = []  # overlays: called after the world is drawn
         self.fps = fps
@@ -107,25 +114,24 @@ class Game:
             self.world.toast("Nobody is close enough to hear you.")
             return
         self.said.append((target.name, text))
+        self.host.llm_focus(target.mod_id)   # the player's partner answers first; the street's chatter waits
         self.world.hear(target.mod_id, "hear", PLAYER, text)
 
     # --- the frame -----------------------------------------------------------
     def deliver(self) -> None:
-        """Hand due lines and events to the NPC mods (their public hear/event functions)."""
+        """Hand due lines and events to the NPC mods (the game's onHear / onStreetEvent events)."""
         for _, mod_id, kind, speaker, text, depth in self.world.due():
-            mod = self.host.mods.get(mod_id)
             npc = self.world.npcs.get(mod_id)
-            if mod is None or npc is None or mod.state != "loaded" or not mod.public:
+            if npc is None:
                 continue
-            fn = mod.public[kind]
-            if fn is None:
-                continue
-            args = (speaker, text) if kind == "hear" else (text,)
-            ok, accepted = mod.call(fn, *args, what=f"market {kind}")
-            if ok and accepted:
+            if kind == "hear":
+                accepted = self.host.emit_to(mod_id, HEAR, speaker, text)
+            else:
+                accepted = self.host.emit_to(mod_id, STREET_EVENT, text)
+            if accepted:
                 npc.busy, npc.depth = True, depth
                 npc.answering_player = speaker == PLAYER
-            elif ok and speaker == PLAYER:
+            elif accepted is False and speaker == PLAYER:
                 self.world.hear(mod_id, kind, speaker, text, delay=0.25)  # busy: the player's line waits
         now = time.monotonic()
         if now > self.next_ambient:
@@ -170,9 +176,8 @@ class Game:
         p99 = percentile(self.work_ms, 99) if self.work_ms else 0.0
         lines = [f"fps {fps:5.1f}", f"frame p50 {p50:5.2f} ms  p99 {p99:5.2f} ms",
                  f"tok/s {self.world.tok_per_s():5.1f}"]
-        where = next((p.model.placement for p in self.host.providers
-                      if hasattr(getattr(p, "model", None), "placement")), None)
-        return lines + [f"model on {where}"] if where else lines
+        model = self.host.model
+        return lines + [f"model on {model.placement}"] if model is not None else lines
 
     def run(self, *, max_frames: int | None = None, script=None) -> None:
         """The loop: until the window closes, Esc, or ``max_frames``; ``script(game)`` runs each frame."""

@@ -14,6 +14,7 @@ Headless (what the CI test runs, under Xvfb):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,14 +78,15 @@ def main(argv=None) -> int:
 
     import pygame
 
-    from game import Game
-    from host.app import build_host
-    from host.cli import config_from
-    from host.errors import RelicError
+    import host as relic
+    from game import EVENTS, Game
+    from world import HEIGHT, WIDTH
 
-    try:
-        config = config_from(args)  # --model/--template and $RELIC_* settings
-    except RelicError as exc:
+    try:  # --model/--template over $RELIC_* settings; the NPCs need no `rag`
+        config = relic.Config.load(args={"model": args.model, "template": args.template, "mods_dir": args.mods},
+                                   environ=os.environ, rag=False)
+        prepared = relic.prepare(config)  # builds and downloads (cached) before the game starts
+    except relic.RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 2
 
@@ -92,22 +94,24 @@ def main(argv=None) -> int:
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
 
-    def host_factory(mods_dir, market_api):
-        host = build_host(mods_dir, config=config, rag=False, load=False,
-                          console=lambda line: print(line, flush=True))
-        host.add_provider(market_api)
+    def host_factory(market):
+        ui = None
         try:   # the mods' ImGui overlay (F1), as CET's; needs imgui-bundle (the game extra)
-            from host.ui.imgui_overlay import ImGuiOverlay
-            from world import HEIGHT, WIDTH
-            ImGuiOverlay(host, (WIDTH, HEIGHT))
+            ui = relic.imgui_layer((WIDTH, HEIGHT))
         except ImportError as exc:
             print(f"relic: no ImGui overlay ({exc}); mods' ImGui calls draw nothing", flush=True)
-        host.load()
-        return host
+        # the game decides privileges: its tools window asks for 250 ms (ImGui calls wait for the GIL while
+        # the worker runs); the NPC mods get the default
+        game_host = relic.create_host(config, prepared, console=lambda line: print(line, flush=True), ui=ui,
+                                      grants={"tools": relic.Grant(budget_ms=250)})
+        game_host.expose_per_mod("market", market.for_mod)   # each NPC mod: its own body on the street
+        game_host.declare_event(*EVENTS)                      # onHear / onStreetEvent
+        game_host.load()
+        return game_host, (relic.ImGuiOverlay(game_host) if ui is not None else None)
 
     try:
-        game = Game(host_factory, mods_dir=Path(args.mods), fps=args.fps, seed=args.seed, ambient_s=args.ambient)
-    except RelicError as exc:
+        game = Game(host_factory, fps=args.fps, seed=args.seed, ambient_s=args.ambient)
+    except relic.RelicError as exc:
         print(f"relic: {exc}", file=sys.stderr)
         return 1
     script = demo_script(shots, args.shot_every) if args.demo else None

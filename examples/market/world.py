@@ -2,9 +2,10 @@
 
 Everything here runs on the frame thread (the game's loop).  The NPCs' minds
 are Lua mods (``examples/market/mods/<id>/``); their bodies live here.  A mod
-reaches its body only through the ``market`` table installed by
-:class:`MarketAPI` (a host provider), and the game reaches the mod through the
-public table its ``init.lua`` returns (``hear(who, text)``, ``event(text)``).
+reaches its body only through its own ``market`` table (:class:`MarketAPI`,
+published with ``host.expose_per_mod``), and the game reaches the mod through
+the events it declares (``onHear(who, text)``, ``onStreetEvent(text)``, sent to
+one mod with ``host.emit_to``).
 
 Every function in ``market`` checks and caps its input: a mod can set its own
 bubble, act on the world through a fixed set of verbs, and nothing else.
@@ -196,21 +197,21 @@ def _text(value, cap: int, what: str) -> str:
 
 
 class MarketAPI:
-    """Host provider: installs the game's ``market`` table into every NPC mod.
+    """The game's ``market`` table for each NPC mod: ``host.expose_per_mod("market", api.for_mod)``.
 
     The functions are bound to the mod's own body (a mod cannot move another
-    NPC).  A mod that is not part of the cast gets a table with ``me()`` only.
+    NPC).  A mod that is not part of the cast gets no ``market``.
     """
 
     def __init__(self, world: World):
         self.world = world
 
-    def install(self, mod) -> None:
-        npc = self.world.npcs.get(mod.id)
+    def for_mod(self, mod_id: str) -> dict | None:
+        """The ``market`` table of mod ``mod_id`` (None: it has no body on the street)."""
+        npc = self.world.npcs.get(mod_id)
         w = self.world
         if npc is None:
-            mod.expose("market", {"me": lambda: None})
-            return
+            return None
 
         def me():
             return {"name": npc.name, "role": npc.role, "x": npc.x, "y": npc.y, "mode": npc.mode,
@@ -268,6 +269,5 @@ class MarketAPI:
         def player_near():
             return npc.distance(w.player) < TALK_RANGE
 
-        mod.expose("market", {"me": me, "bubble": bubble, "speak": speak, "finish": finish, "give": give,
-                              "follow": follow, "call_guard": call_guard, "leave": leave,
-                              "player_near": player_near})
+        return {"me": me, "bubble": bubble, "speak": speak, "finish": finish, "give": give, "follow": follow,
+                "call_guard": call_guard, "leave": leave, "player_near": player_near}

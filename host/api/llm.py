@@ -18,7 +18,7 @@ from typing import Any
 from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
-from host.errors import OptionError, QuotaExceeded
+from host.errors import OptionError, QuotaExceeded, RelicError
 from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
 from host.results import Result
 from host.llama.luajit import address, luajit_cdef
@@ -216,6 +216,8 @@ class LLMProvider:
             raise OptionError(f"unknown request kind {kind!r}")
         raw = mod.from_lua(opts)
         options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        if kind == "chat":
+            self.worker.check_template(options.get("template"))
         stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, stream=stream, **options), stream=stream)
@@ -252,8 +254,15 @@ class LLMProvider:
                 self.worker.close_session(mod.id, sid)
 
     def _session_create(self, mod, opts, tools=None, dead=None):
+        """A new session's id, or (None, message): the Lua side raises the message at the mod's line."""
         self._collected(mod, dead)
-        opts = mod.from_lua(opts)
+        try:
+            return self._new_session(mod, mod.from_lua(opts), tools)
+        except RelicError as exc:
+            return None, str(exc)
+
+    def _new_session(self, mod, opts, tools):
+        self.worker.check_template(opts.get("template") if isinstance(opts, dict) else None)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
         known = {"system", "sampler", "overflow", "template", "memory", "priority"}
@@ -366,6 +375,7 @@ class LLMProvider:
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)
         if kind == "chat":
+            self.worker.check_template(options.get("template"))
             messages = list(messages)
             if messages and messages[0]["role"] == "system":
                 messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{toolset.describe()}"}

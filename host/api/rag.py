@@ -29,6 +29,20 @@ def store_path(mod, name) -> Path:
     return Path(mod.folder) / f"{name}.rag.sqlite3"
 
 
+def memory_store(ledger, mod, value) -> Path:
+    """For llm.session{ memory = store }: the store's path (searched on the worker each turn).
+
+    ``ledger`` counts the store against the mod's quota, as rag.open does;
+    the llm provider is given ``functools.partial(memory_store, ledger)``.
+    """
+    name = value.get("__relic_store") if isinstance(value, dict) else None
+    if name is None:
+        raise StoreError("memory= must be a store from rag.open(name)")
+    store_path(mod, name)
+    ledger.open_store(mod.id, name)
+    return store_path(mod, name)
+
+
 def _size(value) -> int:
     return len(value) if isinstance(value, (str, bytes)) else 0
 
@@ -53,14 +67,6 @@ class RagProvider:
     def _open(self, mod, name) -> None:
         store_path(mod, name)
         self.ledger.open_store(mod.id, name)
-
-    def memory_for(self, mod, value) -> Path:
-        """For llm.session{ memory = store }: the store's path (searched on the worker each turn)."""
-        name = value.get("__relic_store") if isinstance(value, dict) else None
-        if name is None:
-            raise StoreError("memory= must be a store from rag.open(name)")
-        self._open(mod, name)
-        return store_path(mod, name)
 
     def _call(self, mod, name, op, *args) -> int:
         path = store_path(mod, name)

@@ -5,8 +5,10 @@ A game publishes to every mod, on the frame thread, before or after
 
     host.expose("Market", market)                  # an object: its public methods and data
     host.expose("Prices", {"apple": 3})            # plain data (read-only to mods)
+    host.expose_per_mod("me", lambda mod_id: npcs[mod_id].api())   # each mod its own value
     host.declare_event("onQuestDone")              # before load: mods registerForEvent it
     host.emit("onQuestDone", {"quest": "q1"})      # -> every mod's callback
+    host.emit_to("bram", "onHear", "Oona", "hi")   # -> one mod's callback; returns what it returned
     market.buy = host.hookable("Market", "Buy", market.buy)
 
 `hookable` returns a function the game calls instead of the original; mods
@@ -201,6 +203,7 @@ class GameAPI:
     def __init__(self, host: "Host"):
         self.host = host
         self.published: dict[str, Any] = {}
+        self.per_mod: dict[str, Callable[[str], Any]] = {}
         self.events: set[str] = set()
         self.hooks: dict[tuple[str, str], Hook] = {}
         self.display_resolution: tuple[float, float] = (1920.0, 1080.0)
@@ -214,9 +217,28 @@ class GameAPI:
             raise GameAPIError(f"expose: {name!r} is not a valid Lua name")
         if name in RESERVED:
             raise GameAPIError(f"expose: '{name}' is part of the mod API and cannot be replaced")
+        self.per_mod.pop(name, None)
         self.published[name] = value
         for mod in self.host.running_mods():
             self._install_value(mod, name, value)
+
+    def expose_per_mod(self, name: str, make: Callable[[str], Any]) -> None:
+        """Publish the global `name` with a value of its own for each mod: ``make(mod_id)``.
+
+        ``make`` runs once per mod as it is built (and now, for mods already
+        running); a None result leaves that mod without the global.  For game
+        functions bound to one mod's character, say, so no mod can act for another.
+        """
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise GameAPIError(f"expose_per_mod: {name!r} is not a valid Lua name")
+        if name in RESERVED:
+            raise GameAPIError(f"expose_per_mod: '{name}' is part of the mod API and cannot be replaced")
+        if not callable(make):
+            raise GameAPIError("expose_per_mod: make must be a function of the mod id")
+        self.published.pop(name, None)
+        self.per_mod[name] = make
+        for mod in self.host.running_mods():
+            self._install_own(mod, name, make)
 
     def declare_event(self, *names: str) -> None:
         """Make event names known, so mods can registerForEvent them (call before load)."""
@@ -240,6 +262,29 @@ class GameAPI:
             mod.call(cb, *[mod.to_lua(d) for d in data], what=name)
             n += 1
         return n
+
+    def emit_to(self, mod_id: str, name: str, *args) -> Any:
+        """Fire a declared game event in one mod; returns what its callback returned (plain data).
+
+        None when the mod is not running, has no callback for the event, is
+        the one running now (it cannot be re-entered), or the callback failed
+        (the error is in the mod's log).
+        """
+        if name not in self.events:
+            raise GameAPIError(f"emit_to: '{name}' was not declared (host.declare_event('{name}') "
+                               "before loading mods)")
+        mod = self.host.mods.get(mod_id)
+        cb = mod.events.get(name) if mod is not None and mod.state == "loaded" else None
+        if cb is None or mod_id in self.host.call_stack:
+            return None
+        ok, result = mod.call(cb, *[mod.to_lua(plain(a)) for a in args], what=name)
+        if not ok:
+            return None
+        try:
+            return mod.from_lua_plain(result)
+        except ModError as e:
+            mod.report_error(name, f"bad return value: {e}")
+            return None
 
     def hookable(self, cls: str, method: str, fn: Callable | None = None):
         """Declare Class.Method hookable; returns the function the game must call from now on.
@@ -266,7 +311,7 @@ class GameAPI:
 
     def describe(self) -> str:
         """'this game publishes: ...' (for the stubs' error lines)."""
-        names = sorted(self.published)
+        names = sorted(set(self.published) | set(self.per_mod))
         hooks = sorted(h.name for h in self.hooks.values())
         if not names and not hooks:
             return "this game publishes nothing for mods (no host.expose / host.hookable)"
@@ -279,6 +324,11 @@ class GameAPI:
         data = plain(value, wrap=lambda f: self._game_function(mod, f))
         mod.expose(name, data, readonly=True)
 
+    def _install_own(self, mod: "Mod", name: str, make: Callable[[str], Any]) -> None:
+        value = make(mod.id)
+        if value is not None:
+            self._install_value(mod, name, value)
+
     def _game_function(self, mod: "Mod", fn: Callable) -> Callable:
         def call(*lua_args):
             return plain(fn(*[mod.from_lua_plain(a) for a in lua_args]))
@@ -289,6 +339,8 @@ class GameAPI:
         """Put the game API into a mod being built (called by host/runtime/cet.py)."""
         for name, value in self.published.items():
             self._install_value(mod, name, value)
+        for name, make in self.per_mod.items():
+            self._install_own(mod, name, make)
         for kind, fname in (("before", "Observe"), ("before", "ObserveBefore"),
                             ("after", "ObserveAfter"), ("override", "Override")):
             mod.env[fname] = mod.wrap(self._register(mod, kind, fname))

@@ -64,7 +64,8 @@ class Host:
 
     def __init__(self, mods_dir, *, lua_dir=None, console: Callable[[str], None] | None = None,
                  log_to_console: bool = True, clock: Callable[[], float] = time.perf_counter,
-                 limits: Limits | None = None, pump_budget_s: float = 0.004, grants=None):
+                 limits: Limits | None = None, pump_budget_s: float = 0.004, grants=None,
+                 ui: ImGuiLayer | None = None, model: Any = None):
         self.mods_dir = Path(mods_dir)
         self.lua_dir = Path(lua_dir) if lua_dir is not None else default_lua_dir()
         self.console = console or default_console
@@ -75,15 +76,18 @@ class Host:
         # from here (the player or the game), never from a file the mod can write
         self.grants = dict(grants or {})
         self.pump_budget_s = pump_budget_s
+        self.model = model                     # the chat model behind `llm` (host.llama.Model), or None
         self.mods: dict[str, Mod | SkippedMod] = {}
         self.order: list[str] = []             # ids in load order
         self.providers: list[Any] = []
         self.call_stack: list[str] = []        # ids of mods running now (innermost last)
         self.crossmod = CrossMod(self)
         self.game = GameAPI(self)              # what the embedding game publishes
-        # Mods' ImGui: headless (calls accepted, nothing drawn) until a game
-        # attaches an overlay's layer (host/ui/imgui_overlay.py) before load().
-        self.ui = ImGuiLayer()
+        # Mods' ImGui: headless (calls accepted, nothing drawn) unless the game
+        # gives a layer over Dear ImGui (host/ui/imgui_overlay.py: imgui_layer(size)).
+        self.ui = ui if ui is not None else ImGuiLayer()
+        if self.ui.size is not None:
+            self.game.display_resolution = (float(self.ui.size[0]), float(self.ui.size[1]))
         self._last_draw: float | None = None
         self.quit_requested = False
         self.overlay_open = False
@@ -169,6 +173,10 @@ class Host:
         """Publish a game table, object or function to every mod as the global `name`."""
         self.game.expose(name, value)
 
+    def expose_per_mod(self, name: str, make: Callable[[str], Any]) -> None:
+        """Publish the global `name` with each mod's own value, ``make(mod_id)`` (None: not for that mod)."""
+        self.game.expose_per_mod(name, make)
+
     def declare_event(self, *names: str) -> None:
         """Declare game events mods can registerForEvent (before load())."""
         self.game.declare_event(*names)
@@ -177,6 +185,13 @@ class Host:
         """Fire a declared game event in every running mod; returns how many callbacks ran."""
         try:
             return self.game.emit(name, *args)
+        finally:
+            self.flush_logs()
+
+    def emit_to(self, mod_id: str, name: str, *args) -> Any:
+        """Fire a declared game event in one mod; returns its callback's return value (None if none ran)."""
+        try:
+            return self.game.emit_to(mod_id, name, *args)
         finally:
             self.flush_logs()
 
@@ -249,10 +264,11 @@ class Host:
     def mod_stopped(self, mod: Mod) -> None:
         """Called by a Mod that failed or was quarantined: say so, uninstall providers."""
         mod.log.flush()
-        if mod.state == "quarantined":
-            self.host_log(f"mod '{mod.id}' quarantined: {mod.reason}")
+        what = "quarantined" if mod.state == "quarantined" else "not loaded"
+        if mod.log.console is not None:   # the mod's own log line said it on the console already
+            logger.info("mod '%s' %s: %s", mod.id, what, mod.reason)
         else:
-            self.host_log(f"mod '{mod.id}' not loaded: {mod.reason}")
+            self.host_log(f"mod '{mod.id}' {what}: {mod.reason}")
         self._provider_uninstall(mod)
 
     def _unload(self, mod: Mod | SkippedMod) -> None:

@@ -359,7 +359,7 @@ class Mod:
 
     def report_error(self, what: str, message: str) -> None:
         """Log a callback error; quarantine after too many in the window."""
-        self.log.write("error", f"error in {what}: {message}", force=True)
+        self.log.write("error", f"error in {what}: {message}", force=True, once=True)
         now = self.host.clock()
         window = self.host.limits.error_window_s
         self._errors.append(now)
@@ -374,7 +374,7 @@ class Mod:
             return
         self.state = "quarantined"
         self.reason = reason
-        self.log.write("critical", f"quarantined: {reason}", force=True)
+        self.log.write("critical", f"quarantined: {reason}", force=True, once=True)
         self.host.mod_stopped(self)
         self.release()
 
@@ -384,7 +384,7 @@ class Mod:
             return
         self.state = "failed"
         self.reason = reason
-        self.log.write("error", f"not loaded: {reason}", force=True)
+        self.log.write("error", f"not loaded: {reason}", force=True, once=True)
         self.host.mod_stopped(self)
         self.release()
 

@@ -10,6 +10,10 @@ A mod's text never passes for the host's: each line of it (a print with
 tab, and the Unicode line separators and bidirectional overrides) are
 written as `\\xNN` / `\\uNNNN` escapes, on the console and in the file.
 
+An error the host reports for a mod (``write(..., once=True)``) is shown on
+the console once, as its first line; its traceback, and every time it
+happens again, go to the file only.
+
 File writes are buffered and written once per frame (`flush`, called by the
 host at the end of each of its entry points), not one system call per line.
 Frame thread only.
@@ -25,6 +29,7 @@ from typing import Callable
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 FLUSH_BYTES = 64 * 1024          # write the buffer early past this much text
+MAX_SHOWN_ERRORS = 256           # distinct errors remembered per mod (later ones are shown every time)
 
 Console = Callable[[str], None]
 
@@ -67,23 +72,40 @@ class ModLog:
         self._pending: list[str] = []      # file lines not written yet
         self._pending_bytes = 0
         self._closed = False
+        self._errors_shown: set[str] = set()  # first lines of errors already on the console
 
-    def write(self, level: str, text: str, *, force: bool = False) -> None:
-        """Log text, one line per line of it; `force` bypasses the frame quota (host messages)."""
+    def write(self, level: str, text: str, *, force: bool = False, once: bool = False) -> None:
+        """Log text, one line per line of it; `force` bypasses the frame quota (host messages).
+
+        ``once`` (the host's error reports): the console shows the first line,
+        the first time only; the file gets all of it every time.
+        """
         if level not in LEVELS:
             level = "info"
         if len(text) > self.max_line:
             text = text[: self.max_line] + " [...]"
-        for line in sanitize_lines(text):
+        lines = sanitize_lines(text)
+        # A reported error reaches the console once, as its first line (its traceback and
+        # every repeat are in the file): a callback failing each frame does not flood it.
+        shown = not (once and self._seen_error(lines[0]))
+        for i, line in enumerate(lines):
             if not force:
                 if self.lines_this_frame >= self.lines_per_frame:
                     self.dropped += 1
                     continue
                 self.lines_this_frame += 1
             self.total_lines += 1
-            self._emit(level, line)
+            self._emit(level, line, console=shown and (i == 0 or not once))
 
-    def _emit(self, level: str, text: str) -> None:
+    def _seen_error(self, first_line: str) -> bool:
+        """True if this error was shown on the console before (remembers up to MAX_SHOWN_ERRORS)."""
+        if first_line in self._errors_shown:
+            return True
+        if len(self._errors_shown) < MAX_SHOWN_ERRORS:
+            self._errors_shown.add(first_line)
+        return False
+
+    def _emit(self, level: str, text: str, console: bool = True) -> None:
         if self.path is not None and not self._closed:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             line = f"{stamp} [{level}] {text}\n"
@@ -91,7 +113,7 @@ class ModLog:
             self._pending_bytes += len(line)
             if self._pending_bytes > FLUSH_BYTES:
                 self.flush()
-        if self.console is not None:
+        if self.console is not None and console:
             prefix = f"[{self.mod_id}]" if level == "info" else f"[{self.mod_id}:{level}]"
             self.console(f"{prefix} {text}")
 

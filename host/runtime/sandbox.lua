@@ -472,8 +472,8 @@ end
 
 -- Read-only tables ----------------------------------------------------------
 -- A mod only ever holds the proxy; the backing table must never reach it, not
--- through indexing, pairs/ipairs/next, rawget or table.* (item 8 of issue 12:
--- select(2, pairs(string)) used to return the writable backing).  Plain
+-- through indexing, pairs/ipairs/next, rawget or table.* (select(2,
+-- pairs(string)) once returned the writable backing).  Plain
 -- tables nested in a backing are handed out as read-only proxies too; tables
 -- with a metatable of their own (json.null) keep their identity.
 local ro_backing = setmetatable({}, { __mode = "k" })   -- proxy -> backing table

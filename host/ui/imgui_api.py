@@ -73,9 +73,9 @@ _WINDOWS = frozenset({"window", "child", "popup", "tooltip", "menu", "combo", "l
 class ImGuiLayer:
     """The ImGui of a Host: one frame per draw phase, one stack per mod's onDraw."""
 
-    def __init__(self, backend=None):
+    def __init__(self, backend=None, size: tuple[int, int] | None = None):
         self.backend = backend          # ImGuiBackend or None (headless: draw nothing)
-        self.overlay = None             # the ImGuiOverlay that renders this layer, if any
+        self.size = size                # the game window's size in pixels (GetDisplayResolution), if known
         self.errors = 0                 # frames Dear ImGui could not finish
         self.last_error: str | None = None
         self.drawing = False            # inside the draw phase (onDraw allowed to call ImGui)

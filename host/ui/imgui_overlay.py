@@ -1,6 +1,8 @@
 """CET's overlay for a pygame game: mods' ImGui drawn into the game's surface.
 
-    overlay = ImGuiOverlay(host, screen.get_size())     # before host.load()
+    host = Host("mods", ui=imgui_layer(screen.get_size()))   # the mods' ImGui draws into Dear ImGui
+    overlay = ImGuiOverlay(host)                            # renders it, takes input while open
+    host.load()
     ...each frame:
     for event in pygame.event.get():
         if overlay.handle_event(event):                 # the toggle key, and input while open
@@ -32,6 +34,7 @@ import io
 import numpy as np
 import pygame
 
+from host.errors import GameAPIError
 from host.ui.imgui_api import ImGuiLayer
 from host.ui.imgui_backend import ImGuiBackend
 
@@ -266,16 +269,20 @@ class SurfaceRenderer:
         surface.blit(layer, (left, top))
 
 
-class ImGuiOverlay:
-    """The overlay of a pygame game (see the module docstring)."""
+def imgui_layer(size: tuple[int, int]) -> ImGuiLayer:
+    """The mods' ImGui over Dear ImGui, for a game window of ``size``: give it to the Host as ``ui=``."""
+    return ImGuiLayer(ImGuiBackend(*size), size=size)
 
-    def __init__(self, host, size: tuple[int, int], toggle_key: int = pygame.K_F1):
+
+class ImGuiOverlay:
+    """The overlay of a pygame game (see the module docstring): renders ``host.ui``, toggles it."""
+
+    def __init__(self, host, toggle_key: int = pygame.K_F1):
+        if host.ui.backend is None:
+            raise GameAPIError("ImGuiOverlay: the host draws no ImGui; create it with ui=imgui_layer(size)")
         self.host = host
-        self.backend = ImGuiBackend(*size)
-        self.layer = ImGuiLayer(self.backend)
-        self.layer.overlay = self
-        host.ui = self.layer
-        host.game.display_resolution = (float(size[0]), float(size[1]))
+        self.layer = host.ui
+        self.backend = host.ui.backend
         self.renderer = SurfaceRenderer(self.backend.imgui, self.layer.textures)
         self.toggle_key = toggle_key
 

@@ -1,4 +1,4 @@
--- grammar: constrained output for llm calls (see shared LUA_API.md).
+-- grammar: constrained output for llm calls (see docs/MODDING.md).
 --
 -- Built once per mod by the host: `factory(bridge)` returns the `grammar`
 -- table.  Every constructor validates at once and raises a Lua error naming

@@ -1,4 +1,4 @@
--- llm: the mod-facing LLM module (see shared LUA_API.md).
+-- llm: the mod-facing LLM module (see docs/MODDING.md).
 --
 -- Built once per mod by the host: `factory(bridge)` returns the `llm` table.
 -- `bridge` holds host functions bound to this mod; they only enqueue work for
@@ -117,6 +117,14 @@ return function(bridge, gc_proxy)
     return h
   end
 
+  -- A host function's error (a bad option, a model without a chat template) raised at the mod's
+  -- own line, `level` frames up from the caller of host_call, not at this file's.
+  local function host_call(level, fn, ...)
+    local res = { pcall(fn, ...) }
+    if not res[1] then error((string.gsub(tostring(res[2]), "^relic/llm%.lua:%d+: ", "")), level + 1) end
+    return unpack(res, 2, table.maxn(res))
+  end
+
   local function submit(kind, opts)
     if type(opts) ~= "table" then
       error("llm." .. kind .. " takes one table argument, e.g. llm." .. kind .. "{ prompt = 'hi' }", 3)
@@ -126,9 +134,9 @@ return function(bridge, gc_proxy)
     local spec, runs, rest = split_tools(opts, "llm." .. kind)
     if spec ~= nil then
       if kind ~= "chat" then error("tools are for llm.chat and sessions", 3) end
-      return tool_handle(bridge.chat_tools(rest, spec, tool_extra(opts)), opts, runs)
+      return tool_handle(host_call(2, bridge.chat_tools, rest, spec, tool_extra(opts)), opts, runs)
     end
-    local id = bridge.submit(kind, opts)
+    local id = host_call(2, bridge.submit, kind, opts)
     return new_handle(id, opts.on_token, opts.on_done)
   end
 

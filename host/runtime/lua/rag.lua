@@ -1,4 +1,4 @@
--- rag: a mod's memory stores (see shared LUA_API.md).
+-- rag: a mod's memory stores (see docs/MODDING.md).
 --
 -- Built once per mod by the host: `factory(bridge, new_handle)` returns the
 -- `rag` table.  Store calls run on the inference worker and return handles

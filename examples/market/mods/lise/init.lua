@@ -1,7 +1,7 @@
 -- Lise, the herbalist of the market street (examples/market).
 --
--- The game calls the functions this file returns: hear(who, text) when someone
--- speaks to her, event(text) when something happens on the street.  Her body is
+-- The game sends two events: onHear(who, text) when someone speaks to her, onStreetEvent(text)
+-- when something happens on the street.  Her body is
 -- the game's: `market.speak` streams into her bubble, `market.finish` ends the
 -- line (and lets her neighbours react), and her tools act on the street.
 -- llm.persona (docs/MODDING.md) keeps her lines hers: whole sentences, no format
@@ -32,9 +32,13 @@ local lise = llm.persona{
     },
   },
 }
-return lise:npc{
+local npc = lise:npc{
   start = function() market.bubble("") end,
   piece = function(text) market.speak(text) end,
   finish = function(text) market.finish(text) end,
   warn = function(msg) spdlog.warning(msg) end,
 }
+-- The game speaks to this NPC through its two events (examples/market/game.py).
+registerForEvent("onHear", npc.hear)
+registerForEvent("onStreetEvent", npc.event)
+return npc

@@ -1,7 +1,7 @@
 -- Tomas, the street guard of the market street (examples/market).
 --
--- The game calls the functions this file returns: hear(who, text) when someone
--- speaks to him, event(text) when something happens on the street.  His body is
+-- The game sends two events: onHear(who, text) when someone speaks to him, onStreetEvent(text)
+-- when something happens on the street.  His body is
 -- the game's: `market.speak` streams into his bubble, `market.finish` ends the
 -- line (and lets his neighbours react), and his tools act on the street.
 -- llm.persona (docs/MODDING.md) keeps his lines his: whole sentences, no format
@@ -30,9 +30,13 @@ local tomas = llm.persona{
     },
   },
 }
-return tomas:npc{
+local npc = tomas:npc{
   start = function() market.bubble("") end,
   piece = function(text) market.speak(text) end,
   finish = function(text) market.finish(text) end,
   warn = function(msg) spdlog.warning(msg) end,
 }
+-- The game speaks to this NPC through its two events (examples/market/game.py).
+registerForEvent("onHear", npc.hear)
+registerForEvent("onStreetEvent", npc.event)
+return npc
