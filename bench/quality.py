@@ -168,7 +168,7 @@ INSTRUCTION = re.compile(r"short sentence|own words|answer (?:in|as|with)|as jso
                          r"\bspeaker\b|\(the player\)|\bthe player\b|things you know|earlier in this conversation|"
                          r"you may also act|one of these tools|you are (?:judy|oona|bram|lise|tomas)\b|"
                          r"in character|stay in|<\|?im_|\bim_(?:start|end)\b|respond with|reply with", re.I)
-SPEAKER_TAG = re.compile(r"\[[^\]]*\b(?:says|said|asks)\b[^\]]*\]|(?:^|\n)\s*[A-Z][a-z]+(?: [A-Z][a-z]+)?:\s|"
+SPEAKER_TAG = re.compile(r"\[[^\]]*\b(?:says|said|asks)\b[^\]]*\]|^\s*(?:[\w'-]+\s){0,3}(?:says|said|asks)\s*:|(?:^|\n)\s*[A-Z][a-z]+(?: [A-Z][a-z]+)?:\s|"
                          r"\b(?:User|Player|Assistant|System|Traveler|Judy|Oona|Bram|Lise|Tomas)\s*:", re.M)
 MARKUP = re.compile(r"[{}\[\]<>|#*_`\\]")
 LEADING = re.compile(r"^[^\w\"'“‘]")

@@ -12,6 +12,7 @@ def test_speaker_tags_and_prefixes_are_removed():
     assert clean("Judy says: I fix pumps.", "Judy") == "I fix pumps."
     assert clean("[Judy says] Judy: Hello there.", "Judy") == "Hello there."
     assert clean("(Oona says) Eel for two coins!", "Oona") == "Eel for two coins!"
+    assert clean("The traveler says: You can't see it.", "Oona") == "You can't see it."
 
 
 def test_leading_punctuation_and_braces_are_removed():

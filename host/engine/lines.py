@@ -46,7 +46,8 @@ _MARKUP = re.compile(r"[{}\[\]<>*_#|`\\~^]")
 _LEAD = re.compile(r"^[^\w\"“‘']+", re.U)
 _SPACES = re.compile(r"\s+")
 # "Name:" / "Name says:" at the start of a line: a speaker prefix (one or two capitalized words)
-_PREFIX = re.compile(r"^\s*(?:[A-Z][\w'-]{0,20}(?:\s[A-Z][\w'-]{0,20})?)(?:\s+(?:says|said|asks|replies))?\s*:\s*")
+_PREFIX = re.compile(r"^\s*(?:[A-Z][\w'-]{0,20}(?:\s[A-Z][\w'-]{0,20})?(?:\s+(?:says|said|asks|replies))?"
+                     r"|(?:[\w'-]{1,20}\s){0,3}(?:says|said|asks|replies))\s*:\s*", re.I)
 # a new line that starts another speaker's turn: the model went on writing the dialogue
 _NEXT_SPEAKER = re.compile(r"\n\s*(?:\[|\(|[A-Z][\w'-]{0,20}(?:\s[A-Z][\w'-]{0,20})?\s*(?:says|said)?\s*:)")
 _SENTENCE = re.compile(r"[^.!?…]*(?:[.!?…]+[\"'”’)]*|$)")

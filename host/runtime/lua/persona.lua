@@ -354,7 +354,8 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
   --- Someone else (`who`) says `text` near the character. Returns a handle, or nil while busy.
   function Persona:hear(who, text, opts)
     if type(who) ~= "string" or type(text) ~= "string" then error("persona:hear(who, text) takes two strings", 2) end
-    local prompt = (who == "" or who == self.player) and text or (who .. " says: " .. text)
+    local function norm(n) return (n:lower():gsub("^the ", "")) end
+    local prompt = (who == "" or norm(who) == norm(self.player)) and text or (who .. " says: " .. text)
     return start(self, prompt:sub(1, 2000), text, opts)
   end
 
