@@ -2,9 +2,10 @@
 
 Each bubble wants to sit just above its speaker's head.  When two would
 overlap, the later one (in order of how close to the ground its speaker
-stands, so the bubble nearest the viewer keeps its place) moves to the free
-spot above or below the others that is nearest to where it wanted to be;
-every bubble stays inside the screen area.  A bubble that fits nowhere is
+stands, so the bubble nearest the viewer keeps its place) moves up to the
+nearest free spot, or down only where there is no room above (a bubble
+below the heads covers the street, not another bubble); every bubble stays
+inside the screen area.  A bubble that fits nowhere is
 left out (None) rather than drawn over another.
 """
 
@@ -42,7 +43,7 @@ def layout_bubbles(wanted: list[tuple], area: tuple) -> list[tuple | None]:
         for px, py, pw, ph in placed:
             ys.update((py - h - GAP, py + ph + GAP))
         best = None
-        for cy in sorted(ys, key=lambda c: (abs(c - y), c)):
+        for cy in sorted(ys, key=lambda c: (c > y, abs(c - y))):  # above the heads first, nearest first
             if cy < top or cy + h > bottom:
                 continue
             rect = (x, cy, w, h)
