@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded, RelicError
@@ -169,6 +170,7 @@ class LLMProvider:
         # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
+        install_persona(mod, llm)  # llm.persona{...} (host/api/persona.py, host/runtime/lua/persona.lua)
         mod.expose("llm", llm)
         if mod.trusted and getattr(self.model, "lib", None) is not None:  # a server has no raw binding
             mod.expose("llama", self._raw_binding(mod), readonly=False)
