@@ -430,7 +430,7 @@ def _copy_libs(build: Path, dest: Path) -> None:
     """Copy libllama and libggml* (files and their soname links) out of the build tree."""
     dest.mkdir(parents=True)
     found = sorted(p for p in build.rglob("lib*")
-                   if re.match(r"^lib(llama|ggml)[\w-]*\.(so|dylib)(\.[\d.]+)?$", p.name)
+                   if re.match(r"^lib(llama|ggml|mtmd)[\w-]*\.(so|dylib)(\.[\d.]+)?$", p.name)
                    and "CMakeFiles" not in p.parts)
     for p in found:
         target = dest / p.name
@@ -581,7 +581,10 @@ def server_build_dir(extra_cmake_args: Iterable[str] | None = None) -> Path:
 def find_llama_server(extra_cmake_args: Iterable[str] | None = None) -> Path | None:
     """The cached llama-server binary for the current flags, or None (never builds)."""
     path = server_build_dir(extra_cmake_args) / "lib" / _exe_name(LLAMA_SERVER_TARGET)
-    return path if path.is_file() and (path.parent.parent / _INFO_FILE).is_file() else None
+    # llama-server also needs libmtmd (multimodal) next to it: a folder without it is not a build
+    complete = path.is_file() and (path.parent.parent / _INFO_FILE).is_file() and \
+        any(path.parent.glob("libmtmd.*"))
+    return path if complete else None
 
 
 def ensure_llama_server(extra_cmake_args: Iterable[str] | None = None, *, allow_build: bool = True) -> Path:
