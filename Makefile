@@ -21,7 +21,7 @@ GPU_LAYERS ?=
 # Debian packages for the Vulkan build and Mesa's software driver (lavapipe).
 VULKAN_DEBS := mesa-vulkan-drivers libvulkan-dev glslc spirv-headers
 
-.PHONY: lua-corpus setup test test-fast test-gpu vulkan-deps rpc-server judy npc game xvfb bench doctor clean
+.PHONY: lua-corpus setup test test-fast test-gpu vulkan-deps rpc-server llama-server judy npc game xvfb bench doctor clean
 
 # MODEL=path.gguf: setup then reports that model instead of fetching/announcing the default one
 setup: $(STAMP)
@@ -44,12 +44,12 @@ $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): install Python >= 3.10 with venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 1; }
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -e '.[test,convert]'
+	$(PIP) install -e '.[test,convert,remote]'
 	@touch $@
 
 # the game extra (pygame-ce) for `make game` and the headless game test
 $(GAME_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -e '.[test,convert,game]'
+	$(PIP) install -e '.[test,convert,remote,game]'
 	@touch $@
 
 # Xvfb (Debian package xvfb): the game test runs a real window on it; skipped when already there
@@ -59,7 +59,7 @@ xvfb:
 	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q xvfb; }; }
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(PIP) install -e '.[test,convert,bench]'
+	$(PIP) install -e '.[test,convert,remote,bench]'
 	@touch $@
 
 # The ordinary suite runs on the CPU build whatever this venv chose
@@ -84,6 +84,11 @@ test-gpu: vulkan-deps $(STAMP)
 rpc-server: $(STAMP)
 	$(PY) -m host.setup rpc-server $(if $(GPU),--gpu $(GPU))
 
+# llama.cpp's llama-server from the pinned source, cached like the library (minutes
+# the first time); `make test` runs real ones on 127.0.0.1.  `make test` builds the CPU one.
+llama-server: $(STAMP)
+	$(if $(filter test,$(MAKECMDGOALS)),RELIC_GPU=cpu) $(PY) -m host.setup llama-server $(if $(GPU),--gpu $(GPU))
+
 # What needs no model and no llama.cpp build, and is not marked slow (under a minute):
 # no set-up beyond the venv; the library and model settings point at nothing, so a
 # test that needs them but is not marked needs_model (tests/conftest.py) fails here
@@ -93,16 +98,18 @@ test-fast: $(STAMP)
 	RELIC_EMBED_MODEL=/nonexistent/embed.gguf $(PY) -m pytest -q -m "not needs_model and not slow" \
 	--skip-missing-ui -rs
 
+# SERVER=URL: `llm` runs on that llama-server (or OpenAI-compatible server: a URL ending in /v1;
+# its key in RELIC_API_KEY) instead of the embedded model
 judy: setup
-	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)
+	$(if $(GPU_LAYERS),RELIC_GPU_LAYERS=$(GPU_LAYERS)) $(if $(RPC),RELIC_RPC=$(RPC)) $(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/judy/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE)) $(if $(TIMINGS),--timings)
 
 npc: setup
-	$(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/npc_dialogue/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
 
 game: setup $(GAME_STAMP)
-	$(PY) examples/market/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
+	$(if $(SERVER),RELIC_SERVER=$(SERVER)) $(PY) examples/market/main.py $(if $(MODEL),--model $(MODEL)) $(if $(TEMPLATE),--template $(TEMPLATE))
 
-bench: setup $(BENCH_STAMP)
+bench: setup llama-server $(BENCH_STAMP)
 	$(PY) bench/run_all.py
 
 doctor: setup

@@ -46,6 +46,7 @@ EXTRAS = {
     "frame_loop_idle": "bench/frame_loop_idle.py",
     "cancel_latency": "bench/cancel_latency.py",
     "rpc_bench": "bench/rpc_bench.py",
+    "remote_bench": "bench/remote_bench.py",
     "hostile": "bench/hostile.py",
     "sandbox_speed": "bench/sandbox_speed.py",
     "watchdog_latency": "bench/watchdog_latency.py",

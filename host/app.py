@@ -77,7 +77,8 @@ def load_model(config: Config, prepared: Prepared):
 
 def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepared | None = None,
                model=None, model_path=None, llm: bool = True, rag: bool = True,
-               worker_config=None, load: bool = True, template: str | None = None, **host_kwargs) -> Host:
+               worker_config=None, load: bool = True, template: str | None = None, server=None,
+               backends: dict | None = None, **host_kwargs) -> Host:
     """A Host with `llm` (and the trusted `llama`) wired to a started worker.
 
     ``config``: the process's Config (else one with ``mods_dir``, ``model_path``,
@@ -90,6 +91,9 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     ``rag=False`` leaves out the `rag` module.
     A model with no template and none configured gets one clear line on the console.
     ``host_kwargs`` go to Host (console, limits, grants...); grants add to the config's.
+    ``server`` / ``backends`` (default: the config's ``server`` and ``backends``): a
+    host.remote.backend.ServerConfig that runs `llm` instead of the embedded model, and mod id ->
+    "embedded" or a ServerConfig for mods that run elsewhere (one worker per backend, host.remote).
     """
     if config is None:
         config = Config(mods_dir=Path(mods_dir) if mods_dir is not None else Path("mods"),
@@ -103,7 +107,14 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     mods_dir = Path(mods_dir) if mods_dir is not None else config.mods_dir
     host_kwargs["grants"] = {**config.mod_grants(), **(host_kwargs.get("grants") or {})}
     host_kwargs.setdefault("limits", config.limits)
-    if not llm:
+    if llm and server is None and backends is None:
+        from host.remote.backend import from_config
+
+        server, backends = from_config(config)
+    if llm and (server is not None or backends):
+        host = Host(mods_dir, **host_kwargs)
+        _add_llm_routed(host, config, prepared, server, backends or {}, model=model, worker_config=worker_config)
+    elif not llm:
         host = Host(mods_dir, **host_kwargs)
     else:
         from host.api.grammar import GrammarProvider
@@ -157,6 +168,62 @@ def create_host(config: Config, prepared: Prepared | None = None, **host_kwargs)
     ``grants`` and the other Host arguments; ``llm=False`` leaves out the model.
     """
     return build_host(config=config, prepared=prepared, load=False, **host_kwargs)
+
+
+def _add_llm_routed(host, config, prepared, server, backends: dict, *, model, worker_config) -> None:
+    """The llm/grammar/rag providers over one worker per backend (host.remote.routing)."""
+    from host.api.grammar import GrammarProvider
+    from host.api.llm import LLMProvider
+    from host.api.quotas import QuotaLedger
+    from host.api.rag import RagProvider, memory_store
+    from host.remote.backend import start_remote_worker
+    from host.remote.routing import WorkerRouter
+    from host.worker import Worker
+
+    wcfg = worker_config or config.worker_config()
+    embedded_needed = server is None or "embedded" in backends.values()
+    if embedded_needed and model is None or config.rag:
+        prepared = prepared or prepare(config)
+    if config.rag and wcfg.embed_model is None:
+        wcfg = replace(wcfg, embed_model=prepared.embed_model)
+    on_dead = lambda message: host.console(f"[relic] {message}")  # noqa: E731
+    workers: dict = {}  # backend key -> started worker
+    owned_model = None
+
+    def worker_for(backend):
+        nonlocal model, owned_model
+        key = "embedded" if backend in (None, "embedded") else backend
+        if key in workers:
+            return workers[key]
+        if key == "embedded":
+            if model is None:
+                model = owned_model = load_model(config, prepared)
+            workers[key] = Worker(model, wcfg, on_dead=on_dead).start()
+        else:
+            workers[key] = start_remote_worker(key, worker_config=wcfg, on_dead=on_dead, say=host.console)
+        return workers[key]
+
+    try:
+        default = worker_for(server)
+        router = WorkerRouter(default, {mod_id: worker_for(b) for mod_id, b in backends.items()})
+    except BaseException:
+        for w in workers.values():
+            w.shutdown()
+        if owned_model is not None:
+            owned_model.close()
+        raise
+    host.model = router.model  # the default backend's (a host.remote.backend.RemoteModel on a server)
+    ledger = QuotaLedger()
+    grammars = GrammarProvider(router.model, ledger=ledger)
+    llm_provider = LLMProvider(router, grammar_from=grammars.resolve, ledger=ledger,
+                               memory_for=partial(memory_store, ledger) if config.rag else None)
+    memory = RagProvider(router, llm_provider) if config.rag else None
+    host.add_provider(grammars)
+    host.add_provider(llm_provider)
+    if memory is not None:
+        host.add_provider(memory)
+    if owned_model is not None:
+        host.add_provider(ModelOwner(owned_model))
 
 
 def host_with_mod(mods_dir, mod_id: str, **build_kwargs):

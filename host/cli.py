@@ -32,6 +32,9 @@ def add_config_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> N
     p.add_argument("--main-gpu", metavar="I", help="the device that holds the model with --split-mode none")
     p.add_argument("--rpc", metavar="HOST:PORT[,...]", help="llama.cpp rpc-servers to spread the model "
                    "over (default: $RELIC_RPC)")
+    p.add_argument("--server", metavar="URL", help="run `llm` on this llama-server (http://host:port) or "
+                   "OpenAI-compatible server (a URL ending in /v1) instead of the embedded model (default: "
+                   "$RELIC_SERVER; its API key from $RELIC_API_KEY; with doctor: check that server)")
 
 
 # kept for callers of the earlier name
@@ -49,9 +52,14 @@ def config_from(args, **overrides):
 
 
 def _doctor(args) -> int:
-    from host.setup.doctor import doctor
+    from host.setup.doctor import doctor, doctor_server
 
-    return doctor(config_from(args))
+    config = config_from(args)
+    if args.server:
+        from host.remote.backend import from_config
+
+        return doctor_server(from_config(config)[0])
+    return doctor(config)
 
 
 def _setup(args) -> int:
@@ -76,7 +84,7 @@ def _run(args) -> int:
     prepared = prepare(config, llm=not args.no_llm)
     host = build_host(config=config, prepared=prepared, llm=not args.no_llm, load=False,
                       console=lambda line: print(line, flush=True))
-    if not args.no_llm:
+    if not args.no_llm and config.server is None:  # a server says where it is itself, once
         from host.llama import lib as _lib
 
         sel = _lib.selection()

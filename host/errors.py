@@ -202,3 +202,23 @@ class EmbeddingError(RelicError):
     """Text could not be embedded (too long, empty, or the model failed)."""
 
     error_type = "embedding"
+
+
+# --- remote backends (a llama-server or an OpenAI-compatible server) ----------
+
+class BackendError(WorkerError):
+    """An inference server answered with an error (bad API key, bad request, server fault)."""
+
+    error_type = "backend"
+
+
+class BackendDownError(BackendError):
+    """An inference server cannot be reached, stopped answering, or dropped the connection mid-stream."""
+
+    error_type = "backend_down"
+
+
+class UnsupportedError(RelicError):
+    """The backend cannot do what was asked (e.g. raw GBNF on an OpenAI-compatible server)."""
+
+    error_type = "unsupported"

@@ -289,9 +289,10 @@ class Worker:
                   overflow=overflow, template=template, memory=memory, priority=priority)
         return sid
 
-    def check_template(self, template: str | None = None) -> None:
+    def check_template(self, template: str | None = None, mod_id: str | None = None) -> None:
         """Raise TemplateError (one line naming the fix) when chats cannot work: the model has no chat
-        template and none was named (here, nor for the whole host)."""
+        template and none was named (here, nor for the whole host).  ``mod_id``: whose chat it is
+        (a router of several workers, host.remote.routing, asks that mod's)."""
         if template is None and self.model.template_override is None and self.model.chat_template() is None:
             raise TemplateError(f"{self.model.path.name} has no chat template (a base model?): start with "
                                 "--template NAME (e.g. chatml), or pass template= to llm.session / llm.chat")
@@ -302,6 +303,14 @@ class Worker:
 
     def new_session_id(self) -> int:
         return next(self._ids)
+
+    def share_ids(self, other: "Worker") -> None:
+        """Draw request and session ids from ``other``'s counter from now on (several workers behind one
+        router, host.remote.routing: ids never collide)."""
+        floor = next(self._ids)
+        while next(other._ids) < floor:
+            pass
+        self._ids = other._ids
 
     def close_session(self, mod_id: str, session_id: int) -> None:
         self.post(SessionCloseRequest, mod_id, session_id=session_id)

@@ -54,3 +54,13 @@ def test_an_empty_line_cancels_her_reply_without_quitting(tmp_path):
     out = run_judy(mods, "Tell me the whole story of Lowmarsh, every year of it.\n\nWhat is your name?\n")
     assert "(cancelled)" in out, out
     assert len(re.findall(r"Judy: ", out)) == 2 and "bye." in out, out
+
+
+def test_piped_quit_lets_the_reply_in_progress_finish(tmp_path):
+    """`printf 'question\\nquit\\n' | make judy` quit in the middle of her reply."""
+    mods = tmp_path / "mods"
+    shutil.copytree(ROOT / "mods" / "judy", mods / "judy")
+    out = run_judy(mods, "What is your name?\nquit\n")
+    reply = re.search(r"Judy: (.+)", out)
+    assert reply and re.search(r"[.!?]", reply.group(1)), out
+    assert re.search(r"\[first token [\d.]+ s, \d+ tok/s\]", out) and "bye." in out, out

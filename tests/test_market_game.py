@@ -51,6 +51,12 @@ def test_market_npcs_talk_in_bubbles_under_xvfb(display, tmp_path):
     assert any(n["max_bubble_shown"] > 0 for n in rep["npcs"].values())
     spoken_to = rep["said"][0]["to"]
     assert [a for a in rep["answers"] if a["speaker"] == spoken_to and a["text"]], f"{spoken_to} never answered"
+    # the player's partner was focused (its generations run at priority "player"), and its bubble showed
+    # the thinking mark between the player's line and the first token of the answer, which ended it
+    partner = next(mod_id for mod_id, n in rep["npcs"].items() if n["name"] == spoken_to)
+    assert rep["focus"]["changes"][:1] == [partner], rep["focus"]
+    assert rep["focus"]["thinking_drawn"].get(partner, 0) > 0, rep["focus"]
+    assert not rep["npcs"][partner]["thinking"]
     # screenshots were written and the picture changed while the game ran
     pngs = sorted(shots.glob("frame*.png"))
     assert len(pngs) >= 4 and (shots / "last.png").stat().st_size > 10_000

@@ -109,6 +109,12 @@ def main() -> int:
         elif result["finish_reason"] == "cancelled":
             out.write("\n(cancelled)")
         usage = result["usage"]
+        if result["finish_reason"] == "error" or not usage["completion_tokens"]:
+            out.write("\n")  # no reply, no speed to report
+            if interactive:
+                out.write("you> ")
+            out.flush()
+            return
         ttft = (state["first"] or time.perf_counter()) - state["asked"]
         timings = result["timings"]  # a Lua table: index it, it has no .get
         tps = (timings["tokens_per_second"] if timings is not None else None) or 0.0
@@ -133,7 +139,12 @@ def main() -> int:
         restored = restored if ok else 0
         time.sleep(0.005)
     if restored:
-        out.write(f"(restored {int(restored)} turns)\n")
+        ok, reread = judy.call(judy.public.reread, what="judy.reread")
+        if ok and reread:  # another model: her cached state is not reusable
+            out.write(f"(restored {int(restored)} turns; the model changed, so she re-reads {int(reread)} tokens "
+                      "before her first reply)\n")
+        else:
+            out.write(f"(restored {int(restored)} turns)\n")
     if interactive:
         out.write("you> ")
     out.flush()
@@ -158,8 +169,8 @@ def main() -> int:
                 if word in ("", "\x1b") and state["handle"] is not None:
                     held = NOTHING
                     judy.call(state["handle"].cancel, state["handle"], what="cancel")  # on_done says "cancelled"
-                elif word in ("quit", "exit", "/quit"):
-                    break
+                elif word in ("quit", "exit", "/quit") and interactive:
+                    break  # piped input: the reply in progress finishes first, then the quit is read
             else:
                 line, held = held, NOTHING
                 if line is NOTHING:

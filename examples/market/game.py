@@ -28,10 +28,11 @@ from typing import Callable
 import pygame
 
 from render import Renderer
-from world import HEIGHT, WIDTH, MarketAPI, World
+from world import HEIGHT, TALK_RANGE, WIDTH, MarketAPI, World
 
 ARROWS = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down"}
 MAX_TYPED = 160
+FOCUS_RANGE = TALK_RANGE * 1.25  # px: walking further from the player's partner ends the conversation
 PLAYER = "The traveler"
 # The game's events (declared before the mods load): an NPC mod registers for them and answers
 # true when it starts a reply, false while it is still busy with one.
@@ -81,6 +82,8 @@ class Game:
         self.ambient_s = ambient_s
         self.next_ambient = time.monotonic() + ambient_s
         self.said: list = []  # what the player said: (to whom, text)
+        self.focus: str | None = None  # the mod id of the player's partner (see set_focus)
+        self.focus_changes: list = []  # every focus set, in order (None: cleared)
 
     # --- input -------------------------------------------------------------
     def handle(self, event) -> None:
@@ -114,8 +117,25 @@ class Game:
             self.world.toast("Nobody is close enough to hear you.")
             return
         self.said.append((target.name, text))
-        self.host.llm_focus(target.mod_id)   # the player's partner answers first; the street's chatter waits
+        self.set_focus(target)
+        target.thinking_since = time.monotonic()   # its bubble shows a thinking mark until the first token
         self.world.hear(target.mod_id, "hear", PLAYER, text)
+
+    # --- the player's partner ----------------------------------------------------
+    def set_focus(self, npc) -> None:
+        """The player talks to ``npc`` (None: to nobody): its generations run at priority "player"
+        (they go first; the street's chatter waits) until the focus moves."""
+        mod_id = npc.mod_id if npc is not None else None
+        if mod_id != self.focus:
+            self.focus = mod_id
+            self.focus_changes.append(mod_id)
+            self.host.llm_focus(mod_id)
+
+    def update_focus(self) -> None:
+        """Clear the focus once the player walked away from their partner (or it left the street)."""
+        npc = self.world.npcs.get(self.focus) if self.focus else None
+        if npc is not None and (npc.mode == "away" or npc.distance(self.world.player) > FOCUS_RANGE):
+            self.set_focus(None)
 
     # --- the frame -----------------------------------------------------------
     def deliver(self) -> None:
@@ -149,6 +169,7 @@ class Game:
                 continue          # the overlay's toggle key, or input while it is open
             self.handle(event)
         self.world.update(dt, self.held)
+        self.update_focus()
         self.deliver()
         self.host.update(dt)
         now = time.monotonic()
@@ -201,12 +222,15 @@ class Game:
             "fps_recent": (len(self.frame_times) - 1) / span if span > 0 else 0.0,
             "frame_work_ms": {"p50": percentile(w, 50), "p99": percentile(w, 99), "max": max(w)},
             "npcs": {mod_id: {"name": n.name, "lines": n.lines, "max_bubble_shown": n.max_bubble_shown,
-                              "actions": list(n.actions), "x": n.x, "mode": n.mode}
+                              "actions": list(n.actions), "x": n.x, "mode": n.mode,
+                              "thinking": bool(n.thinking_since)}
                      for mod_id, n in self.world.npcs.items()},
             "log": [{"speaker": s, "text": t} for s, t in self.world.log],
             "player": {"x": self.world.player.x, "y": self.world.player.y},
             "inventory": list(self.world.inventory),
             "said": [{"to": a, "text": b} for a, b in self.said],
+            "focus": {"now": self.focus, "changes": list(self.focus_changes),
+                      "thinking_drawn": dict(self.renderer.thinking_drawn)},
             "answers": [{"speaker": a, "text": b} for a, b in self.world.answers],
             "mods": {mid: m.state for mid, m in self.host.mods.items()},
             "overlay": {"open": self.host.overlay_open,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pygame
 
+from layout import layout_bubbles
 from world import HEIGHT, STREET_BOTTOM, STREET_TOP, WIDTH
 
 SKY = (120, 170, 205)
@@ -16,6 +17,9 @@ WALL = [(170, 150, 130), (150, 130, 120), (185, 165, 140), (140, 125, 110)]
 STONE = (118, 112, 104)
 WATER = (50, 90, 120)
 INK = (25, 25, 30)
+PAPER = (250, 250, 245)
+BUBBLE_AREA = (4, 4, WIDTH - 8, HEIGHT - 34 - 8)  # the screen above the input line
+THINKING_S = 60.0  # a thinking mark older than this is not drawn (the mod never answered)
 AWNINGS = {"oona": (60, 120, 190), "bram": (120, 70, 50), "lise": (70, 140, 80), "tomas": (160, 50, 60)}
 
 
@@ -29,6 +33,8 @@ class Renderer:
         self.big = pygame.font.Font(None, 26)
         self.backdrop = self._backdrop()
         self._texts: dict = {}  # (font, text, color) -> surface: most text is the same frame after frame
+        self.bubble_rects: dict = {}  # mod id -> (x, y, w, h) of its bubble on the last frame drawn
+        self.thinking_drawn: dict = {}  # mod id -> frames drawn with its thinking mark (the headless test reads it)
 
     def text(self, font, text: str, color) -> pygame.Surface:
         key = (id(font), text, color)
@@ -77,9 +83,7 @@ class Renderer:
         actors = sorted([world.player] + [n for n in world.npcs.values() if n.mode != "away"], key=lambda a: a.y)
         for a in actors:
             self._actor(a, a is talk_target)
-        for npc in world.npcs.values():
-            if npc.mode != "away" and npc.bubble and (npc.streaming or now < npc.bubble_until):
-                self._bubble(npc)
+        self.draw_bubbles(world, now)
 
     def _actor(self, a, highlighted: bool) -> None:
         s = self.surface
@@ -113,17 +117,56 @@ class Renderer:
             lines.append(cur)
         return lines[-5:]  # the newest part of a long line stays visible
 
-    def _bubble(self, npc) -> None:
+    def thinking(self, npc, now: float) -> bool:
+        """Whether ``npc`` is working on an answer to the player whose first token has not come yet."""
+        return bool(npc.thinking_since) and now - npc.thinking_since < THINKING_S
+
+    def bubble_lines(self, npc, now: float) -> list[str]:
+        """The lines of ``npc``'s bubble now (empty: no bubble); a thinking mark ends them."""
+        shown = npc.bubble and (npc.streaming or now < npc.bubble_until)
+        lines = list(self._wrap(npc.bubble, 220)) if shown else []
+        if self.thinking(npc, now):
+            lines = lines[-4:] + ["." * (1 + int(now * 3) % 3)]   # an animated "...", until the first token
+        return lines
+
+    def draw_bubbles(self, world, now: float) -> None:
+        """Every visible bubble, laid out so that none covers another (see ``layout.layout_bubbles``)."""
+        npcs, wanted, texts = [], [], []
+        for npc in world.npcs.values():
+            lines = self.bubble_lines(npc, now) if npc.mode != "away" else []
+            if not lines:
+                continue
+            if npc.bubble:
+                npc.max_bubble_shown = max(npc.max_bubble_shown, len(npc.bubble))
+            h = 8 + 18 * len(lines)
+            w = max(40, 16 + max(self.font.size(line)[0] for line in lines))
+            npcs.append(npc)
+            texts.append(lines)
+            wanted.append((int(npc.x - w / 2), int(npc.y - 70 - h), w, h))
+        placed = layout_bubbles(wanted, BUBBLE_AREA)
+        self.bubble_rects = {n.mod_id: r for n, r in zip(npcs, placed) if r is not None}
+        for npc, rect in zip(npcs, placed):  # tails first: a bubble may cover another's tail, never its text
+            if rect is not None:
+                self._tail(npc, rect)
+        for npc, rect, lines in zip(npcs, placed, texts):
+            if rect is not None:
+                self._bubble(npc, rect, lines)
+                if self.thinking(npc, now):
+                    self.thinking_drawn[npc.mod_id] = self.thinking_drawn.get(npc.mod_id, 0) + 1
+
+    def _tail(self, npc, rect) -> None:
+        x, y, w, h = rect
+        head = (int(npc.x), int(npc.y - 64))
+        bx = min(max(head[0], x + 10), x + w - 10)
+        by = y + h - 2 if head[1] >= y + h else y + 2
+        pygame.draw.polygon(self.surface, PAPER, [(bx - 6, by), (bx + 6, by), head])
+        pygame.draw.line(self.surface, npc.color, (bx, by), head, 1)
+
+    def _bubble(self, npc, rect, lines) -> None:
         s = self.surface
-        lines = self._wrap(npc.bubble, 220) or ["..."]
-        npc.max_bubble_shown = max(npc.max_bubble_shown, len(npc.bubble))
-        h = 8 + 18 * len(lines)
-        w = 16 + max(self.font.size(line)[0] for line in lines)
-        x = int(min(max(npc.x - w / 2, 4), WIDTH - w - 4))
-        y = int(npc.y - 70 - h)
-        pygame.draw.polygon(s, (250, 250, 245), [(npc.x - 6, y + h - 2), (npc.x + 6, y + h - 2), (npc.x, y + h + 10)])
-        pygame.draw.rect(s, (250, 250, 245), (x, y, w, h), border_radius=8)
-        pygame.draw.rect(s, npc.color, (x, y, w, h), 2, border_radius=8)
+        x, y, w, h = rect
+        pygame.draw.rect(s, PAPER, rect, border_radius=8)
+        pygame.draw.rect(s, npc.color, rect, 2, border_radius=8)
         for i, line in enumerate(lines):
             s.blit(self.text(self.font, line, INK), (x + 8, y + 5 + 18 * i))
         if npc.streaming:

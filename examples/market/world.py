@@ -51,6 +51,7 @@ class Actor:
     met_player: bool = False
     busy: bool = False  # a line is being generated for this NPC
     answering_player: bool = False  # the line being generated answers the player
+    thinking_since: float = 0.0  # when the player's line to it was sent, until its answer's first token (0: not)
     depth: int = 0  # how deep in a chain of reactions the current line is (0: to the player or an event)
     lines: int = 0
     actions: list = field(default_factory=list)
@@ -166,6 +167,8 @@ class World:
         text = text.strip()
         npc.streaming, npc.busy = False, False
         if not text:
+            if npc.answering_player:
+                npc.thinking_since = 0.0  # an empty answer: nothing to wait for
             npc.answering_player = False
         npc.bubble_until = self.clock() + 6.0
         if not text:
@@ -173,7 +176,7 @@ class World:
         npc.lines += 1
         self.log.append((npc.name, text))
         if npc.answering_player:
-            npc.answering_player = False
+            npc.answering_player, npc.thinking_since = False, 0.0
             self.answers.append((npc.name, text))
         if npc.depth >= 2:  # a reaction to a reaction ends the chain
             return
@@ -223,6 +226,8 @@ class MarketAPI:
 
         def speak(piece):
             piece = _text(piece, MAX_BUBBLE_CHARS, "market.speak text")
+            if npc.answering_player:
+                npc.thinking_since = 0.0  # the first token of the answer: the thinking mark goes
             if not npc.bubble:
                 piece = piece.lstrip()
             npc.bubble = (npc.bubble + piece)[:MAX_BUBBLE_CHARS]

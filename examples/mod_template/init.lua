@@ -7,6 +7,15 @@ local settings = require("settings")   -- settings.lua in this folder
 
 local state = { greeted = false, time = 0 }
 
+-- A character: llm.persona builds the session, the guards and (with lore = "folder"
+-- and the host's rag) the memory; its lines are whole sentences in its own voice.
+local keeper = llm.persona{
+  name = settings.name,
+  voice = settings.voice,
+  length = 1,
+  examples = settings.examples,
+}
+
 registerForEvent("onInit", function()
   spdlog.info("loaded, greeting " .. settings.who)
 end)
@@ -16,23 +25,18 @@ registerForEvent("onUpdate", function(dt)
   -- Keep onUpdate cheap: it runs every frame within the mod's time budget.
 end)
 
-registerCommand("hello", "hello [topic]: ask the model for a one-line greeting", function(args)
+registerCommand("hello", "hello [topic]: the character greets you and talks about the topic", function(args)
   local topic = args ~= "" and args or "the weather"
-  llm.chat{
-    messages = {
-      { role = "system", content = "You greet people in one short, friendly sentence." },
-      { role = "user", content = "Greet " .. settings.who .. " and mention " .. topic .. "." },
-    },
-    max_tokens = 40,
+  keeper:ask("Hello! What do you think of " .. topic .. "?", {
     on_done = function(result)
       if result.error then
         spdlog.warning("no greeting: " .. result.error)
       else
-        print(result.text)
+        print(settings.name .. ": " .. result.text)
         state.greeted = true
       end
     end,
-  }
+  })
 end)
 
 registerForEvent("onShutdown", function()

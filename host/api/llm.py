@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded, RelicError
@@ -169,8 +170,9 @@ class LLMProvider:
         # gc_proxy lets the Lua side notice collected sessions (host.api.quotas)
         llm, deliver, new_handle = factory(bridge, gc_proxy(mod))
         self._mods[mod.id] = (mod, deliver, new_handle)
+        install_persona(mod, llm)  # llm.persona{...} (host/api/persona.py, host/runtime/lua/persona.lua)
         mod.expose("llm", llm)
-        if mod.trusted:
+        if mod.trusted and getattr(self.model, "lib", None) is not None:  # a server has no raw binding
             mod.expose("llama", self._raw_binding(mod), readonly=False)
 
     def new_handle_fn(self, mod):
@@ -205,9 +207,13 @@ class LLMProvider:
         if len(text) > cap or (isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > cap):
             raise OptionError(f"llm.{what}: the text is longer than {cap} bytes (the limit for this synchronous "
                               f"call); split it, or send it with llm.generate, which checks its length on the worker")
+        # the tokenizer of the mod's backend (host.remote.routing); on a server without a local copy
+        # of its tokenizer this raises UnsupportedError: no network call on the frame thread
+        model_for = getattr(self.worker, "model_for", None)
+        model = model_for(mod.id) if model_for is not None else self.model
         if what == "count":
-            return self.model.vocab.count(text, add_special=False)
-        return self.model.vocab.tokenize(text, add_special=False)
+            return model.vocab.count(text, add_special=False)
+        return model.vocab.tokenize(text, add_special=False)
 
     def _submit(self, mod, kind, opts) -> int:
         if kind not in ("generate", "chat"):
@@ -215,7 +221,7 @@ class LLMProvider:
         raw = mod.from_lua(opts)
         options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
         if kind == "chat":
-            self.worker.check_template(options.get("template"))
+            self.worker.check_template(options.get("template"), mod_id=mod.id)
         stream = _streams(raw)
         return self.track(mod, lambda on_token, on_done: self.worker.submit(
             mod.id, on_token=on_token, on_done=on_done, stream=stream, **options), stream=stream)
@@ -260,7 +266,7 @@ class LLMProvider:
             return None, str(exc)
 
     def _new_session(self, mod, opts, tools):
-        self.worker.check_template(opts.get("template") if isinstance(opts, dict) else None)
+        self.worker.check_template(opts.get("template") if isinstance(opts, dict) else None, mod_id=mod.id)
         if not isinstance(opts, dict):
             raise OptionError("llm.session takes one table argument")
         known = {"system", "sampler", "overflow", "template", "memory", "priority"}
@@ -373,7 +379,7 @@ class LLMProvider:
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)
         if kind == "chat":
-            self.worker.check_template(options.get("template"))
+            self.worker.check_template(options.get("template"), mod_id=mod.id)
             messages = list(messages)
             if messages and messages[0]["role"] == "system":
                 messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{toolset.describe()}"}

@@ -121,6 +121,8 @@ def resolve(config: dict | None, *, temperature=None, seed=None) -> dict:
             raise SamplerError("logit_bias must be a table {token_id = bias}")
         clean = {}
         for tok, bias in lb.items():
+            if isinstance(tok, str) and tok.isdigit():  # a saved session's sampler came back through JSON
+                tok = int(tok)
             if isinstance(tok, bool) or not isinstance(tok, (int, float)) or not float(tok).is_integer():
                 raise SamplerError(f"logit_bias key {tok!r} must be a token id")
             if isinstance(bias, bool) or not isinstance(bias, (int, float)) or math.isnan(bias):

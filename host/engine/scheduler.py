@@ -625,8 +625,11 @@ class Scheduler:
                     self.pool.release(se.seq)
                     se.seq = None
         self.sessions[session_id] = se
+        # what the next turn must read again when the cache did not come back (another model): said at load
+        conversation = len(chat_tokens(self.model, se.all_messages(), template=se.template)) if se.messages else 0
         return {"id": session_id, "system": se.system, "messages": len(se.messages),
-                "cached_tokens": len(se.kv_tokens), "session_chars": se.text_size()}
+                "cached_tokens": len(se.kv_tokens), "conversation_tokens": conversation,
+                "session_chars": se.text_size()}
 
     def cancel_all(self, emit) -> None:
         """Finish everything as cancelled (shutdown)."""

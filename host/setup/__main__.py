@@ -1,4 +1,4 @@
-"""``python -m host.setup [all|llama|model|embed|lupa|rpc-server|doctor] [--gpu KIND]``: run the set-up steps.
+"""``python -m host.setup [all|llama|model|embed|lupa|rpc-server|llama-server|doctor] [--gpu KIND]``: run the set-up steps.
 
 Every step is idempotent and cached; a warm run only checks a few paths and
 says so.  Each step prints how long it took.  Exit status 0 on success, 1 on a
@@ -18,7 +18,7 @@ import time
 
 from host.errors import SetupError
 
-_USAGE = ("usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|vulkan-headers|lua-corpus|doctor] "
+_USAGE = ("usage: python -m host.setup [all|llama|model|embed|lupa|rpc-server|llama-server|vulkan-headers|lua-corpus|doctor] "
           "[--gpu cuda|vulkan|metal|hip|cpu]")
 
 _gpu_request: str | None = None  # set by --gpu for this run
@@ -66,6 +66,15 @@ def _step_rpc_server() -> str:
             "Never expose it to an untrusted network: the protocol has no authentication.")
 
 
+def _step_llama_server() -> str:
+    from host.setup import gpu, llama_build
+
+    flags = gpu.flags(gpu.check_kind(_gpu_request) if _gpu_request else gpu.selected()[0])
+    cached = llama_build.find_llama_server(flags) is not None
+    path = llama_build.ensure_llama_server(flags)
+    return f"{'cached' if cached else 'ready'}: {path}"
+
+
 def _step_model() -> str:
     from host.setup import model_fetch
 
@@ -111,6 +120,7 @@ def _step_lua_corpus() -> str:
 
 _STEPS = {"llama": _step_llama, "model": _step_model, "embed": _step_embed, "lupa": _step_lupa}
 _EXTRA_STEPS = {"rpc-server": _step_rpc_server,  # on request, not part of "all"
+                "llama-server": _step_llama_server,
                 "vulkan-headers": _step_vulkan_headers,
                 "lua-corpus": _step_lua_corpus}
 

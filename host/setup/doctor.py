@@ -151,6 +151,39 @@ def doctor(config=None) -> int:
     return 0
 
 
+def doctor_server(server) -> int:
+    """Check an inference server (a host.remote.backend.ServerConfig): model, context, template, features.
+
+    Returns 0 when it answers and can chat, 1 otherwise (the reason is printed).
+    """
+    from host.remote.backend import probe
+
+    print("relic doctor --server")
+    try:
+        url, dialect = server.resolved()
+    except RelicError as exc:
+        _line("server", f"BAD URL: {exc}")
+        print("status: 1 problem(s): the URL")
+        return 1
+    _line("server", f"{url} ({dialect} API{', with an API key' if server.api_key else ''})")
+    info, problem = probe(server)
+    if info is None:
+        _line("answer", f"NONE: {problem}")
+        print("status: 1 problem(s): the server")
+        return 1
+    _line("model", info.model)
+    _line("context", f"{info.n_ctx} tokens per slot" if info.n_ctx else "not reported")
+    _line("slots", str(info.slots) if info.slots else "not reported")
+    template = (info.template or "").strip().splitlines()
+    _line("template", (template[0][:70] + (" ..." if len(template) > 1 else "")) if template
+          else "the server's own (not reported)")
+    for feature, ok in info.features.items():
+        _line(feature, "yes" if ok else "no (requests that need it fail with error_type \"unsupported\")"
+              if feature != "embeddings" else "no (stores use the embedded embedding model)")
+    print("status: all well")
+    return 0
+
+
 if __name__ == "__main__":
     from host.config import Config
 

@@ -77,6 +77,15 @@ BASE_CMAKE_ARGS: tuple[str, ...] = (
 )
 
 RPC_SERVER_TARGET = "ggml-rpc-server"
+LLAMA_SERVER_TARGET = "llama-server"
+# llama-server is its own cached build (the library's flags plus these), so
+# building it never changes the library's cache key.  The web UI stays out:
+# no npm, and no download of prebuilt assets at build time.
+SERVER_CMAKE_ARGS: tuple[str, ...] = (
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+)
 
 # Bump when the cached layout changes, so old caches are not misread.
 _LAYOUT_VERSION = 1
@@ -457,8 +466,8 @@ def _copy_headers(src: Path, dest: Path) -> None:
             shutil.copy2(header, out / header.name)
 
 
-def _build(flags: tuple[str, ...], final: Path) -> None:
-    """Configure and build into a temp folder; rename it to ``final`` when complete."""
+def _build(flags: tuple[str, ...], final: Path, targets: Sequence[str] | None = None) -> None:
+    """Configure and build ``targets`` (default: the library's) into a temp folder; rename it to ``final``."""
     check_toolchain()
     src = ensure_source()
     for stale in paths.tmp_dir().glob(f"build-{final.name}-*"):
@@ -472,7 +481,7 @@ def _build(flags: tuple[str, ...], final: Path) -> None:
         with open(log_path, "w") as log:
             say(f"configuring llama.cpp {LLAMA_CPP_COMMIT} (log: {log_path})")
             _run_logged(["cmake", "-S", str(src), "-B", str(build), *flags], log, False)
-            targets = _targets(flags)
+            targets = list(targets or _targets(flags))
             say(f"building {' and '.join(targets)} with {jobs} job(s); this takes a few minutes "
                 "on 2 cores (longer with a GPU backend)")
             _run_logged(["cmake", "--build", str(build), "--config", "Release",
@@ -491,7 +500,7 @@ def _build(flags: tuple[str, ...], final: Path) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_tree(final)  # an incomplete folder (tampered with) under the final name
         os.rename(stage, final)
-        say(f"built libllama in {seconds:.0f} s -> {final}")
+        say(f"built {' and '.join(targets)} in {seconds:.0f} s -> {final}")
     finally:
         remove_tree(work)
 
@@ -560,3 +569,40 @@ def ensure_library(extra_cmake_args: Iterable[str] | None = None, *, allow_build
             _build(flags, base)
         _ensure_artifacts(info)
     return info
+
+
+# --- llama-server --------------------------------------------------------------
+
+def server_build_dir(extra_cmake_args: Iterable[str] | None = None) -> Path:
+    """Where llama-server for the current flags is (or will be) cached."""
+    return paths.cache_root() / "server" / cache_key(cmake_args(extra_cmake_args) + SERVER_CMAKE_ARGS)
+
+
+def find_llama_server(extra_cmake_args: Iterable[str] | None = None) -> Path | None:
+    """The cached llama-server binary for the current flags, or None (never builds)."""
+    path = server_build_dir(extra_cmake_args) / "lib" / _exe_name(LLAMA_SERVER_TARGET)
+    return path if path.is_file() and (path.parent.parent / _INFO_FILE).is_file() else None
+
+
+def ensure_llama_server(extra_cmake_args: Iterable[str] | None = None, *, allow_build: bool = True) -> Path:
+    """Return llama.cpp's llama-server built from the pinned source, building it once (minutes).
+
+    Cached like the library (a folder per flag set, renamed into place when
+    complete); its shared libraries sit next to it, found through $ORIGIN.
+    """
+    found = find_llama_server(extra_cmake_args)
+    if found is not None:
+        return found
+    flags = cmake_args(extra_cmake_args) + SERVER_CMAKE_ARGS
+    base = server_build_dir(extra_cmake_args)
+    with file_lock(paths.lock_path(base.name)):
+        found = find_llama_server(extra_cmake_args)
+        if found is None:
+            if not allow_build:
+                raise SetupError("llama-server is not built for these flags; run `make llama-server` "
+                                 "or `python -m host.setup llama-server`")
+            _build(flags, base, [LLAMA_SERVER_TARGET])
+            found = find_llama_server(extra_cmake_args)
+        if found is None:
+            raise SetupError(f"the build finished but {base} has no {LLAMA_SERVER_TARGET}")
+    return found

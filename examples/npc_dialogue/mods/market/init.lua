@@ -13,11 +13,15 @@ local ACTIONS = { "keep_working", "greet_player", "haggle", "call_guard", "leave
 
 local scene = { seed = 7, rounds = 3, log = {}, done = false }
 
+-- A line is one sentence of 3 to 16 whole words that starts with a capital and ends on . ! or ?
+-- (a word cap, not a character cap: a character cap made the grammar end lines in the middle of a word).
+local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,14} [A-Za-z'-]+[.!?]$"
+
 local LINE_SCHEMA = {
   type = "object",
   properties = {
     speaker = { type = "string" },
-    line = { type = "string", pattern = "^[A-Z][A-Za-z ,.!?'-]{8,70}$" },
+    line = { type = "string", pattern = LINE_PATTERN },
     emotion = { type = "string", enum = EMOTIONS },
     next_action = { type = "string", enum = ACTIONS },
   },
@@ -25,16 +29,29 @@ local LINE_SCHEMA = {
   additionalProperties = false,
 }
 
-local function line_grammar(name)
-  local props = {}
-  for k, v in pairs(LINE_SCHEMA.properties) do props[k] = v end
-  props.speaker = { const = name }   -- each NPC can only speak as itself
-  return grammar.schema{ type = "object", properties = props, required = LINE_SCHEMA.required,
-                         additionalProperties = false }
+-- One grammar per set of actions that fit an event (built once, then reused).  The speaker
+-- is not in the grammar: each line's speaker is set to the NPC that said it.  The built-in
+-- scene's grammars are built at load; inside the scene's coroutine a new one waits for the
+-- next frame, so a frame builds at most one.
+local grammars = {}
+local function next_frame()
+  local asked = 0
+  await({ done = function() asked = asked + 1 return asked > 1 end, result = function() end })
+end
+local function line_grammar(actions, now)
+  local key = table.concat(actions, ",")
+  if grammars[key] == nil then
+    if not now then next_frame() end
+    local props = {}
+    for k, v in pairs(LINE_SCHEMA.properties) do props[k] = v end
+    props.next_action = { type = "string", enum = actions }
+    grammars[key] = grammar.schema{ type = "object", properties = props, required = LINE_SCHEMA.required,
+                                    additionalProperties = false }
+  end
+  return grammars[key]
 end
 
 for i, npc in ipairs(npcs) do
-  npc.grammar = line_grammar(npc.name)
   npc.index = i
 end
 
@@ -48,17 +65,18 @@ local function recent(n)
 end
 
 -- Every NPC in `who` reacts to `event` at once; returns their lines in cast order.
-local function react(round, event, who)
+-- `actions`: the next_action values that fit the event (the grammar allows only those).
+local function react(round, event, who, actions)
   local handles = {}
   for _, npc in ipairs(who) do
     local prompt = "Scene: a busy market street in a flooded harbor town.\n"
       .. "What was said so far:\n" .. (#scene.log > 0 and recent(6) or "(nothing yet)") .. "\n"
       .. "Event: " .. event .. "\n"
       .. "What does " .. npc.name .. " the " .. npc.role .. " say now? Answer as JSON with the fields "
-      .. "speaker, line (one short sentence in " .. npc.name .. "'s own words), emotion and next_action."
+      .. "speaker, line, emotion and next_action."
     handles[#handles + 1] = llm.chat{
       messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-      grammar = npc.grammar, max_tokens = 100, temperature = 0.7,
+      grammar = line_grammar(actions), max_tokens = 160, temperature = 0.7,
       seed = scene.seed * 1000 + round * 10 + npc.index,
     }
   end
@@ -66,8 +84,9 @@ local function react(round, event, who)
   for i, h in ipairs(handles) do
     local r = await(h)
     local npc = who[i]
-    if r.value then
-      r.value.round, r.value.event = round, event
+    local line = r.value and llm.clean_line(r.value.line or "", npc.name, 1) or ""
+    if line ~= "" then
+      r.value.speaker, r.value.line, r.value.round, r.value.event = npc.name, line, round, event
       lines[#lines + 1] = r.value
     else
       spdlog.warning(npc.name .. " said nothing usable: " .. tostring(r.error))
@@ -77,20 +96,25 @@ local function react(round, event, who)
   return lines
 end
 
+-- The built-in scene: { event, cast indexes, the actions that fit }.
 local EVENTS = {
-  { "A traveler (the player) walks into the market street.", { 1, 2, 3, 4 } },
-  { "Oona shouts to Bram that his hooks are rusting in the damp.", { 2, 3 } },
-  { "The tide bell rings from the clock tower: high water within the hour.", { 1, 2, 3, 4 } },
+  { "A traveler walks into the market street.", { 1, 2, 3, 4 }, { "greet_player", "haggle", "keep_working" } },
+  { "Oona shouts to Bram that his hooks are rusting in the damp.", { 2, 3 }, { "address_neighbor", "keep_working" } },
+  { "The tide bell rings from the clock tower: high water within the hour.", { 1, 2, 3, 4 },
+    { "keep_working", "leave", "address_neighbor" } },
 }
 
 local function run_scene()
-  for round = 1, math.min(scene.rounds, #EVENTS) do
-    local event, who = EVENTS[round][1], {}
-    for _, i in ipairs(EVENTS[round][2]) do who[#who + 1] = npcs[i] end
-    react(round, event, who)
+  for round = 1, math.min(scene.rounds, #scene.events) do
+    local e, who = scene.events[round], {}
+    for _, i in ipairs(e[2]) do who[#who + 1] = npcs[i] end
+    react(round, e[1], who, e[3])
   end
   scene.done = true
 end
+
+scene.events = EVENTS
+for _, e in ipairs(EVENTS) do line_grammar(e[3], true) end
 
 registerForEvent("onInit", function()
   Cron.After(0.25, function() async(run_scene) end)  -- the player arrives a moment after load
@@ -98,8 +122,23 @@ end)
 
 --- The game reads the dialogue through this table (GetMod("market") from other mods).
 return {
-  --- Seed and number of rounds (1-3) for the scene (set before the first frame).
-  configure = function(seed, rounds) scene.seed = seed; scene.rounds = rounds or scene.rounds end,
+  --- Seed, number of rounds and (optionally) the scene's events, set before the first frame:
+  --- events = { { text =, who = { cast indexes }, actions = { next_action values that fit } }, ... }
+  configure = function(seed, rounds, events)
+    scene.seed = seed
+    scene.rounds = rounds or scene.rounds
+    if type(events) == "table" and #events > 0 then
+      local list = {}
+      for i = 1, math.min(#events, 64) do
+        local e = events[i]
+        local who, acts = {}, {}
+        for _, n in ipairs(e.who or {}) do if npcs[n] then who[#who + 1] = n end end
+        for _, a in ipairs(e.actions or ACTIONS) do acts[#acts + 1] = a end
+        if type(e.text) == "string" and #who > 0 and #acts > 0 then list[#list + 1] = { e.text:sub(1, 200), who, acts } end
+      end
+      if #list > 0 then scene.events = list end
+    end
+  end,
   --- The JSON Schema every line follows, minus the per-NPC speaker constant.
   schema = function() return LINE_SCHEMA end,
   --- Lines so far: { {speaker=, line=, emotion=, next_action=, round=, event=}, ... }

@@ -1,0 +1,406 @@
+-- persona: characters that stay themselves on small models (`llm.persona{...}`, see docs/MODDING.md).
+--
+-- Built once per mod by the host: `factory(llm, lines, env)` returns the
+-- `llm.persona` function.  `lines` holds the host's line functions
+-- (host/engine/lines.py: clean, visible, shape, breaks); `env` is the mod's own
+-- environment, read for the mod's own `rag`, `grammar`, `io` and `dir` (the kit
+-- can do nothing the mod could not).
+--
+-- What a persona does for every line:
+--   * a short system prompt: who the character is, how long it speaks, a few
+--     example exchanges in its voice;
+--   * retrieval: its lore (and what it was told) is searched every turn;
+--   * without tools, a grammar makes the reply start with "Name: " (the model
+--     writes as the character) and be whole sentences without markup;
+--   * the stream shows complete sentences only, cleaned (no speaker tags, braces,
+--     instruction echoes or leading punctuation), within the length;
+--   * a line that claims what the character never claims (an AI, a model, ...) is
+--     stopped and sampled again with another seed; forbidden single-token words
+--     are banned in the sampler;
+--   * tools may have `when = function(text) ... end`: the tool runs only on a turn
+--     whose text makes `when` true (a fishmonger calls the guard on a thief, not
+--     on a customer).
+return function(llm, lines, env)
+  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = 8, 64, 32768
+  local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
+                  sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
+                  retries = true, fallback = true, seed = true, remember = true }
+
+  local Persona = {}
+  Persona.__index = Persona
+  Persona.__metatable = false
+
+  local function fail(msg) error("llm.persona: " .. msg, 3) end
+
+  local function str(o, key, needed, cap)
+    local v = o[key]
+    if v == nil and not needed then return nil end
+    if type(v) ~= "string" or v == "" then fail(key .. " must be a non-empty string") end
+    if #v > cap then fail(string.format("%s is %d characters; at most %d", key, #v, cap)) end
+    return v
+  end
+
+  -- lore = "folder" (its .md and .txt files) or { "text", ... } / { name = "text" }
+  local function read_lore(lore)
+    local docs = {}
+    if type(lore) == "table" then
+      for k, v in pairs(lore) do
+        if type(v) ~= "string" then fail("lore entries must be strings") end
+        docs[#docs + 1] = { name = tostring(k), text = v:sub(1, MAX_LORE_BYTES) }
+        if #docs > MAX_LORE_FILES then fail("at most " .. MAX_LORE_FILES .. " lore entries") end
+      end
+      table.sort(docs, function(a, b) return a.name < b.name end)
+      return docs
+    end
+    if type(lore) ~= "string" then fail("lore must be a folder name or a table of texts") end
+    if env.dir == nil or env.io == nil then fail("lore = folder needs the mod's io and dir") end
+    local ok, entries = pcall(env.dir, lore)
+    if not ok or type(entries) ~= "table" then fail("no lore folder " .. lore .. " in this mod") end
+    for _, e in ipairs(entries) do
+      local name = e.name
+      if e.type == "file" and (name:match("%.md$") or name:match("%.txt$")) then
+        if #docs >= MAX_LORE_FILES then fail("at most " .. MAX_LORE_FILES .. " lore files in " .. lore) end
+        local f = env.io.open(lore .. "/" .. name, "r")
+        if f ~= nil then
+          local text = f:read(MAX_LORE_BYTES) or ""
+          f:close()
+          docs[#docs + 1] = { name = name:gsub("%.%w+$", ""), text = text }
+        end
+      end
+    end
+    table.sort(docs, function(a, b) return a.name < b.name end)
+    return docs
+  end
+
+  local function system_prompt(p, examples)
+    local who = p.voice
+    if not who:match("^[Yy]ou are") then who = "You are " .. p.name .. ", " .. who end
+    local n = p.sentences
+    local parts = {
+      who,
+      string.format("You always speak as %s, a person in this world, in %s.", p.name,
+        n == 1 and "one short sentence" or ("one to " .. ({ "one", "two", "three", "four", "five" })[n] ..
+          " short sentences")),
+      "If you do not know something, say you don't know.",
+    }
+    if #examples > 0 then
+      local ex = { "For example:" }
+      for _, e in ipairs(examples) do
+        ex[#ex + 1] = p.player .. ": " .. e[1]
+        ex[#ex + 1] = p.name .. ": " .. e[2]
+      end
+      parts[#parts + 1] = table.concat(ex, "\n")
+    end
+    return table.concat(parts, "\n")
+  end
+
+  -- the reply grammar: "Name: " and 1..n sentences of plain words ending in . ! or ?
+  local function reply_grammar(p)
+    if env.grammar == nil then return nil end
+    local more = p.sentences > 1 and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
+    local name = p.name:gsub('[\\"]', "")
+    return env.grammar.gbnf(string.format([[
+root ::= "%s: " s%s
+s ::= [A-Z0-9] c* [.!?]
+c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
+]], name, more))
+  end
+
+  -- forbidden words that are one token (with or without a leading space) get a large negative bias
+  local function bans(forbid)
+    local bias = {}
+    for _, word in ipairs(forbid) do
+      if not word:find(" ", 1, true) then
+        for _, form in ipairs({ " " .. word, word, " " .. word:lower(), " " .. word:sub(1, 1):upper() .. word:sub(2) }) do
+          local ok, ids = pcall(llm.tokenize, form)
+          if ok and #ids == 1 then bias[ids[1]] = -100 end
+        end
+      end
+    end
+    return bias
+  end
+
+  local function merge_sampler(sampler, bias)
+    local out = {}
+    for k, v in pairs(sampler or { preset = "balanced", temperature = 0.7 }) do out[k] = v end
+    local lb = {}
+    for k, v in pairs(out.logit_bias or {}) do lb[k] = v end
+    for k, v in pairs(bias) do lb[k] = v end
+    if next(lb) ~= nil then out.logit_bias = lb end
+    return out
+  end
+
+  -- tools: keep description/parameters, wrap run so that `when` gates it
+  local function gate_tools(p, tools)
+    if tools == nil then return nil end
+    if type(tools) ~= "table" then fail("tools must be a table") end
+    local out = {}
+    for name, t in pairs(tools) do
+      if type(t) ~= "table" or type(t.run) ~= "function" then fail("tool " .. tostring(name) .. " needs run = function(args)") end
+      local when = t.when
+      if type(when) == "table" then  -- a list of words: the turn's text mentions one of them
+        local words = {}
+        for i, w in ipairs(when) do
+          if type(w) ~= "string" or w == "" then fail("tool " .. tostring(name) .. ": when[" .. i .. "] must be a word") end
+          words[#words + 1] = w:lower()
+        end
+        when = function(text)
+          text = text:lower()
+          for _, w in ipairs(words) do
+            if text:find(w, 1, true) then return true end
+          end
+          return false
+        end
+      elseif when ~= nil and type(when) ~= "function" then
+        fail("tool " .. tostring(name) .. ": when must be a function(text) or a list of words")
+      end
+      p._when = p._when or {}
+      p._when[name] = when or false
+      local run = t.run
+      out[name] = { description = t.description, parameters = t.parameters, run = function(args)
+        if when ~= nil and not when(p._turn_text or "") then
+          return { error = "nothing here calls for " .. name .. " now" }
+        end
+        return run(args)
+      end }
+    end
+    return out
+  end
+
+  --- llm.persona{ name=, voice=, lore=, length=, examples=, forbid=, sampler=, tools=, save=, memory=,
+  ---   player=, max_tokens=, retries=, fallback=, seed= } -> a persona (see docs/MODDING.md)
+  local function persona(o)
+    if type(o) ~= "table" then error("llm.persona takes one table argument", 2) end
+    for k in pairs(o) do
+      if not KNOWN[k] then fail("unknown option " .. tostring(k)) end
+    end
+    local p = setmetatable({}, Persona)
+    p.name = str(o, "name", true, 40)
+    p.voice = str(o, "voice", true, 1200)
+    p.player = str(o, "player", false, 40) or "Player"
+    local length = o.length or 2
+    if type(length) == "number" then length = { sentences = length } end
+    if type(length) ~= "table" then fail("length must be a number of sentences or { sentences =, chars = }") end
+    p.sentences = math.floor(tonumber(length.sentences) or 2)
+    if p.sentences < 1 or p.sentences > 5 then fail("length: sentences must be 1 to 5") end
+    p.chars = math.floor(tonumber(length.chars) or (110 * p.sentences))
+    if p.chars < 20 or p.chars > 1000 then fail("length: chars must be 20 to 1000") end
+    p.max_tokens = o.max_tokens or (36 * p.sentences + 8)
+    p.retries = o.retries or 2
+    p.fallback = o.fallback or "I'd rather not say."
+    p.seed = o.seed
+    local examples = {}
+    if o.examples ~= nil then
+      if type(o.examples) ~= "table" or #o.examples > MAX_EXAMPLES then
+        fail("examples must be a list of at most " .. MAX_EXAMPLES .. " { question, answer } pairs")
+      end
+      for i, e in ipairs(o.examples) do
+        if type(e) ~= "table" or type(e[1]) ~= "string" or type(e[2]) ~= "string" or #e[1] > 300 or #e[2] > 300 then
+          fail("examples[" .. i .. "] must be { \"what the player says\", \"what " .. p.name .. " answers\" } (300 characters each)")
+        end
+        examples[#examples + 1] = { e[1], e[2] }
+      end
+    end
+    p.forbid = {}
+    for _, w in ipairs(lines.default_forbid) do p.forbid[#p.forbid + 1] = w end
+    if o.forbid ~= nil then
+      if type(o.forbid) ~= "table" or #o.forbid > 32 then fail("forbid must be a list of at most 32 phrases") end
+      for _, w in ipairs(o.forbid) do
+        if type(w) ~= "string" or w == "" or #w > 60 then fail("forbid entries must be phrases of 1 to 60 characters") end
+        p.forbid[#p.forbid + 1] = w
+      end
+    end
+    p.system = system_prompt(p, examples)
+    p.sampler = merge_sampler(o.sampler, bans(p.forbid))
+    -- memory: her lore and what she is told, searched every turn (when the host has rag)
+    if o.memory ~= false and env.rag ~= nil and (o.lore ~= nil or o.memory ~= nil) then
+      p.store = env.rag.open(type(o.memory) == "string" and o.memory or "memory")
+      for _, doc in ipairs(o.lore ~= nil and read_lore(o.lore) or {}) do
+        p.store:add("lore:" .. doc.name, doc.text)
+      end
+    end
+    p.remember = o.remember ~= false and p.store ~= nil
+    p.tools = gate_tools(p, o.tools)
+    if p.tools == nil then p.grammar = reply_grammar(p) end
+    local session_opts = { system = p.system, sampler = p.sampler, overflow = "summarize", memory = p.store,
+                           tools = p.tools }
+    if o.save ~= nil then
+      p.save_name = str(o, "save", false, 64)
+      local ok, loaded = pcall(llm.load_session, p.save_name, { memory = p.store })
+      if ok then p.session = loaded end
+    end
+    if p.session == nil then
+      p.session = llm.session(session_opts)
+      p.restored_turns = 0
+    end
+    p.talking, p.turns = false, 0
+    return p
+  end
+
+  --- How many turns were restored from a saved conversation: nil while loading, 0 when none.
+  --- Also (as a second value) the load's result table (messages, cached_tokens, conversation_tokens).
+  function Persona:restored()
+    if self.restored_turns == nil and self.session.loaded ~= nil and self.session.loaded:done() then
+      local r = self.session.loaded:result()
+      local v = r and (r.value or r)
+      self.load_info = v
+      self.restored_turns = (v and type(v.messages) == "number") and math.floor(v.messages / 2) or 0
+    end
+    return self.restored_turns, self.load_info
+  end
+
+  --- Save the conversation under the persona's save name (a handle), or nil when it has none.
+  function Persona:save()
+    if self.save_name == nil then return nil end
+    return self.session:save(self.save_name)
+  end
+
+  --- Forget the conversation (the persona stays). Returns a handle.
+  function Persona:forget()
+    return self.session:reset()
+  end
+
+  --- True while a reply is being generated.
+  function Persona:busy()
+    return self.talking
+  end
+
+  -- one reply: stream complete clean sentences to on_token, then on_done(result) with
+  -- result.text the line as shown; a line that breaks character is sampled again
+  local function reply(self, prompt, opts, tries)
+    local raw, shown, rejected = {}, "", nil
+    local handle
+    local seed = opts.seed or (self.seed ~= nil and (self.seed + self.turns * 7919) or nil)
+    if seed ~= nil and tries > 0 then seed = (seed + tries * 104729) % 4294967296 end
+    local function on_token(piece)
+      if rejected then return end
+      raw[#raw + 1] = piece
+      local text = table.concat(raw)
+      if lines.breaks(text, self.forbid) ~= nil then
+        rejected = true
+        if handle ~= nil then handle:cancel() end
+        return
+      end
+      local now = lines.visible(text, self.name, self.sentences, self.chars)
+      if #now > #shown and now:sub(1, #shown) == shown then
+        local delta = now:sub(#shown + 1)
+        shown = now
+        if opts.on_token then opts.on_token(delta) end
+      end
+    end
+    local function on_done(result)
+      if rejected and result.finish_reason == "cancelled" and tries < self.retries then
+        return reply(self, prompt, opts, tries + 1)  -- stopped in time: the conversation did not keep it
+      end
+      local final = ""
+      if rejected or result.finish_reason == "cancelled" or result.finish_reason == "error" then
+        final = shown  -- stopped: what was shown stays the line
+      elseif not rejected then
+        final = lines.shape(lines.clean(result.text or table.concat(raw), self.name), self.sentences, self.chars,
+          result.finish_reason == "stop")
+        if lines.breaks(final, self.forbid) ~= nil then final = "" end
+      end
+      if final == "" and shown == "" and (rejected or result.finish_reason == "stop"
+          or result.finish_reason == "length") then
+        final = self.fallback
+      end
+      if final:sub(1, #shown) ~= shown then final = shown end  -- never take back what was shown
+      if #final > #shown and opts.on_token then opts.on_token(final:sub(#shown + 1)) end
+      self.talking = false
+      local out = {}
+      for k, v in pairs(result) do out[k] = v end
+      out.text, out.raw, out.retries = final, table.concat(raw), tries
+      if rejected and out.finish_reason == "cancelled" then out.finish_reason, out.error, out.error_type = "stop", nil, nil end
+      if self.remember and final ~= "" and opts.remember ~= false then
+        self.store:add(string.format("chat:%d:%d", os.time(), self.turns),
+          "Asked \"" .. prompt .. "\", " .. self.name .. " said: \"" .. final .. "\"", { kind = "conversation" })
+      end
+      if opts.on_done then opts.on_done(out) end
+    end
+    local say = { max_tokens = opts.max_tokens or self.max_tokens, seed = seed, on_token = on_token, on_done = on_done }
+    if self.tools ~= nil then
+      -- a turn whose text no tool fits gets no tool calls at all (the grammar allows only speech)
+      local any = false
+      for _, when in pairs(self._when or {}) do
+        if when == false or when(self._turn_text or "") then any = true end
+      end
+      say.max_tool_calls = any and (opts.max_tool_calls or 1) or 0
+      say.tool_choice = opts.tool_choice
+    else
+      say.grammar = self.grammar
+    end
+    handle = self.session:say(prompt, say)
+    self.handle = handle
+    return handle
+  end
+
+  local function start(self, prompt, turn_text, opts)
+    if self.talking then return nil end
+    opts = opts or {}
+    if type(opts) ~= "table" then error("persona: options must be a table", 3) end
+    self.talking, self.turns, self._turn_text = true, self.turns + 1, turn_text
+    local ok, h = pcall(reply, self, prompt, opts, 0)
+    if not ok then self.talking = false; error(h, 3) end
+    return h
+  end
+
+  --- The player says `text`; the reply streams to opts.on_token(text), then opts.on_done(result).
+  --- opts: on_token, on_done, seed, max_tokens, tool_choice ("required": act first). Returns a handle, or nil while a reply is running.
+  function Persona:ask(text, opts)
+    if type(text) ~= "string" or text == "" then error("persona:ask needs some text", 2) end
+    return start(self, text:sub(1, 2000), text, opts)
+  end
+
+  --- Someone else (`who`) says `text` near the character. Returns a handle, or nil while busy.
+  function Persona:hear(who, text, opts)
+    if type(who) ~= "string" or type(text) ~= "string" then error("persona:hear(who, text) takes two strings", 2) end
+    local function norm(n) return (n:lower():gsub("^the ", "")) end
+    local prompt = (who == "" or norm(who) == norm(self.player)) and text or (who .. " says: " .. text)
+    return start(self, prompt:sub(1, 2000), text, opts)
+  end
+
+  --- Something happens around the character (`text` describes it). Returns a handle, or nil while busy.
+  function Persona:event(text, opts)
+    if type(text) ~= "string" or text == "" then error("persona:event needs a description", 2) end
+    return start(self, "(" .. text:sub(1, 1000) .. ")", text, opts)
+  end
+
+  --- Stop the reply in progress (its on_done reports "cancelled").
+  function Persona:cancel()
+    if self.talking and self.handle ~= nil then self.handle:cancel() end
+  end
+
+  --- The public table a game drives an NPC through: hear(who, text), event(text) (true when it
+  --- starts a reply), reseed(n). hooks: start(), piece(text), finish(text), warn(message).
+  function Persona:npc(hooks)
+    if type(hooks) ~= "table" then error("persona:npc takes a table of hooks", 2) end
+    local me = self
+    local function opts()
+      return {
+        on_token = function(piece) if hooks.piece then hooks.piece(piece) end end,
+        on_done = function(result)
+          if result.error and hooks.warn then hooks.warn(me.name .. ": " .. result.error) end
+          if hooks.finish then hooks.finish(result.text or "") end
+        end,
+      }
+    end
+    return {
+      --- Someone said `text` to the character (or near it). True if it answers.
+      hear = function(who, text)
+        if me.talking then return false end
+        if hooks.start then hooks.start() end
+        return me:hear(who, text, opts()) ~= nil
+      end,
+      --- Something happened on the street. True if the character reacts.
+      event = function(text)
+        if me.talking then return false end
+        if hooks.start then hooks.start() end
+        return me:event(text, opts()) ~= nil
+      end,
+      --- Fix the seed of the character's replies (each turn derives its own from it).
+      reseed = function(n) me.seed = math.floor(tonumber(n) or 0) % 4294967296 end,
+    }
+  end
+
+  return persona
+end

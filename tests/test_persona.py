@@ -1,0 +1,106 @@
+"""llm.persona with the real model: whole clean sentences, guards against out-of-character lines, gated tools."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from host.engine.lines import breaks_character
+
+PERSONA = """
+  local maren = llm.persona{
+    name = "Maren",
+    voice = "the keeper of a lighthouse on a stormy northern coast. You are calm and kind.",
+    length = 2,
+    examples = { { "Hello!", "Welcome, traveler. Mind the wet steps." } },
+    %s
+  }
+  local function ask(tag, text, opts)
+    opts = opts or {}
+    local pieces = {}
+    opts.on_token = function(t) pieces[#pieces + 1] = t end
+    opts.on_done = function(r)
+      print(tag .. "|" .. r.finish_reason .. "|" .. tostring(r.retries) .. "|" .. #(r.tool_calls or {}) .. "|"
+        .. table.concat(pieces) .. "|" .. r.text)
+    end
+    return maren:ask(text, opts)
+  end
+"""
+
+
+def run_until(host, cond, timeout=240.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not cond():
+        host.update(1 / 60)
+        time.sleep(0.002)
+    assert cond(), "timed out"
+
+
+def done_lines(console, mod, tag):
+    return [l.split("|") for l in console.mod_lines(mod) if l.startswith(tag + "|")]
+
+
+def test_replies_are_whole_clean_sentences_and_stream_what_they_end_with(llm_host):
+    host, console = llm_host({"keeper": PERSONA % "" + """
+      local n = 0
+      local questions = { "Who are you?", "What is the weather like?", "Tell me a long story about the sea." }
+      local function next_q()
+        n = n + 1
+        if questions[n] then ask("r" .. n, questions[n], { seed = n }) end
+      end
+      registerForEvent("onUpdate", function() if not maren:busy() and n < #questions then next_q() end end)
+    """})
+    run_until(host, lambda: all(done_lines(console, "keeper", f"r{i}") for i in (1, 2, 3)))
+    for i in (1, 2, 3):
+        _, reason, _, _, streamed, text = done_lines(console, "keeper", f"r{i}")[0]
+        assert reason in ("stop", "length") and text, (reason, text)
+        assert streamed == text, "the stream shows exactly the final line"
+        assert re.search(r"[.!?]['\")]*$", text), text
+        assert not re.search(r"[{}\[\]<>*#]|^\W|Maren\s*:", text), text
+        assert len(re.findall(r"[.!?]+(?:\s|$)", text)) <= 2, text
+
+
+def test_a_line_that_breaks_character_is_sampled_again_or_replaced(llm_host):
+    """A character asked "Are you an AI?" once answered "Yes, I am an AI"."""
+    forbid = ("the", "a", "you", "I")
+    host, console = llm_host({"keeper": PERSONA % ('forbid = { "the", "a", "you", "I" }, fallback = "Hmm."') + """
+      registerForEvent("onInit", function() ask("f", "Tell me about you and the lighthouse.", { seed = 3 }) end)
+    """})
+    run_until(host, lambda: done_lines(console, "keeper", "f"))
+    _, reason, retries, _, streamed, text = done_lines(console, "keeper", "f")[0]
+    assert reason == "stop" and text
+    assert breaks_character(text, forbid) is None, text
+    assert streamed == text
+
+
+def test_a_tool_runs_only_on_a_turn_its_when_words_fit(llm_host):
+    """A fishmonger called the guard twice when the player only asked for eel."""
+    host, console = llm_host({"keeper": PERSONA % """tools = {
+      call_guard = { description = "Call the guard on a thief.", when = { "thief", "steal" },
+                     run = function() print("GUARD CALLED") return { ok = true } end },
+    }""" + """
+      local asked = false
+      registerForEvent("onInit", function()
+        ask("calm", "I would like some tea, please.", { seed = 1, tool_choice = "required" })
+      end)
+      registerForEvent("onUpdate", function()
+        if not maren:busy() and not asked then
+          asked = true
+          ask("thief", "A thief steals your lamp!", { seed = 2, tool_choice = "required" })
+        end
+      end)
+    """})
+    run_until(host, lambda: done_lines(console, "keeper", "thief"))
+    calm = done_lines(console, "keeper", "calm")[0]
+    thief = done_lines(console, "keeper", "thief")[0]
+    assert calm[3] == "0", "no tool on a turn its words do not fit, even when a tool call is required"
+    assert thief[3] == "1" and console.mod_lines("keeper").count("GUARD CALLED") == 1
+
+
+def test_bad_options_name_the_modders_line(llm_host):
+    host, console = llm_host({"bad": 'local p = llm.persona{ name = "X", voice = "a smith", length = 9 }\n'})
+    mod = host.mods["bad"]
+    assert mod.state != "loaded"
+    assert "init.lua:1" in mod.reason and "length" in mod.reason, mod.reason
+    host2, _ = llm_host({"bad2": 'local p = llm.persona{ name = "X", voice = "a smith", colour = 1 }\n'})
+    assert "unknown option colour" in host2.mods["bad2"].reason
