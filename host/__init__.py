@@ -36,6 +36,10 @@ What a game uses (docs/EMBEDDING.md walks through it)::
   ``ui=``, then ``ImGuiOverlay(host)`` (host/ui/imgui_overlay.py; they need the
   ``ui`` extra, and raise ImportError on first use without it).
 
+- :func:`frees_held` — after ``shutdown()``: why native objects were left
+  allocated (the worker was still inside llama.cpp past its shutdown wait), or
+  None.  When it says why, end the process with ``os._exit`` (no teardown).
+
 Names are imported on first use, so ``import host`` is cheap and needs none
 of the optional extras.
 """
@@ -61,6 +65,7 @@ _EXPORTS = {
     "ToolCall": "host.results",
     "imgui_layer": "host.ui.imgui_overlay",
     "ImGuiOverlay": "host.ui.imgui_overlay",
+    "frees_held": "host.llama",
     "RelicError": "host.errors",
     "SetupError": "host.errors",
     "ConfigError": "host.errors",
