@@ -12,7 +12,7 @@ from pathlib import Path
 def prepared(rag: bool = False):
     """host.prepare for $RELIC_* (RELIC_MODEL, RELIC_GPU, ...); cached per process."""
     from host.config import Config
-    from host.prepare import prepare
+    from host.startup import prepare
 
     return prepare(Config.load(environ=os.environ, rag=rag))
 

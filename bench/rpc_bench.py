@@ -41,7 +41,7 @@ from host.llama.sampler import SamplerChain
 import os
 from host.app import load_model
 from host.config import Config
-from host.prepare import prepare
+from host.startup import prepare
 cfg = Config.load(environ=os.environ, rag=False)
 prompt, n_gen, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 m = load_model(cfg, prepare(cfg, progress=lambda line: None))

@@ -23,7 +23,7 @@ What a game uses (docs/EMBEDDING.md walks through it)::
   model is ``Host("mods")``.
 - :class:`Config` — every setting, read once at the entry point (host/config.py).
 - :func:`prepare` — set-up before the game starts: resolves, builds and
-  downloads what the config needs, returns :class:`Prepared` paths (host/prepare.py).
+  downloads what the config needs, returns :class:`Prepared` paths (host/startup.py).
 - :func:`create_host` — a Host (not yet loaded) with the model and the ``llm``,
   ``grammar`` and ``rag`` modules wired to a started inference worker
   (host/app.py; :func:`build_host` is the same with more shortcuts).
@@ -52,8 +52,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Config": "host.config",
-    "prepare": "host.prepare",
-    "Prepared": "host.prepare",
+    "prepare": "host.startup",
+    "Prepared": "host.startup",
     "create_host": "host.app",
     "Host": "host.runtime.host",
     "build_host": "host.app",

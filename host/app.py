@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from host.config import Config
-from host.prepare import Prepared, prepare
+from host.startup import Prepared, prepare
 from host.runtime.host import Host
 
 

@@ -79,7 +79,7 @@ def _run(args) -> int:
         print(f"relic run: mods folder '{args.mods}' does not exist", file=sys.stderr)
         return 2
     from host.app import build_host
-    from host.prepare import prepare
+    from host.startup import prepare
 
     prepared = prepare(config, llm=not args.no_llm)
     host = build_host(config=config, prepared=prepared, llm=not args.no_llm, load=False,
@@ -105,7 +105,7 @@ def _run(args) -> int:
 
 def _chat(args) -> int:
     from host.chat import chat_main
-    from host.prepare import prepare
+    from host.startup import prepare
 
     config = config_from(args, rag=False)
     return chat_main(args, config, prepare(config))

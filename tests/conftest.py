@@ -60,7 +60,7 @@ def pytest_runtest_call(item):
 def prepared():
     """What set-up resolved for this process's settings (RELIC_GPU=cpu under make test)."""
     from host.config import Config
-    from host.prepare import prepare
+    from host.startup import prepare
 
     return prepare(Config.load(environ=os.environ))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ROOT / "host"
 
-ENTRY = {"host.cli", "host.app", "host.prepare", "host.config", "host.chat", "host"}
+ENTRY = {"host.cli", "host.app", "host.startup", "host.config", "host.chat", "host"}
 LOWER = ("host.llama", "host.engine", "host.rag", "host.runtime", "host.api", "host.worker",
          "host.messages", "host.errors", "host.ui", "host.remote", "host.results")
 

@@ -193,7 +193,7 @@ def test_process_survives_every_bad_input(model_path, tmp_path):
     code = f"""
 import os
 from host.config import Config
-from host.prepare import prepare
+from host.startup import prepare
 from host.llama import Model, Context
 prepare(Config.load(environ=os.environ, rag=False))
 from host.errors import RelicError

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A child process's way to the configured model: the settings from its environment, set-up, load.
 PREPARED_MODEL = ("import os; from host.app import load_model; from host.config import Config; "
-                  "from host.prepare import prepare; cfg = Config.load(environ=os.environ, rag=False); "
+                  "from host.startup import prepare; cfg = Config.load(environ=os.environ, rag=False); "
                   "m = load_model(cfg, prepare(cfg)); l = m.lib;")
 
 

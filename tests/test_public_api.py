@@ -17,7 +17,7 @@ def test_every_exported_name_resolves_and_import_is_cheap():
             "heavy = sorted(m for m in ('lupa', 'cffi', 'host.llama', 'host.runtime') if m in sys.modules)\n"
             "names = [n for n in relic.__all__ if n not in ('imgui_layer', 'ImGuiOverlay')]\n"
             "missing = [n for n in names if getattr(relic, n, None) is None]\n"
-            "import host.prepare, host.app\n"          # importing the submodule must not break relic.prepare
+            "import host.startup, host.app\n"          # importing the submodule must not break relic.prepare
             "print(heavy, missing, callable(relic.prepare), relic.Config.__name__, relic.create_host.__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -35,7 +35,7 @@ from host.llama.generate import generate
 import os
 from host.app import load_model
 from host.config import Config
-from host.prepare import prepare
+from host.startup import prepare
 cfg = Config.load(environ=os.environ, rag=False)
 m = load_model(cfg, prepare(cfg))
 lib = m.lib
@@ -235,7 +235,7 @@ from host.llama import Model, load
 import os
 from host.app import load_model
 from host.config import Config
-from host.prepare import prepare
+from host.startup import prepare
 cfg = Config.load(environ=os.environ, rag=False)
 from host.worker import Worker, WorkerConfig
 m = load_model(cfg, prepare(cfg))

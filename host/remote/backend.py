@@ -158,11 +158,8 @@ def start_remote_worker(server: ServerConfig, *, worker_config=None, embed_model
     # the early refusal by size: no text longer than this fits any context the server can have
     config = replace(config, n_ctx=n_ctx, max_prompt_bytes=config.max_prompt_bytes or n_ctx * 64)
     pattern = special_pattern(tokenizer) if tokenizer is not None else None
+    # stores use the embedded embedding model that set-up resolved (None: no stores)
     rag_model = embed_model or config.embed_model
-    if rag_model is None:  # stores use the embedded embedding model (loaded at the first store call)
-        from host.setup.embed_model import embed_model_path
-
-        rag_model = embed_model_path
 
     def factory():
         return RemoteEngine(client, dialect, info=info, model=server.model, max_streams=server.max_streams,

@@ -14,7 +14,6 @@ Progress lines go to ``progress`` (stderr by default).
 from __future__ import annotations
 
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,15 +77,3 @@ def prepare(config: Config, *, progress: Callable[[str], None] | None = None,
         embed = (_existing(config.embed_model, "GGUF embedding model", "embed_model")
                  if config.embed_model is not None else ensure_embed_model())
     return Prepared(config, info, selection, model, embed)
-
-
-class _CallableModule(types.ModuleType):
-    """``import host as relic; relic.prepare(config)``: once this module is imported, Python makes
-    it the package's ``prepare`` attribute (in place of the function host/__init__.py exports), so
-    calling the module calls :func:`prepare`."""
-
-    def __call__(self, config: Config, **kwargs) -> Prepared:
-        return prepare(config, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
