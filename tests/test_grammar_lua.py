@@ -31,7 +31,7 @@ def test_schema_results_carry_a_decoded_value(llm_host):
           grammar = line, max_tokens = 80, temperature = 0.7, seed = 4,
           on_token = function(t) deltas[#deltas + 1] = t end,
           on_done = function(r)
-            print("raw " .. r.text)
+            print("raw " .. (r.text:gsub("\\n", " ")))  -- one console line (JSON whitespace)
             print("streamed " .. tostring(table.concat(deltas) == r.text))
             print("value " .. tostring(r.value and r.value.speaker) .. " " .. tostring(r.value and r.value.mood))
             print("error " .. tostring(r.error))

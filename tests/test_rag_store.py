@@ -375,7 +375,10 @@ def test_changing_the_embedding_model_reembeds_everything(tmp_path, emb, model):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
+    from host.config import Config
     from host.rag import Embedder, Store
+    from host.startup import prepare
+    prepare(Config.load(environ=os.environ, rag=False))  # the library this child loads
     path, how = sys.argv[1], sys.argv[2]
     emb = Embedder(sys.argv[3], n_batch=256, n_seq_max=8)
     store = Store.open(path, emb)

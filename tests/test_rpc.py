@@ -256,7 +256,7 @@ for _ in range(30):  # the frame loop goes on
     w.pump(0.004); time.sleep(1 / 60); frames += 1
 w.shutdown()
 m.close()
-print(json.dumps({"first": first.result, "later": later.result, "frames": frames,
+print(json.dumps({"first": first.result.to_plain(), "later": later.result.to_plain(), "frames": frames,
                   "streamed": len(tokens)}), flush=True)
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from host.app import set_template
+from host.config import Config
 from host.errors import TemplateError
 
 
@@ -16,8 +17,7 @@ def test_a_named_template_is_used_for_every_chat(model, monkeypatch):
         assert set_template(model, "llama2") is None
         assert model.apply_chat_template(msgs) != own and "[INST]" in model.apply_chat_template(msgs)
         model.template_override = None
-        monkeypatch.setenv("RELIC_TEMPLATE", "llama2")
-        set_template(model)
+        set_template(model, Config.load(environ={"RELIC_TEMPLATE": "llama2"}).template)  # the entry point's way
         assert "[INST]" in model.apply_chat_template(msgs)
     finally:
         model.template_override = None
