@@ -47,13 +47,22 @@ QUESTIONS = [
 
 def run(turns: int, n_ctx: int, model_path=None, timeout: float = 600.0, questions=QUESTIONS) -> list[dict]:
     """Chat ``turns`` turns with Judy; returns one record per turn."""
-    os.environ["RELIC_N_CTX"] = str(n_ctx)
+    import importlib.util
+
     from host.app import host_with_mod
+    from host.config import Config
+
+    # the settings `make judy` runs with: the environment's, then Judy's own chat defaults
+    spec = importlib.util.spec_from_file_location("judy_main", ROOT / "examples" / "judy" / "main.py")
+    judy_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judy_main)
+    chosen = {"model": Path(model_path).absolute()} if model_path else {}
+    config = judy_main.with_chat_defaults(Config.load(environ=os.environ, n_ctx=n_ctx, **chosen))
 
     tmp = Path(tempfile.mkdtemp(prefix="relic-judy-bench-"))
     shutil.copytree(ROOT / "mods" / "judy", tmp / "judy",
                     ignore=shutil.ignore_patterns("sessions", "*.log*", "*.sqlite3*"))
-    host, judy = host_with_mod(tmp, "judy", model_path=model_path, console=lambda line: None)
+    host, judy = host_with_mod(tmp, "judy", config=config, console=lambda line: None)
     records = []
     try:
         deadline = time.monotonic() + 60
