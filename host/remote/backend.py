@@ -175,19 +175,6 @@ def start_remote_worker(server: ServerConfig, *, worker_config=None, embed_model
         raise
 
 
-ENV_SERVER = "RELIC_SERVER"
-ENV_API_KEY = "RELIC_API_KEY"
-
-
-def server_from(environ) -> ServerConfig | None:
-    """The server an entry point was given in ``environ`` (RELIC_SERVER, its key in RELIC_API_KEY), or None.
-
-    Entry points pass ``os.environ``; nothing below them reads it.
-    """
-    url = environ.get(ENV_SERVER, "").strip()
-    return ServerConfig(url, api_key=environ.get(ENV_API_KEY) or None) if url else None
-
-
 def from_config(config) -> tuple[ServerConfig | None, dict]:
     """(the default server or None, {mod id: "embedded" | ServerConfig}) from a host.config.Config
     (its ``server``, ``api_key``, ``server_timeout`` and ``backends``)."""
