@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from host.errors import (PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, TemplateError,
                          WorkerDeadError)
+from host.limits import DEFAULT_LIMITS
 from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
@@ -61,8 +62,9 @@ class WorkerConfig:
     n_threads: int | None = None  # generation threads (default: cores - 1, at least 1)
     n_threads_batch: int | None = None  # prompt threads (default: like n_threads)
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
-    max_pending_per_mod: int = 16  # requests not yet done, per mod
-    max_pending_bytes_per_mod: int = 4 << 20  # input bytes (prompts, texts) of those requests, per mod
+    # the per-mod request quotas: host.limits (llm.max_pending, llm.max_pending_bytes), set from the config
+    max_pending_per_mod: int = DEFAULT_LIMITS.llm.max_pending
+    max_pending_bytes_per_mod: int = DEFAULT_LIMITS.llm.max_pending_bytes
     max_prompt_tokens: int | None = None  # default: the context size
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
