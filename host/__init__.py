@@ -57,7 +57,7 @@ _EXPORTS = {
     "create_host": "host.app",
     "Host": "host.runtime.host",
     "build_host": "host.app",
-    "Limits": "host.runtime.limits",
+    "Limits": "host.limits",
     "Grant": "host.runtime.grants",
     "Result": "host.results",
     "Usage": "host.results",

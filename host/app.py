@@ -144,7 +144,7 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             if owned:
                 model.close()
             raise
-        ledger = QuotaLedger()  # per-mod host-side objects, shared by the three providers
+        ledger = QuotaLedger(host.limits)  # per-mod host-side objects, shared by the three providers
         grammars = GrammarProvider(model, ledger=ledger)
         llm_provider = LLMProvider(worker, grammar_from=grammars.resolve, ledger=ledger,
                                    memory_for=partial(memory_store, ledger) if config.rag else None)
@@ -213,7 +213,7 @@ def _add_llm_routed(host, config, prepared, server, backends: dict, *, model, wo
             owned_model.close()
         raise
     host.model = router.model  # the default backend's (a host.remote.backend.RemoteModel on a server)
-    ledger = QuotaLedger()
+    ledger = QuotaLedger(host.limits)
     grammars = GrammarProvider(router.model, ledger=ledger)
     llm_provider = LLMProvider(router, grammar_from=grammars.resolve, ledger=ledger,
                                memory_for=partial(memory_store, ledger) if config.rag else None)

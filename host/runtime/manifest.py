@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
 
 from host.errors import ManifestError
 from host.runtime.grants import apply_grant, grant_for
-from host.runtime.limits import Limits
+from host.limits import Limits
 
 ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 MANIFEST_KEYS = {"name", "version", "description", "dependencies", "trusted",
