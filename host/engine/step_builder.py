@@ -10,6 +10,20 @@ that much while a newcomer's prompt is read; a step that decodes nothing reads
 a whole batch (``n_batch`` tokens).  Before any cost is measured, a mixed step
 reads ``FIRST_CHUNK`` tokens.
 
+Why about 2, and what it costs the newcomer.  On a CPU a prompt token costs
+about what a generated token does (the default model on one thread: ~17 ms
+each under load, a decode-only step of three ~67 ms), so a step that may take
+F decode-only steps gives the newcomer at most (F-1)/F of the machine: its
+first token comes about F/(F-1) times as late as alone.  Those already
+talking see their longest gap grow about F times.  Both "gap <= 2x" and
+"newcomer <= 1.3x" would need F <= 2 and F >= 4.3 at once; bench/join_latency.py
+--gap-factors 2,3,4.5 shows it side by side (gap 1.9x / 2.5x / 4.0x, first
+token 2.7x / 1.6x / 1.2x).  The talkers' smoothness is kept; the NPC the
+player waits for is "player" and reads with the others paused.  A unified KV
+cache (one llama.cpp graph for a mixed batch instead of two) saved 3-14 % of
+a mixed step in the same measurement: not worth giving up a KV stream per
+sequence (the text of a request independent of the others).
+
 The batch is ordered by sequence id: llama.cpp splits a batch over
 per-sequence KV streams into runs of consecutive sequence ids, so an ordered
 batch takes the fewest graph runs.
