@@ -96,7 +96,9 @@ def test_a_mod_meets_the_grammar_limits_its_host_was_given(make_host):
     source = """
         ok_small, err_small = pcall(grammar.gbnf, 'root ::= "yes" | "no"')
         ok_big, err_big = pcall(grammar.gbnf, 'root ::= ' .. string.rep('"a" | ', 20) .. '"b"')
-        return { result = function() return tostring(ok_small) .. "|" .. tostring(ok_big) .. "|" .. tostring(err_big) end }
+        return { result = function()
+          return tostring(ok_small) .. "|" .. tostring(ok_big) .. "|" .. tostring(err_big)
+        end }
     """
     small = replace(DEFAULT_LIMITS, grammar=replace(DEFAULT_LIMITS.grammar, max_gbnf_bytes=64))
     host, _ = make_host(load=False, mods={"m": source}, limits=small)
@@ -112,3 +114,53 @@ def test_a_mod_meets_the_grammar_limits_its_host_was_given(make_host):
     host2.load()
     ok, out = host2.mods["m"].call(host2.mods["m"].public.result)
     assert ok and out.startswith("true|true|"), out
+
+
+def test_a_mod_meets_the_runtime_and_ui_limits_its_host_was_given(make_host):
+    from test_imgui_bindings import PNG
+
+    source = """
+        local a = sqlite3.open_memory()
+        local b = sqlite3.open_memory()
+        local okc, c, cerr = pcall(sqlite3.open_memory)
+        c = okc and c ~= nil and "opened" or tostring(cerr or c)
+        local ok_db = pcall(function() return a:exec("SELECT 1; " .. string.rep(" ", 200)) end)
+        local t1 = ImGui.LoadTexture("pic.png")
+        local t2, terr = ImGui.LoadTexture("pic.png")
+        return { result = function()
+          return tostring(b ~= nil) .. "|" .. tostring(c) .. "|" .. tostring(ok_db) .. "|"
+                 .. tostring(t1 ~= nil) .. "|" .. tostring(t2) .. "|" .. tostring(terr)
+        end }
+    """
+    small = replace(DEFAULT_LIMITS, db_max_databases=2, db_max_sql_bytes=100,
+                    ui=replace(DEFAULT_LIMITS.ui, max_textures=1))
+    results = {}
+    for name, limits in (("small", small), ("default", None)):
+        host, _ = make_host(load=False, mods={name: source}, limits=limits)
+        (host.mods_dir / name / "pic.png").write_bytes(PNG)
+        host.load()
+        ok, out = host.mods[name].call(host.mods[name].public.result)
+        assert ok, out
+        results[name] = out.split("|", 5)
+    # two databases open: the third is refused
+    assert results["small"][0] == "true" and "at most 2 open databases" in results["small"][1], results
+    assert results["small"][2:5] == ["false", "true", "nil"], results
+    assert "more than 1 textures" in results["small"][5]
+    assert results["default"][:4] == ["true", "opened", "true", "true"], results
+    assert results["default"][4] != "nil", results
+
+
+def test_tool_sets_check_the_tool_limits_they_are_given():
+    from host.engine.tools import ToolError, ToolSet, tool_result_message
+    from host.limits import ToolLimits
+
+    two = {"a": {"description": "x"}, "b": {"description": "y"}}
+    ToolSet(two, lambda s: s)
+    with pytest.raises(ToolError, match="at most 1 tools"):
+        ToolSet(two, lambda s: s, limits=ToolLimits(max_tools=1))
+    with pytest.raises(ToolError, match="at most 3 characters"):
+        ToolSet({"a": {"description": "long"}}, lambda s: s, limits=ToolLimits(max_description_chars=3))
+    made = []
+    ToolSet({"a": {}}, lambda s: made.append(s) or s, limits=ToolLimits(max_say_chars=7))
+    assert made[0]["properties"]["say"]["maxLength"] == 7
+    assert len(tool_result_message("t", "x" * 500, 50)["content"]) < 100

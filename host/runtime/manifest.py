@@ -26,6 +26,9 @@ from host.limits import Limits
 ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 MANIFEST_KEYS = {"name", "version", "description", "dependencies", "trusted",
                  "memory_mb", "budget_ms"}
+# The shape of mod.toml (format bounds, not policy: the policy limits are in host.limits).
+# The valid ranges of memory_mb and budget_ms a file or a grant may name (host.runtime.grants
+# checks the same ranges); what a mod gets is bounded by its grant and the host's limits.
 MIN_MEMORY_MB = 4      # the sandbox and shared libraries take ~0.5 MiB; host data keeps 1 MiB spare
 MAX_MEMORY_MB = 4096
 MAX_BUDGET_MS = 10_000

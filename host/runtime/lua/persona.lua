@@ -21,7 +21,8 @@
 --     whose text makes `when` true (a fishmonger calls the guard on a thief, not
 --     on a customer).
 return function(llm, lines, env)
-  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = 8, 64, 32768
+  -- the host's limits (the `persona` group of host.limits)
+  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = lines.max_examples, lines.max_lore_files, lines.max_lore_bytes
   local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
                   sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
                   retries = true, fallback = true, seed = true, remember = true }
