@@ -13,6 +13,9 @@ Frame thread                         worker thread
   worker-wide one.  The engine checks both between decode steps, inside
   prompt chunks (llama.cpp's abort callback) and inside long host calls
   (store ingest, session rendering), so every job stops within one step.
+- A store ingest runs in bounded slices between decode steps
+  (host/worker_jobs.py), so other mods' generations go on meanwhile; the
+  ingesting mod's later requests wait behind it, in order.
 - Oversized input is refused by its byte size here, on the frame thread,
   before anything is tokenized (``max_prompt_bytes``: no text longer than
   that can fit the prompt limit, whatever its tokens).
@@ -42,6 +45,7 @@ from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
 from host.results import Result
+from host.worker_jobs import IDLE_SLICE_S, SLICE_S, HostJobs
 
 log = logging.getLogger("relic.worker")
 
@@ -532,21 +536,26 @@ class Worker:
             return
         self._ready.set()
         emit = self._events.put
+        jobs = HostJobs()  # long host calls (a store ingest), advanced a slice before each decode step
         try:
             requests = self._requests
+            waiting = lambda: not requests.empty()  # noqa: E731
             while True:
                 # one consumer (this thread): a non-empty queue cannot become empty before get
-                if not engine.busy:
+                if not engine.busy and not jobs.busy:
                     msg = requests.get()
                 else:
                     msg = requests.get_nowait() if not requests.empty() else None
                 while msg is not None:
                     if msg is _SHUTDOWN:
                         engine.cancel_all(emit)
-                        self._drain_at_shutdown(engine, emit)
+                        self._drain_at_shutdown(engine, emit, jobs.cancel_all(emit))
                         return
-                    self._accept(engine, msg, emit)
+                    self._accept(engine, msg, emit, jobs)
                     msg = requests.get_nowait() if not requests.empty() else None
+                if jobs.busy:
+                    for msg in jobs.advance(emit, SLICE_S if engine.busy else IDLE_SLICE_S, waiting):
+                        self._accept(engine, msg, emit, jobs)
                 if engine.busy:
                     try:
                         engine.step(emit)
@@ -562,11 +571,19 @@ class Worker:
     def _cancelled_fn(self, msg):
         return lambda: msg.cancel.is_set() or self._stopping.is_set()
 
-    def _accept(self, engine, msg, emit) -> None:
+    def _accept(self, engine, msg, emit, jobs=None) -> None:
+        if jobs is not None and jobs.holds(msg):  # behind its mod's running job: accepted when it ends
+            return
         if isinstance(msg, HostCall):
             if msg.cancel.is_set() and not self._stopping.is_set():
                 if msg.id:
                     emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
+                return
+            steps = None
+            if jobs is not None and hasattr(engine, "job"):
+                steps = engine.job(msg, self._cancelled_fn(msg))
+            if steps is not None:
+                jobs.start(msg, steps, self._cancelled_fn(msg))
                 return
             try:
                 result = Result.of_call(engine.run(msg, self._cancelled_fn(msg)))
@@ -586,11 +603,17 @@ class Worker:
             log.exception("request %d could not be accepted", msg.id)
             emit(DoneEvent(msg.id, msg.mod_id, Result.of_exception(exc)))
 
-    def _drain_at_shutdown(self, engine, emit) -> None:
-        """Generations still queued are cancelled; host calls (a session save) still run.
+    def _drain_at_shutdown(self, engine, emit, held=()) -> None:
+        """Generations still queued (or ``held`` behind a job) are cancelled; host calls (a session
+        save) still run.
 
         Long host calls see the stop flag and end early as cancelled.
         """
+        for msg in held:
+            if isinstance(msg, HostCall):
+                self._accept(engine, msg, emit)
+            else:
+                emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
         while True:
             try:
                 msg = self._requests.get_nowait()

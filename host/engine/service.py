@@ -14,6 +14,10 @@ it only calls these methods, all on its own thread:
                             (requests carry ``priority``; a ``FocusRequest`` host
                             call marks the player's partner: a backend that
                             cannot order work may accept both and ignore them)
+``job(call, cancelled)``    a long host call as a generator of bounded steps
+                            (its return value is ``run``'s dict), or None
+                            when the call runs whole (host/worker_jobs.py
+                            advances it between decode steps)
 ``cancel_all(emit)``        finish everything as cancelled (shutdown)
 ``close()``                 free everything (the worker thread's last act)
 ==========================  ====================================================
@@ -98,6 +102,18 @@ class Engine:
             raise OptionError(f"unknown host call {type(call).__name__}")
         out = handler(call, cancelled)
         return out if isinstance(out, dict) else {}
+
+    def job(self, call: HostCall, cancelled: Callable[[], bool]):
+        """A store ingest as a generator of bounded steps (see host.rag.store.Store.add_steps); None for
+        every other call (they run whole, in ``run``)."""
+        if type(call) is StoreAddRequest:
+            return self._store_add_steps(call, cancelled)
+        return None
+
+    def _store_add_steps(self, r: StoreAddRequest, cancelled):
+        rag = self.rag()  # loads the embedding model at the first store call (one step)
+        yield
+        return (yield from rag.add_steps(r.path, r.doc_id, r.text, r.meta, cancelled=cancelled))
 
     def _session_create(self, r: SessionCreateRequest, _cancelled) -> dict:
         return {"value": self.scheduler.create_session(r.session_id, r.mod_id, system=r.system, sampler=r.sampler,

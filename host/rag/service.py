@@ -55,6 +55,10 @@ class RagService:
         """store:add: ``{"value": {id, status, chunks, embedded}}``."""
         return {"value": self.store(path).add(doc_id, text, meta, cancelled=cancelled)}
 
+    def add_steps(self, path: Path, doc_id, text, meta=None, cancelled=None):
+        """:meth:`add` as a generator of bounded steps (host.rag.store.Store.add_steps); returns its dict."""
+        return {"value": (yield from self.store(path).add_steps(doc_id, text, meta, cancelled=cancelled))}
+
     def remove(self, path: Path, doc_id) -> dict:
         """store:remove: ``{"value": true}`` when the document existed."""
         return {"value": self.store(path).remove(doc_id)}

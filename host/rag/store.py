@@ -39,7 +39,7 @@ import numpy as np
 
 from host.errors import CancelledError, EmbeddingError, StoreError
 from host.limits import DEFAULT_LIMITS, RagLimits
-from host.rag.chunking import chunk_text
+from host.rag.chunking import chunk_steps, chunk_text
 from host.rag.fusion import RRF_K, dense_top_k, fts_query, normalize_weights, reciprocal_rank_fusion
 
 MODES = ("hybrid", "bm25", "dense")
@@ -93,6 +93,15 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _finish(steps):
+    """Run a generator of steps to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def _sha(text: str) -> str:
@@ -341,7 +350,19 @@ class Store:
         embedding batches: when it returns True, CancelledError is raised and
         the store is unchanged (the worker passes its cancel/shutdown flag).
         """
-        return self._ingest([(doc_id, text, meta)], cancelled=cancelled)[0]
+        return _finish(self.add_steps(doc_id, text, meta, cancelled=cancelled))
+
+    def add_steps(self, doc_id, text, meta=None, *, cancelled=None):
+        """:meth:`add` as a generator: yields (None) between bounded pieces of its work, returns its result.
+
+        A piece is one token count while splitting, one text tokenized or one
+        batch embedded; the final write is one short transaction.  Between two
+        steps the caller may use this store and its embedder for other calls
+        (the inference worker serves generations and searches meanwhile):
+        nothing is written before the last step, so they see the store as it
+        was.  Errors, ``cancelled`` and the result are :meth:`add`'s.
+        """
+        return (yield from self._ingest_steps([(doc_id, text, meta)], cancelled=cancelled))[0]
 
     def add_many(self, docs: Iterable) -> list[dict]:
         """Add or replace many documents (``(id, text[, meta])`` tuples or ``{id, text, meta}`` tables).
@@ -382,6 +403,10 @@ class Store:
 
     def _ingest(self, items: list, force: bool = False, cancelled=None) -> list[dict]:
         """Validate, chunk and embed ``items`` outside a transaction, then write them in one."""
+        return _finish(self._ingest_steps(items, force, cancelled))
+
+    def _ingest_steps(self, items: list, force: bool = False, cancelled=None):
+        """:meth:`_ingest` as a generator (see :meth:`add_steps`)."""
         count = self.embedder.count_tokens
         if cancelled is not None:
             def count(text, _count=count):
@@ -407,8 +432,8 @@ class Store:
                 for h, blob in self._conn.execute("SELECT hash, embedding FROM chunks WHERE doc = ?", (old[0],)):
                     reuse[h] = blob
             try:
-                chunks = chunk_text(text, count, max_tokens=self.chunk_tokens,
-                                    overlap_tokens=self.overlap_tokens)
+                chunks = yield from chunk_steps(text, count, max_tokens=self.chunk_tokens,
+                                                overlap_tokens=self.overlap_tokens)
             except EmbeddingError as exc:
                 raise StoreError(f"document {doc_id!r} cannot be split into chunks: {exc}") from exc
             if not chunks:
@@ -420,7 +445,7 @@ class Store:
             plans.append((doc_id, text, meta, digest, old, list(zip(chunks, hashes)),
                           "added" if old is None else "updated"))
         if to_embed:
-            vectors = self.embedder.embed(list(to_embed.values()), cancelled=cancelled)
+            vectors = yield from self.embedder.embed_steps(list(to_embed.values()), cancelled=cancelled)
             for h, vec in zip(to_embed, vectors):
                 reuse[h] = vec.astype(np.float32).tobytes()
         return self._write(plans, reuse, set(to_embed))
