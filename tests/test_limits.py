@@ -164,3 +164,33 @@ def test_tool_sets_check_the_tool_limits_they_are_given():
     ToolSet({"a": {}}, lambda s: made.append(s) or s, limits=ToolLimits(max_say_chars=7))
     assert made[0]["properties"]["say"]["maxLength"] == 7
     assert len(tool_result_message("t", "x" * 500, 50)["content"]) < 100
+
+
+def test_the_config_files_limits_reach_the_llm_module_and_the_worker(tmp_path, prepared):
+    """[limits.llm] in the player's file: max_tokens and max_pending as a mod meets them (real model)."""
+    import host as relic
+    from modhost_util import Console, run_until, write_mod
+
+    f = tmp_path / "relic.toml"
+    f.write_text("rag = false\n[limits.llm]\nmax_tokens = 8\nmax_pending = 1\n")
+    mods = tmp_path / "mods"
+    write_mod(mods, "m", """
+        local ok, err = pcall(function() return llm.generate{ prompt = "Hi", max_tokens = 9 } end)
+        print("cap", ok, err)
+        llm.generate{ prompt = "Hi", max_tokens = 8, on_done = function(r) print("first", r.finish_reason) end }
+        llm.generate{ prompt = "Hi", max_tokens = 4,
+                      on_done = function(r) print("second", r.finish_reason, r.error_type) end }
+    """)
+    config = relic.Config.load(args={"model": str(prepared.model), "mods_dir": str(mods)}, file=f)
+    assert config.worker_config().max_pending_per_mod == 1
+    console = Console()
+    host = relic.create_host(config, prepared, console=console)
+    try:
+        host.load()
+        run_until(host, lambda: sum(l.startswith(("first", "second")) for l in console.mod_lines("m")) == 2, 120)
+    finally:
+        host.shutdown()
+    lines = {l.split("\t")[0]: l.split("\t")[1:] for l in console.mod_lines("m")}
+    assert lines["cap"][0] == "false" and "max_tokens must be an integer from 1 to 8" in lines["cap"][1], lines
+    assert lines["first"][0] in ("stop", "length"), lines
+    assert lines["second"][:2] == ["error", "queue_full"], lines
