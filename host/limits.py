@@ -63,7 +63,7 @@ class PersonaLimits:
     max_examples: int = limit(8, "count", "`examples` pairs of one persona")
     max_lore_files: int = limit(64, "count", "`lore` entries or files of one persona")
     max_lore_bytes: int = limit(32 * KiB, "bytes", "one lore entry or file (longer: cut)")
-    max_forbid: int = limit(64, "count", "`forbid` phrases of one persona (more: ignored)")
+    max_forbid: int = limit(32, "count", "`forbid` phrases a persona adds to the built-in ones")
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,26 @@ def test_the_config_files_limits_reach_the_llm_module_and_the_worker(tmp_path, p
     assert lines["cap"][0] == "false" and "max_tokens must be an integer from 1 to 8" in lines["cap"][1], lines
     assert lines["first"][0] in ("stop", "length"), lines
     assert lines["second"][:2] == ["error", "queue_full"], lines
+
+
+PERSONA_LIMITS = """
+  local many = {}
+  for i = 1, 33 do many[i] = "word" .. i end
+  local examples = {}
+  for i = 1, 9 do examples[i] = { "Hello " .. i, "Welcome." } end
+  local ok_f, err_f = pcall(function() return llm.persona{ name = "Maren", voice = "a keeper", forbid = many } end)
+  local ok_e, err_e = pcall(function() return llm.persona{ name = "Maren", voice = "a keeper", examples = examples } end)
+  print("forbid", ok_f, ok_f or err_f)
+  print("examples", ok_e, ok_e or err_e)
+"""
+
+
+def test_a_persona_meets_the_persona_limits_its_host_was_given(llm_host):
+    _, console = llm_host({"p": PERSONA_LIMITS})
+    lines = {l.split("\t")[0]: l.split("\t")[1:] for l in console.mod_lines("p")}
+    assert lines["forbid"][0] == "false" and "at most 32 phrases" in lines["forbid"][1], lines
+    assert lines["examples"][0] == "false" and "at most 8" in lines["examples"][1], lines
+    roomy = replace(DEFAULT_LIMITS, persona=replace(DEFAULT_LIMITS.persona, max_forbid=40, max_examples=9))
+    _, console = llm_host({"q": PERSONA_LIMITS}, limits=roomy)
+    lines = {l.split("\t")[0]: l.split("\t")[1:] for l in console.mod_lines("q")}
+    assert lines["forbid"][0] == "true" and lines["examples"][0] == "true", lines

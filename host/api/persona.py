@@ -17,7 +17,8 @@ def _forbid(mod, value) -> tuple:
         got = [got[k] for k in sorted(got)]
     if not isinstance(got, (list, tuple)):
         return lines.DEFAULT_FORBID
-    return tuple(p for p in got[:mod.host.limits.persona.max_forbid] if isinstance(p, str))
+    cap = len(lines.DEFAULT_FORBID) + mod.host.limits.persona.max_forbid  # the kit's list: built-in + the mod's
+    return tuple(p for p in got[:cap] if isinstance(p, str))
 
 
 def _text(value) -> str:
@@ -38,7 +39,7 @@ def install_persona(mod, llm) -> None:
     limits = mod.host.limits.persona
     bridge = mod.table({
         "max_examples": limits.max_examples, "max_lore_files": limits.max_lore_files,
-        "max_lore_bytes": limits.max_lore_bytes,
+        "max_lore_bytes": limits.max_lore_bytes, "max_forbid": limits.max_forbid,
         "clean": lambda text, name=None: lines.clean(_text(text), name if isinstance(name, str) else None),
         "visible": lambda text, name=None, n=3, chars=300: lines.visible(
             _text(text), name if isinstance(name, str) else None, max_sentences=int(n), max_chars=int(chars)),

@@ -205,7 +205,9 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     p.forbid = {}
     for _, w in ipairs(lines.default_forbid) do p.forbid[#p.forbid + 1] = w end
     if o.forbid ~= nil then
-      if type(o.forbid) ~= "table" or #o.forbid > 32 then fail("forbid must be a list of at most 32 phrases") end
+      if type(o.forbid) ~= "table" or #o.forbid > lines.max_forbid then
+        fail("forbid must be a list of at most " .. lines.max_forbid .. " phrases")
+      end
       for _, w in ipairs(o.forbid) do
         if type(w) ~= "string" or w == "" or #w > 60 then fail("forbid entries must be phrases of 1 to 60 characters") end
         p.forbid[#p.forbid + 1] = w
