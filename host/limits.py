@@ -18,15 +18,33 @@ for modders.  The limits table in docs/MODDING.md is generated from this tree
 part of a format (a GGUF, a TOML file's shape, llama.cpp's protocol) are not
 policy and stay constants next to the code that reads them, marked as such.
 
-This module imports nothing from ``host``: every layer may read it.
+This module imports only host.errors: every layer may read it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
+
+from host.errors import ConfigError
 
 KiB = 1024
 MiB = 1024 * 1024
+
+
+class LimitGroup:
+    """The base of the tree's groups: every limit is checked when a group is built."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            if f.metadata.get("group"):
+                continue
+            value = getattr(self, f.name)
+            whole = isinstance(f.default, int)
+            if (isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ConfigError(f"limits: {type(self).__name__}.{f.name} must be "
+                                  f"{'an integer' if whole else 'a number'} above 0, got {value!r}")
 
 
 def limit(default, unit: str, meaning: str):
@@ -40,7 +58,7 @@ def group(cls, meaning: str):
 
 
 @dataclass(frozen=True)
-class LlmLimits:
+class LlmLimits(LimitGroup):
     """What the `llm` module keeps for one mod: requests in flight and sessions."""
 
     max_tokens: int = limit(4096, "tokens", "`max_tokens` of one request, at most")
@@ -57,7 +75,7 @@ class LlmLimits:
 
 
 @dataclass(frozen=True)
-class PersonaLimits:
+class PersonaLimits(LimitGroup):
     """`llm.persona` characters."""
 
     max_examples: int = limit(8, "count", "`examples` pairs of one persona")
@@ -67,7 +85,7 @@ class PersonaLimits:
 
 
 @dataclass(frozen=True)
-class GrammarLimits:
+class GrammarLimits(LimitGroup):
     """Grammars a mod builds (`grammar.*`, `tools=`, `json_schema=`): checked at construction.
 
     Checking is linear in the text, but llama.cpp's grammar set-up (on the
@@ -87,7 +105,7 @@ class GrammarLimits:
 
 
 @dataclass(frozen=True)
-class ToolLimits:
+class ToolLimits(LimitGroup):
     """Turns with `tools=` (`session:say`, `llm.chat`)."""
 
     max_tools: int = limit(16, "count", "tools in one `tools=` table")
@@ -102,7 +120,7 @@ class ToolLimits:
 
 
 @dataclass(frozen=True)
-class RagLimits:
+class RagLimits(LimitGroup):
     """The `rag` module's stores, per mod."""
 
     max_stores: int = limit(8, "count", "distinct store names (`rag.open`) per mod")
@@ -116,7 +134,7 @@ class RagLimits:
 
 
 @dataclass(frozen=True)
-class UiLimits:
+class UiLimits(LimitGroup):
     """The mods' `ImGui`: textures (`ImGui.LoadTexture`) and toasts (`ImGui.ShowToast`), per mod."""
 
     max_textures: int = limit(64, "count", "textures loaded at once")
@@ -131,7 +149,7 @@ class UiLimits:
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(LimitGroup):
     """Every limit, with the defaults every mod gets unless the player or the game changes them."""
 
     # --- time (watchdog) ---
@@ -229,11 +247,11 @@ def _shown(value, unit: str) -> str:
         for size, name in ((MiB, "MiB"), (KiB, "KiB")):
             if value >= size and value % size == 0:
                 return f"{value // size} {name}"
-        return f"{value} bytes"
-    if unit == "characters" and isinstance(value, int):
+        return f"{value:,} bytes"
+    if unit in ("characters", "pixels") and isinstance(value, int) and value >= 16 * KiB:
         for size, name in ((MiB, "Mi"), (KiB, "Ki")):
-            if value >= size and value % size == 0:
-                return f"{value // size} {name} characters"
+            if value % size == 0:
+                return f"{value // size} {name} {unit}"
     if isinstance(value, float):
         text = f"{value:,.0f}" if value.is_integer() and value >= 1e4 else f"{value:g}"
     else:

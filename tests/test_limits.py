@@ -46,6 +46,17 @@ def test_the_tree_is_frozen_and_its_groups_too():
     assert {f.name for f in fields(Limits) if f.metadata.get("group")} >= {"llm", "grammar", "rag"}
 
 
+@pytest.mark.parametrize("make,fragment", [
+    (lambda: Limits(budget_ms=0), "Limits.budget_ms must be an integer above 0"),
+    (lambda: Limits(error_window_s=float("inf")), "Limits.error_window_s must be a number above 0"),
+    (lambda: LlmLimits(max_tokens=1.5), "LlmLimits.max_tokens must be an integer above 0"),
+    (lambda: RagLimits(max_k=True), "RagLimits.max_k must be an integer above 0"),
+])
+def test_a_game_that_builds_a_bad_tree_gets_a_clear_error(make, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        make()
+
+
 def test_the_config_file_sets_top_level_and_group_limits(tmp_path):
     f = tmp_path / "relic.toml"
     f.write_text("[limits]\nbudget_ms = 80\nrag.max_stores = 3\n"
