@@ -15,8 +15,10 @@ reads a limit from anywhere else.  A mod's ``mod.toml`` can lower its own
 Each limit is declared with :func:`limit`: its default, its unit and one line
 for modders.  The limits table in docs/MODDING.md is generated from this tree
 (``python -m host.limits``) and a test keeps the two equal.  Bounds that are
-part of a format (a GGUF, a TOML file's shape, llama.cpp's protocol) are not
-policy and stay constants next to the code that reads them, marked as such.
+part of a format (the shape of mod.toml, llama.cpp's protocol) or that bound
+the host's own work in one call (a converter's recursion, one ImGui argument)
+are not policy: they stay constants next to the code that reads them, marked
+as such, and MODDING lists the ones a mod can meet under the table.
 
 This module imports only host.errors: every layer may read it.
 """
