@@ -403,7 +403,7 @@ class LLMProvider:
         if not ok:
             return False, None
         # The host keeps at most a small copy of a result (its JSON is cut to
-        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        # limits.tools.max_result_chars anyway): a bigger one is refused before it is copied whole.
         try:
             value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
         except TransferError as exc:
