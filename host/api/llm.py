@@ -135,7 +135,8 @@ class LLMProvider:
     """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events.
 
     ``ledger`` (host.api.quotas.QuotaLedger, shared with the grammar and rag
-    providers) counts each mod's sessions; one is made when not given.
+    providers) counts each mod's sessions; one with the default limits is made when
+    not given (host.app passes one over the host's limits).
     """
 
     def __init__(self, worker, *, grammar_from=None, memory_for=None,
