@@ -161,7 +161,8 @@ end
 -- past the budget before the flag is read.  So each look also reads the wall
 -- clock: when the ticks since the last look took longer than look.heavy, the
 -- next look is at the next tick (and reads the clocks too), else the window
--- doubles back up to TICKS.  Every outermost call starts with a window of one,
+-- doubles back up to TICKS; a heavy tick that one more like it would carry
+-- past the budget stops the call there.  Every outermost call starts with a window of one,
 -- so a loop heavy from its first iteration is caught at its second; a loop
 -- that turns heavy later is caught by the collector (below) when it
 -- allocates, as every heavy operation but a string comparison does.
@@ -179,9 +180,18 @@ WDT = setmetatable({ n = TICKS }, {
     look.last = t_now
     local window = look.window
     if heavy then
+      local c = cpu_now()
+      -- window 1: the last look was heavy too, so c - look.cpu is what one tick cost; one more
+      -- that would end past the budget is the same stop as running past it (as charge, below)
+      if window == 1 and look.cpu and st.wall_start
+         and (c - WD.cpu_start) + (c - look.cpu) > st.cpu_budget then
+        trip("budget", BUDGET_MSG)
+      end
+      look.cpu = c
       window = 1
-    elseif window < TICKS then
-      window = window + window
+    else
+      look.cpu = false
+      if window < TICKS then window = window + window end
     end
     look.window, t.n = window, window - 1
     if not look.armed then look.armed = raw_pcall(look.arm) end
@@ -404,7 +414,7 @@ local function guarded_call(budget, fn, ...)
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
-    look.window, look.last, WDT.n = 1, t, 0     -- the first tick looks (heavy iterations, above)
+    look.window, look.last, look.cpu, WDT.n = 1, t, false, 0   -- the first tick looks (heavy iterations, above)
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
       if budget < st.budget then     -- the rest of the frame's budget
