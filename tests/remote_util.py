@@ -1,0 +1,62 @@
+"""Helpers for the remote-backend tests: real llama-server processes on 127.0.0.1.
+
+Import the fixtures into a test module (``from remote_util import server``) so
+pytest finds them.  The server binary is the one `make llama-server` built
+(`make test` builds it first); a missing one fails the tests that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from host.setup.llama_server import LocalLlamaServer, server_path
+
+CTX = 2048  # in all, split over the slots
+SLOTS = 2
+
+
+def start_server(model_path, tmp_path_factory, *, parallel=SLOTS, ctx=CTX, extra=(), api_key=None):
+    """A llama-server with ``model_path`` (its log in a temp folder)."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    return LocalLlamaServer.start(model_path, binary=server_path(allow_build=False), ctx=ctx, parallel=parallel,
+                                  threads=1, extra=list(extra), api_key=api_key, log_path=log)
+
+
+@pytest.fixture(scope="module")
+def server(model_path, tmp_path_factory):
+    """One llama-server with the default model for a test module."""
+    srv = start_server(model_path, tmp_path_factory)
+    yield srv
+    srv.stop()
+
+
+def slots(url: str) -> list[dict]:
+    """The server's /slots report."""
+    with urllib.request.urlopen(f"{url}/slots", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def wait_idle(url: str, timeout: float = 10.0) -> bool:
+    """True once no slot of the server is processing (a cancelled stream stopped it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(s.get("is_processing") for s in slots(url)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def remote_worker(url: str, *, say=None, **server_kw):
+    """A started Worker on the server at ``url`` (lines it says go to ``say``, else are dropped)."""
+    from host.remote.backend import ServerConfig, start_remote_worker
+    from host.worker import WorkerConfig
+
+    lines = []
+    worker = start_remote_worker(ServerConfig(url, **server_kw), worker_config=WorkerConfig(max_pending_per_mod=8),
+                                 say=say or lines.append)
+    worker.start_lines = lines
+    return worker
