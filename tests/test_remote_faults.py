@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -31,11 +33,8 @@ def test_down_at_start_then_back(model_path, tmp_path_factory):
         assert len(w.start_lines) == 1 and "cannot be reached" in w.start_lines[0] and url in w.start_lines[0]
         r = w.wait(w.submit("m", prompt="Hello", max_tokens=4), 30)
         assert r["finish_reason"] == "error" and r["error_type"] == "backend_down", r
-        srv = start_server(model_path, tmp_path_factory)
+        srv = start_server(model_path, tmp_path_factory, port=port)  # the address the worker was given
         try:
-            srv.stop()
-            srv.port = port  # the same address the worker was given
-            srv.restart()
             r = w.wait(w.submit("m", prompt="Hello", max_tokens=4), 60)
             assert r["error"] is None and r["usage"]["completion_tokens"] > 0, r
         finally:
@@ -94,6 +93,56 @@ def test_hung_server_neither_holds_the_worker_nor_a_cancel(model_path, tmp_path_
         assert w.wait(w.submit("m", prompt="Hi", max_tokens=2), 60)["error"] is None
     finally:
         w.shutdown()
+        srv.stop()
+
+
+def _deferred(url: str) -> int:
+    """Requests the server holds back for want of a free slot (its /metrics, --metrics)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return int(float(next(l.split()[-1] for l in text.splitlines() if l.startswith("llamacpp:requests_deferred"))))
+
+
+def test_cancel_reaches_a_server_that_has_not_answered_yet(model_path, tmp_path_factory):
+    """A request the server queued behind a busy slot (no answer, not even headers): a cancel ends it
+    here at once and closes its connection, so the server drops it instead of running it later."""
+    from host.remote.client import ServerClient
+
+    srv = start_server(model_path, tmp_path_factory, parallel=1, extra=["--metrics"])
+    other = ServerClient(srv.url)  # another client of the shared server keeps its only slot busy
+    w = remote_worker(srv.url)
+    stop = threading.Event()
+    started = threading.Event()
+
+    def busy():
+        body = {"prompt": LONG, "n_predict": 900, "ignore_eos": True, "stream": True}
+        with other.stream("/completion", body) as events:
+            for _ in events:
+                started.set()
+                if stop.is_set():
+                    return
+
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    try:
+        assert started.wait(60)
+        h = w.submit("m", prompt="Hello", max_tokens=4)
+        deadline = time.monotonic() + 30
+        while _deferred(srv.url) < 1 and time.monotonic() < deadline:
+            w.pump(0.05)
+        assert _deferred(srv.url) == 1
+        h.cancel()
+        r = w.wait(h, 5)
+        assert r["finish_reason"] == "cancelled"
+        deadline = time.monotonic() + 10
+        while _deferred(srv.url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _deferred(srv.url) == 0 and t.is_alive(), "the server still holds the cancelled request"
+    finally:
+        stop.set()
+        t.join(30)
+        w.shutdown()
+        other.close()
         srv.stop()
 
 

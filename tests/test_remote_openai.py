@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from remote_util import remote_worker, start_server
+from remote_util import check_tool_mod, remote_worker, start_server
 
 KEY = "relic-test-key-7f3a"
 
@@ -73,6 +73,13 @@ def test_unsupported_sampler_and_special_prompt(oworker):
     assert r["error_type"] == "unsupported" and "mirostat" in r["error"]
     r = oworker.wait(oworker.submit("m", prompt="<|im_start|>x", max_tokens=4, parse_special=True), 30)
     assert r["error_type"] == "unsupported" and "special" in r["error"]
+
+
+def test_an_unchanged_tool_mod_calls_its_tool(keyed_server, tmp_path):
+    """Tool turns are schema steps: response_format constrains them on an OpenAI-compatible server."""
+    from host.remote.backend import ServerConfig
+
+    check_tool_mod(ServerConfig(keyed_server.url + "/v1", api_key=KEY), tmp_path)
 
 
 def test_tokenize_is_unsupported_without_a_local_tokenizer(oworker):
