@@ -17,6 +17,9 @@ from host.setup.llama_server import LocalLlamaServer, server_path
 
 CTX = 2048  # in all, split over the slots
 SLOTS = 2
+# a raw prompt the default model continues greedily for hundreds of tokens (no early end of text), so a
+# test can act while it is mid-stream
+STORY = "Once upon a time, in a kingdom by the sea, there lived an old dragon who"
 
 
 def start_server(model_path, tmp_path_factory, *, parallel=SLOTS, ctx=CTX, extra=(), api_key=None, port=None):
@@ -73,10 +76,11 @@ local s = llm.session{ system = "You are Oona, a fishmonger. When asked for fish
     },
   } }
 registerForEvent("onInit", function()
-  s:say("Please give me an eel, right now.", { max_tokens = 48, temperature = 0, tool_choice = "required",
+  s:say("Please give me an eel, right now.", { max_tokens = 64, temperature = 0, tool_choice = "required",
     max_tool_calls = 1, on_token = function(t) print("tok " .. t) end,
     on_done = function(r)
-      print("done " .. tostring(r.error_type) .. " calls=" .. #r.tool_calls .. " " .. r.device .. " text=" .. r.text)
+      print("done " .. r.finish_reason .. " " .. tostring(r.error_type) .. " calls=" .. #r.tool_calls .. " "
+            .. r.device .. " text=" .. r.text)
     end })
 end)
 """
@@ -84,7 +88,8 @@ end)
 
 def check_tool_mod(server_config, tmp_path):
     """An unchanged Lua mod with a tool, on ``server_config``: the first step must call the tool (it runs,
-    in Lua), then the NPC speaks; what streamed is exactly the spoken text."""
+    in Lua), then the NPC speaks; what streamed is exactly the spoken text.  A reply that max_tokens cut
+    short is not valid JSON, so it fails closed as a schema error (the tiny model can repeat itself)."""
     from host.app import build_host
     from modhost_util import Console, run_until, write_mod
 
@@ -95,7 +100,8 @@ def check_tool_mod(server_config, tmp_path):
         run_until(host, lambda: any(l.startswith("done ") for l in console.mod_lines("seller")), 180)
         out = console.mod_lines("seller")
         done = next(l for l in out if l.startswith("done "))
-        assert done.startswith("done nil calls=1 server http://127.0.0.1"), out
+        assert done.startswith(("done stop nil calls=1 server http://127.0.0.1",
+                                "done length schema calls=1 server http://127.0.0.1")), out
         assert [l for l in out if l.startswith("ran give_item ")] in (["ran give_item eel"],
                                                                        ["ran give_item herring"]), out
         said = done.split(" text=", 1)[1]

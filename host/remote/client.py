@@ -127,13 +127,18 @@ class ServerClient:
         return BackendDownError(f"the server at {self.url} cannot be reached or dropped the connection "
                                 f"({type(exc).__name__}: {exc})")
 
-    def request_json(self, method: str, path: str, body=None, *, timeout: float | None = None):
-        """One JSON call; the decoded answer, or a RelicError (see the module docstring)."""
+    def request_json(self, method: str, path: str, body=None, *, timeout: float | None = None,
+                     abort: StreamAbort | None = None):
+        """One JSON call; the decoded answer, or a RelicError (see the module docstring).  With ``abort``
+        (a :class:`StreamAbort`) the call has a connection of its own that another thread can shut."""
         try:
             kwargs = {"json": body} if body is not None else {}
             if timeout is not None:
                 kwargs["timeout"] = timeout
-            resp = self._http.request(method, path, **kwargs)
+            if abort is not None:
+                resp = self._streams.request(method, path, extensions={"trace": abort.trace}, **kwargs)
+            else:
+                resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise self._down(exc) from None
         if resp.status_code >= 400:
@@ -148,9 +153,9 @@ class ServerClient:
         """GET ``path`` as JSON."""
         return self.request_json("GET", path, timeout=timeout)
 
-    def post_json(self, path: str, body, *, timeout: float | None = None):
+    def post_json(self, path: str, body, *, timeout: float | None = None, abort: StreamAbort | None = None):
         """POST a JSON body to ``path``; its JSON answer."""
-        return self.request_json("POST", path, body, timeout=timeout)
+        return self.request_json("POST", path, body, timeout=timeout, abort=abort)
 
     @contextmanager
     def stream(self, path: str, body, abort: StreamAbort | None = None) -> Iterator[Iterator[dict]]:

@@ -183,14 +183,14 @@ class RemoteEngine:
             deadline = min(deadline, wanted)
         self.waiting.append(_Job(req, session, messages, deadline))
 
-    def _body(self, req, messages, cfg, slot, *, check_only=False):
+    def _body(self, req, messages, cfg, slot, *, check_only=False, abort=None):
         """(path, body) of the call; with check_only, only what can fail before sending is done."""
         if self.dialect == "llama-server":
             if req.prompt is not None and req.session is None and req.messages is None:
                 if check_only:
                     llama_server.sampling(cfg), llama_server.grammar_fields(req.grammar)
                     return None
-                return lambda: llama_server.generate_call(self.client, req, cfg, slot)
+                return lambda: llama_server.generate_call(self.client, req, cfg, slot, abort)
             path_body = llama_server.chat_call(req, messages, cfg, slot)
         else:
             model = self.model_name or (self.info.model if self.info is not None and self.info.model != "?" else None)
@@ -300,7 +300,7 @@ class RemoteEngine:
                             if system else []) + [
                 {"role": m["role"], "content": plain_text(m["content"], self.special_pattern)}
                 for m in se.messages] + shown
-        call = self._body(req, job.messages, cfg, job.slot)
+        call = self._body(req, job.messages, cfg, job.slot, abort=job.abort)
         job.t_start = time.monotonic()
         self.running.append(job)
         self.requests_sent += 1
