@@ -331,7 +331,7 @@ def run_class(name: str, seconds: float) -> dict:
         if name in LIMITS:
             import dataclasses
 
-            from host.runtime.limits import Limits
+            from host.limits import Limits
             known = {f.name for f in dataclasses.fields(Limits)}
             extra["limits"] = Limits(**{k: v for k, v in LIMITS[name].items() if k in known})
         host = build_host(mods, console=lines.append, load=False, **extra)

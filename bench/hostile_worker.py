@@ -277,12 +277,12 @@ def session_spam_rss(seconds: float = 10.0, model=None) -> dict:
 
 def tokenize_at_cap(model=None) -> dict:
     """Worst frame-thread time of llm.count at its cap and over it, from a real mod."""
-    from host.api.quotas import Quotas
+    from host.limits import DEFAULT_LIMITS
     from host.app import build_host
     from host.llama import Model
     from bench.benchsetup import model_path
 
-    cap = Quotas().max_tokenize_bytes
+    cap = DEFAULT_LIMITS.llm.max_tokenize_bytes
     src = f"""
         at = string.rep("lantern ", {cap // 8})
         over = string.rep("lantern ", {4 * cap // 8})

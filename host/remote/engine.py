@@ -112,7 +112,7 @@ class RemoteEngine:
 
     def __init__(self, client, dialect: str, *, info=None, model: str | None = None, max_streams: int | None = None,
                  request_timeout_s: float = 300.0, rag_model=None, stop_event: threading.Event | None = None,
-                 special_pattern=None):
+                 special_pattern=None, rag_limits=None):
         if dialect not in ("llama-server", "openai"):
             raise OptionError(f"unknown server dialect {dialect!r}: use 'llama-server' or 'openai'")
         self.client = client
@@ -134,6 +134,7 @@ class RemoteEngine:
         self.requests_sent = 0
         self.focus: tuple | None = None  # (mod id, session id or None): the player talks to it
         self._rag_model = rag_model
+        self._rag_limits = rag_limits  # the `rag` group of the host's limits (host.limits)
         self._rag = None
         self._handlers: dict[type, Callable] = {
             SessionCreateRequest: self._session_create,
@@ -497,7 +498,7 @@ class RemoteEngine:
                 raise OptionError("this host has no embedding model, so no stores")
             from host.rag.service import RagService
 
-            self._rag = RagService(self._rag_model)
+            self._rag = RagService(self._rag_model, self._rag_limits)
         return self._rag
 
     def _memory_note(self, se: SessionState, text: str) -> str:
