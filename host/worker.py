@@ -553,12 +553,14 @@ class Worker:
                         return
                     self._accept(engine, msg, emit, jobs)
                     msg = requests.get_nowait() if not requests.empty() else None
-                if jobs.busy:
+                if jobs.due(engine.busy):
                     for msg in jobs.advance(emit, SLICE_S if engine.busy else IDLE_SLICE_S, waiting):
                         self._accept(engine, msg, emit, jobs)
                 if engine.busy:
                     try:
+                        t_step = time.perf_counter()
                         engine.step(emit)
+                        jobs.stepped(time.perf_counter() - t_step)
                     except Exception as exc:  # keep serving: fail what was running, not the worker
                         log.exception("inference step failed")
                         engine.fail_running(emit, exc)
