@@ -3,16 +3,17 @@
     .venv/bin/python bench/sandbox_speed.py [--frames 40] [--repeat 3]
 
 The same Lua code runs as one "frame" of mod logic in two mods of one host:
-one sandboxed (the watchdog, the wrapped string library), one trusted
-(`trusted = true`: the raw standard library, no watchdog).  A frame is a sieve
-of Eratosthenes, vector math over 20,000 entity tables, string building with
-`..`, `string.format` and `table.concat`, and a `gmatch` parse of the text it
-built, plus `find` calls on short strings.  The frames alternate between the
-two mods so both see the same machine state; the figure is the median frame
-time and the ratio sandboxed / trusted.  Pattern calls are timed too: `gsub`
-with "(%a+)," over 1 MB of words, and 400,000 small `find` calls.  The mods
-have the default 50 ms budget (which sets the pattern-cost cap that decides
-between the C and the Lua matcher); each timed call gets 10 s.
+one sandboxed (the watchdog, the wrapped string library), one trusted by a
+grant from the host (`Grant(trusted=True)`: the raw standard library, no
+watchdog). A frame is a sieve of Eratosthenes, vector math over 20,000 entity
+tables, string building with `..`, `string.format` and `table.concat`, and a
+`gmatch` parse of the text it built, plus `find` calls on short strings. The
+frames alternate between the two mods so both see the same machine state; the
+figure is the median frame time and the ratio sandboxed / trusted. Pattern
+calls are timed too: `gsub` with "(%a+)," over 1 MB of words, and 400,000
+small `find` calls. The mods have the default 50 ms budget (which sets the
+pattern-cost cap that decides between the C and the Lua matcher); each timed
+call gets 10 s.
 """
 
 from __future__ import annotations

@@ -28,14 +28,14 @@ from typing import Any, Callable, Mapping
 
 from host.errors import ConfigError
 from host.runtime.grants import Grant
-from host.runtime.limits import DEFAULT_LIMITS, Limits
+from host.limits import DEFAULT_LIMITS, Limits, is_group
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-MAX_CONFIG_BYTES = 256 * 1024
+MAX_CONFIG_BYTES = 256 * 1024  # a sanity bound on the player's own file, not a mod limit
 GPU_KINDS = ("cpu", "cuda", "vulkan", "metal", "hip")
 SPLIT_MODES = ("none", "layer", "row")
 KV_TYPES = ("f16", "bf16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
@@ -268,7 +268,8 @@ class Config:
 
     def worker_config(self, **overrides):
         """The inference worker's settings (host.worker.WorkerConfig)."""
-        cfg = _worker_defaults()
+        cfg = replace(_worker_defaults(), limits=self.limits, max_pending_per_mod=self.limits.llm.max_pending,
+                      max_pending_bytes_per_mod=self.limits.llm.max_pending_bytes)
         for name, attr in (("n_ctx", "n_ctx"), ("n_seq_max", "n_seq_max"), ("n_threads", "n_threads"),
                            ("n_threads_batch", "n_threads_batch"), ("worker_nice", "nice"),
                            ("kv_type", "kv_type")):
@@ -383,20 +384,24 @@ def _grants(table: dict, where: str) -> dict[str, Grant]:
     return out
 
 
-def _limits(table: dict, where) -> Limits:
-    known = {f.name: f for f in fields(Limits)}
+def _limits(table: dict, where, base=DEFAULT_LIMITS, path: str = "[limits]"):
+    """The limits tree with a ``[limits]`` table's values (``[limits.GROUP]`` tables for the groups)."""
+    known = {f.name for f in fields(base)}
     values = {}
     for key, raw in table.items():
         if key not in known:
-            raise ConfigError(f"{where}: [limits] has no '{key[:64]}' (see the limits table in docs/MODDING.md)")
-        default = getattr(DEFAULT_LIMITS, key)
+            raise ConfigError(f"{where}: {path} has no '{str(key)[:64]}' (see the limits table in docs/MODDING.md)")
+        default = getattr(base, key)
+        if is_group(default):
+            values[key] = _limits(_table(raw, f"{where}: {path[:-1]}.{key}]"), where, default, f"{path[:-1]}.{key}]")
+            continue
         kind = type(default)
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (kind is int and not isinstance(raw, int)):
-            raise ConfigError(f"{where}: [limits] {key} must be {'an integer' if kind is int else 'a number'}")
+            raise ConfigError(f"{where}: {path} {key} must be {'an integer' if kind is int else 'a number'}")
         if not math.isfinite(raw) or raw <= 0:
-            raise ConfigError(f"{where}: [limits] {key} must be above 0")
+            raise ConfigError(f"{where}: {path} {key} must be above 0")
         values[key] = kind(raw)
-    return replace(DEFAULT_LIMITS, **values)
+    return replace(base, **values)
 
 
 def settings_table() -> str:

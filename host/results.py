@@ -69,6 +69,7 @@ class Timings(_Fields):
     tokens_per_second: float = 0.0  # generated tokens over generation_ms (0 with fewer than two)
     paused_steps: int = 0           # decode steps it sat out (higher priorities, other mods' share)
     swaps: int = 0                  # times its sequence was taken by another and given back
+    priority: str | None = None     # the priority it ran at, the game's focus included (None: a server backend)
 
 
 @dataclass(frozen=True, eq=True)

@@ -13,6 +13,9 @@ Frame thread                         worker thread
   worker-wide one.  The engine checks both between decode steps, inside
   prompt chunks (llama.cpp's abort callback) and inside long host calls
   (store ingest, session rendering), so every job stops within one step.
+- A store ingest runs in bounded slices between decode steps
+  (host/worker_jobs.py), so other mods' generations go on meanwhile; the
+  ingesting mod's later requests wait behind it, in order.
 - Oversized input is refused by its byte size here, on the frame thread,
   before anything is tokenized (``max_prompt_bytes``: no text longer than
   that can fit the prompt limit, whatever its tokens).
@@ -37,10 +40,12 @@ from dataclasses import dataclass
 
 from host.errors import (PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, TemplateError,
                          WorkerDeadError)
+from host.limits import DEFAULT_LIMITS, Limits
 from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
 from host.results import Result
+from host.worker_jobs import IDLE_SLICE_S, SLICE_S, HostJobs
 
 log = logging.getLogger("relic.worker")
 
@@ -57,13 +62,15 @@ class WorkerConfig:
     n_threads: int | None = None  # generation threads (default: cores - 1, at least 1)
     n_threads_batch: int | None = None  # prompt threads (default: like n_threads)
     nice: int = 5  # worker thread niceness: the frame thread wins ties for a core
-    max_pending_per_mod: int = 16  # requests not yet done, per mod
-    max_pending_bytes_per_mod: int = 4 << 20  # input bytes (prompts, texts) of those requests, per mod
+    # the per-mod request quotas: host.limits (llm.max_pending, llm.max_pending_bytes), set from the config
+    max_pending_per_mod: int = DEFAULT_LIMITS.llm.max_pending
+    max_pending_bytes_per_mod: int = DEFAULT_LIMITS.llm.max_pending_bytes
     max_prompt_tokens: int | None = None  # default: the context size
     kv_type: str = "q8_0"  # KV cache element type ("f16", "q8_0", ...: host.llama.context.KV_TYPES)
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
     shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
     embed_model: object = None  # stores' embedding model: a GGUF path from set-up (None: no stores)
+    limits: Limits = DEFAULT_LIMITS  # the host's limits tree (host.limits): the stores' `rag` group
 
 
 def max_piece_bytes(model) -> int:
@@ -163,7 +170,7 @@ class Worker:
                           n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
                           max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type,
                           stop_event=self._stopping)
-        return Engine(sched, rag_model=c.embed_model)
+        return Engine(sched, rag_model=c.embed_model, rag_limits=c.limits.rag)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""
@@ -529,24 +536,31 @@ class Worker:
             return
         self._ready.set()
         emit = self._events.put
+        jobs = HostJobs()  # long host calls (a store ingest), advanced a slice before each decode step
         try:
             requests = self._requests
+            waiting = lambda: not requests.empty()  # noqa: E731
             while True:
                 # one consumer (this thread): a non-empty queue cannot become empty before get
-                if not engine.busy:
+                if not engine.busy and not jobs.busy:
                     msg = requests.get()
                 else:
                     msg = requests.get_nowait() if not requests.empty() else None
                 while msg is not None:
                     if msg is _SHUTDOWN:
                         engine.cancel_all(emit)
-                        self._drain_at_shutdown(engine, emit)
+                        self._drain_at_shutdown(engine, emit, jobs.cancel_all(emit))
                         return
-                    self._accept(engine, msg, emit)
+                    self._accept(engine, msg, emit, jobs)
                     msg = requests.get_nowait() if not requests.empty() else None
+                if jobs.due(engine.busy):
+                    for msg in jobs.advance(emit, SLICE_S if engine.busy else IDLE_SLICE_S, waiting):
+                        self._accept(engine, msg, emit, jobs)
                 if engine.busy:
                     try:
+                        t_step = time.perf_counter()
                         engine.step(emit)
+                        jobs.stepped(time.perf_counter() - t_step)
                     except Exception as exc:  # keep serving: fail what was running, not the worker
                         log.exception("inference step failed")
                         engine.fail_running(emit, exc)
@@ -559,11 +573,19 @@ class Worker:
     def _cancelled_fn(self, msg):
         return lambda: msg.cancel.is_set() or self._stopping.is_set()
 
-    def _accept(self, engine, msg, emit) -> None:
+    def _accept(self, engine, msg, emit, jobs=None) -> None:
+        if jobs is not None and jobs.holds(msg):  # behind its mod's running job: accepted when it ends
+            return
         if isinstance(msg, HostCall):
             if msg.cancel.is_set() and not self._stopping.is_set():
                 if msg.id:
                     emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
+                return
+            steps = None
+            if jobs is not None and hasattr(engine, "job"):
+                steps = engine.job(msg, self._cancelled_fn(msg))
+            if steps is not None:
+                jobs.start(msg, steps, self._cancelled_fn(msg))
                 return
             try:
                 result = Result.of_call(engine.run(msg, self._cancelled_fn(msg)))
@@ -583,11 +605,17 @@ class Worker:
             log.exception("request %d could not be accepted", msg.id)
             emit(DoneEvent(msg.id, msg.mod_id, Result.of_exception(exc)))
 
-    def _drain_at_shutdown(self, engine, emit) -> None:
-        """Generations still queued are cancelled; host calls (a session save) still run.
+    def _drain_at_shutdown(self, engine, emit, held=()) -> None:
+        """Generations still queued (or ``held`` behind a job) are cancelled; host calls (a session
+        save) still run.
 
         Long host calls see the stop flag and end early as cancelled.
         """
+        for msg in held:
+            if isinstance(msg, HostCall):
+                self._accept(engine, msg, emit)
+            else:
+                emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
         while True:
             try:
                 msg = self._requests.get_nowait()

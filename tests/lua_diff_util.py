@@ -15,7 +15,7 @@ from pathlib import Path
 from lupa import luajit21 as lupa
 
 from host.runtime.grants import Grant
-from host.runtime.limits import Limits
+from host.limits import Limits
 from host.runtime.modlog import sanitize_lines
 from modhost_util import write_mod
 

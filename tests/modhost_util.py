@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from host.runtime.host import Host
-from host.runtime.limits import Limits
+from host.limits import Limits
 
 
 class Console:

@@ -103,7 +103,7 @@ def test_io_cannot_leave_the_mod_folder(make_host, mods_dir, tmp_path):
 
 
 def test_io_quotas(make_host, mods_dir):
-    from host.runtime.limits import Limits
+    from host.limits import Limits
     write_mod(mods_dir, "q", """
         local files = {}
         local ok, err = pcall(function() for i = 1, 10 do files[i] = assert(io.open("f" .. i, "w")) end end)
@@ -240,7 +240,7 @@ def test_lua_dialect_is_cets_luajit_with_lua52compat(make_host):
 
 
 def test_abandoned_io_lines_iterators_do_not_exhaust_the_file_quota(make_host, mods_dir):
-    from host.runtime.limits import Limits
+    from host.limits import Limits
     write_mod(mods_dir, "l", """
         for i = 1, 20 do
           for line in io.lines("data.txt") do break end     -- left before the end: still open

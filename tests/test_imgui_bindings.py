@@ -128,7 +128,7 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108020000009
 
 
 def _run(make_host, real: bool, source: str, frames: int = 3, budget_ms: int | None = None):
-    from host.runtime.limits import Limits
+    from host.limits import Limits
     host, console = make_host({"m": source}, load=False, limits=Limits(budget_ms=budget_ms) if budget_ms else None)
     (host.mods_dir / "m" / "pic.png").write_bytes(PNG)
     if real:

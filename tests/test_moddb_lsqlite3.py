@@ -12,7 +12,7 @@ import random
 import pytest
 
 from host.runtime import sqlite_capi
-from host.runtime.limits import Limits
+from host.limits import Limits
 from modhost_util import make_host, mods_dir, read_log, run_until, write_mod  # noqa: F401
 
 MiB = 1024 * 1024

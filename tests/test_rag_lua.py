@@ -62,3 +62,59 @@ def test_rag_from_lua(mods_dir, model):
     assert int(remembering) > int(plain) + 10, "the session put the store's hits into the turn"
     assert err == "nil"
     assert (mods_dir / "keeper" / "notes.rag.sqlite3").is_file()
+
+
+ARCHIVIST = """
+registerForEvent("onInit", function()
+  local s = rag.open("annals")
+  local parts = {}
+  for i = 1, 1500 do parts[i] = "In year " .. i .. " the harbor lantern was lit by keeper " .. (i % 97) .. "." end
+  local text = table.concat(parts, " ")                 -- about 75 KB: a hundred chunks to embed
+  local add = s:add("annals", text)
+  local find = s:search("who lit the lantern in year 4242?", { k = 1, mode = "bm25" })  -- asked at once
+  async(function()
+    local r = await(add)
+    print("ingested " .. tostring(r.error) .. " " .. r.value.status .. " " .. r.value.chunks)
+    local f = await(find)
+    print("found " .. #f.hits .. " " .. f.hits[1].id)
+  end)
+end)
+"""
+CONTROL = """
+registerForEvent("onInit", function()
+  async(function()
+    for i = 1, 3 do
+      local r = await(llm.generate{ prompt = "The harbor at dawn is", max_tokens = 4 })
+      print("got " .. i .. " " .. r.finish_reason)
+    end
+  end)
+end)
+"""
+
+
+def test_a_long_store_ingest_lets_other_mods_generate(mods_dir, model):
+    """A store:add of a hundred chunks runs in slices: the control mod's generations finish while it is
+    still embedding, and the ingesting mod's own later request (a search) still sees the new document."""
+    write_mod(mods_dir, "archivist", ARCHIVIST)
+    write_mod(mods_dir, "control", CONTROL)
+    console = Console()
+    host = build_host(mods_dir, model=model, worker_config=WorkerConfig(n_ctx=512, n_seq_max=2), console=console)
+    order = []
+    try:
+        deadline = time.monotonic() + 600
+        while not any(l.startswith("found ") for l in console.mod_lines("archivist")):
+            assert time.monotonic() < deadline, console.text
+            assert all(m.state == "loaded" for m in host.mods.values()), console.text
+            host.update(1 / 60)
+            for mod in ("archivist", "control"):
+                for line in console.mod_lines(mod):
+                    if (mod, line) not in order:
+                        order.append((mod, line))
+            time.sleep(0.005)
+    finally:
+        host.shutdown()
+    lines = [line for _mod, line in order]
+    ingested = next(l for l in lines if l.startswith("ingested "))
+    assert ingested.startswith("ingested nil added ") and int(ingested.split()[3]) > 50, ingested
+    assert lines.index("got 3 length") < lines.index(ingested), lines  # all three served during the ingest
+    assert console.mod_lines("archivist")[-1] == "found 1 annals", "the search asked during the add waited for it"

@@ -10,7 +10,7 @@ from modhost_util import Console, frames, make_host, mods_dir, read_log, write_m
 
 from host.runtime.grants import Grant
 from host.runtime.host import Host, SkippedMod
-from host.runtime.limits import Limits
+from host.limits import Limits
 from host.runtime.mod import Mod
 
 RECORDER = """

@@ -89,7 +89,7 @@ def test_callee_errors_with_a_callers_function_blame_the_caller(make_host):
 
 def test_pairs_over_a_huge_exported_table_is_bounded(make_host):
     """GetMod views list keys synchronously; past the transfer cap it is an error."""
-    from host.runtime.limits import Limits
+    from host.limits import Limits
 
     host, console = make_host({
         "owner": "local t = {} for i = 1, 3000 do t['k' .. i] = i end return { big = t, small = { a = 1 } }",
@@ -109,7 +109,7 @@ def test_copies_between_mods_stop_at_the_callers_deadline(make_host):
     """Copying a million values into another mod is host work on the caller's budget."""
     import time
 
-    from host.runtime.limits import Limits
+    from host.limits import Limits
 
     host, console = make_host({
         "owner": "return { echo = function(x) return #x end }",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modhost_util import frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
 
-from host.runtime.limits import Limits
+from host.limits import Limits
 from host.runtime.grants import Grant
 
 BYSTANDER = """

@@ -10,7 +10,7 @@ import os
 
 from modhost_util import frames, make_host, mods_dir, read_log, write_mod  # noqa: F401
 
-from host.runtime.limits import Limits
+from host.limits import Limits
 
 GOOD = """
 n = 0

@@ -19,7 +19,7 @@ from lupa import luajit21 as lupa
 
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
-from host.runtime.limits import Limits
+from host.limits import Limits
 from host.runtime.sandbox import _prelude
 from host.runtime.grants import Grant
 

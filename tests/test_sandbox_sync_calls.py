@@ -13,7 +13,7 @@ import time
 
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
-from host.api.grammar import MOD_GRAMMAR_LIMITS, GrammarProvider
+from host.api.grammar import GrammarProvider
 from host.runtime.grants import Grant
 
 GOOD = """
@@ -129,12 +129,12 @@ def test_every_grammar_attack_gets_a_clear_error_quickly(make_host):
 def test_grammar_work_stops_at_the_mods_budget(make_host):
     """A grammar under the size caps but too slow for a 5 ms budget: the check stops at the deadline."""
     alts = " | ".join(f'"w{i}"' for i in range(1000))
-    assert len(alts) < MOD_GRAMMAR_LIMITS.max_gbnf_bytes
     host, console = grammar_host(make_host, {"attacker": f"""
         registerForEvent("onUpdate", function()
           for i = 1, 100 do grammar.gbnf('root ::= {alts}') end
         end)
     """, "good": GOOD}, tomls={"attacker": "budget_ms = 5\n"})
+    assert len(alts) < host.limits.grammar.max_gbnf_bytes
     t0 = time.perf_counter()
     frames(host, 1)
     first = time.perf_counter() - t0

@@ -15,7 +15,7 @@ import pytest
 
 from modhost_util import frames, make_host, mods_dir, read_log  # noqa: F401
 
-from host.runtime.limits import Limits
+from host.limits import Limits
 from host.runtime.grants import Grant
 
 BYSTANDER = """

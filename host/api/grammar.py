@@ -3,7 +3,7 @@
 Grammar objects stay in Python, in a per-mod registry; a mod holds only a
 small Lua table naming one by id, so nothing Python-side is reachable from Lua
 and one mod cannot use another's grammars.  Construction validates at once,
-on the frame thread, within size caps (MOD_GRAMMAR_LIMITS) and the calling
+on the frame thread, within the host's grammar limits (``host.limits.grammar``) and the calling
 mod's time budget (GBNF checks and JSON Schema conversion are pure Python);
 llama.cpp's own parser runs on the worker when a request makes its sampler.
 """
@@ -13,10 +13,8 @@ from __future__ import annotations
 import itertools
 
 from host.api.quotas import gc_proxy
-from host.engine.grammar import Grammar, GrammarLimits
+from host.engine.grammar import Grammar
 from host.errors import GrammarError
-
-MOD_GRAMMAR_LIMITS = GrammarLimits()
 
 
 def _as_list(value, what: str) -> list:
@@ -62,14 +60,15 @@ class GrammarProvider:
         from host.api.quotas import QuotaLedger
 
         self.model = model
-        self.ledger = ledger or QuotaLedger()  # live grammars per mod (host.api.quotas)
+        self.ledger = ledger or QuotaLedger()  # live grammars per mod (default limits when not given)
         self._registry: dict[str, dict[int, Grammar]] = {}  # frame thread only
         self._ids = itertools.count(1)  # never reused: a stale id can never name another grammar
 
     def install(self, mod) -> None:
         self._registry[mod.id] = {}
         factory = mod.load_lib("grammar")
-        limits = {"max_gbnf_bytes": MOD_GRAMMAR_LIMITS.max_gbnf_bytes, "max_choices": MOD_GRAMMAR_LIMITS.max_choices}
+        caps = mod.host.limits.grammar
+        limits = {"max_gbnf_bytes": caps.max_gbnf_bytes, "max_choices": caps.max_choices}
         bridge = mod.table({"make": lambda dead, kind, *args: self._make(mod, dead, kind, *args), "limits": limits})
         mod.expose("grammar", factory(bridge, gc_proxy(mod)))
 
@@ -121,7 +120,7 @@ class GrammarProvider:
         # Frame thread, inside the mod's call: size caps, the mod's deadline,
         # and no llama.cpp parse here (uninterruptible C that grows faster
         # than linearly; the worker runs it when it makes the sampler).
-        return {"limits": MOD_GRAMMAR_LIMITS, "deadline": mod.deadline(), "confirm": False}
+        return {"limits": mod.host.limits.grammar, "deadline": mod.deadline(), "confirm": False}
 
     def _lookup(self, mod, gid) -> Grammar:
         g = self._registry.get(mod.id, {}).get(gid) if isinstance(gid, int) else None

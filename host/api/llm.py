@@ -19,6 +19,7 @@ from host.api.persona import install_persona
 from host.api.quotas import gc_proxy
 from host.runtime.convert import TransferError, to_python
 from host.errors import OptionError, QuotaExceeded, RelicError
+from host.limits import LlmLimits
 from host.messages import SessionLoadRequest, SessionResetRequest, SessionSaveRequest, check_priority
 from host.results import Result
 from host.llama.luajit import address, luajit_cdef
@@ -26,7 +27,6 @@ from host.llama.luajit import address, luajit_cdef
 _COMMON = {"max_tokens", "temperature", "seed", "stop", "sampler", "grammar", "schema", "on_token", "on_done",
            "template", "special", "priority"}
 _KINDS = {"generate": _COMMON | {"prompt"}, "chat": _COMMON | {"messages"}, "say": _COMMON}
-MAX_STOP_STRINGS = 16
 
 TOOL_RESULT_ITEMS = 4096  # values of one tool result the host copies (its JSON is cut short anyway)
 
@@ -46,8 +46,12 @@ def _list(value, what):
     raise OptionError(f"{what} must be an array")
 
 
-def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=None) -> dict:
-    """Validate a Lua options table (as Python data) into Worker.submit keywords."""
+def parse_options(kind: str, opts: dict, *, limits: LlmLimits, grammar_from=None) -> dict:
+    """Validate a Lua options table (as Python data) into Worker.submit keywords.
+
+    ``limits``: the `llm` group of the host's limits (``max_tokens``, ``max_stop_strings``).
+    """
+    max_tokens_cap = limits.max_tokens
     if not isinstance(opts, dict):
         raise OptionError(f"llm.{kind} takes one table argument")
     unknown = sorted(str(k) for k in opts if k not in _KINDS[kind])
@@ -79,8 +83,9 @@ def parse_options(kind: str, opts: dict, *, max_tokens_cap: int, grammar_from=No
     if "stop" in opts:
         stop = opts["stop"]
         stop = [stop] if isinstance(stop, str) else _list(stop, "stop")
-        if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in stop):
-            raise OptionError(f"stop must be at most {MAX_STOP_STRINGS} non-empty strings of up to 256 characters")
+        if len(stop) > limits.max_stop_strings or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in stop):
+            raise OptionError(f"stop must be at most {limits.max_stop_strings} non-empty strings of up to "
+                              "256 characters")
         out["stop"] = tuple(stop)
     if "sampler" in opts:
         if not isinstance(opts["sampler"], dict):
@@ -130,10 +135,11 @@ class LLMProvider:
     """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events.
 
     ``ledger`` (host.api.quotas.QuotaLedger, shared with the grammar and rag
-    providers) counts each mod's sessions; one is made when not given.
+    providers) counts each mod's sessions; one with the default limits is made when
+    not given (host.app passes one over the host's limits).
     """
 
-    def __init__(self, worker, *, grammar_from=None, memory_for=None, max_tokens_cap: int = 4096,
+    def __init__(self, worker, *, grammar_from=None, memory_for=None,
                  owns_worker: bool = True, ledger=None):
         from host.api.quotas import QuotaLedger
 
@@ -142,7 +148,6 @@ class LLMProvider:
         self.owns_worker = owns_worker
         self.model = worker.model
         self.grammar_from = grammar_from
-        self.max_tokens_cap = max_tokens_cap
         self.ledger = ledger or QuotaLedger()
         self._mods: dict[str, tuple] = {}  # mod id -> (mod, deliver, new_handle)
         from host.api.tools import ToolTurns
@@ -157,7 +162,7 @@ class LLMProvider:
             "cancel": lambda rid: self._cancel(mod, rid),
             "tokenize": lambda text: self._tokens(mod, text, "tokenize"),
             "count": lambda text: self._tokens(mod, text, "count"),
-            "max_tokenize_bytes": self.ledger.quotas.max_tokenize_bytes,
+            "max_tokenize_bytes": mod.host.limits.llm.max_tokenize_bytes,
             "say": lambda sid, text, opts: self._say(mod, sid, text, opts),
             "session_create": lambda opts, tools=None, dead=None: self._session_create(mod, opts, tools, dead),
             "say_tools": lambda sid, text, opts, tools, extra: self._tool_turn(mod, opts, tools, extra, "say",
@@ -201,7 +206,7 @@ class LLMProvider:
     # --- bridge functions (called from Lua, on the frame thread) -------------
     def _tokens(self, mod, text, what: str):
         """llm.tokenize / llm.count: capped by size before anything is tokenized."""
-        cap = self.ledger.quotas.max_tokenize_bytes
+        cap = mod.host.limits.llm.max_tokenize_bytes
         if not isinstance(text, (str, bytes)):
             raise OptionError(f"llm.{what} expects a string")
         if len(text) > cap or (isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > cap):
@@ -219,7 +224,7 @@ class LLMProvider:
         if kind not in ("generate", "chat"):
             raise OptionError(f"unknown request kind {kind!r}")
         raw = mod.from_lua(opts)
-        options = parse_options(kind, raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        options = parse_options(kind, raw, limits=mod.host.limits.llm, grammar_from=self._grammar_for(mod))
         if kind == "chat":
             self.worker.check_template(options.get("template"), mod_id=mod.id)
         stream = _streams(raw)
@@ -313,7 +318,7 @@ class LLMProvider:
 
     def _say(self, mod, sid, text, opts) -> int:
         raw = mod.from_lua(opts)
-        options = parse_options("say", raw, max_tokens_cap=self.max_tokens_cap, grammar_from=self._grammar_for(mod))
+        options = parse_options("say", raw, limits=mod.host.limits.llm, grammar_from=self._grammar_for(mod))
         try:
             self.ledger.check_turn(mod.id, sid, len(text) if isinstance(text, (str, bytes)) else 0)
         except QuotaExceeded as exc:
@@ -375,7 +380,7 @@ class LLMProvider:
             except QuotaExceeded as exc:
                 return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         extra = mod.from_lua(extra) or {}
-        options = parse_options(kind, mod.from_lua(opts), max_tokens_cap=self.max_tokens_cap,
+        options = parse_options(kind, mod.from_lua(opts), limits=mod.host.limits.llm,
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)
         if kind == "chat":
@@ -399,7 +404,7 @@ class LLMProvider:
         if not ok:
             return False, None
         # The host keeps at most a small copy of a result (its JSON is cut to
-        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        # limits.tools.max_result_chars anyway): a bigger one is refused before it is copied whole.
         try:
             value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
         except TransferError as exc:

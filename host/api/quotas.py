@@ -2,11 +2,12 @@
 
 A mod's Lua memory is capped by its runtime; sessions, stores, grammars and
 requests in flight live in Python (and llama.cpp) instead, so they are counted
-here, per mod, against :class:`Quotas`.  Going over one is a clear error for
+here, per mod, against the host's limits (``host.limits``: the ``llm``,
+``grammar`` and ``rag`` groups).  Going over one is a clear error for
 that mod only: a Lua error at the call site for something the mod creates
 (``llm.session``, ``rag.open``, ``grammar.*``), or a result with
 ``error_type = "quota"`` for a request (``session:say`` past the session
-text quota; the worker refuses requests past ``max_pending`` /
+text quota; the worker refuses requests past ``limits.llm.max_pending`` /
 ``max_pending_bytes`` itself).
 
 Sessions and grammars are given back when the mod closes them or when its
@@ -22,23 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from host.errors import QuotaExceeded
-
-KiB, MiB = 1024, 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """The documented per-mod defaults (docs/MODDING.md, "Limits")."""
-
-    max_sessions: int = 32  # live sessions (llm.session / llm.load_session)
-    max_session_chars: int = 256 * KiB  # one session's text: system prompt + conversation
-    max_total_session_chars: int = 2 * MiB  # all of a mod's sessions together
-    max_stores: int = 8  # distinct stores (rag.open names)
-    max_grammars: int = 256  # live grammar objects
-    max_tokenize_bytes: int = 4 * KiB  # llm.tokenize / llm.count input: synchronous, on the frame thread (<= ~5 ms)
-    # requests not yet done and their input bytes are capped by the worker (WorkerConfig):
-    # max_pending_per_mod = 16, max_pending_bytes_per_mod = 4 MiB
-
+from host.limits import DEFAULT_LIMITS, Limits
 
 @dataclass
 class _ModUsage:
@@ -48,10 +33,10 @@ class _ModUsage:
 
 
 class QuotaLedger:
-    """Counts each mod's host-side objects against :class:`Quotas` (frame thread only)."""
+    """Counts each mod's host-side objects against the limits tree (frame thread only)."""
 
-    def __init__(self, quotas: Quotas | None = None):
-        self.quotas = quotas or Quotas()
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or DEFAULT_LIMITS
         self._mods: dict[str, _ModUsage] = {}
 
     def _use(self, mod_id: str) -> _ModUsage:
@@ -73,14 +58,14 @@ class QuotaLedger:
     # --- sessions ----------------------------------------------------------------
     def check_session(self, mod_id: str, chars: int) -> str | None:
         """Why a new session with ``chars`` characters of text would pass a quota (None: it fits)."""
-        q, u = self.quotas, self._use(mod_id)
+        q, u = self.limits.llm, self._use(mod_id)
         if len(u.sessions) >= q.max_sessions:
             return (f"mod '{mod_id}' already has {q.max_sessions} sessions (its quota); close some "
                     f"(session:close()) or reuse them")
         return self._chars_problem(mod_id, u, None, chars)
 
     def _chars_problem(self, mod_id: str, u: _ModUsage, sid, more: int) -> str | None:
-        q = self.quotas
+        q = self.limits.llm
         own = u.sessions.get(sid, 0) + more
         if own > q.max_session_chars:
             return (f"a session of mod '{mod_id}' would hold {own} characters of text; the quota is "
@@ -118,15 +103,16 @@ class QuotaLedger:
         u = self._use(mod_id)
         if name in u.stores:
             return
-        if len(u.stores) >= self.quotas.max_stores:
-            raise QuotaExceeded(f"mod '{mod_id}' already uses {self.quotas.max_stores} stores (its quota): "
+        if len(u.stores) >= self.limits.rag.max_stores:
+            raise QuotaExceeded(f"mod '{mod_id}' already uses {self.limits.rag.max_stores} stores (its quota): "
                                 f"{sorted(u.stores)}; keep documents in fewer stores")
         u.stores.add(name)
 
     def check_grammar(self, mod_id: str) -> str | None:
         """Why one more grammar would pass the quota (None: it fits)."""
-        if self._use(mod_id).grammars >= self.quotas.max_grammars:
-            return (f"mod '{mod_id}' holds {self.quotas.max_grammars} grammars (its quota); reuse grammar objects "
+        cap = self.limits.grammar.max_grammars
+        if self._use(mod_id).grammars >= cap:
+            return (f"mod '{mod_id}' holds {cap} grammars (its quota); reuse grammar objects "
                     f"instead of building one per request")
         return None
 

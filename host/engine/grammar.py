@@ -32,7 +32,7 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from host.engine import json_schema as js
@@ -40,6 +40,7 @@ from host.engine.gbnf import LLAMA_REPEAT_LIMIT, check_gbnf, gbnf_literal, gbnf_
 from host.engine.pattern import Pattern
 from host.engine.schema_validate import validate
 from host.errors import GrammarError
+from host.limits import GrammarLimits
 from host.llama import log as llama_log
 
 log = logging.getLogger("relic.grammar")
@@ -105,26 +106,7 @@ def _llama_init(lib, vocab, text: str, root: str, patterns=(), tokens=()):
     return ptr
 
 
-# --- limits for untrusted input -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class GrammarLimits:
-    """Caps on grammars built from untrusted input (mods pass these; see host/api/grammar.py).
-
-    Checking is linear in the text, but llama.cpp's grammar set-up (on the
-    worker, for every request) grows faster than linearly with the number of
-    alternatives, so those are capped as well as the size.
-    """
-
-    max_gbnf_bytes: int = 16 * 1024          # GBNF text a caller writes
-    max_schema_gbnf_bytes: int = 32 * 1024   # GBNF generated from a schema or tool list
-    max_alternatives: int = 1024             # in one rule or group
-    max_total_alternatives: int = 4096       # in the whole grammar
-    max_choices: int = 512
-    max_choice_bytes: int = 16 * 1024        # all choice options together (UTF-8)
-    max_triggers: int = 64                   # lazy trigger words + patterns + tokens
-    max_trigger_bytes: int = 256             # one trigger word or pattern
-
+# --- limits for untrusted input: host.limits.GrammarLimits (a group of the limits tree) ---
 
 def _too_big(what: str, size: int, limit: int, unit: str = "bytes") -> GrammarError:
     return GrammarError(f"{what} is {size} {unit}; the limit is {limit}")
@@ -239,8 +221,7 @@ class Grammar:
         opts = list(dict.fromkeys(options))
         gbnf = "root ::= " + " | ".join(gbnf_literal(o) for o in opts) + "\n"
         if limits is not None:  # the options are the limit here, not the written-GBNF size
-            limits = GrammarLimits(**{**limits.__dict__, "max_alternatives": max(limits.max_alternatives,
-                                                                                 limits.max_choices)})
+            limits = replace(limits, max_alternatives=max(limits.max_alternatives, limits.max_choices))
             checks = {**checks, "limits": limits}
         return cls(gbnf, "root", kind="choice", options=opts, model=model, **checks)
 

@@ -74,7 +74,7 @@ class Slot:
         self.session = session
         self.user_message = user_message
         self.decoded = []  # generated tokens now in the KV cache
-        self.priority = priority  # the request's own ("player" | "normal" | "background")
+        self.priority = priority  # what it runs at ("player" | "normal" | "background"; the focus applied)
         self.swapped = None  # KV state bytes while swapped out
         self.t_admitted = time.perf_counter()
         self.t_run = self.t_admitted  # when it last got a sequence (admitted or resumed)

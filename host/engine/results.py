@@ -12,6 +12,8 @@
 ``tokens_per_second``  generated tokens over generation_ms
 ``paused_steps``    steps it sat out (higher priorities, other mods' share)
 ``swaps``           times its sequence was taken by another and given back
+``priority``        the priority it ran at: "player" | "normal" | "background" (the game's focus
+                    and the one-player-request-per-mod rule applied, as of when it got a sequence)
 ==================  =============================================================
 
 Token texts of one step go out as one TokensEvent (:class:`StepTokens`).
@@ -68,6 +70,7 @@ def timings(slot, now: float | None = None) -> Timings:
         tokens_per_second=(slot.n_gen - 1) / gen_s if slot.n_gen > 1 else 0.0,
         paused_steps=slot.steps_paused_total,
         swaps=slot.swaps,
+        priority=slot.priority,
     )
 
 

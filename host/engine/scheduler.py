@@ -58,7 +58,7 @@ from host.engine.step_builder import GAP_FACTOR, StepBuilder, StepCosts
 from host.errors import DecodeError, PromptTooLongError
 from host.llama import Batch
 from host.llama import log as llama_log
-from host.messages import DoneEvent, GenerateRequest
+from host.messages import PRIORITIES, DoneEvent, GenerateRequest
 from host.results import Result
 
 log = logging.getLogger("relic.engine")
@@ -369,13 +369,14 @@ class Scheduler:
                 n_cached = 0
             session.kv_tokens = prompt[:n_cached]
             session.busy = True
+        rank = self.rank_of(req)
         slot = Slot(req, seq, prompt, sampler, session, plan.new_messages if plan else None, n_cached,
-                    priority=self.priority_of(req))
+                    priority=PRIORITIES[rank] if rank < INTERNAL_RANK else "internal")
         slot.retrieval_s = retrieval_s
         slot.t_admitted = slot.t_run = t_start
         self._order += 1
         slot.order = self._order
-        if self.rank_of(req) == RANK["player"] and req.mod_id not in self._player:
+        if rank == RANK["player"] and req.mod_id not in self._player:
             self._player[req.mod_id] = req.id
         self.slots.append(slot)
         return True

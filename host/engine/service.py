@@ -14,6 +14,10 @@ it only calls these methods, all on its own thread:
                             (requests carry ``priority``; a ``FocusRequest`` host
                             call marks the player's partner: a backend that
                             cannot order work may accept both and ignore them)
+``job(call, cancelled)``    a long host call as a generator of bounded steps
+                            (its return value is ``run``'s dict), or None
+                            when the call runs whole (host/worker_jobs.py
+                            advances it between decode steps)
 ``cancel_all(emit)``        finish everything as cancelled (shutdown)
 ``close()``                 free everything (the worker thread's last act)
 ==========================  ====================================================
@@ -40,11 +44,13 @@ class Engine:
 
     ``rag_model``: the embedding model for stores (a GGUF path or a callable
     returning one), loaded at the first store call; None: no stores.
+    ``rag_limits``: the `rag` group of the host's limits (host.limits).
     """
 
-    def __init__(self, scheduler, *, rag_model=None):
+    def __init__(self, scheduler, *, rag_model=None, rag_limits=None):
         self.scheduler = scheduler
         self._rag_model = rag_model
+        self._rag_limits = rag_limits
         self._rag = None  # created on this thread at first use
         scheduler.memory_note = self._memory_note
         self._handlers: dict[type, Callable] = {
@@ -97,6 +103,18 @@ class Engine:
         out = handler(call, cancelled)
         return out if isinstance(out, dict) else {}
 
+    def job(self, call: HostCall, cancelled: Callable[[], bool]):
+        """A store ingest as a generator of bounded steps (see host.rag.store.Store.add_steps); None for
+        every other call (they run whole, in ``run``)."""
+        if type(call) is StoreAddRequest:
+            return self._store_add_steps(call, cancelled)
+        return None
+
+    def _store_add_steps(self, r: StoreAddRequest, cancelled):
+        rag = self.rag()  # loads the embedding model at the first store call (one step)
+        yield
+        return (yield from rag.add_steps(r.path, r.doc_id, r.text, r.meta, cancelled=cancelled))
+
     def _session_create(self, r: SessionCreateRequest, _cancelled) -> dict:
         return {"value": self.scheduler.create_session(r.session_id, r.mod_id, system=r.system, sampler=r.sampler,
                                              overflow=r.overflow, template=r.template, memory=r.memory,
@@ -110,7 +128,7 @@ class Engine:
                 raise OptionError("this host has no embedding model, so no stores")
             from host.rag.service import RagService
 
-            self._rag = RagService(self._rag_model)
+            self._rag = RagService(self._rag_model, self._rag_limits)
         return self._rag
 
     def _memory_note(self, path: Path, text: str) -> str:

@@ -57,23 +57,25 @@ class _Splitter:
         self.max = max_tokens
         self.atoms: list[tuple[int, int, int]] = []  # (start, end, n_tokens), in text order
 
-    def split(self, start: int, end: int, level: int, n: int | None = None) -> None:
+    def split(self, start: int, end: int, level: int, n: int | None = None):
+        """A generator: appends the atoms of ``text[start:end]``, yielding after each token count."""
         if n is None:
             n = self.count(self.text[start:end])
+            yield
         if n <= self.max:
             self.atoms.append((start, end, n))
             return
         if level >= len(_LEVELS):
-            self._split_chars(start, end)
+            yield from self._split_chars(start, end)
             return
         pieces = _pieces(self.text, start, end, _LEVELS[level])
         if len(pieces) == 1:
-            self.split(start, end, level + 1, n)
+            yield from self.split(start, end, level + 1, n)
             return
         for a, b in pieces:
-            self.split(a, b, level + 1)
+            yield from self.split(a, b, level + 1)
 
-    def _split_chars(self, start: int, end: int) -> None:
+    def _split_chars(self, start: int, end: int):
         """No boundary left: the longest prefixes that fit, found by bisection."""
         while start < end:
             lo, hi = start + 1, end
@@ -83,6 +85,7 @@ class _Splitter:
                     lo = mid
                 else:
                     hi = mid - 1
+                yield
             self.atoms.append((start, lo, self.count(self.text[start:lo])))
             start = lo
 
@@ -110,6 +113,22 @@ def chunk_text(text: str, count_tokens: Callable[[str], int], *, max_tokens: int
     text gives no chunks.  Every chunk is re-counted after packing, so none
     exceeds ``max_tokens`` even where token counts do not add up exactly.
     """
+    steps = chunk_steps(text, count_tokens, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def chunk_steps(text: str, count_tokens: Callable[[str], int], *, max_tokens: int = 200,
+                overlap_tokens: int = 32):
+    """:func:`chunk_text` as a generator: it yields (None) after each token count and returns the chunks.
+
+    The caller may do other work between two steps (the inference worker
+    serves generations while a long document is split); the chunks are the
+    same as :func:`chunk_text`'s.
+    """
     if max_tokens < 8:
         raise ValueError(f"max_tokens must be at least 8, got {max_tokens}")
     if not 0 <= overlap_tokens <= max_tokens // 2:
@@ -118,7 +137,7 @@ def chunk_text(text: str, count_tokens: Callable[[str], int], *, max_tokens: int
     if start == end:
         return []
     splitter = _Splitter(text, count_tokens, max_tokens)
-    splitter.split(start, end, 0)
+    yield from splitter.split(start, end, 0)
     atoms = splitter.atoms
     chunks: list[Chunk] = []
     i = 0
@@ -144,6 +163,7 @@ def chunk_text(text: str, count_tokens: Callable[[str], int], *, max_tokens: int
             n = count_tokens(text[a:b])
         if b > a:
             chunks.append(Chunk(a, b, text[a:b], n))
+        yield
         i = j
         overlap_start = None
         if i < len(atoms) and _boundary_strength(text, atoms[i][0]) > 0:  # no overlap across paragraphs

@@ -155,6 +155,22 @@ class Embedder:
         ``cancelled()`` (optional) is checked before each text and each batch;
         when it returns True, CancelledError is raised.
         """
+        steps = self.embed_steps(texts, cancelled=cancelled)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def embed_steps(self, texts: Sequence, *, cancelled=None):
+        """:meth:`embed` as a generator: yields (None) after each text tokenized and each batch
+        encoded, and returns the embeddings (the same batches and vectors as :meth:`embed`).
+
+        The caller may use this embedder for other texts between two steps
+        (the inference worker answers searches while a long document is
+        embedded): nothing of the embedding in progress lives in the context
+        between batches.
+        """
         if self.ctx.closed:
             raise ClosedError("the embedder is closed; create a new one")
         if isinstance(texts, (str, bytes)):
@@ -171,6 +187,7 @@ class Embedder:
                 raise EmbeddingError(f"{where} has {len(tokens) - self._n_special} tokens but the embedding model "
                                      f"takes at most {self.max_tokens}; split it first (host.rag.chunking)")
             seqs.append(tokens)
+            yield
         out = np.empty((len(seqs), self.dim), dtype=np.float32)
         i = 0
         while i < len(seqs):
@@ -181,6 +198,7 @@ class Embedder:
             _check(cancelled)
             self._run(seqs[i:j], out[i:j])
             i = j
+            yield
         norms = np.linalg.norm(out, axis=1)
         if not np.all(np.isfinite(norms)) or np.any(norms == 0):
             raise EmbeddingError("the embedding model returned a zero or non-finite vector")

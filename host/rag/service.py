@@ -34,10 +34,12 @@ class RagService:
     it is the only work done here, never a fetch or a conversion.
     """
 
-    def __init__(self, embed_model):
+    def __init__(self, embed_model, limits=None):
+        from host.limits import DEFAULT_LIMITS
         from host.rag.embed import Embedder
 
         self.embedder = Embedder(embed_model)
+        self.limits = limits or DEFAULT_LIMITS.rag  # the `rag` group of the host's limits
         self.stores: dict[Path, object] = {}
 
     def store(self, path: Path):
@@ -46,12 +48,16 @@ class RagService:
 
         st = self.stores.get(path)
         if st is None:
-            st = self.stores[path] = Store.open(path, self.embedder)
+            st = self.stores[path] = Store.open(path, self.embedder, limits=self.limits)
         return st
 
     def add(self, path: Path, doc_id, text, meta=None, cancelled=None) -> dict:
         """store:add: ``{"value": {id, status, chunks, embedded}}``."""
         return {"value": self.store(path).add(doc_id, text, meta, cancelled=cancelled)}
+
+    def add_steps(self, path: Path, doc_id, text, meta=None, cancelled=None):
+        """:meth:`add` as a generator of bounded steps (host.rag.store.Store.add_steps); returns its dict."""
+        return {"value": (yield from self.store(path).add_steps(doc_id, text, meta, cancelled=cancelled))}
 
     def remove(self, path: Path, doc_id) -> dict:
         """store:remove: ``{"value": true}`` when the document existed."""

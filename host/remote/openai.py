@@ -107,9 +107,15 @@ def generate_call(req, cfg: dict, model: str | None) -> tuple[str, dict]:
     return "/v1/completions", body
 
 
+def chat_messages(messages: list) -> list:
+    """Messages as any such server takes them: a tool's result (Relic's ``tool`` message, which answers
+    no OpenAI ``tool_calls`` id) goes as a ``user`` message; its text already names the tool."""
+    return [{"role": "user", "content": m["content"]} if m["role"] == "tool" else m for m in messages]
+
+
 def chat_call(req, messages: list, cfg: dict, model: str | None) -> tuple[str, dict]:
     """(path, body) for chat messages (/v1/chat/completions)."""
-    body = {"messages": messages, "max_tokens": req.max_tokens, "stream": True,
+    body = {"messages": chat_messages(messages), "max_tokens": req.max_tokens, "stream": True,
             "stream_options": {"include_usage": True}, **sampling(cfg), **response_format(req.grammar)}
     if req.stop:
         body["stop"] = list(req.stop)

@@ -11,7 +11,7 @@ Public surface:
 
 from host.runtime.console import FrameStats, add_run_arguments, run
 from host.runtime.host import Host, SkippedMod
-from host.runtime.limits import DEFAULT_LIMITS, Limits
+from host.limits import DEFAULT_LIMITS, Limits
 from host.runtime.mod import EVENTS, Mod
 
 __all__ = ["Host", "Mod", "SkippedMod", "Limits", "DEFAULT_LIMITS", "EVENTS",

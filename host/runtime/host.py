@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from host.runtime.crossmod import CrossMod
 from host.runtime.gameapi import GameAPI
-from host.runtime.limits import DEFAULT_LIMITS, Limits
+from host.limits import DEFAULT_LIMITS, Limits
 from host.runtime.manifest import Manifest, Skipped, discover, inspect_folder, load_order
 from host.runtime.mod import BUILTIN_COMMANDS, Mod
 from host.runtime.modlog import default_console

@@ -155,6 +155,17 @@ end
 -- on time even when the watchdog thread waits for a CPU (a loaded machine):
 -- the wall clock first (a vDSO read), the CPU clock (a system call) only once
 -- the call has run as long as its budget in wall time.
+--
+-- Heavy iterations: an iteration can take milliseconds without a C call
+-- (`s .. "x"` copies all of a 16 MiB s), and TICKS of them would run far
+-- past the budget before the flag is read.  So each look also reads the wall
+-- clock: when the ticks since the last look took longer than look.heavy, the
+-- next look is at the next tick (and reads the clocks too), else the window
+-- doubles back up to TICKS.  Every outermost call starts with a window of one,
+-- so a loop heavy from its first iteration is caught at its second; a loop
+-- that turns heavy later is caught by the collector (below) when it
+-- allocates, as every heavy operation but a string comparison does.
+local look = { heavy = 0.0005, window = 1, last = 0, armed = true }   -- one local: the chunk has 200 at most
 local slow_calls = 0
 local over_budget   -- below
 WDT = setmetatable({ n = TICKS }, {
@@ -163,12 +174,22 @@ WDT = setmetatable({ n = TICKS }, {
       t.n = 0         -- stays run out: every tick from now on raises
       stopped()
     end
-    t.n = TICKS
+    local t_now = now()
+    local heavy = t_now - look.last > look.heavy
+    look.last = t_now
+    local window = look.window
+    if heavy then
+      window = 1
+    elseif window < TICKS then
+      window = window + window
+    end
+    look.window, t.n = window, window - 1
+    if not look.armed then look.armed = raw_pcall(look.arm) end
     slow_calls = slow_calls + 1
-    if slow_calls >= 8 then
+    if heavy or slow_calls >= 8 then
       slow_calls = 0
       local ws = st.wall_start
-      if ws and now() - ws >= st.cpu_budget then
+      if ws and t_now - ws >= st.cpu_budget then
         local over = over_budget()
         if over then trip("budget", over) end
       end
@@ -176,6 +197,20 @@ WDT = setmetatable({ n = TICKS }, {
   end,
   __metatable = false,
 })
+
+-- Allocation: a garbage-collection cycle ends about every time the mod has
+-- allocated as much as it holds, so the end of each cycle (a finalizer on an
+-- unreachable object, made anew after each) sets the next tick to look.  A
+-- loop that allocates big strings is looked at every few iterations however
+-- cheap it was before.
+do
+  local function collected()
+    WDT.n = 0
+    look.armed = raw_pcall(look.arm)   -- false at the memory cap: the next look tries again
+  end
+  look.arm = function() ffi.gc(ffi.new("char[1]"), collected) end
+  look.armed = raw_pcall(look.arm)
+end
 
 -- The same tick, for this file's own loops over mod-sized data.
 local function wd_check()
@@ -369,6 +404,7 @@ local function guarded_call(budget, fn, ...)
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
+    look.window, look.last, WDT.n = 1, t, 0     -- the first tick looks (heavy iterations, above)
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
       if budget < st.budget then     -- the rest of the frame's budget

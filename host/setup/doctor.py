@@ -172,7 +172,8 @@ def doctor_server(server) -> int:
         print("status: 1 problem(s): the server")
         return 1
     _line("model", info.model)
-    _line("context", f"{info.n_ctx} tokens per slot" if info.n_ctx else "not reported")
+    per = "tokens per slot" if info.dialect == "llama-server" else "tokens (the model's training window)"
+    _line("context", f"{info.n_ctx} {per}" if info.n_ctx else "not reported")
     _line("slots", str(info.slots) if info.slots else "not reported")
     template = (info.template or "").strip().splitlines()
     _line("template", (template[0][:70] + (" ..." if len(template) > 1 else "")) if template

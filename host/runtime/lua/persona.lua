@@ -24,8 +24,10 @@
 --     whose text makes `when` true (a fishmonger calls the guard on a thief, not
 --     on a customer).
 return function(llm, lines, env)
-  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES, MAX_LORE_PIECES = 8, 64, 32768, 512
-  local LORE_IN_FLIGHT = 6
+  -- the host's limits (the `persona` group of host.limits)
+  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = lines.max_examples, lines.max_lore_files, lines.max_lore_bytes
+  local MAX_LORE_PIECES = 512  -- lore sentences (one store document each)
+  local LORE_IN_FLIGHT = 6  -- lore adds sent at once (a mod has a bounded number of requests in flight)
   local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
                   sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
                   retries = true, fallback = true, seed = true, remember = true }
@@ -253,7 +255,9 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     p.forbid = {}
     for _, w in ipairs(lines.default_forbid) do p.forbid[#p.forbid + 1] = w end
     if o.forbid ~= nil then
-      if type(o.forbid) ~= "table" or #o.forbid > 32 then fail("forbid must be a list of at most 32 phrases") end
+      if type(o.forbid) ~= "table" or #o.forbid > lines.max_forbid then
+        fail("forbid must be a list of at most " .. lines.max_forbid .. " phrases")
+      end
       for _, w in ipairs(o.forbid) do
         if type(w) ~= "string" or w == "" or #w > 60 then fail("forbid entries must be phrases of 1 to 60 characters") end
         p.forbid[#p.forbid + 1] = w
