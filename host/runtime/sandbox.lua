@@ -161,12 +161,13 @@ end
 -- past the budget before the flag is read.  So each look also reads the wall
 -- clock: when the ticks since the last look took longer than look.heavy, the
 -- next look is at the next tick (and reads the clocks too), else the window
--- doubles back up to TICKS; a heavy tick that one more like it would carry
+-- doubles back up to TICKS every fourth cheap look (so the first iterations
+-- of a loop are looked at closely); a heavy tick that one more like it would carry
 -- past the budget stops the call there.  Every outermost call starts with a window of one,
 -- so a loop heavy from its first iteration is caught at its second; a loop
 -- that turns heavy later is caught by the collector (below) when it
 -- allocates, as every heavy operation but a string comparison does.
-local look = { heavy = 0.0005, window = 1, last = 0, armed = true }   -- one local: the chunk has 200 at most
+local look = { heavy = 0.0005, window = 1, cheap = 0, last = 0, armed = true }   -- one local: the chunk has 200 at most
 local slow_calls = 0
 local over_budget   -- below
 WDT = setmetatable({ n = TICKS }, {
@@ -187,11 +188,13 @@ WDT = setmetatable({ n = TICKS }, {
          and (c - WD.cpu_start) + (c - look.cpu) > st.cpu_budget then
         trip("budget", BUDGET_MSG)
       end
-      look.cpu = c
+      look.cpu, look.cheap = c, 0
       window = 1
     else
       look.cpu = false
-      if window < TICKS then window = window + window end
+      local cheap = look.cheap + 1
+      if cheap >= 4 and window < TICKS then window, cheap = window + window, 0 end
+      look.cheap = cheap
     end
     look.window, t.n = window, window - 1
     if not look.armed then look.armed = raw_pcall(look.arm) end
@@ -414,7 +417,7 @@ local function guarded_call(budget, fn, ...)
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
-    look.window, look.last, look.cpu, WDT.n = 1, t, false, 0   -- the first tick looks (heavy iterations, above)
+    look.window, look.cheap, look.last, look.cpu, WDT.n = 1, 0, t, false, 0   -- look at once (above)
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
       if budget < st.budget then     -- the rest of the frame's budget
