@@ -63,8 +63,8 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@touch $@
 
 # The ordinary suite runs on the CPU build whatever this venv chose
-# (RELIC_GPU=cpu); the RPC tests are part of it.
-test: setup xvfb $(GAME_STAMP) lua-corpus
+# (RELIC_GPU=cpu); the RPC and llama-server tests are part of it.
+test: setup llama-server xvfb $(GAME_STAMP) lua-corpus
 	RELIC_GPU=cpu $(PY) -m pytest -q
 
 # Pure-Lua Debian packages (dkjson and its test suite, penlight, inspect, ...) for the

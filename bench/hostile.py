@@ -245,6 +245,13 @@ registerForEvent("onUpdate", function()
   if not ok then last = e end
 end)
 """, None),
+    "concat_op": ("a for loop of `s .. 'y'` on 32 MiB every frame (an operator: nothing charges it)", """
+local s = string.rep("x", 16 * 1024 * 1024) s = s .. s
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() for i = 1, 1e9 do local u = s .. "y" end end) if not ok then last = e end
+end)
+""", None),
     "tool_results": ("a tool returning 50,000 strings, called by a session turn every second", """
 local big = {} for i = 1, 50000 do big[i] = string.rep("r", 64) .. i end
 local s = llm.session{ system = "You look things up.", tools = {
@@ -275,6 +282,7 @@ end)
 
 # classes whose attacker needs more than the default memory (granted by the game, not mod.toml)
 GRANTS = {"c_gsub": {"memory_mb": 256}, "c_sort": {"memory_mb": 256}, "c_upper": {"memory_mb": 256},
+          "concat_op": {"memory_mb": 1024},
           "tool_results": {"memory_mb": 128}}
 # classes run with smaller limits than the defaults (only the fields this checkout's Limits has)
 LIMITS = {"io_handles": {"io_max_file_bytes": 1 << 20, "io_max_folder_bytes": 4 << 20, "io_max_files": 256}}
@@ -440,13 +448,16 @@ def child_main(name: str, seconds: float, out: Path) -> int:
 
 # The worker's own measurements (bench/hostile_worker.py, from the worker's
 # issue-12 items): quit while busy, fairness alone vs beside a hog, RSS under
-# a session flood, the tokenize cap.  Run each in a child like the classes.
+# a session flood, the tokenize cap, the good mod beside a 1 MiB ingest and beside
+# long session turns.  Run each in a child like the classes.
 WORKER_PIECES = {
     "quit_store": ("quit_while_busy", {"kind": "store"}),
     "quit_prompt": ("quit_while_busy", {"kind": "prompt"}),
     "fairness_ratio": ("fairness", {"seconds": None}),
     "session_spam_rss": ("session_spam_rss", {"seconds": None}),
     "tokenize_at_cap": ("tokenize_at_cap", {}),
+    "ingest_beside": ("ingest_beside", {"seconds": None}),
+    "long_turns": ("long_turns", {"seconds": None}),
 }
 
 

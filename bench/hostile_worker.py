@@ -19,8 +19,12 @@ and returns a plain dict:
   sessions the mod got, and whether the good mod kept being served.
 - ``tokenize_at_cap()`` - the frame-thread cost of ``llm.count`` on input
   right at its byte cap, and of a call over it (refused before tokenizing).
+- ``ingest_beside(seconds)`` - the good mod beside a mod whose 1 MiB
+  ``store:add`` runs: requests served while the ingest runs, wait p50/p95.
+- ``long_turns(seconds)`` - the good mod beside eight sessions that keep
+  saying ~6 KB turns (all within limits): served/asked, wait p50/p95.
 
-    .venv/bin/python bench/hostile_worker.py [--only quit,fairness,rss,tokenize] [--seconds 20]
+    .venv/bin/python bench/hostile_worker.py [--only quit,fairness,rss,tokenize,ingest,long_turns] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -149,7 +153,11 @@ HOG = """
 """
 
 
-def _run_good(model, seconds: float, with_hog: bool) -> dict:
+def _run_good(model, seconds: float, with_hog: bool, others: dict | None = None, done_line: str | None = None,
+              rag: bool = False) -> dict:
+    """The good mod asking once a second for ``seconds`` (beside the hog, or beside ``others``: mod id ->
+    source).  ``done_line``: a console line that ends the window early (an ingest finished); the
+    requests served within the window are counted apart (``served_in_window``)."""
     from host.app import build_host
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +165,9 @@ def _run_good(model, seconds: float, with_hog: bool) -> dict:
         _write_mod(mods, "good", GOOD_PERIODIC)
         if with_hog:
             _write_mod(mods, "hog", HOG)
-        asked, got = {}, {}
+        for mod_id, src in (others or {}).items():
+            _write_mod(mods, mod_id, src)
+        asked, got, marks = {}, {}, {}
 
         def console(line: str) -> None:
             now = time.perf_counter()
@@ -166,15 +176,18 @@ def _run_good(model, seconds: float, with_hog: bool) -> dict:
             elif line.startswith("[good] got "):
                 parts = line.split()
                 got[int(parts[2])] = (now, parts[3])
+            elif done_line and line.startswith(done_line) and "done" not in marks:
+                marks["done"], marks["done_line"] = now, line
 
-        host = build_host(mods, model=model, console=console, rag=False)
+        host = build_host(mods, model=model, console=console, rag=rag)
         try:
-            period, t_end = 1 / 60, time.perf_counter() + seconds
-            nxt = time.perf_counter()
-            while time.perf_counter() < t_end:
+            period, t0 = 1 / 60, time.perf_counter()
+            t_end, nxt = t0 + seconds, t0
+            while time.perf_counter() < t_end and "done" not in marks:
                 host.update(period)
                 nxt += period
                 time.sleep(max(0.0, nxt - time.perf_counter()))
+            window_end = time.perf_counter()
             host.run_command("stop_asking")
             drain_end = time.perf_counter() + 60  # let the last asks finish
             while len(got) < len(asked) and time.perf_counter() < drain_end:
@@ -183,8 +196,16 @@ def _run_good(model, seconds: float, with_hog: bool) -> dict:
         finally:
             host.shutdown()
     waits = [got[i][0] - asked[i] for i in asked if i in got and got[i][1] == "nil"]
-    return {"asked": len(asked), "served": len(waits), "errors": sorted({got[i][1] for i in got} - {"nil"}),
-            "wait_p50_s": _pct(waits, 50), "wait_p95_s": _pct(waits, 95)}
+    out = {"asked": len(asked), "served": len(waits), "errors": sorted({got[i][1] for i in got} - {"nil"}),
+           "wait_p50_s": _pct(waits, 50), "wait_p95_s": _pct(waits, 95)}
+    if others:
+        out["window_s"] = round(window_end - t0, 1)
+        out["served_in_window"] = sum(1 for i in got if got[i][0] <= window_end and got[i][1] == "nil")
+        out["asked_in_window"] = sum(1 for i in asked if asked[i] <= window_end)
+        if done_line:
+            out["done_after_s"] = round(marks["done"] - t0, 1) if "done" in marks else None
+            out["done_line"] = marks.get("done_line")
+    return out
 
 
 def fairness(seconds: float = 20.0, model=None) -> dict:
@@ -202,6 +223,65 @@ def fairness(seconds: float = 20.0, model=None) -> dict:
             model.close()
     ratio = (beside["wait_p95_s"] / alone["wait_p95_s"]) if alone["wait_p95_s"] and beside["wait_p95_s"] else None
     return {"alone": alone, "beside_hog": beside, "p95_ratio": ratio, "target_ratio": 2.0}
+
+
+# --- a 1 MiB store ingest beside the good mod --------------------------------------------------------
+
+INGEST = """
+    registerForEvent("onInit", function()
+      local words = { "harbor", "lantern", "rope", "tide", "ferry", "captain", "market", "barrel", "net." }
+      local parts = {}
+      for i = 1, 120000 do parts[i] = words[i % #words + 1] .. " " .. i end
+      local add = rag.open("big"):add("big", table.concat(parts, " "):sub(1, 1048576))
+      async(function()
+        local r = await(add)
+        print("ingested " .. tostring(r.error) .. " " .. tostring(r.value and r.value.chunks))
+      end)
+    end)
+"""
+
+
+def ingest_beside(seconds: float = 60.0, model=None) -> dict:
+    """The good mod's service while another mod's 1 MiB ``store:add`` runs (the window ends when the
+    ingest does, or after ``seconds``): requests served within it, and the wait p50/p95 of all of them."""
+    from host.llama import Model
+    from bench.benchsetup import model_path
+
+    own = model is None
+    model = model or Model(model_path())
+    try:
+        return _run_good(model, seconds, False, others={"archivist": INGEST}, done_line="[archivist] ingested",
+                         rag=True)
+    finally:
+        if own:
+            model.close()
+
+
+# --- long session turns beside the good mod -------------------------------------------------------
+
+LONG_TURNS = """
+    local turn = string.rep("The harbor lantern burns through the night while the ferry waits. ", 90)  -- ~6 KB
+    local function talk(s)
+      s:say(turn, { max_tokens = 24, on_done = function(r) talk(s) end })
+    end
+    registerForEvent("onInit", function()
+      for i = 1, 8 do talk(llm.session{ system = "You are a patient listener. Answer in one line." }) end
+    end)
+"""
+
+
+def long_turns(seconds: float = 60.0, model=None) -> dict:
+    """The good mod's service beside eight sessions that each keep saying ~6 KB turns (all within limits)."""
+    from host.llama import Model
+    from bench.benchsetup import model_path
+
+    own = model is None
+    model = model or Model(model_path())
+    try:
+        return _run_good(model, seconds, False, others={"talker": LONG_TURNS})
+    finally:
+        if own:
+            model.close()
 
 
 # --- session spam: host RSS ------------------------------------------------------------------
@@ -317,7 +397,7 @@ def tokenize_at_cap(model=None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="quit,fairness,rss,tokenize")
+    ap.add_argument("--only", default="quit,fairness,rss,tokenize,ingest,long_turns")
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -330,6 +410,10 @@ def main() -> None:
         res["session_spam"] = session_spam_rss(min(args.seconds, 10.0))
     if "tokenize" in only:
         res["tokenize"] = tokenize_at_cap()
+    if "ingest" in only:
+        res["ingest_beside"] = ingest_beside(max(args.seconds, 30.0))
+    if "long_turns" in only:
+        res["long_turns"] = long_turns(args.seconds)
     print(json.dumps(res, indent=1))
 
 

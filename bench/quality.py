@@ -282,12 +282,15 @@ def pump_until(host, cond, timeout: float) -> bool:
     return cond()
 
 
-def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0) -> dict:
-    """Judy over the player lines, one conversation per seed (a fresh copy of the mod each time)."""
+def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0, kinds=None) -> dict:
+    """Judy over the player lines, one conversation per seed (a fresh copy of the mod each time).
+
+    ``kinds``: only the lines of these kinds (e.g. {"name", "known"}; for development).
+    """
     from host.app import host_with_mod
 
     rows = []
-    lines = pick(JUDY_LINES, quick)
+    lines = [ln for ln in pick(JUDY_LINES, quick) if kinds is None or ln[0] in kinds]
     for seed in seeds:
         tmp = Path(tempfile.mkdtemp(prefix="relic-quality-judy-"))
         shutil.copytree(ROOT / "mods" / "judy", tmp / "judy",
@@ -318,7 +321,7 @@ def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0) -> dict:
                                                                 for w in expected)
                 elif kind == "unknown":
                     checks["lore"] = checks["lore_unknown"] = DONT_KNOW.search(shown) is not None
-                rows.append({"seed": seed, "kind": kind, "line": text, "reply": shown,
+                rows.append({"seed": seed, "kind": kind, "line": text, "reply": shown, "error": result.get("error"),
                              "finish_reason": result.get("finish_reason"), "checks": checks})
                 progress(rows[-1], "judy")
                 earlier.append(shown)
@@ -427,6 +430,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["judy", "market", "npc"], action="append")
     ap.add_argument("--quick", action="store_true", help="one seed and a quarter of the lines (for development)")
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
+    ap.add_argument("--first-seed", type=int, default=1, help="start at this seed (e.g. 2 with --seeds 1)")
+    ap.add_argument("--kinds", help="Judy's lines of these kinds only, comma-separated (name,ai,known,unknown,chat)")
     ap.add_argument("--model")
     ap.add_argument("--json", help="write the lines, checks and pass rates here")
     ap.add_argument("--summarize", metavar="LOG", help="only print the pass rates of a run's output (PROGRESS lines)")
@@ -436,7 +441,8 @@ def main() -> int:
             print(f"{name} (seeds {sec['seeds']}, {len(sec['rows'])} lines): " + ", ".join(
                 f"{k} {v['rate']:.0%} (n={v['n']})" for k, v in sec["pass_rates"].items()))
         return 0
-    seeds = SEEDS[:1] if args.quick else tuple(range(1, args.seeds + 1))
+    seeds = SEEDS[:1] if args.quick else tuple(range(args.first_seed, args.first_seed + args.seeds))
+    kinds = set(args.kinds.split(",")) if args.kinds else None
     which = args.only or ["judy", "market", "npc"]
     out = {"seeds": list(seeds), "quick": args.quick, "load_average_1min": {"start": os.getloadavg()[0]}}
     t0 = time.monotonic()
@@ -444,7 +450,8 @@ def main() -> int:
     for seed in seeds:
         for name, fn in (("judy", judy), ("market", market), ("npc", scene)):
             if name in which:
-                got = fn((seed,), args.quick, args.model)
+                got = (fn((seed,), args.quick, args.model, kinds=kinds) if name == "judy"
+                       else fn((seed,), args.quick, args.model))
                 rows = out.setdefault(name, {"rows": []})["rows"]
                 rows += got["rows"]
                 out[name]["pass_rates"] = rates(rows)

@@ -11,13 +11,14 @@ Rows:
   turns      one session, T turns: prompt tokens re-read per turn (prompt_tokens -
              cached_tokens), on the server (its slot's prompt cache) and embedded
 
-    python bench/remote_bench.py [--sessions 8] [--tokens 48] [--turns 30] [--threads 1] [--json PATH]
+    python bench/remote_bench.py [--sessions 8] [--tokens 48] [--turns 30] [--threads 1] [--n-ctx 2048] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -76,7 +77,9 @@ def turns_reread(worker, turns: int) -> dict:
         rows.append({"prompt_tokens": u["prompt_tokens"], "cached_tokens": u["cached_tokens"],
                      "reread": u["prompt_tokens"] - u["cached_tokens"]})
     later = [r["reread"] for r in rows[1:]]
-    return {"turns": turns, "first_turn_prompt": rows[0]["prompt_tokens"],
+    # the history before this turn (the previous turn's whole prompt) came from the cache, every turn
+    from_cache = all(b["cached_tokens"] >= a["prompt_tokens"] for a, b in zip(rows, rows[1:]))
+    return {"turns": turns, "history_from_cache_every_turn": from_cache, "first_turn_prompt": rows[0]["prompt_tokens"],
             "last_turn_prompt": rows[-1]["prompt_tokens"],
             "reread_mean_after_first": round(statistics.mean(later), 1) if later else None,
             "reread_max_after_first": max(later) if later else None, "rows": rows}
@@ -88,7 +91,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--turns", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--n-ctx", type=int, default=1024, help="tokens per session / slot")
+    ap.add_argument("--n-ctx", type=int, default=2048, help="tokens per session / slot (30 turns fit in 2048)")
     ap.add_argument("--idle-seconds", type=float, default=3.0)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -96,12 +99,13 @@ def main() -> int:
     from host.llama import Model
     from host.remote.backend import ServerConfig, start_remote_worker
     from host.setup.llama_server import LocalLlamaServer, server_path
-    from host.setup.model_fetch import model_path
+    from bench.benchsetup import model_path
     from host.worker import Worker, WorkerConfig
 
     path = model_path()
     n = args.sessions
-    res = {"model": path.name, "sessions": n, "threads": args.threads, "tokens": args.tokens}
+    res = {"model": path.name, "sessions": n, "threads": args.threads, "tokens": args.tokens,
+           "n_ctx": args.n_ctx, "load_average_1min_start": round(os.getloadavg()[0], 2)}
     res["idle"] = stats(run_loop(args.idle_seconds))
     print(f"idle loop: p50 {res['idle']['p50']:.2f} ms, p99 {res['idle']['p99']:.2f} ms", flush=True)
     log = Path(tempfile.gettempdir()) / "relic-remote-bench-server.log"
@@ -128,7 +132,8 @@ def main() -> int:
             for name, w in (("server", remote), ("embedded", local)):
                 res[f"turns_{name}"] = t = turns_reread(w, args.turns)
                 print(f"{args.turns} turns {name:8}: re-read per turn after the first: mean "
-                      f"{t.get('reread_mean_after_first')}, max {t.get('reread_max_after_first')} "
+                      f"{t.get('reread_mean_after_first')}, max {t.get('reread_max_after_first')}, history from the cache "
+                      f"every turn: {t.get('history_from_cache_every_turn')} "
                       f"(prompt {t.get('first_turn_prompt')} -> {t.get('last_turn_prompt')} tokens)", flush=True)
         finally:
             local.shutdown()
@@ -137,6 +142,7 @@ def main() -> int:
         srv.stop()
         model.close()
     res["idle_after"] = stats(run_loop(args.idle_seconds))
+    res["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if not k.startswith("turns_")}))

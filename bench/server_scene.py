@@ -11,7 +11,8 @@ arrives --join seconds in):
 
 On Relic the joiner runs at priority "player"; llama-server has no
 priorities, so it is an ordinary request there.  llama-server comes from
-`make llama-server` (host.setup.llama_build); without it the scene says so.
+`make llama-server` (host.setup.llama_build); without it the scene says so.  The
+streams to it go through Relic's own HTTP client (host.remote.client).
 
     python bench/server_scene.py [--threads N] [--window 8] [--join 3]
 """
@@ -19,10 +20,7 @@ priorities, so it is an ordinary request there.  llama-server comes from
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -56,13 +54,12 @@ def _summary(times: dict, t0: float, t1: float, t_join: float) -> dict:
             "joiner_first_token_s": first}
 
 
-def relic_scene(model, threads, window: float, join: float) -> dict:
+def relic_scene(model, threads: int, window: float, join: float) -> dict:
     from bench.player_first import frame_loop
     from host.worker import Worker, WorkerConfig
 
-    cfg = WorkerConfig(n_ctx=N_CTX, n_seq_max=N_TALKERS + 1, max_pending_per_mod=64)
-    if threads:
-        cfg.n_threads = cfg.n_threads_batch = threads
+    cfg = WorkerConfig(n_ctx=N_CTX, n_seq_max=N_TALKERS + 1, max_pending_per_mod=64, n_threads=threads,
+                       n_threads_batch=threads)
     w = Worker(model, cfg).start()
     vocab = model.vocab
     no_eog = {"logit_bias": {t: float("-inf") for t in range(vocab.n_tokens) if vocab.is_eog(t)}}
@@ -92,59 +89,38 @@ def relic_scene(model, threads, window: float, join: float) -> dict:
     return _summary(times, t0, t1, t_join)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _stream(client, tokens, n_predict, on_token, stop_flag):
+    """One /completion stream (host.remote.client: httpx + httpx-sse); each event with text is a token."""
+    from host.engine import sampling
+    from host.remote import llama_server
 
-
-def _stream(port, prompt, n_predict, on_token, stop_flag):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = json.dumps({"prompt": prompt, "n_predict": n_predict, "stream": True, "temperature": 0.0,
-                       "ignore_eos": True, "cache_prompt": True})
-    conn.request("POST", "/completion", body, {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    for raw in resp:
-        if stop_flag.is_set():
-            break
-        line = raw.decode("utf-8", "replace").strip()
-        if line.startswith("data: "):
-            data = json.loads(line[6:])
+    # greedy as Relic sends it to a server (every filter off: one argmax per token, like the embedded chain)
+    body = {"prompt": tokens, "n_predict": n_predict, "stream": True, "ignore_eos": True, "cache_prompt": True,
+            **llama_server.sampling(sampling.resolve(None))}
+    with client.stream("/completion", body) as events:
+        for data in events:
+            if stop_flag.is_set():
+                break  # leaving the block closes the connection: the server stops this slot
             if data.get("content"):
                 on_token()
             if data.get("stop"):
                 break
-    conn.close()
 
 
-def server_scene(model, threads, window: float, join: float) -> dict:
-    try:
-        from host.setup.llama_build import find_llama_server
-    except ImportError:
-        return {"skipped": "llama-server is not built by this tree's set-up (no make llama-server)"}
-    binary = find_llama_server()
+def server_scene(model, threads: int, window: float, join: float) -> dict:
+    from host.remote.client import ServerClient
+    from host.setup.llama_server import LocalLlamaServer, find_server
+
+    binary = find_server()
     if binary is None:
         return {"skipped": "llama-server not built: run `make llama-server`"}
-    port = _free_port()
     n_slots = N_TALKERS + 1
-    threads = threads or 1
-    cmd = [str(binary), "-m", str(model.path), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-           "-tb", str(threads), "-np", str(n_slots), "-c", str(N_CTX * n_slots), "-b", "128",
-           "-fa", "on", "-ctk", "q8_0", "-ctv", "q8_0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the embedded worker's settings: q8_0 KV cache with flash attention, 128-token prompt chunks,
+    # one context of N_CTX per sequence, the same threads for prompts and generation
+    srv = LocalLlamaServer.start(model.path, binary=binary, ctx=N_CTX * n_slots, parallel=n_slots, threads=threads,
+                                 extra=["-tb", threads, "-b", 128, "-fa", "on", "-ctk", "q8_0", "-ctv", "q8_0"])
+    client = ServerClient(srv.url, stall_s=600)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None:
-                return {"skipped": f"llama-server exited: {proc.stderr.read().decode()[-500:]}"}
-            time.sleep(0.5)
         talkers, joiner = _prompts()
         times: dict[str, list] = {}
         stop = threading.Event()
@@ -153,9 +129,11 @@ def server_scene(model, threads, window: float, join: float) -> dict:
             times[name] = []
             return lambda: times[name].append(time.perf_counter())
 
-        ths = [threading.Thread(target=_stream, args=(port, model.apply_chat_template(m), N_CTX - 100,
-                                                      rec(f"t{i}"), stop), daemon=True)
-               for i, m in enumerate(talkers)]
+        def tokens(messages):  # the same tokens the embedded worker reads for these messages
+            return model.vocab.tokenize(model.apply_chat_template(messages), add_special=True, parse_special=True)
+
+        ths = [threading.Thread(target=_stream, args=(client, tokens(m), N_CTX - 100, rec(f"t{i}"), stop),
+                                daemon=True) for i, m in enumerate(talkers)]
         for t in ths:
             t.start()
         while not all(len(times.get(f"t{i}", ())) >= 3 for i in range(N_TALKERS)):
@@ -163,26 +141,29 @@ def server_scene(model, threads, window: float, join: float) -> dict:
         t0 = time.perf_counter()
         time.sleep(join)
         t_join = time.perf_counter()
-        tj = threading.Thread(target=_stream, args=(port, model.apply_chat_template(joiner), 16, rec("joiner"),
-                                                    threading.Event()), daemon=True)
+        tj = threading.Thread(target=_stream, args=(client, tokens(joiner), 16, rec("joiner"), threading.Event()),
+                              daemon=True)
         tj.start()
         while time.perf_counter() - t0 < window or tj.is_alive():
             time.sleep(0.01)
         t1 = time.perf_counter()
         stop.set()
+        for t in ths:
+            t.join(10)
         return _summary(times, t0, t1, t_join)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        client.close()
+        srv.stop()
 
 
-def scene_server(model, threads, window: float = 8.0, join: float = 3.0) -> dict:
-    """Both engines, one after the other, with the same model and threads."""
-    out = {"relic": relic_scene(model, threads, window, join), "llama_server": server_scene(model, threads, window, join)}
-    for name, r in out.items():
+def scene_server(model, threads=None, window: float = 8.0, join: float = 3.0) -> dict:
+    """Both engines, one after the other, with the same model and threads (default: the worker's)."""
+    from host.llama.context import default_threads
+
+    threads = threads or default_threads()
+    out = {"threads": threads, "relic": relic_scene(model, threads, window, join), "llama_server": server_scene(model, threads, window, join)}
+    for name in ("relic", "llama_server"):
+        r = out[name]
         if "skipped" in r:
             print(f"  server scene, {name}: skipped: {r['skipped']}", flush=True)
         else:

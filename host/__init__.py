@@ -27,7 +27,9 @@ What a game uses (docs/EMBEDDING.md walks through it)::
 - :func:`create_host` — a Host (not yet loaded) with the model and the ``llm``,
   ``grammar`` and ``rag`` modules wired to a started inference worker
   (host/app.py; :func:`build_host` is the same with more shortcuts).
-- :class:`Limits` — every budget, cap and quota a host enforces; :class:`Grant` —
+- :class:`Limits` — every budget, cap and quota a host enforces, one tree (host/limits.py)
+  with its groups :class:`LlmLimits`, :class:`PersonaLimits`, :class:`GrammarLimits`,
+  :class:`ToolLimits`, :class:`UiLimits`, :class:`RagLimits`: ``Config(limits=...)``; :class:`Grant` —
   what the game allows one mod (trust, budget, memory): ``grants={id: Grant(...)}``.
 - :class:`Result` — what a mod's request ends with (host/results.py).
 - :class:`RelicError` and its subclasses (host/errors.py): every error Relic
@@ -58,6 +60,12 @@ _EXPORTS = {
     "Host": "host.runtime.host",
     "build_host": "host.app",
     "Limits": "host.limits",
+    "LlmLimits": "host.limits",
+    "PersonaLimits": "host.limits",
+    "GrammarLimits": "host.limits",
+    "ToolLimits": "host.limits",
+    "UiLimits": "host.limits",
+    "RagLimits": "host.limits",
     "Grant": "host.runtime.grants",
     "Result": "host.results",
     "Usage": "host.results",

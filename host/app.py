@@ -90,7 +90,8 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
     ``llm=False`` gives a host without a model (mods still load; `llm` is absent).
     ``rag=False`` leaves out the `rag` module.
     A model with no template and none configured gets one clear line on the console.
-    ``host_kwargs`` go to Host (console, limits, grants...); grants add to the config's.
+    ``host_kwargs`` go to Host (console, limits, grants...); grants add to the config's; ``limits`` replaces
+    the config's for the host and its worker alike.
     ``server`` / ``backends`` (default: the config's ``server`` and ``backends``): a
     host.remote.backend.ServerConfig that runs `llm` instead of the embedded model, and mod id ->
     "embedded" or a ServerConfig for mods that run elsewhere (one worker per backend, host.remote).
@@ -106,7 +107,9 @@ def build_host(mods_dir=None, *, config: Config | None = None, prepared: Prepare
             config = replace(config, rag=False)
     mods_dir = Path(mods_dir) if mods_dir is not None else config.mods_dir
     host_kwargs["grants"] = {**config.mod_grants(), **(host_kwargs.get("grants") or {})}
-    host_kwargs.setdefault("limits", config.limits)
+    if host_kwargs.get("limits") is not None:  # one tree for the host and the worker alike
+        config = replace(config, limits=host_kwargs["limits"])
+    host_kwargs["limits"] = config.limits
     if llm and server is None and backends is None:
         from host.remote.backend import from_config
 

@@ -268,7 +268,7 @@ class Config:
 
     def worker_config(self, **overrides):
         """The inference worker's settings (host.worker.WorkerConfig)."""
-        cfg = replace(_worker_defaults(), max_pending_per_mod=self.limits.llm.max_pending,
+        cfg = replace(_worker_defaults(), limits=self.limits, max_pending_per_mod=self.limits.llm.max_pending,
                       max_pending_bytes_per_mod=self.limits.llm.max_pending_bytes)
         for name, attr in (("n_ctx", "n_ctx"), ("n_seq_max", "n_seq_max"), ("n_threads", "n_threads"),
                            ("n_threads_batch", "n_threads_batch"), ("worker_nice", "nice"),

@@ -6,8 +6,8 @@
 
 The top level bounds one mod's Lua runtime on the frame thread (time, memory,
 strings, log, registrations, errors, `db`, `io`, values passed between mods);
-each group bounds what one host module keeps for a mod (`llm`, `grammar`,
-`tools`, `rag`, `ui`).  The tree is part of :class:`host.config.Config`, handed
+each group bounds what one host module keeps for a mod (`llm`, `persona`,
+`grammar`, `tools`, `ui`, `rag`).  The tree is part of :class:`host.config.Config`, handed
 to the ``Host`` and to every module that enforces one of its limits; nothing
 reads a limit from anywhere else.  A mod's ``mod.toml`` can lower its own
 ``memory_mb`` and ``budget_ms`` (raising them takes a grant, host.runtime.grants).
@@ -15,18 +15,38 @@ reads a limit from anywhere else.  A mod's ``mod.toml`` can lower its own
 Each limit is declared with :func:`limit`: its default, its unit and one line
 for modders.  The limits table in docs/MODDING.md is generated from this tree
 (``python -m host.limits``) and a test keeps the two equal.  Bounds that are
-part of a format (a GGUF, a TOML file's shape, llama.cpp's protocol) are not
-policy and stay constants next to the code that reads them, marked as such.
+part of a format (the shape of mod.toml, llama.cpp's protocol) or that bound
+the host's own work in one call (a converter's recursion, one ImGui argument)
+are not policy: they stay constants next to the code that reads them, marked
+as such, and MODDING lists the ones a mod can meet under the table.
 
-This module imports nothing from ``host``: every layer may read it.
+This module imports only host.errors: every layer may read it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
+
+from host.errors import ConfigError
 
 KiB = 1024
 MiB = 1024 * 1024
+
+
+class LimitGroup:
+    """The base of the tree's groups: every limit is checked when a group is built."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            if f.metadata.get("group"):
+                continue
+            value = getattr(self, f.name)
+            whole = isinstance(f.default, int)
+            if (isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ConfigError(f"limits: {type(self).__name__}.{f.name} must be "
+                                  f"{'an integer' if whole else 'a number'} above 0, got {value!r}")
 
 
 def limit(default, unit: str, meaning: str):
@@ -40,7 +60,7 @@ def group(cls, meaning: str):
 
 
 @dataclass(frozen=True)
-class LlmLimits:
+class LlmLimits(LimitGroup):
     """What the `llm` module keeps for one mod: requests in flight and sessions."""
 
     max_tokens: int = limit(4096, "tokens", "`max_tokens` of one request, at most")
@@ -57,7 +77,17 @@ class LlmLimits:
 
 
 @dataclass(frozen=True)
-class GrammarLimits:
+class PersonaLimits(LimitGroup):
+    """`llm.persona` characters."""
+
+    max_examples: int = limit(8, "count", "`examples` pairs of one persona")
+    max_lore_files: int = limit(64, "count", "`lore` entries or files of one persona")
+    max_lore_bytes: int = limit(32 * KiB, "bytes", "one lore entry or file (longer: cut)")
+    max_forbid: int = limit(32, "count", "`forbid` phrases a persona adds to the built-in ones")
+
+
+@dataclass(frozen=True)
+class GrammarLimits(LimitGroup):
     """Grammars a mod builds (`grammar.*`, `tools=`, `json_schema=`): checked at construction.
 
     Checking is linear in the text, but llama.cpp's grammar set-up (on the
@@ -77,14 +107,51 @@ class GrammarLimits:
 
 
 @dataclass(frozen=True)
-class RagLimits:
-    """The `rag` module's stores, per mod."""
+class ToolLimits(LimitGroup):
+    """Turns with `tools=` (`session:say`, `llm.chat`)."""
 
-    max_stores: int = limit(8, "count", "distinct store names (`rag.open`) per mod")
+    max_tools: int = limit(16, "count", "tools in one `tools=` table")
+    max_description_chars: int = limit(300, "characters", "one tool's `description`")
+    max_say_chars: int = limit(400, "characters", "what the model says in one step of a tool turn")
+    max_result_chars: int = limit(1000, "characters", "a tool's result as JSON, as the conversation and "
+                                                      "`result.tool_calls` keep it (longer: cut)")
+    max_calls: int = limit(8, "count", "`max_tool_calls` of one turn, at most")
+    default_calls: int = limit(3, "count", "`max_tool_calls` when a turn does not set it")
+    max_toolsets: int = limit(32, "count", "distinct `tools=` tables kept built per mod (more: the oldest "
+                                           "is rebuilt when used again)")
 
 
 @dataclass(frozen=True)
-class Limits:
+class RagLimits(LimitGroup):
+    """The `rag` module's stores, per mod."""
+
+    max_stores: int = limit(8, "count", "distinct store names (`rag.open`) per mod")
+    max_doc_bytes: int = limit(1 * MiB, "bytes", "one document's text (larger ones would stall the worker "
+                                                 "for minutes: split them)")
+    max_doc_id_chars: int = limit(256, "characters", "one document id")
+    max_meta_bytes: int = limit(16 * KiB, "bytes", "one document's metadata as JSON")
+    max_query_chars: int = limit(16 * KiB, "characters", "one search query")
+    max_k: int = limit(100, "count", "`k` of one search, at most")
+    max_filter_keys: int = limit(16, "count", "metadata filter keys of one search")
+
+
+@dataclass(frozen=True)
+class UiLimits(LimitGroup):
+    """The mods' `ImGui`: textures (`ImGui.LoadTexture`) and toasts (`ImGui.ShowToast`), per mod."""
+
+    max_textures: int = limit(64, "count", "textures loaded at once")
+    texture_file_bytes: int = limit(16 * MiB, "bytes", "one image file")
+    texture_side: int = limit(4096, "pixels", "width or height of one texture")
+    texture_pixels: int = limit(4096 * 4096, "pixels", "one texture")
+    textures_bytes: int = limit(64 * MiB, "bytes", "image files of all of a mod's textures")
+    textures_pixels: int = limit(16 * MiB, "pixels", "all of a mod's textures (decoded: 4 bytes a pixel)")
+    max_toasts: int = limit(8, "count", "toasts shown at once (more: the oldest goes first)")
+    toast_chars: int = limit(1024, "characters", "a toast's title or content (longer: cut)")
+    toast_ms: int = limit(60_000, "ms", "how long a toast stays, at most")
+
+
+@dataclass(frozen=True)
+class Limits(LimitGroup):
     """Every limit, with the defaults every mod gets unless the player or the game changes them."""
 
     # --- time (watchdog) ---
@@ -122,6 +189,13 @@ class Limits:
     db_max_bytes: int = limit(256 * MiB, "bytes", "all of a mod's databases together (file, temp tables, "
                                                   "indexes, sort spills, in-memory databases)")
     db_max_value_bytes: int = limit(16 * MiB, "bytes", "one `db` value")
+    db_max_sql_bytes: int = limit(1_000_000, "bytes", "one SQL statement's text")
+    db_max_statements: int = limit(256, "count", "prepared statements open at once")
+    db_max_iterators: int = limit(64, "count", "unfinished `db:rows`/`nrows`/`urows` iterators (past it: the "
+                                               "oldest are dropped)")
+    db_max_databases: int = limit(8, "count", "databases open at once: the mod's file plus in-memory ones")
+    db_max_backups: int = limit(8, "count", "`sqlite3.backup_init` backups at once")
+    db_max_functions: int = limit(64, "count", "functions, aggregates and collations per database")
     # --- `io`: files in the mod's own folder (the database and log not counted) ---
     io_max_open_files: int = limit(32, "count", "files open at once")
     io_max_file_bytes: int = limit(16 * MiB, "bytes", "one file written through `io`")
@@ -130,12 +204,19 @@ class Limits:
     # --- values passed between mods (GetMod) and between Lua and the host ---
     transfer_depth: int = limit(32, "levels", "nesting of a value passed to or from the host or another mod")
     transfer_items: int = limit(100_000, "count", "values in one such value")
+    max_call_depth: int = limit(4, "levels", "cross-mod calls nested in each other")
+    max_hooks: int = limit(256, "count", "`Observe`/`Override` hooks per mod")
 
     # --- the host modules ---
     llm: LlmLimits = group(LlmLimits, "`llm` requests and sessions")
+    persona: PersonaLimits = group(PersonaLimits, "`llm.persona` characters")
     grammar: GrammarLimits = group(GrammarLimits, "grammars (`grammar.*`, `tools=`, `json_schema=`); "
                                                   "past one: an error at construction")
-    rag: RagLimits = group(RagLimits, "`rag` stores")
+    tools: ToolLimits = group(ToolLimits, "turns with `tools=`; past one: an error at the call")
+    ui: UiLimits = group(UiLimits, "`ImGui` textures (past one: `LoadTexture` returns `nil, message`) "
+                                          "and toasts")
+    rag: RagLimits = group(RagLimits, "`rag` stores; past one: the handle's result carries the error "
+                                      "(`rag.open` past `max_stores`: an error)")
 
     def wall_ceiling(self, budget_s: float) -> float:
         """Wall-clock limit, in seconds, of a call with a CPU budget of budget_s."""
@@ -168,11 +249,11 @@ def _shown(value, unit: str) -> str:
         for size, name in ((MiB, "MiB"), (KiB, "KiB")):
             if value >= size and value % size == 0:
                 return f"{value // size} {name}"
-        return f"{value} bytes"
-    if unit == "characters" and isinstance(value, int):
+        return f"{value:,} bytes"
+    if unit in ("characters", "pixels") and isinstance(value, int) and value >= 16 * KiB:
         for size, name in ((MiB, "Mi"), (KiB, "Ki")):
-            if value >= size and value % size == 0:
-                return f"{value // size} {name} characters"
+            if value % size == 0:
+                return f"{value // size} {name} {unit}"
     if isinstance(value, float):
         text = f"{value:,.0f}" if value.is_integer() and value >= 1e4 else f"{value:g}"
     else:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from host.errors import (PromptTooLongError, QueueFullError, QuotaExceeded, ShutdownError, TemplateError,
                          WorkerDeadError)
-from host.limits import DEFAULT_LIMITS
+from host.limits import DEFAULT_LIMITS, Limits
 from host.llama import aborts as _aborts
 from host.messages import (DoneEvent, GenerateRequest, HostCall, SessionCloseRequest, SessionCreateRequest,
                            TokenEvent, TokensEvent)
@@ -70,6 +70,7 @@ class WorkerConfig:
     max_prompt_bytes: int | None = None  # default: max_prompt_tokens * the longest token's bytes
     shutdown_wait_s: float = 1.5  # then the thread is given up on (and native objects leaked)
     embed_model: object = None  # stores' embedding model: a GGUF path from set-up (None: no stores)
+    limits: Limits = DEFAULT_LIMITS  # the host's limits tree (host.limits): the stores' `rag` group
 
 
 def max_piece_bytes(model) -> int:
@@ -169,7 +170,7 @@ class Worker:
                           n_threads_batch=c.n_threads_batch or c.n_threads or default_threads(),
                           max_prompt_tokens=c.max_prompt_tokens, kv_type=c.kv_type,
                           stop_event=self._stopping)
-        return Engine(sched, rag_model=c.embed_model)
+        return Engine(sched, rag_model=c.embed_model, rag_limits=c.limits.rag)
 
     def start(self, timeout: float = 60.0) -> "Worker":
         """Start the thread and wait until its context exists (errors surface here)."""
@@ -552,12 +553,14 @@ class Worker:
                         return
                     self._accept(engine, msg, emit, jobs)
                     msg = requests.get_nowait() if not requests.empty() else None
-                if jobs.busy:
+                if jobs.due(engine.busy):
                     for msg in jobs.advance(emit, SLICE_S if engine.busy else IDLE_SLICE_S, waiting):
                         self._accept(engine, msg, emit, jobs)
                 if engine.busy:
                     try:
+                        t_step = time.perf_counter()
                         engine.step(emit)
+                        jobs.stepped(time.perf_counter() - t_step)
                     except Exception as exc:  # keep serving: fail what was running, not the worker
                         log.exception("inference step failed")
                         engine.fail_running(emit, exc)

@@ -6,7 +6,10 @@ call, and every other mod's generation with it.  The engine hands such a call
 over as a generator of bounded steps (``Engine.job``: one token count, one text
 tokenized, one embedding batch); :class:`HostJobs` keeps it and the worker
 advances it by one *slice* (steps until ``slice_s`` has passed, at least one)
-before each decode step, so generations keep going while it runs.
+between decode steps, so generations keep going while it runs.  While
+generations run, jobs get at most ``JOB_SHARE`` of the worker's time (a slice
+is due once the decode steps since the last one have taken their share); when
+nothing else runs, a job runs slice after slice.
 
 Order per mod is kept: while a mod has a job running, its later requests (a
 search right after an add, a generation whose memory is that store, a session
@@ -33,6 +36,7 @@ log = logging.getLogger("relic.worker")
 
 SLICE_S = 0.05  # one slice while generations run (an embedding batch longer than this is one slice alone)
 IDLE_SLICE_S = 0.25  # one slice while nothing else runs (new requests still end it early)
+JOB_SHARE = 0.25  # of the worker's time, at most, for jobs while generations run
 
 
 class _Job:
@@ -48,11 +52,24 @@ class HostJobs:
     def __init__(self):
         self._running: dict[str, _Job] = {}  # mod id -> its job; dict order is the round-robin order
         self._held: dict[str, deque] = {}  # mod id -> its requests that came after its job, in order
+        self._debt = 0.0  # seconds of job time not yet matched by decode steps (JOB_SHARE)
 
     @property
     def busy(self) -> bool:
         """True while a job runs (the worker must not block waiting for requests)."""
         return bool(self._running)
+
+    def due(self, generating: bool) -> bool:
+        """Is a slice due now?  Always when no generation runs or a job was cancelled (it ends in its
+        next slice); else once decode steps have had their share of the time since the last slice."""
+        if not self._running:
+            return False
+        return not generating or self._debt <= 0.0 or any(j.cancelled() for j in self._running.values())
+
+    def stepped(self, seconds: float) -> None:
+        """A decode step took ``seconds``: it pays off the jobs' time debt."""
+        if self._debt > 0.0:
+            self._debt = max(0.0, self._debt - seconds * JOB_SHARE / (1.0 - JOB_SHARE))
 
     def holds(self, msg) -> bool:
         """Keep ``msg`` behind its mod's running job (True), or False when that mod has none."""
@@ -74,9 +91,11 @@ class HostJobs:
         """
         if not self._running:
             return []
-        mod_id, job = next(iter(self._running.items()))
+        mod_id, job = next(((m, j) for m, j in self._running.items() if j.cancelled()),
+                           next(iter(self._running.items())))  # a cancelled job first: it ends now
         del self._running[mod_id]  # re-inserted at the end below: round robin between mods
-        deadline = time.perf_counter() + slice_s
+        t0 = time.perf_counter()
+        deadline = t0 + slice_s
         try:
             while True:
                 if job.cancelled():
@@ -85,14 +104,16 @@ class HostJobs:
                 if time.perf_counter() >= deadline or (interrupt is not None and interrupt()):
                     break
         except StopIteration as done:
-            return self._end(job, Result.of_call(done.value), emit)
+            return self._end(job, Result.of_call(done.value), emit, t0)
         except Exception as exc:  # a job's failure is its caller's result, never the worker's
             job.steps.close()
-            return self._end(job, Result.of_exception(exc), emit)
+            return self._end(job, Result.of_exception(exc), emit, t0)
+        self._debt += time.perf_counter() - t0
         self._running[mod_id] = job
         return []
 
-    def _end(self, job: _Job, result: Result, emit) -> list:
+    def _end(self, job: _Job, result: Result, emit, t0: float) -> list:
+        self._debt = 0.0 if not self._running else self._debt + time.perf_counter() - t0
         if job.msg.id:  # id 0: fire-and-forget
             emit(DoneEvent(job.msg.id, job.msg.mod_id, result))
         elif result.error:

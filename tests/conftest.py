@@ -118,8 +118,8 @@ def shared_worker(model):
 
 @pytest.fixture
 def llm_host(tmp_path, shared_worker, model):
-    """llm_host(mods={id: init_lua}, tomls={id: toml}, grants={id: Grant}) -> (host, console) with `llm`
-    and `grammar`."""
+    """llm_host(mods={id: init_lua}, tomls={id: toml}, grants={id: Grant}, limits=Limits) -> (host, console)
+    with `llm` and `grammar`."""
     from host.api.grammar import GrammarProvider
     from host.api.llm import LLMProvider
     from host.runtime.host import Host
@@ -127,12 +127,12 @@ def llm_host(tmp_path, shared_worker, model):
 
     hosts = []
 
-    def factory(mods, tomls=None, grants=None):
+    def factory(mods, tomls=None, grants=None, limits=None):
         root = tmp_path / "mods"
         for mod_id, src in mods.items():
             write_mod(root, mod_id, src, (tomls or {}).get(mod_id))
         console = Console()
-        host = Host(root, console=console, grants=grants)
+        host = Host(root, console=console, grants=grants, limits=limits)
         grammars = GrammarProvider(model)
         host.add_provider(grammars)
         host.add_provider(LLMProvider(shared_worker, grammar_from=grammars.resolve, owns_worker=False))

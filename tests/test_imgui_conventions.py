@@ -267,7 +267,7 @@ def test_toasts_show_in_the_corner_capped_per_mod(make_host, real):
         host.draw()
     assert host.mods["m"].state == "loaded", read_log(host, "m")
     toasts = host.ui.toasts
-    assert len(toasts) == 8                                   # MAX_TOASTS a mod: the oldest went first
+    assert len(toasts) == 8                                   # limits.ui.max_toasts a mod: the oldest went first
     assert [t["content"] for t in toasts[-2:]] == ["spam 19", "spam 20"]
     assert console.mod_lines("m")[0].startswith("false\tImGui.ShowToast: bad argument #1 (toast)")
     if real:

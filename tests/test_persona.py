@@ -104,3 +104,57 @@ def test_bad_options_name_the_modders_line(llm_host):
     assert "init.lua:1" in mod.reason and "length" in mod.reason, mod.reason
     host2, _ = llm_host({"bad2": 'local p = llm.persona{ name = "X", voice = "a smith", colour = 1 }\n'})
     assert "unknown option colour" in host2.mods["bad2"].reason
+
+
+def test_asked_its_name_the_character_says_it(llm_host):
+    """A character asked its name once answered "My name is Alex"; the kit makes the first words say it."""
+    host, console = llm_host({"keeper": PERSONA % "" + """
+      local n = 0
+      local questions = { "What's your name?", "Sorry, I didn't catch your name.", "And who are you, exactly?" }
+      registerForEvent("onUpdate", function()
+        if not maren:busy() and n < #questions then n = n + 1; ask("n" .. n, questions[n], { seed = 40 + n }) end
+      end)
+    """})
+    run_until(host, lambda: all(done_lines(console, "keeper", f"n{i}") for i in (1, 2, 3)))
+    for i in (1, 2, 3):
+        _, reason, _, _, streamed, text = done_lines(console, "keeper", f"n{i}")[0]
+        assert "Maren" in re.split(r"(?<=[.!?])\s", text)[0], text
+        assert streamed == text
+
+
+LORE_MOD = """
+  local facts = {}
+  for i = 1, 30 do facts[#facts + 1] = "Fact number " .. i .. " is that the keeper owns lamp" .. i .. "." end
+  local keeper = llm.persona{ name = "Maren", voice = "the keeper of a lighthouse.",
+                              lore = { lamps = "# Lamps\\n" .. table.concat(facts, " ") } }
+  local searched = nil
+  registerForEvent("onUpdate", function()
+    if searched == nil and not keeper:busy() and keeper:feed() then
+      searched = rag.open("memory"):search("lamp30", { k = 1, mode = "bm25" })
+    elseif searched ~= nil and searched ~= true and searched:done() then
+      local r = searched:result()
+      print("hit|" .. tostring(r.hits and r.hits[1] and r.hits[1].id) .. "|" .. tostring(r.hits and r.hits[1] and r.hits[1].text))
+      searched = true
+    end
+  end)
+"""
+
+
+def test_lore_is_stored_one_sentence_a_document_all_of_it(tmp_path):
+    """30 sentences: more adds than a mod may have in flight; the kit sends them a few at a time."""
+    from host.app import host_with_mod
+    from modhost_util import write_mod
+
+    write_mod(tmp_path / "mods", "keeper", LORE_MOD, None)
+    lines = []
+    host, mod = host_with_mod(tmp_path / "mods", "keeper", console=lines.append)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not any("hit|" in str(l) for l in lines):
+            host.update(1 / 60)
+            time.sleep(0.002)
+    finally:
+        host.shutdown()
+    hit = [str(l) for l in lines if "hit|" in str(l)]
+    assert hit, lines[-20:]
+    assert "|lore:lamps:30|Lamps: Fact number 30 is that the keeper owns lamp30." in hit[0], hit

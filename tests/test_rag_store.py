@@ -21,7 +21,8 @@ import pytest
 from host.errors import StoreError
 from host.rag import Store, format_context
 from host.rag.embed import Embedder
-from host.rag.store import MAX_DOC_BYTES, SCHEMA_VERSION
+from host.limits import DEFAULT_LIMITS
+from host.rag.store import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -199,7 +200,7 @@ def test_bad_documents_are_refused_and_change_nothing(store, doc_id, text, meta,
 
 def test_too_large_document_is_refused(store):
     with pytest.raises(StoreError, match="split it"):
-        store.add("huge", "word " * (MAX_DOC_BYTES // 5 + 1))
+        store.add("huge", "word " * (DEFAULT_LIMITS.rag.max_doc_bytes // 5 + 1))
     assert store.get("huge") is None
 
 

@@ -84,3 +84,10 @@ def test_template_markers_in_message_text_are_made_inert():
         out = plain_text(sneaky)
         assert out != sneaky and out.replace("\u2060", "") == sneaky
     assert plain_text("a perfectly normal <b>line</b> | x") == "a perfectly normal <b>line</b> | x"
+
+
+def test_a_tool_result_goes_as_a_user_message_to_an_openai_server():
+    req = GenerateRequest(id=1, mod_id="m", messages=({"role": "tool", "content": '{"tool": "t", "result": 1}'},))
+    _path, body = openai.chat_call(req, [{"role": "system", "content": "s"}, dict(req.messages[0])], {}, None)
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert body["messages"][1]["content"] == '{"tool": "t", "result": 1}'

@@ -155,3 +155,31 @@ def test_a_call_too_big_for_any_frame_is_refused_with_a_clear_error(make_host):
     line = console.mod_lines("big")[0]
     assert line.startswith("false\t") and "string.gsub" in line and "split the work over frames" in line
     assert host.mods["big"].state == "loaded"
+
+
+HEAVY_LOOPS = {
+    "concat_operator": ("s = ('x'):rep(16 * 1024 * 1024) s = s .. s", "for i = 1, 1e9 do local u = s .. 'y' end"),
+    "concat_chain": ("s = ('x'):rep(16 * 1024 * 1024)", "for i = 1, 1e9 do local u = s .. s .. 'y' end"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HEAVY_LOOPS))
+def test_loops_of_heavy_operators_stop_near_the_budget(make_host, shape):
+    """`s .. 'y'` on 32 MiB is an operator, not a C call, so nothing charges it; the flag was read only
+    every 32 loop ticks, and 32 such iterations held the frame thread for several budgets."""
+    from host.runtime.grants import Grant
+
+    setup, loop = HEAVY_LOOPS[shape]
+    host, _ = make_host({"good": GOOD, "hostile": f"""
+        {setup}
+        registerForEvent("onUpdate", function() {loop} end)
+    """}, grants={"hostile": Grant(memory_mb=1024)})
+    assert host.mods["hostile"].state == "loaded", read_log(host, "hostile")
+    c0 = time.thread_time()          # the frame thread's own CPU: what the budget counts, whatever the load
+    frames(host, 1)
+    cpu = time.thread_time() - c0
+    mod = host.mods["hostile"]
+    assert mod.state == "quarantined" and "watchdog" in mod.reason, read_log(host, "hostile")
+    assert cpu < 0.2, f"the frame took {cpu * 1000:.0f} ms of CPU against a 50 ms budget"   # 32 iterations: 0.3 s+
+    frames(host, 2)
+    assert good_ticks(host) == 3

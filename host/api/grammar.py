@@ -60,7 +60,7 @@ class GrammarProvider:
         from host.api.quotas import QuotaLedger
 
         self.model = model
-        self.ledger = ledger or QuotaLedger()  # live grammars per mod (host.api.quotas)
+        self.ledger = ledger or QuotaLedger()  # live grammars per mod (default limits when not given)
         self._registry: dict[str, dict[int, Grammar]] = {}  # frame thread only
         self._ids = itertools.count(1)  # never reused: a stale id can never name another grammar
 

@@ -135,7 +135,8 @@ class LLMProvider:
     """Installs `llm` (and `llama` for trusted mods) into every mod; pumps worker events.
 
     ``ledger`` (host.api.quotas.QuotaLedger, shared with the grammar and rag
-    providers) counts each mod's sessions; one is made when not given.
+    providers) counts each mod's sessions; one with the default limits is made when
+    not given (host.app passes one over the host's limits).
     """
 
     def __init__(self, worker, *, grammar_from=None, memory_for=None,
@@ -403,7 +404,7 @@ class LLMProvider:
         if not ok:
             return False, None
         # The host keeps at most a small copy of a result (its JSON is cut to
-        # MAX_RESULT_CHARS anyway): a bigger one is refused before it is copied whole.
+        # limits.tools.max_result_chars anyway): a bigger one is refused before it is copied whole.
         try:
             value = to_python(out, max_depth=mod.host.limits.transfer_depth, max_items=TOOL_RESULT_ITEMS)
         except TransferError as exc:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from host.engine import lines
 from host.errors import OptionError
 
-MAX_FORBID = 64
-
 
 def _forbid(mod, value) -> tuple:
     got = mod.from_lua(value) if value is not None else None
@@ -19,7 +17,8 @@ def _forbid(mod, value) -> tuple:
         got = [got[k] for k in sorted(got)]
     if not isinstance(got, (list, tuple)):
         return lines.DEFAULT_FORBID
-    return tuple(p for p in got[:MAX_FORBID] if isinstance(p, str))
+    cap = len(lines.DEFAULT_FORBID) + mod.host.limits.persona.max_forbid  # the kit's list: built-in + the mod's
+    return tuple(p for p in got[:cap] if isinstance(p, str))
 
 
 def _text(value) -> str:
@@ -37,7 +36,10 @@ def clean_line(text, name=None, sentences=2, chars=300) -> str:
 
 def install_persona(mod, llm) -> None:
     """Put ``persona`` (the kit's constructor) into the mod's ``llm`` table before it is exposed."""
+    limits = mod.host.limits.persona
     bridge = mod.table({
+        "max_examples": limits.max_examples, "max_lore_files": limits.max_lore_files,
+        "max_lore_bytes": limits.max_lore_bytes, "max_forbid": limits.max_forbid,
         "clean": lambda text, name=None: lines.clean(_text(text), name if isinstance(name, str) else None),
         "visible": lambda text, name=None, n=3, chars=300: lines.visible(
             _text(text), name if isinstance(name, str) else None, max_sentences=int(n), max_chars=int(chars)),

@@ -110,8 +110,9 @@ class QuotaLedger:
 
     def check_grammar(self, mod_id: str) -> str | None:
         """Why one more grammar would pass the quota (None: it fits)."""
-        if self._use(mod_id).grammars >= self.limits.grammar.max_grammars:
-            return (f"mod '{mod_id}' holds {self.limits.grammar.max_grammars} grammars (its quota); reuse grammar objects "
+        cap = self.limits.grammar.max_grammars
+        if self._use(mod_id).grammars >= cap:
+            return (f"mod '{mod_id}' holds {cap} grammars (its quota); reuse grammar objects "
                     f"instead of building one per request")
         return None
 

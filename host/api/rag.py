@@ -17,7 +17,6 @@ from pathlib import Path
 from host.errors import StoreError
 from host.messages import StoreAddRequest, StoreRemoveRequest, StoreSearchRequest
 from host.rag.service import SEARCH_OPTIONS
-from host.rag.store import MAX_DOC_BYTES
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 
@@ -77,9 +76,10 @@ class RagProvider:
             fields = {"doc_id": args[0] if args else None, "text": args[1] if len(args) > 1 else None,
                       "meta": args[2] if len(args) > 2 else None}
             size = _size(fields["text"])
-            if size > MAX_DOC_BYTES:  # refused by size before it is queued (characters <= bytes)
-                exc = StoreError(f"document {fields['doc_id']!r} has more than {MAX_DOC_BYTES} bytes; the limit is "
-                                 f"{MAX_DOC_BYTES} (split it into several documents)")
+            cap = mod.host.limits.rag.max_doc_bytes
+            if size > cap:  # refused by size before it is queued (characters <= bytes)
+                exc = StoreError(f"document {fields['doc_id']!r} has more than {cap} bytes; the limit is "
+                                 f"{cap} (split it into several documents)")
                 return self.llm.track(mod, lambda _t, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
         elif op == "remove":
             req, fields, size = StoreRemoveRequest, {"doc_id": args[0] if args else None}, 0

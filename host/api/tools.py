@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import json
 
-from host.engine.tools import (DEFAULT_MAX_CALLS, MAX_CALLS_CAP, MAX_RESULT_CHARS, SayStream, ToolError, ToolSet,
-                               decode_step, tool_result_message)
+from host.engine.tools import SayStream, ToolError, ToolSet, decode_step, tool_result_message
 from host.errors import QuotaExceeded
 from host.results import Result, ToolCall
 
-MAX_TOOLSETS_PER_MOD = 32
 
-
-def kept_result(out):
+def kept_result(out, max_chars: int):
     """What the turn keeps of a tool's result for ``result.tool_calls``: the value itself when its JSON
-    is short, else that JSON cut to MAX_RESULT_CHARS (the conversation gets no more either)."""
+    is short, else that JSON cut to ``max_chars`` (the conversation gets no more either)."""
     try:
         text = json.dumps(out, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
-        return str(out)[:MAX_RESULT_CHARS]
-    return out if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "...(cut)"
+        return str(out)[:max_chars]
+    return out if len(text) <= max_chars else text[:max_chars] + "...(cut)"
 
 
 class ToolTurns:
@@ -53,21 +50,23 @@ class ToolTurns:
         sets = self._sets.setdefault(mod.id, {})
         ts = sets.get(key)
         if ts is None:
-            if len(sets) >= MAX_TOOLSETS_PER_MOD:
+            if len(sets) >= mod.host.limits.tools.max_toolsets:
                 sets.pop(next(iter(sets)))
             grammar_from = self.provider.grammar_from
             if grammar_from is None:
                 raise ToolError("tools need the grammar module, which this host does not have")
-            ts = sets[key] = ToolSet(spec, lambda schema: grammar_from(mod, None, schema))
+            ts = sets[key] = ToolSet(spec, lambda schema: grammar_from(mod, None, schema),
+                                     limits=mod.host.limits.tools)
         return ts
 
     def start(self, mod, *, options: dict, toolset: ToolSet, max_calls, choice=None, session_id=None, text=None,
               messages=None) -> int:
+        limits = mod.host.limits.tools
         if max_calls is None:
-            max_calls = DEFAULT_MAX_CALLS
+            max_calls = limits.default_calls
         if (isinstance(max_calls, bool) or not isinstance(max_calls, (int, float))
-                or not 0 <= max_calls <= MAX_CALLS_CAP or max_calls != int(max_calls)):
-            raise ToolError(f"max_tool_calls must be an integer from 0 to {MAX_CALLS_CAP}, got {max_calls!r}")
+                or not 0 <= max_calls <= limits.max_calls or max_calls != int(max_calls)):
+            raise ToolError(f"max_tool_calls must be an integer from 0 to {limits.max_calls}, got {max_calls!r}")
         if choice not in (None, "auto", "required"):
             raise ToolError(f"tool_choice must be \"auto\" or \"required\", got {choice!r}")
         if "grammar" in options:
@@ -146,8 +145,9 @@ class ToolTurn:
             ok, out = self.owner.provider.call_tool(self.mod, self.id, name, args)
             if not ok:
                 out = {"error": f"the tool {name} failed"}
-            msg = tool_result_message(name, out)
-            self.calls.append(ToolCall(name=name, arguments=args, result=kept_result(out)))
+            cap = self.mod.host.limits.tools.max_result_chars
+            msg = tool_result_message(name, out, cap)
+            self.calls.append(ToolCall(name=name, arguments=args, result=kept_result(out, cap)))
             problem = self._session_room(msg)
             if problem is not None:
                 self._finish(result.with_(finish_reason="error", error=problem, error_type="quota"), kind, what)

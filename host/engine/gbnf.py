@@ -20,8 +20,8 @@ import time
 from host.errors import BudgetExceeded, GrammarError
 
 LLAMA_REPEAT_LIMIT = 2000  # llama.cpp's MAX_REPETITION_THRESHOLD (src/llama-grammar.cpp)
-MAX_NESTING = 64  # parentheses inside one another (the checks recurse over groups)
-MAX_STACKED_REPEATS = 4  # x*** is pointless; each operator nests the element once more
+MAX_NESTING = 64  # parentheses inside one another (the checks recurse over groups: a stack bound, not policy)
+MAX_STACKED_REPEATS = 4  # x*** is pointless; each operator nests the element once more (a format bound)
 
 
 def deadline_error(what: str) -> BudgetExceeded:

@@ -52,6 +52,8 @@ from host.engine.gbnf import (LLAMA_REPEAT_LIMIT, Deadline, contains, gbnf_liter
 from host.engine.pattern import Pattern
 from host.errors import GrammarError
 
+# Work bounds of the converter for every caller, not policy (a mod's grammar sizes are the
+# `grammar` group of host.limits); MAX_DEPTH also keeps the recursion inside Python's stack.
 REPEAT_SPAN_CAP = 256  # widest {m,n} span written exactly (llama.cpp expands it into n-m rules)
 MAX_RULES = 4000
 MAX_EXPANSION = 20000  # sum of the spans of bounded repetitions

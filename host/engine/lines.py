@@ -23,7 +23,7 @@ import re
 
 __all__ = ["clean", "sentences", "shape", "breaks_character", "visible", "DEFAULT_FORBID", "INSTRUCTION_ECHOES"]
 
-MAX_LINE_CHARS = 2000  # longer input is cut first: these run on the frame thread
+MAX_LINE_CHARS = 2000  # longer input is cut first: these run on the frame thread (a work bound, not policy)
 
 # claims a character in a story never makes about itself (a persona adds its own)
 DEFAULT_FORBID = ("AI", "A.I.", "artificial intelligence", "language model", "chatbot", "chat bot", "bot",

@@ -22,7 +22,7 @@ import re
 from host.engine import json_schema as js
 from host.errors import GrammarError
 
-_MAX_ERRORS = 20
+_MAX_ERRORS = 20  # problems listed in one report (the format of the message, not a limit)
 _patterns: dict[str, re.Pattern] = {}
 
 

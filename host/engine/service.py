@@ -44,11 +44,13 @@ class Engine:
 
     ``rag_model``: the embedding model for stores (a GGUF path or a callable
     returning one), loaded at the first store call; None: no stores.
+    ``rag_limits``: the `rag` group of the host's limits (host.limits).
     """
 
-    def __init__(self, scheduler, *, rag_model=None):
+    def __init__(self, scheduler, *, rag_model=None, rag_limits=None):
         self.scheduler = scheduler
         self._rag_model = rag_model
+        self._rag_limits = rag_limits
         self._rag = None  # created on this thread at first use
         scheduler.memory_note = self._memory_note
         self._handlers: dict[type, Callable] = {
@@ -126,7 +128,7 @@ class Engine:
                 raise OptionError("this host has no embedding model, so no stores")
             from host.rag.service import RagService
 
-            self._rag = RagService(self._rag_model)
+            self._rag = RagService(self._rag_model, self._rag_limits)
         return self._rag
 
     def _memory_note(self, path: Path, text: str) -> str:

@@ -14,6 +14,7 @@ changed summary are spliced in the KV cache (host.engine.session.splice).
 from __future__ import annotations
 
 REFILL = 0.7  # after a summarize overflow the conversation takes at most this share of the room
+# how the host writes a summary (its own generation, not a limit a mod meets)
 SUMMARY_MAX_TOKENS = 80
 MAX_SUMMARY_CHARS = 600
 MAX_SOURCE_CHARS = 1500

@@ -22,13 +22,8 @@ import json
 import re
 
 from host.errors import RelicError
+from host.limits import DEFAULT_LIMITS, ToolLimits
 
-MAX_TOOLS = 16
-MAX_SAY_CHARS = 400
-MAX_DESCRIPTION_CHARS = 300
-MAX_RESULT_CHARS = 1000
-MAX_CALLS_CAP = 8
-DEFAULT_MAX_CALLS = 3
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _EMPTY_PARAMS = {"type": "object", "properties": {}, "additionalProperties": False}
 
@@ -42,13 +37,14 @@ class ToolSet:
 
     ``grammar_from_schema(schema)`` builds a grammar object (host.engine.grammar);
     it is given by the caller so this module stays free of the llama binding.
+    ``limits``: the `tools` group of the host's limits.
     """
 
-    def __init__(self, specs: dict, grammar_from_schema, *, max_say: int = MAX_SAY_CHARS):
+    def __init__(self, specs: dict, grammar_from_schema, *, limits: ToolLimits = DEFAULT_LIMITS.tools):
         if not isinstance(specs, dict) or not specs:
             raise ToolError("tools must be a table { name = { description =, parameters =, run = } }")
-        if len(specs) > MAX_TOOLS:
-            raise ToolError(f"at most {MAX_TOOLS} tools, got {len(specs)}")
+        if len(specs) > limits.max_tools:
+            raise ToolError(f"at most {limits.max_tools} tools, got {len(specs)}")
         self.tools: dict[str, dict] = {}
         for name in sorted(specs, key=str):
             spec = specs[name]
@@ -57,14 +53,15 @@ class ToolSet:
             if not isinstance(spec, dict):
                 raise ToolError(f"tool '{name}' must be a table with description, parameters and run")
             desc = spec.get("description", "")
-            if not isinstance(desc, str) or len(desc) > MAX_DESCRIPTION_CHARS:
+            if not isinstance(desc, str) or len(desc) > limits.max_description_chars:
                 raise ToolError(f"tool '{name}': description must be a string of at most "
-                                f"{MAX_DESCRIPTION_CHARS} characters")
+                                f"{limits.max_description_chars} characters")
             params = spec.get("parameters", _EMPTY_PARAMS)
             if not isinstance(params, dict) or (params.get("type", "object") != "object"):
                 raise ToolError(f"tool '{name}': parameters must be a JSON Schema of type object")
             self.tools[name] = {"description": desc, "parameters": params}
-        say = {"type": "object", "properties": {"say": {"type": "string", "minLength": 1, "maxLength": max_say}},
+        say_text = {"type": "string", "minLength": 1, "maxLength": limits.max_say_chars}
+        say = {"type": "object", "properties": {"say": say_text},
                "required": ["say"], "additionalProperties": False}
         calls = [{"type": "object", "properties": {"tool": {"const": n}, "arguments": t["parameters"]},
                   "required": ["tool", "arguments"], "additionalProperties": False}
@@ -97,14 +94,14 @@ def decode_step(value) -> tuple[str, object]:
     return "none", None
 
 
-def tool_result_message(name: str, result) -> dict:
-    """The conversation message carrying a tool's result (JSON, capped)."""
+def tool_result_message(name: str, result, max_chars: int = DEFAULT_LIMITS.tools.max_result_chars) -> dict:
+    """The conversation message carrying a tool's result (JSON, cut to ``max_chars``)."""
     try:
         text = json.dumps(result, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         text = json.dumps(str(result))
-    if len(text) > MAX_RESULT_CHARS:
-        text = text[:MAX_RESULT_CHARS] + "...(cut)"
+    if len(text) > max_chars:
+        text = text[:max_chars] + "...(cut)"
     return {"role": "tool", "content": f'{{"tool": {json.dumps(name)}, "result": {text}}}'}
 
 

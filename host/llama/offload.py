@@ -30,7 +30,7 @@ ENV_MAIN_GPU = "RELIC_MAIN_GPU"
 
 SPLIT_MODES = ("none", "layer", "row")
 ALL = -1  # llama.cpp: a negative n_gpu_layers means every layer
-_MAX_LAYERS = 100_000
+_MAX_LAYERS = 100_000  # the valid range of a layer count (a setting's bound, not a mod limit)
 
 
 def parse_gpu_layers(value, what: str = ENV_GPU_LAYERS) -> int | None:

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 RRF_K = 60
-MAX_QUERY_TERMS = 64  # bounds the work one query can cause
+MAX_QUERY_TERMS = 64  # bounds the work one query can cause (the search's own bound; extra terms are ignored)
 
 # What unicode61 treats as token characters: letters, digits (and marks inside words).
 _TERM = re.compile(r"[^\W_]+(?:[\u0300-\u036f]+[^\W_]*)*")

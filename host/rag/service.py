@@ -34,10 +34,12 @@ class RagService:
     it is the only work done here, never a fetch or a conversion.
     """
 
-    def __init__(self, embed_model):
+    def __init__(self, embed_model, limits=None):
+        from host.limits import DEFAULT_LIMITS
         from host.rag.embed import Embedder
 
         self.embedder = Embedder(embed_model)
+        self.limits = limits or DEFAULT_LIMITS.rag  # the `rag` group of the host's limits
         self.stores: dict[Path, object] = {}
 
     def store(self, path: Path):
@@ -46,7 +48,7 @@ class RagService:
 
         st = self.stores.get(path)
         if st is None:
-            st = self.stores[path] = Store.open(path, self.embedder)
+            st = self.stores[path] = Store.open(path, self.embedder, limits=self.limits)
         return st
 
     def add(self, path: Path, doc_id, text, meta=None, cancelled=None) -> dict:

@@ -38,16 +38,11 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from host.errors import CancelledError, EmbeddingError, StoreError
+from host.limits import DEFAULT_LIMITS, RagLimits
 from host.rag.chunking import chunk_steps, chunk_text
 from host.rag.fusion import RRF_K, dense_top_k, fts_query, normalize_weights, reciprocal_rank_fusion
 
 MODES = ("hybrid", "bm25", "dense")
-MAX_K = 100
-MAX_DOC_ID_CHARS = 256
-MAX_DOC_BYTES = 1 << 20  # 1 MiB of UTF-8 per document: larger ones would stall the worker for minutes
-MAX_META_BYTES = 16 << 10
-MAX_FILTER_KEYS = 16
-MAX_QUERY_CHARS = 16 << 10
 DEFAULT_CHUNK_TOKENS = 200  # all-MiniLM-L6-v2 was tuned on inputs up to 256 word pieces
 DEFAULT_OVERLAP_TOKENS = 32
 _INGEST_GROUP_CHUNKS = 256  # chunks embedded and committed together by add_many
@@ -130,18 +125,18 @@ def _text_arg(value, what: str) -> str:
     return value
 
 
-def _doc_id_arg(doc_id) -> str:
+def _doc_id_arg(doc_id, max_chars: int) -> str:
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, bytes, bytearray, int)):
         raise StoreError(f"a document id must be a string, not {type(doc_id).__name__}")
     doc_id = str(doc_id) if isinstance(doc_id, int) else _text_arg(doc_id, "the document id")
     if not doc_id.strip():
         raise StoreError("a document id must not be empty")
-    if len(doc_id) > MAX_DOC_ID_CHARS:
-        raise StoreError(f"a document id may have at most {MAX_DOC_ID_CHARS} characters, got {len(doc_id)}")
+    if len(doc_id) > max_chars:
+        raise StoreError(f"a document id may have at most {max_chars} characters, got {len(doc_id)}")
     return doc_id
 
 
-def _meta_arg(meta) -> str:
+def _meta_arg(meta, max_bytes: int) -> str:
     """Metadata as canonical JSON (sorted keys): a table of string keys to JSON values."""
     if meta is None:
         return "{}"
@@ -153,8 +148,9 @@ def _meta_arg(meta) -> str:
         text = json.dumps(dict(meta), sort_keys=True, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"metadata must hold only strings, numbers, booleans, lists and tables: {exc}") from None
-    if len(text.encode("utf-8")) > MAX_META_BYTES:
-        raise StoreError(f"metadata is larger than {MAX_META_BYTES >> 10} KiB as JSON")
+    if len(text.encode("utf-8")) > max_bytes:
+        size = f"{max_bytes >> 10} KiB" if max_bytes % 1024 == 0 else f"{max_bytes} bytes"
+        raise StoreError(f"metadata is larger than {size} as JSON")
     return text
 
 
@@ -195,14 +191,15 @@ class Store:
     """One RAG store (a SQLite file); open with :meth:`Store.open`, see the module docstring."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, embedder, chunk_tokens: int, overlap_tokens: int,
-                 max_doc_bytes: int):
+                 limits: RagLimits):
         self.path = path
         self._connection: sqlite3.Connection | None = conn
         self._owner = threading.get_ident()  # the only thread that may use this store
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
-        self.max_doc_bytes = max_doc_bytes
+        self.limits = limits  # the `rag` group of the host's limits (host.limits)
+        self.max_doc_bytes = limits.max_doc_bytes
         self.chunking = f"{chunk_tokens}/{overlap_tokens}"
         self._vectors: _Vectors | None = None
         self._data_version = None
@@ -219,7 +216,7 @@ class Store:
     # --- opening and schema -------------------------------------------------
     @classmethod
     def open(cls, path, embedder, *, chunk_tokens: int | None = None, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-             max_doc_bytes: int = MAX_DOC_BYTES) -> "Store":
+             limits: RagLimits = DEFAULT_LIMITS.rag) -> "Store":
         """Open (creating if needed) the store at ``path`` for ``embedder`` (a :class:`host.rag.embed.Embedder`).
 
         Migrates an older schema, and re-embeds every document if the store was
@@ -237,7 +234,7 @@ class Store:
             conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=10.0)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
-        store = cls(path, conn, embedder, chunk_tokens, overlap_tokens, max_doc_bytes)
+        store = cls(path, conn, embedder, chunk_tokens, overlap_tokens, limits)
         try:
             version = store._schema_version()  # read-only: a foreign database is refused untouched
             conn.execute("PRAGMA foreign_keys = ON")
@@ -394,7 +391,7 @@ class Store:
         return results
 
     def _validate(self, doc_id, text, meta, force: bool = False) -> tuple[str, str, str]:
-        doc_id = _doc_id_arg(doc_id)
+        doc_id = _doc_id_arg(doc_id, self.limits.max_doc_id_chars)
         text = _text_arg(text, f"the text of document {doc_id!r}")
         if not text.strip():
             raise StoreError(f"document {doc_id!r} is empty; use remove() to delete a document")
@@ -402,7 +399,7 @@ class Store:
         if size > self.max_doc_bytes and not force:  # re-embedding keeps what was once accepted
             raise StoreError(f"document {doc_id!r} has {size} bytes; the limit is {self.max_doc_bytes} "
                              "(split it into several documents)")
-        return doc_id, text, _meta_arg(meta)
+        return doc_id, text, _meta_arg(meta, self.limits.max_meta_bytes)
 
     def _ingest(self, items: list, force: bool = False, cancelled=None) -> list[dict]:
         """Validate, chunk and embed ``items`` outside a transaction, then write them in one."""
@@ -504,7 +501,7 @@ class Store:
 
     def remove(self, doc_id) -> bool:
         """Delete a document and its chunks; False if there was no such document."""
-        doc_id = _doc_id_arg(doc_id)
+        doc_id = _doc_id_arg(doc_id, self.limits.max_doc_id_chars)
         with self._transaction() as conn:
             row = conn.execute("SELECT id FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is None:
@@ -519,10 +516,11 @@ class Store:
         """A stored document ``{id, text, meta, chunks}``, or None."""
         row = self._conn.execute(
             "SELECT d.text, d.meta, (SELECT count(*) FROM chunks c WHERE c.doc = d.id) FROM documents d "
-            "WHERE d.doc_id = ?", (_doc_id_arg(doc_id),)).fetchone()
+            "WHERE d.doc_id = ?", (_doc_id_arg(doc_id, self.limits.max_doc_id_chars),)).fetchone()
         if row is None:
             return None
-        return {"id": _doc_id_arg(doc_id), "text": row[0], "meta": json.loads(row[1]), "chunks": row[2]}
+        return {"id": _doc_id_arg(doc_id, self.limits.max_doc_id_chars), "text": row[0],
+                "meta": json.loads(row[1]), "chunks": row[2]}
 
     def stats(self) -> dict:
         """Counts and identity: documents, chunks, embedding model, dimension, schema version, path."""
@@ -547,10 +545,11 @@ class Store:
         takes is embedded in pieces whose vectors are averaged (never cut).
         """
         query = _text_arg(query, "the query")
-        if len(query) > MAX_QUERY_CHARS:
-            raise StoreError(f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise StoreError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        limits = self.limits
+        if len(query) > limits.max_query_chars:
+            raise StoreError(f"the query has {len(query)} characters; the limit is {limits.max_query_chars}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limits.max_k:
+            raise StoreError(f"k must be an integer from 1 to {limits.max_k}, got {k!r}")
         if mode not in MODES:
             raise StoreError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         try:
@@ -583,8 +582,8 @@ class Store:
             return "", []
         if not isinstance(filters, Mapping):
             raise StoreError(f"filters must be a table like {{kind='lore'}}, not {type(filters).__name__}")
-        if len(filters) > MAX_FILTER_KEYS:
-            raise StoreError(f"at most {MAX_FILTER_KEYS} filter keys are allowed")
+        if len(filters) > self.limits.max_filter_keys:
+            raise StoreError(f"at most {self.limits.max_filter_keys} filter keys are allowed")
         conds, params = [], []
         for key, value in filters.items():
             if not isinstance(key, str) or not key or len(key) > 64 or '"' in key or "\\" in key:

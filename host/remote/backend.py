@@ -164,7 +164,7 @@ def start_remote_worker(server: ServerConfig, *, worker_config=None, embed_model
     def factory():
         return RemoteEngine(client, dialect, info=info, model=server.model, max_streams=server.max_streams,
                             request_timeout_s=server.request_timeout_s, rag_model=rag_model,
-                            special_pattern=pattern)
+                            special_pattern=pattern, rag_limits=config.limits.rag)
 
     worker = Worker(model, config, engine_factory=factory, on_dead=on_dead)
     try:

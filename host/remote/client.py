@@ -18,6 +18,8 @@ Every failure becomes a RelicError a mod can read as ``error_type``:
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -61,6 +63,43 @@ def error_for_status(status: int, body: str, url: str) -> Exception:
     return BackendError(f"the server at {url} answered HTTP {status}: {msg}")
 
 
+class StreamAbort:
+    """Ends one stream from another thread: its socket is shut down, so a reader blocked on it wakes at
+    once and the server sees the connection close, even before the server has answered at all (a request
+    it has queued behind busy slots).  Give one to :meth:`ServerClient.stream`; ``abort()`` is idempotent
+    and may come before the connection exists (it is then shut as soon as it does)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.aborted = False
+
+    def attach(self, sock) -> None:
+        """The stream's socket, once connected (from the reader thread)."""
+        with self._lock:
+            self._sock = sock
+            if self.aborted:
+                self._shut()
+
+    def abort(self) -> None:
+        """Shut the stream's socket down (any thread)."""
+        with self._lock:
+            self.aborted = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpx's ``trace`` request extension: catches the new connection's socket."""
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            self.attach(info["return_value"].get_extra_info("socket"))
+
+
 class ServerClient:
     """A pooled HTTP client for one server (base ``url``), optionally with a bearer ``api_key``.
 
@@ -77,6 +116,10 @@ class ServerClient:
                                   timeout=httpx.Timeout(stall_s, connect=connect_s),
                                   limits=httpx.Limits(max_connections=max_connections,
                                                       max_keepalive_connections=max_connections))
+        # streams get a connection each (no keep-alive): its socket is known, so a StreamAbort can shut it
+        self._streams = httpx.Client(base_url=self.url, headers=headers,
+                                     timeout=httpx.Timeout(stall_s, connect=connect_s),
+                                     limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0))
 
     def _down(self, exc: Exception) -> BackendDownError:
         if isinstance(exc, httpx.TimeoutException):
@@ -84,13 +127,18 @@ class ServerClient:
         return BackendDownError(f"the server at {self.url} cannot be reached or dropped the connection "
                                 f"({type(exc).__name__}: {exc})")
 
-    def request_json(self, method: str, path: str, body=None, *, timeout: float | None = None):
-        """One JSON call; the decoded answer, or a RelicError (see the module docstring)."""
+    def request_json(self, method: str, path: str, body=None, *, timeout: float | None = None,
+                     abort: StreamAbort | None = None):
+        """One JSON call; the decoded answer, or a RelicError (see the module docstring).  With ``abort``
+        (a :class:`StreamAbort`) the call has a connection of its own that another thread can shut."""
         try:
             kwargs = {"json": body} if body is not None else {}
             if timeout is not None:
                 kwargs["timeout"] = timeout
-            resp = self._http.request(method, path, **kwargs)
+            if abort is not None:
+                resp = self._streams.request(method, path, extensions={"trace": abort.trace}, **kwargs)
+            else:
+                resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise self._down(exc) from None
         if resp.status_code >= 400:
@@ -105,21 +153,23 @@ class ServerClient:
         """GET ``path`` as JSON."""
         return self.request_json("GET", path, timeout=timeout)
 
-    def post_json(self, path: str, body, *, timeout: float | None = None):
+    def post_json(self, path: str, body, *, timeout: float | None = None, abort: StreamAbort | None = None):
         """POST a JSON body to ``path``; its JSON answer."""
-        return self.request_json("POST", path, body, timeout=timeout)
+        return self.request_json("POST", path, body, timeout=timeout, abort=abort)
 
     @contextmanager
-    def stream(self, path: str, body) -> Iterator[Iterator[dict]]:
+    def stream(self, path: str, body, abort: StreamAbort | None = None) -> Iterator[Iterator[dict]]:
         """POST ``body`` and iterate the decoded ``data:`` objects of the SSE answer.
 
         ``with client.stream(path, body) as events: for data in events: ...``.
         Leaving the block closes the connection, which is how a cancel tells
-        the server to stop generating.  The stream ends at ``data: [DONE]``
-        or when the server closes it after its last event.
+        the server to stop generating; ``abort`` (a :class:`StreamAbort`) does
+        the same from another thread at any moment.  The stream ends at
+        ``data: [DONE]`` or when the server closes it after its last event.
         """
+        extensions = {"trace": abort.trace} if abort is not None else None
         try:
-            with connect_sse(self._http, "POST", path, json=body) as source:
+            with connect_sse(self._streams, "POST", path, json=body, extensions=extensions) as source:
                 resp = source.response
                 if resp.status_code >= 400:
                     resp.read()
@@ -155,5 +205,6 @@ class ServerClient:
             raise self._down(exc) from None
 
     def close(self) -> None:
-        """Close the connection pool (open streams fail in their reader threads)."""
+        """Close the connection pools (open streams fail in their reader threads)."""
         self._http.close()
+        self._streams.close()

@@ -41,6 +41,7 @@ from host.messages import (DoneEvent, FocusRequest, GenerateRequest, HostCall, M
                            SessionResetRequest, SessionSaveRequest, StatsRequest, StoreAddRequest,
                            StoreRemoveRequest, StoreSearchRequest, TokensEvent)
 from host.remote import llama_server, openai
+from host.remote.client import StreamAbort
 from host.results import Result, Timings, Usage
 
 log = logging.getLogger("relic.remote")
@@ -71,7 +72,7 @@ class _Job:
     """One generation on the server; fields touched by the worker thread only, except ``abandon``."""
 
     __slots__ = ("req", "session", "messages", "slot", "parts", "finish", "counts", "timings", "thread",
-                 "t_start", "t_first", "t_queued", "deadline", "done", "abandon", "retries")
+                 "t_start", "t_first", "t_queued", "deadline", "done", "abandon", "abort", "new")
 
     def __init__(self, req: GenerateRequest, session: SessionState | None, messages, deadline: float):
         self.req = req
@@ -90,7 +91,9 @@ class _Job:
         self.done = False
         # set by the worker when the request ends early (cancel, deadline): its reader stops and closes
         self.abandon = threading.Event()
-        self.retries = 0
+        # and its connection is shut at once, even while the server has not answered yet
+        self.abort = StreamAbort()
+        self.new: list = []  # a session turn's new messages (the user line, or a tool result), kept at the end
 
 
 class RemoteEngine:
@@ -109,7 +112,7 @@ class RemoteEngine:
 
     def __init__(self, client, dialect: str, *, info=None, model: str | None = None, max_streams: int | None = None,
                  request_timeout_s: float = 300.0, rag_model=None, stop_event: threading.Event | None = None,
-                 special_pattern=None):
+                 special_pattern=None, rag_limits=None):
         if dialect not in ("llama-server", "openai"):
             raise OptionError(f"unknown server dialect {dialect!r}: use 'llama-server' or 'openai'")
         self.client = client
@@ -131,6 +134,7 @@ class RemoteEngine:
         self.requests_sent = 0
         self.focus: tuple | None = None  # (mod id, session id or None): the player talks to it
         self._rag_model = rag_model
+        self._rag_limits = rag_limits  # the `rag` group of the host's limits (host.limits)
         self._rag = None
         self._handlers: dict[type, Callable] = {
             SessionCreateRequest: self._session_create,
@@ -180,14 +184,14 @@ class RemoteEngine:
             deadline = min(deadline, wanted)
         self.waiting.append(_Job(req, session, messages, deadline))
 
-    def _body(self, req, messages, cfg, slot, *, check_only=False):
+    def _body(self, req, messages, cfg, slot, *, check_only=False, abort=None):
         """(path, body) of the call; with check_only, only what can fail before sending is done."""
         if self.dialect == "llama-server":
             if req.prompt is not None and req.session is None and req.messages is None:
                 if check_only:
                     llama_server.sampling(cfg), llama_server.grammar_fields(req.grammar)
                     return None
-                return lambda: llama_server.generate_call(self.client, req, cfg, slot)
+                return lambda: llama_server.generate_call(self.client, req, cfg, slot, abort)
             path_body = llama_server.chat_call(req, messages, cfg, slot)
         else:
             model = self.model_name or (self.info.model if self.info is not None and self.info.model != "?" else None)
@@ -284,16 +288,20 @@ class RemoteEngine:
             se = job.session
             se.busy = True
             job.slot = self._slots.get(se.id)
-            text = plain_text(req.prompt or "", self.special_pattern)
-            note = self._memory_note(se, req.prompt or "")
-            if note:
-                text = f"{note}\n\n{text}"
+            # the turn adds the user's line, or the given messages (a tool's result, in a turn with tools)
+            job.new = ([dict(m) for m in req.messages] if req.messages is not None
+                       else [{"role": "user", "content": req.prompt or ""}])
+            shown = [{"role": m["role"], "content": plain_text(m["content"], self.special_pattern)}
+                     for m in job.new]
+            note = self._memory_note(se, req.prompt or "") if req.messages is None else ""
+            if note:  # retrieved memory goes into this turn only, never into the saved conversation
+                shown[-1]["content"] = f"{note}\n\n{shown[-1]['content']}"
             system = se.system_text()
             job.messages = ([{"role": "system", "content": plain_text(system, self.special_pattern)}]
                             if system else []) + [
                 {"role": m["role"], "content": plain_text(m["content"], self.special_pattern)}
-                for m in se.messages] + [{"role": "user", "content": text}]
-        call = self._body(req, job.messages, cfg, job.slot)
+                for m in se.messages] + shown
+        call = self._body(req, job.messages, cfg, job.slot, abort=job.abort)
         job.t_start = time.monotonic()
         self.running.append(job)
         self.requests_sent += 1
@@ -310,7 +318,7 @@ class RemoteEngine:
             path, body = call()
             if job.abandon.is_set():
                 return
-            with self.client.stream(path, body) as events:
+            with self.client.stream(path, body, job.abort) as events:
                 for data in events:
                     if job.abandon.is_set():
                         return  # leaving the block closes the connection: the server stops
@@ -332,9 +340,12 @@ class RemoteEngine:
         se = job.session
         if isinstance(exc, PromptTooLongError) and se is not None and se.overflow != "error" \
                 and len(se.messages) >= 2 and not job.parts:
-            # the conversation outgrew the server's context: drop the oldest turn pair, send the turn again
-            del se.messages[:2]
-            se.dropped += 2
+            # the conversation outgrew the server's context: drop the oldest exchange (a user line and the
+            # replies and tool results after it), send the turn again
+            cut = next((i for i, m in enumerate(se.messages) if i > 0 and m.get("role") == "user"),
+                       len(se.messages))
+            del se.messages[:cut]
+            se.dropped += cut
             se.busy = False
             job.abandon.set()
             self.running.remove(job)
@@ -346,6 +357,8 @@ class RemoteEngine:
     def _finish(self, job: _Job, reason: str, emit, exc: BaseException | None = None) -> None:
         job.done = True
         job.abandon.set()
+        if job.thread is not None and job.thread.is_alive():
+            job.abort.abort()  # ended here (cancel, deadline, shutdown): the server learns at once
         if job in self.running:
             self.running.remove(job)
         if job in self.waiting:
@@ -355,8 +368,7 @@ class RemoteEngine:
         if se is not None and job.t_start:
             se.busy = False
             if reason in ("stop", "length"):
-                se.messages += [{"role": "user", "content": job.req.prompt or ""},
-                                {"role": "assistant", "content": text}]
+                se.messages += job.new + [{"role": "assistant", "content": text}]
         now = time.monotonic()
         t0 = job.t_start or now
         t_first = job.t_first or now
@@ -486,7 +498,7 @@ class RemoteEngine:
                 raise OptionError("this host has no embedding model, so no stores")
             from host.rag.service import RagService
 
-            self._rag = RagService(self._rag_model)
+            self._rag = RagService(self._rag_model, self._rag_limits)
         return self._rag
 
     def _memory_note(self, se: SessionState, text: str) -> str:
@@ -504,6 +516,7 @@ class RemoteEngine:
         self._stop.set()
         for job in self.running:
             job.abandon.set()
+            job.abort.abort()
         try:
             if self._rag is not None:
                 self._rag.close()

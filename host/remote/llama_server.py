@@ -89,7 +89,7 @@ def probe(client) -> ServerInfo:
                                                            or "?"),
                       n_ctx=gen.get("n_ctx") or props.get("n_ctx"), slots=props.get("total_slots"),
                       template=props.get("chat_template") or None, model_path=path or None)
-    info.features = {"chat": True, "generate": True, "sessions (prompt cache, slots)": True, "gbnf": True,
+    info.features = {"chat": True, "generate": True, "prompt cache per session": True, "gbnf": True,
                      "json_schema": True, "tokenize": True, "embeddings": _has_embeddings(client),
                      "chat template": bool(info.template)}
     return info
@@ -103,10 +103,11 @@ def _has_embeddings(client) -> bool:
         return False
 
 
-def tokenize(client, text: str, *, add_special: bool = False, parse_special: bool = False) -> list[int]:
-    """Token ids of ``text`` by the server's vocabulary (POST /tokenize)."""
+def tokenize(client, text: str, *, add_special: bool = False, parse_special: bool = False, abort=None) -> list[int]:
+    """Token ids of ``text`` by the server's vocabulary (POST /tokenize; ``abort``: a
+    host.remote.client.StreamAbort that can end the call from another thread)."""
     data = client.post_json("/tokenize", {"content": text, "add_special": add_special,
-                                          "parse_special": parse_special})
+                                          "parse_special": parse_special}, abort=abort)
     return [int(t) for t in data.get("tokens", [])]
 
 
@@ -123,9 +124,9 @@ def embed(client, texts: list[str]) -> list[list[float]]:
     return out
 
 
-def generate_call(client, req, cfg: dict, slot: int | None) -> tuple[str, dict]:
+def generate_call(client, req, cfg: dict, slot: int | None, abort=None) -> tuple[str, dict]:
     """(path, body) for a raw prompt; tokenizes it on the server first (runs on a reader thread)."""
-    tokens = tokenize(client, req.prompt, add_special=True, parse_special=req.parse_special)
+    tokens = tokenize(client, req.prompt, add_special=True, parse_special=req.parse_special, abort=abort)
     body = {"prompt": tokens, "n_predict": req.max_tokens, "stream": True, "cache_prompt": True,
             "stop": list(req.stop), **sampling(cfg), **grammar_fields(req.grammar)}
     if slot is not None:

@@ -73,7 +73,7 @@ def probe(client, model: str | None = None) -> ServerInfo:
     meta = next((m.get("meta") for m in data.get("data", []) if isinstance(m, dict) and m.get("meta")), None)
     if isinstance(meta, dict) and meta.get("n_ctx_train"):
         info.n_ctx = int(meta["n_ctx_train"])
-    info.features = {"chat": True, "generate": True, "sessions (prompt cache, slots)": False,
+    info.features = {"chat": True, "generate": True, "prompt cache per session": False,
                      "gbnf": False, "json_schema": True, "tokenize": False,
                      "embeddings": _has_embeddings(client, info.model), "chat template": True}
     return info
@@ -107,9 +107,15 @@ def generate_call(req, cfg: dict, model: str | None) -> tuple[str, dict]:
     return "/v1/completions", body
 
 
+def chat_messages(messages: list) -> list:
+    """Messages as any such server takes them: a tool's result (Relic's ``tool`` message, which answers
+    no OpenAI ``tool_calls`` id) goes as a ``user`` message; its text already names the tool."""
+    return [{"role": "user", "content": m["content"]} if m["role"] == "tool" else m for m in messages]
+
+
 def chat_call(req, messages: list, cfg: dict, model: str | None) -> tuple[str, dict]:
     """(path, body) for chat messages (/v1/chat/completions)."""
-    body = {"messages": messages, "max_tokens": req.max_tokens, "stream": True,
+    body = {"messages": chat_messages(messages), "max_tokens": req.max_tokens, "stream": True,
             "stream_options": {"include_usage": True}, **sampling(cfg), **response_format(req.grammar)}
     if req.stop:
         body["stop"] = list(req.stop)

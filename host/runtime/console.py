@@ -24,7 +24,7 @@ from typing import IO
 from host.runtime.host import Host
 
 _EOF = object()
-MAX_FPS = 10_000.0
+MAX_FPS = 10_000.0  # the valid range of `relic run --fps` (a setting's bound, not a mod limit)
 
 
 @dataclass

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from host.runtime.host import Host
     from host.runtime.mod import Mod
 
-MAX_CALL_DEPTH = 4
 _tokens = itertools.count(1)
 SCALARS = (type(None), bool, int, float, str, bytes)
 
@@ -154,8 +153,8 @@ class CrossMod:
         if owner.id in host.call_stack:
             raise ModError(f"cannot call into mod '{owner.id}' while it is running "
                            "(re-entrant cross-mod call refused)")
-        if len(host.call_stack) >= MAX_CALL_DEPTH:
-            raise ModError(f"cross-mod calls nested more than {MAX_CALL_DEPTH} deep")
+        if len(host.call_stack) >= host.limits.max_call_depth:
+            raise ModError(f"cross-mod calls nested more than {host.limits.max_call_depth} deep")
         if cc.token is not None:
             fn = owner.exports.get(cc.token)
         else:

@@ -64,7 +64,6 @@ CYBERPUNK_FUNCTIONS = ("NewObject", "GetSingleton", "Dump", "DumpType", "DumpAll
                        "ToVector4", "ToEulerAngles", "ToQuaternion", "ToCName", "ToTweakDBID",
                        "ToItemID", "FromVariant", "ToVariant", "ModArchiveExists", "IsBound",
                        "GetBind")
-MAX_HOOKS_PER_MOD = 256
 HOOK_KINDS = ("before", "after", "override")
 
 
@@ -361,8 +360,8 @@ class GameAPI:
                                   else "this game declares no hookable functions"))
             total = sum(1 for h in self.hooks.values() for k in HOOK_KINDS
                         for e in h.entries[k] if e[0] == mod.id and e[1] == mod.generation)
-            if total >= MAX_HOOKS_PER_MOD:
-                raise QuotaExceeded(f"{fname}: quota exceeded (at most {MAX_HOOKS_PER_MOD} hooks per mod)")
+            if total >= self.host.limits.max_hooks:
+                raise QuotaExceeded(f"{fname}: quota exceeded (at most {self.host.limits.max_hooks} hooks per mod)")
             entries = hook.entries[kind]
             if kind == "override":   # one override per mod and function: the latest wins
                 entries[:] = [e for e in entries if not (e[0] == mod.id and e[1] == mod.generation)]

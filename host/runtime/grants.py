@@ -19,6 +19,12 @@ from typing import Mapping
 
 from host.errors import ConfigError
 
+# The valid ranges of memory_mb and budget_ms that a grant or a mod.toml may name (what a mod
+# gets is bounded by its grant and the host's limits, host.limits); not a policy a game tunes.
+MIN_MEMORY_MB = 4      # the sandbox and shared libraries take ~0.5 MiB; host data keeps 1 MiB spare
+MAX_MEMORY_MB = 4096
+MAX_BUDGET_MS = 10_000
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -31,7 +37,7 @@ class Grant:
     def __post_init__(self):
         if not isinstance(self.trusted, bool):
             raise ConfigError(f"grant: 'trusted' must be true or false, got {self.trusted!r}")
-        for key, low, high in (("budget_ms", 1, 10_000), ("memory_mb", 4, 4096)):
+        for key, low, high in (("budget_ms", 1, MAX_BUDGET_MS), ("memory_mb", MIN_MEMORY_MB, MAX_MEMORY_MB)):
             value = getattr(self, key)
             if value is None:
                 continue

@@ -20,15 +20,14 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
     import tomli as tomllib
 
 from host.errors import ManifestError
-from host.runtime.grants import apply_grant, grant_for
+from host.runtime.grants import MAX_BUDGET_MS, MAX_MEMORY_MB, MIN_MEMORY_MB, apply_grant, grant_for
 from host.limits import Limits
 
 ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 MANIFEST_KEYS = {"name", "version", "description", "dependencies", "trusted",
                  "memory_mb", "budget_ms"}
-MIN_MEMORY_MB = 4      # the sandbox and shared libraries take ~0.5 MiB; host data keeps 1 MiB spare
-MAX_MEMORY_MB = 4096
-MAX_BUDGET_MS = 10_000
+# The shape of mod.toml (format bounds, not policy: the policy limits are in host.limits; the
+# valid ranges of memory_mb and budget_ms are host.runtime.grants', shared with the grants).
 MAX_MANIFEST_BYTES = 64 * 1024
 MAX_TEXT_CHARS = {"name": 100, "version": 64, "description": 2000}
 MAX_DEPENDENCIES = 64

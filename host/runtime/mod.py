@@ -104,9 +104,7 @@ class Mod:
                           max_bytes=limits.log_file_bytes, backups=limits.log_backups,
                           lines_per_frame=limits.log_lines_per_frame,
                           max_line=limits.max_log_line)
-        self.db = ModDB(self.folder / "db.sqlite3", max_bytes=limits.db_max_bytes,
-                        max_value_bytes=limits.db_max_value_bytes,
-                        deadline=self.deadline)
+        self.db = ModDB(self.folder / "db.sqlite3", limits=limits, deadline=self.deadline)
         self.io = cet.make_io(self)
         self._resolver = SourceResolver(self.id, self.folder, host.lua_dir,
                                         limits.max_source_bytes)

@@ -34,15 +34,11 @@ from host.errors import ModError, QuotaExceeded
 from host.runtime import sqlite_capi as C
 from host.runtime.moddb_callbacks import DbCallbacks
 from host.runtime.sqlite_capi import ffi, lib
-from host.runtime.sqlite_conn import MAX_SQL_BYTES, PAGE_SIZE, SqliteConn
+from host.runtime.sqlite_conn import PAGE_SIZE, SqliteConn
 
 OK, ERROR, ABORT, INTERRUPT, FULL, TOOBIG, MISUSE, AUTH, RANGE = 0, 1, 4, 9, 13, 18, 21, 23, 25
 NOMEM, CONSTRAINT = 7, 19
 ROW, DONE = 100, 101
-MAX_STATEMENTS = 256       # prepared statements a mod may hold open
-MAX_ITERATORS = 64         # db:rows/nrows/urows iterators left unfinished (oldest are dropped)
-MAX_CONNECTIONS = 8        # the mod's file plus in-memory databases
-MAX_BACKUPS = 8
 BACKUP_SLICE = 64          # pages a backup copies between deadline checks
 MAIN = 1                   # id of the mod's own file database
 
@@ -65,11 +61,11 @@ class _Stmt:
 class ModDB(DbCallbacks):
     """One mod's SQLite connections, statements and backups (frame thread only)."""
 
-    def __init__(self, path: Path, *, max_bytes: int, max_value_bytes: int,
-                 deadline: Callable[[], float | None]):
+    def __init__(self, path: Path, *, limits, deadline: Callable[[], float | None]):
         self.path = path
-        self.max_bytes = max_bytes
-        self.max_value_bytes = max_value_bytes
+        self.limits = limits       # the host's limits tree (host.limits): the db_* limits
+        self.max_bytes = limits.db_max_bytes
+        self.max_value_bytes = limits.db_max_value_bytes
         self._deadline = deadline
         self._conns: dict[int, SqliteConn] = {}
         self._stmts: dict[int, _Stmt] = {}
@@ -101,11 +97,11 @@ class ModDB(DbCallbacks):
     def open_memory(self):
         """sqlite3.open_memory(): a new in-memory database inside the mod's budget.
 
-        (id,) or (False, message) at MAX_CONNECTIONS (the Lua side collects
+        (id,) or (False, message) at limits.db_max_databases (the Lua side collects
         dropped handles and tries once more).
         """
-        if len(self._conns) >= MAX_CONNECTIONS:
-            return False, (f"sqlite3.open_memory: at most {MAX_CONNECTIONS} open databases "
+        if len(self._conns) >= self.limits.db_max_databases:
+            return False, (f"sqlite3.open_memory: at most {self.limits.db_max_databases} open databases "
                            "per mod; close() the ones you no longer need")
         cid = self._new_id()
         self._conns[cid] = SqliteConn(self, cid, None)
@@ -258,19 +254,18 @@ class ModDB(DbCallbacks):
             raise ModError("attempt to use a closed sqlite statement (finalized, or its database was closed)")
         return s
 
-    @staticmethod
-    def _sql_bytes(sql, fname: str) -> bytes:
+    def _sql_bytes(self, sql, fname: str) -> bytes:
         if isinstance(sql, str):
             sql = sql.encode("utf-8", "surrogateescape")
         if not isinstance(sql, bytes):
             raise ModError(f"db:{fname}: SQL must be a string")
-        if len(sql) > MAX_SQL_BYTES:
-            raise ModError(f"db:{fname}: SQL longer than {MAX_SQL_BYTES} bytes")
+        if len(sql) > self.limits.db_max_sql_bytes:
+            raise ModError(f"db:{fname}: SQL longer than {self.limits.db_max_sql_bytes} bytes")
         return sql
 
     def prepare(self, cid, sql, temp: bool = False):
         """Compile the first statement of `sql`: (id, tail), (None, result code),
-        or (False, message) when the mod holds MAX_STATEMENTS statements."""
+        or (False, message) when the mod holds limits.db_max_statements statements."""
         conn = self.conn(cid)
         self.guard(conn)
         data = self._sql_bytes(sql, "prepare")
@@ -286,13 +281,13 @@ class ModDB(DbCallbacks):
         if pp[0] == ffi.NULL:               # only whitespace or comments
             pp[0] = conn.prepare_internal(b"SELECT 1 WHERE 0")
         if temp:
-            while len(self._iterators) >= MAX_ITERATORS:
+            while len(self._iterators) >= self.limits.db_max_iterators:
                 old, _ = self._iterators.popitem(last=False)
                 self._drop(old)
-        elif len(self._stmts) - len(self._iterators) >= MAX_STATEMENTS:
+        elif len(self._stmts) - len(self._iterators) >= self.limits.db_max_statements:
             lib.sqlite3_finalize(pp[0])
             # (False, message): the Lua side collects dropped handles and tries once more
-            return False, (f"db:prepare: more than {MAX_STATEMENTS} open statements; "
+            return False, (f"db:prepare: more than {self.limits.db_max_statements} open statements; "
                            "finalize() the ones you no longer need")
         sid = self._new_id()
         self._stmts[sid] = _Stmt(conn, pp[0], temp)
@@ -672,8 +667,8 @@ class ModDB(DbCallbacks):
 
     def backup_init(self, target_cid, target_name, source_cid, source_name):
         """sqlite3.backup_init(target, tname, source, sname) -> backup id, or None."""
-        if len(self._backups) >= MAX_BACKUPS:
-            raise QuotaExceeded(f"sqlite3.backup_init: at most {MAX_BACKUPS} backups at once")
+        if len(self._backups) >= self.limits.db_max_backups:
+            raise QuotaExceeded(f"sqlite3.backup_init: at most {self.limits.db_max_backups} backups at once")
         dst, src = self.conn(target_cid), self.conn(source_cid)
         self.guard(dst, closing=True)
         self.guard(src, closing=True)

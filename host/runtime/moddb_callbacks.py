@@ -26,7 +26,6 @@ from host.runtime.sqlite_capi import ffi, lib
 from host.runtime.sqlite_conn import OK, SqliteConn, to_bytes, value_of
 
 CALLBACK = "\x01relic-db-callback"     # first return value: run a callback, then resume()
-MAX_FUNCTIONS = 64         # functions, aggregates and collations per connection
 
 
 class _Op:
@@ -97,8 +96,8 @@ class DbCallbacks:
         self.guard(conn, closing=True)
         if not isinstance(name, str) or not name:
             raise ModError("create_function: the name must be a non-empty string")
-        if conn.functions >= MAX_FUNCTIONS:
-            raise QuotaExceeded(f"at most {MAX_FUNCTIONS} functions and collations per database")
+        if conn.functions >= self.limits.db_max_functions:
+            raise QuotaExceeded(f"at most {self.limits.db_max_functions} functions and collations per database")
         n = int(nargs) if isinstance(nargs, (int, float)) else -1
         slot = f"fn:{name.lower()}:{n}"
         final_slot = slot + ":final"
@@ -181,8 +180,8 @@ class DbCallbacks:
         self.guard(conn, closing=True)
         if not isinstance(name, str) or not name:
             raise ModError("create_collation: the name must be a non-empty string")
-        if conn.functions >= MAX_FUNCTIONS:
-            raise QuotaExceeded(f"at most {MAX_FUNCTIONS} functions and collations per database")
+        if conn.functions >= self.limits.db_max_functions:
+            raise QuotaExceeded(f"at most {self.limits.db_max_functions} functions and collations per database")
         slot = f"coll:{name.lower()}"
         self._register(conn, slot, cb_id)
 

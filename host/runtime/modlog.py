@@ -29,7 +29,7 @@ from typing import Callable
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 FLUSH_BYTES = 64 * 1024          # write the buffer early past this much text
-MAX_SHOWN_ERRORS = 256           # distinct errors remembered per mod (later ones are shown every time)
+MAX_SHOWN_ERRORS = 256           # distinct errors remembered per mod (later ones are shown every time; not a mod limit)
 
 Console = Callable[[str], None]
 

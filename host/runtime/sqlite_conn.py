@@ -29,7 +29,6 @@ PAGE_SIZE = 4096
 OK, ROW = 0, 100
 _CREATE_TEMP = {C.ACTIONS[k] for k in ("CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
                                         "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW")}
-MAX_SQL_BYTES = 1_000_000
 
 
 class SqliteConn:
@@ -65,7 +64,7 @@ class SqliteConn:
         self.temp_max_pages = -1
         db = self.ptr
         lib.sqlite3_limit(db, C.LIMIT_LENGTH, owner.max_value_bytes)
-        lib.sqlite3_limit(db, C.LIMIT_SQL_LENGTH, MAX_SQL_BYTES)
+        lib.sqlite3_limit(db, C.LIMIT_SQL_LENGTH, owner.limits.db_max_sql_bytes)
         lib.sqlite3_limit(db, C.LIMIT_ATTACHED, 0)
         lib.sqlite3_limit(db, C.LIMIT_EXPR_DEPTH, 500)
         lib.sqlite3_limit(db, C.LIMIT_VARIABLE_NUMBER, 999)

@@ -172,14 +172,17 @@ def doctor_server(server) -> int:
         print("status: 1 problem(s): the server")
         return 1
     _line("model", info.model)
-    _line("context", f"{info.n_ctx} tokens per slot" if info.n_ctx else "not reported")
+    per = "tokens per slot" if info.dialect == "llama-server" else "tokens (the model's training window)"
+    _line("context", f"{info.n_ctx} {per}" if info.n_ctx else "not reported")
     _line("slots", str(info.slots) if info.slots else "not reported")
     template = (info.template or "").strip().splitlines()
     _line("template", (template[0][:70] + (" ..." if len(template) > 1 else "")) if template
           else "the server's own (not reported)")
+    missing = {"embeddings": "no (stores use the embedded embedding model)",
+               "prompt cache per session": "no (sessions work; a turn may re-read the conversation)"}
     for feature, ok in info.features.items():
-        _line(feature, "yes" if ok else "no (requests that need it fail with error_type \"unsupported\")"
-              if feature != "embeddings" else "no (stores use the embedded embedding model)")
+        _line(feature, "yes" if ok else missing.get(feature, "no (requests that need it fail with "
+                                                             "error_type \"unsupported\")"))
     print("status: all well")
     return 0
 

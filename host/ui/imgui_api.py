@@ -41,13 +41,12 @@ from host.ui.imgui_textures import TextureStore
 if TYPE_CHECKING:
     from host.runtime.mod import Mod
 
+# Bounds of the binding itself, per call or per frame (not policy: the policy limits,
+# textures and toasts, are the `ui` group of host.limits)
 MAX_DEPTH = 64               # open Begin/Push entries per mod per frame
-MAX_TOASTS = 8               # toasts shown at once per mod (the oldest goes first)
-MAX_TOAST_TEXT = 1024        # characters of a toast's title or content
-MAX_TOAST_MS = 60_000
 _TOAST_COLORS = {1: (0.3, 0.9, 0.4, 1.0), 2: (1.0, 0.8, 0.2, 1.0), 3: (1.0, 0.35, 0.3, 1.0), 4: (0.4, 0.7, 1.0, 1.0)}
 _TOAST_NAMES = {1: "Success", 2: "Warning", 3: "Error", 4: "Info"}
-MAX_DRAW_LISTS = 1024        # draw list handles handed out in one frame
+MAX_DRAW_LISTS = 1024        # draw list handles handed out in one frame (a bound of the binding, as above)
 
 # Ends that close each kind of stack entry (what the mod must call, in order),
 # and the imgui-bundle function that closes it for the mod when it did not.
@@ -216,11 +215,13 @@ class ImGuiLayer:
         now = time.monotonic()
         self.toasts = [t for t in self.toasts if t["until"] > now]
         mine = [t for t in self.toasts if t["mod"] == mod.id]
-        if len(mine) >= MAX_TOASTS:
+        limits = mod.host.limits.ui
+        if len(mine) >= limits.max_toasts:
             self.toasts.remove(mine[0])
+        text = limits.toast_chars
         self.toasts.append({"id": self._next_toast, "mod": mod.id, "kind": kind,
-                            "title": title[:MAX_TOAST_TEXT], "content": content[:MAX_TOAST_TEXT],
-                            "until": now + max(0, min(dismiss_ms, MAX_TOAST_MS)) / 1000.0})
+                            "title": title[:text], "content": content[:text],
+                            "until": now + max(0, min(dismiss_ms, limits.toast_ms)) / 1000.0})
         self._next_toast += 1
 
     def _draw_toasts(self) -> None:

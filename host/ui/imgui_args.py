@@ -17,6 +17,8 @@ from host.errors import ModError
 from lupa import lua_type  # the type name a value has in Lua (coroutines show as "function")
 from host.ui.imgui_names import Arg, Binding
 
+# Bounds of one bound call's arguments (the binding's own, not policy: the `ui` group of
+# host.limits holds what a game tunes); documented in MODDING's limits section.
 MAX_TEXT = 64 * 1024          # bytes of one string argument or InputText result
 MAX_ITEMS = 10_000            # entries of a Combo / ListBox
 MAX_SEGMENTS = 512            # segments of a circle, polygon or curve
@@ -27,7 +29,7 @@ INT_MIN, UINT_MAX = -(2 ** 31), 2 ** 32 - 1
 # anything else (%s, %n, two conversions, a `*` width) would read memory it was not given
 _FLOAT_FMT = re.compile(r"(?:[^%]|%%)*(?:%[-+ #0']*\d{0,3}(?:\.\d{0,3})?[fFeEgGaA](?:[^%]|%%)*)?\Z", re.S)
 _INT_FMT = re.compile(r"(?:[^%]|%%)*(?:%[-+ #0']*\d{0,3}(?:\.\d{0,3})?[diuxXo](?:[^%]|%%)*)?\Z", re.S)
-MAX_FORMAT = 64
+MAX_FORMAT = 64  # characters of one printf format (a bound of the binding, as above)
 
 
 def _describe(v) -> str:

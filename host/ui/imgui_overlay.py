@@ -39,7 +39,7 @@ from host.ui.imgui_api import ImGuiLayer
 from host.ui.imgui_backend import ImGuiBackend
 
 VERT = np.dtype([("x", "<f4"), ("y", "<f4"), ("u", "<f4"), ("v", "<f4"), ("col", "<u4")])
-MAX_TINTS = 8192
+MAX_TINTS = 8192                       # the renderer's cache of tinted copies (not a mod limit)
 COORD_MARGIN = 4096                    # vertices are clamped to this far outside the surface
 MAX_TINT_BYTES = 32 * 1024 * 1024      # tinted / scaled copies kept between frames
 

@@ -2,12 +2,14 @@
 
 A path goes through the mod's io checks (relative, inside the folder, no
 symlink out, not the database or log), the file is opened without following
-a symlink and must be a regular file under MAX_FILE_BYTES.  The size comes
-from the image's own header (PNG, JPEG or BMP), checked against MAX_SIDE and
-MAX_PIXELS before anything is decoded, so a small file that claims a huge
-picture (a decompression bomb) is refused.  Pixels are decoded later, by the
-renderer that draws them (host/ui/imgui_overlay.py), never in a mod's call.
-Per mod: MAX_TEXTURES live textures, MAX_MOD_BYTES of files and MAX_MOD_PIXELS.
+a symlink and must be a regular file within the host's limits (the ``ui``
+group of host.limits: ``texture_file_bytes``).  The size comes from the
+image's own header (PNG, JPEG or BMP), checked against ``texture_side`` and
+``texture_pixels`` before anything is decoded, so a small file that claims a
+huge picture (a decompression bomb) is refused.  Pixels are decoded later, by
+the renderer that draws them (host/ui/imgui_overlay.py), never in a mod's call.
+Per mod: ``max_textures`` live textures, ``textures_bytes`` of files and
+``textures_pixels`` pixels.
 """
 
 from __future__ import annotations
@@ -19,12 +21,6 @@ from dataclasses import dataclass
 
 from host.errors import ModError, QuotaExceeded, SandboxViolation
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_SIDE = 4096
-MAX_PIXELS = 4096 * 4096
-MAX_TEXTURES = 64
-MAX_MOD_BYTES = 64 * 1024 * 1024
-MAX_MOD_PIXELS = 16 * 1024 * 1024     # decoded, 64 MiB of RGBA per mod
 TEXTURE_ID_BASE = 1 << 30        # above the ids the renderer gives Dear ImGui's own textures
 
 
@@ -71,6 +67,8 @@ def image_size(data: bytes) -> tuple[int, int, str]:
 
 def read_image_file(mod, path: str) -> tuple[bytes, int, int, str]:
     """(data, width, height, kind) of an image in the mod's folder (raises SandboxViolation, ModError)."""
+    limits = mod.host.limits.ui
+    max_bytes = limits.texture_file_bytes
     full = mod.io.path(path)
     try:
         fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -80,17 +78,18 @@ def read_image_file(mod, path: str) -> tuple[bytes, int, int, str]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SandboxViolation(f"'{path}': not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise QuotaExceeded(f"'{path}': image files are limited to {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        if st.st_size > max_bytes:
+            raise QuotaExceeded(f"'{path}': image files are limited to {max_bytes} bytes")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(max_bytes + 1)
     finally:
         os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise QuotaExceeded(f"'{path}': image files are limited to {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    if len(data) > max_bytes:
+        raise QuotaExceeded(f"'{path}': image files are limited to {max_bytes} bytes")
     w, h, kind = image_size(data)
-    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE) or w * h > MAX_PIXELS:
-        raise ModError(f"{w}x{h} pixels: textures are limited to {MAX_SIDE}x{MAX_SIDE}")
+    side = limits.texture_side
+    if not (1 <= w <= side and 1 <= h <= side) or w * h > limits.texture_pixels:
+        raise ModError(f"{w}x{h} pixels: textures are limited to {side}x{side} and {limits.texture_pixels} pixels")
     return data, w, h, kind
 
 
@@ -107,13 +106,15 @@ class TextureStore:
         owner = (mod.id, mod.generation)
         self.drop_stale(mod.id, mod.generation)
         mine = [t for t in self._by_handle.values() if t.owner == owner]
-        if len(mine) >= MAX_TEXTURES:
-            raise QuotaExceeded(f"more than {MAX_TEXTURES} textures loaded; Release() the ones you no longer need")
+        limits = mod.host.limits.ui
+        if len(mine) >= limits.max_textures:
+            raise QuotaExceeded(f"more than {limits.max_textures} textures loaded; Release() the ones you no "
+                                "longer need")
         data, w, h, kind = read_image_file(mod, path)
-        if sum(len(t.data) for t in mine) + len(data) > MAX_MOD_BYTES:
-            raise QuotaExceeded(f"textures are limited to {MAX_MOD_BYTES // (1024 * 1024)} MiB of files per mod")
-        if sum(t.width * t.height for t in mine) + w * h > MAX_MOD_PIXELS:
-            raise QuotaExceeded(f"textures are limited to {MAX_MOD_PIXELS // (1024 * 1024)} Mi pixels per mod; "
+        if sum(len(t.data) for t in mine) + len(data) > limits.textures_bytes:
+            raise QuotaExceeded(f"textures are limited to {limits.textures_bytes} bytes of files per mod")
+        if sum(t.width * t.height for t in mine) + w * h > limits.textures_pixels:
+            raise QuotaExceeded(f"textures are limited to {limits.textures_pixels} pixels per mod; "
                                 "Release() the ones you no longer need")
         handle = self._next
         self._next += 1

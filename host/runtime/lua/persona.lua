@@ -9,7 +9,10 @@
 -- What a persona does for every line:
 --   * a short system prompt: who the character is, how long it speaks, a few
 --     example exchanges in its voice;
---   * retrieval: its lore (and what it was told) is searched every turn;
+--   * retrieval: its lore, one document per sentence (and what the player told it), is
+--     searched every turn; the note goes right before the player's line;
+--   * asked its name, the reply says it (a grammar makes it begin with the name; with
+--     tools, a first sentence without it is sampled again);
 --   * without tools, a grammar makes the reply start with "Name: " (the model
 --     writes as the character) and be whole sentences without markup;
 --   * the stream shows complete sentences only, cleaned (no speaker tags, braces,
@@ -21,7 +24,10 @@
 --     whose text makes `when` true (a fishmonger calls the guard on a thief, not
 --     on a customer).
 return function(llm, lines, env)
-  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = 8, 64, 32768
+  -- the host's limits (the `persona` group of host.limits)
+  local MAX_EXAMPLES, MAX_LORE_FILES, MAX_LORE_BYTES = lines.max_examples, lines.max_lore_files, lines.max_lore_bytes
+  local MAX_LORE_PIECES = 512  -- lore sentences (one store document each)
+  local LORE_IN_FLIGHT = 6  -- lore adds sent at once (a mod has a bounded number of requests in flight)
   local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
                   sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
                   retries = true, fallback = true, seed = true, remember = true }
@@ -72,6 +78,30 @@ return function(llm, lines, env)
     return docs
   end
 
+  -- a lore text as its sentences (markdown headings and markup dropped; a sentence under
+  -- three words joins the next one)
+  local function lore_sentences(text)
+    local body, title = {}, nil
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+      local heading = line:match("^%s*#+%s*(.-)%s*$")
+      if heading == nil then body[#body + 1] = line elseif title == nil and heading ~= "" then title = heading end
+    end
+    local flat = table.concat(body, " "):gsub("[*_`]", ""):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
+    local out, carry, pos = {}, "", 1
+    while pos <= #flat do
+      local s, e = flat:find("[.!?]+[\"')]*%s", pos)
+      local piece
+      if s ~= nil then piece, pos = flat:sub(pos, e - 1), e + 1 else piece, pos = flat:sub(pos), #flat + 1 end
+      local sentence = carry == "" and piece or (carry .. " " .. piece)
+      local _, words = sentence:gsub("%S+", "")
+      if words >= 3 or pos > #flat then out[#out + 1], carry = sentence, "" else carry = sentence end
+    end
+    if title ~= nil then  -- "Lowmarsh: The lower two floors ...": the sentence keeps what it is about
+      for i, sentence in ipairs(out) do out[i] = title:gsub("[*_`]", "") .. ": " .. sentence end
+    end
+    return out
+  end
+
   local function system_prompt(p, examples)
     local who = p.voice
     if not who:match("^[Yy]ou are") then who = "You are " .. p.name .. ", " .. who end
@@ -94,16 +124,37 @@ return function(llm, lines, env)
     return table.concat(parts, "\n")
   end
 
-  -- the reply grammar: "Name: " and 1..n sentences of plain words ending in . ! or ?
-  local function reply_grammar(p)
+  -- the reply grammar: "Name: " and 1..n sentences of plain words ending in . ! or ?;
+  -- `named`: the first sentence must say the character's name (the reply to "what's your name?")
+  local function reply_grammar(p, named)
     if env.grammar == nil then return nil end
     local more = p.sentences > 1 and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
     local name = p.name:gsub('[\\"]', "")
+    -- asked its name, the character's first words are one of a few ways of saying it
+    local first = named and string.format('("I\'m %s" | "My name is %s" | "Call me %s" | "%s") c* [.!?]',
+      name, name, name, name) or "s"
     return env.grammar.gbnf(string.format([[
-root ::= "%s: " s%s
+root ::= "%s: " first%s
+first ::= %s
 s ::= [A-Z0-9] c* [.!?]
 c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
-]], name, more))
+]], name, more, first))
+  end
+
+  -- does the player ask the character's name? (English phrasings)
+  local NAME_ASKS = { "your name", "who are you", "who're you", "call you", "who might you be", "introduce yourself",
+                      "who am i talking to", "who am i speaking" }
+  local function asks_name(text)
+    text = text:lower():gsub("%s+", " ")
+    for _, phrase in ipairs(NAME_ASKS) do
+      if text:find(phrase, 1, true) then return true end
+    end
+    return false
+  end
+
+  -- the first complete sentence of a shown line (nil while there is none)
+  local function first_sentence(text)
+    return text:match("^(.-[.!?])[\"')]*%s") or text:match("^(.-[.!?])[\"')]*$")
   end
 
   -- forbidden words that are one token (with or without a leading space) get a large negative bias
@@ -204,7 +255,9 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     p.forbid = {}
     for _, w in ipairs(lines.default_forbid) do p.forbid[#p.forbid + 1] = w end
     if o.forbid ~= nil then
-      if type(o.forbid) ~= "table" or #o.forbid > 32 then fail("forbid must be a list of at most 32 phrases") end
+      if type(o.forbid) ~= "table" or #o.forbid > lines.max_forbid then
+        fail("forbid must be a list of at most " .. lines.max_forbid .. " phrases")
+      end
       for _, w in ipairs(o.forbid) do
         if type(w) ~= "string" or w == "" or #w > 60 then fail("forbid entries must be phrases of 1 to 60 characters") end
         p.forbid[#p.forbid + 1] = w
@@ -213,15 +266,25 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     p.system = system_prompt(p, examples)
     p.sampler = merge_sampler(o.sampler, bans(p.forbid))
     -- memory: her lore and what she is told, searched every turn (when the host has rag)
+    -- Each lore sentence is its own document: a turn's note then holds the few sentences that fit the
+    -- question, whole, rather than the start of a long file cut off before the answer.
     if o.memory ~= false and env.rag ~= nil and (o.lore ~= nil or o.memory ~= nil) then
       p.store = env.rag.open(type(o.memory) == "string" and o.memory or "memory")
+      -- the adds are queued and sent a few at a time (a mod has a bounded number of requests in flight)
+      p.ingest, p.ingesting = {}, {}
       for _, doc in ipairs(o.lore ~= nil and read_lore(o.lore) or {}) do
-        p.store:add("lore:" .. doc.name, doc.text)
+        p.ingest[#p.ingest + 1] = { "lore:" .. doc.name }  -- a whole-file document an older version added
+        for i, sentence in ipairs(lore_sentences(doc.text)) do
+          if #p.ingest >= MAX_LORE_PIECES then fail("lore has more than " .. MAX_LORE_PIECES .. " sentences") end
+          p.ingest[#p.ingest + 1] = { string.format("lore:%s:%d", doc.name, i), sentence }
+        end
       end
+      p.ingest_next = 1
+      p:feed()
     end
     p.remember = o.remember ~= false and p.store ~= nil
     p.tools = gate_tools(p, o.tools)
-    if p.tools == nil then p.grammar = reply_grammar(p) end
+    if p.tools == nil then p.grammar, p.named_grammar = reply_grammar(p, false), reply_grammar(p, true) end
     local session_opts = { system = p.system, sampler = p.sampler, overflow = "summarize", memory = p.store,
                            tools = p.tools }
     if o.save ~= nil then
@@ -237,9 +300,28 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     return p
   end
 
+  --- Send more of the queued lore to the store (a few requests in flight at a time).
+  --- True once all of it is stored.
+  function Persona:feed()
+    if self.ingest == nil then return true end
+    local busy = {}
+    for _, h in ipairs(self.ingesting) do
+      if not h:done() then busy[#busy + 1] = h end
+    end
+    while #busy < LORE_IN_FLIGHT and self.ingest_next <= #self.ingest do
+      local item = self.ingest[self.ingest_next]
+      self.ingest_next = self.ingest_next + 1
+      busy[#busy + 1] = item[2] == nil and self.store:remove(item[1]) or self.store:add(item[1], item[2])
+    end
+    self.ingesting = busy
+    if #busy == 0 and self.ingest_next > #self.ingest then self.ingest = nil end
+    return self.ingest == nil
+  end
+
   --- How many turns were restored from a saved conversation: nil while loading, 0 when none.
   --- Also (as a second value) the load's result table (messages, cached_tokens, conversation_tokens).
   function Persona:restored()
+    self:feed()
     if self.restored_turns == nil and self.session.loaded ~= nil and self.session.loaded:done() then
       local r = self.session.loaded:result()
       local v = r and (r.value or r)
@@ -262,6 +344,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
 
   --- True while a reply is being generated.
   function Persona:busy()
+    self:feed()
     return self.talking
   end
 
@@ -282,6 +365,14 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
         return
       end
       local now = lines.visible(text, self.name, self.sentences, self.chars)
+      if self._asks_name and tries < self.retries and shown == "" and now ~= "" then
+        local first = first_sentence(now)
+        if first ~= nil and not first:find(self.name, 1, true) then  -- asked its name, it says another
+          rejected = true
+          if handle ~= nil then handle:cancel() end
+          return
+        end
+      end
       if #now > #shown and now:sub(1, #shown) == shown then
         local delta = now:sub(#shown + 1)
         shown = now
@@ -311,9 +402,10 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       for k, v in pairs(result) do out[k] = v end
       out.text, out.raw, out.retries = final, table.concat(raw), tries
       if rejected and out.finish_reason == "cancelled" then out.finish_reason, out.error, out.error_type = "stop", nil, nil end
-      if self.remember and final ~= "" and opts.remember ~= false then
-        self.store:add(string.format("chat:%d:%d", os.time(), self.turns),
-          "Asked \"" .. prompt .. "\", " .. self.name .. " said: \"" .. final .. "\"", { kind = "conversation" })
+      -- what the player told the character is remembered (searched in later turns); questions and the
+      -- character's own replies are not: a small model's invention would come back as a "fact"
+      if self.remember and self._told ~= nil and opts.remember ~= false then
+        self.store:add(string.format("chat:%d:%d", os.time(), self.turns), self._told, { kind = "conversation" })
       end
       if opts.on_done then opts.on_done(out) end
     end
@@ -327,18 +419,24 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       say.max_tool_calls = any and (opts.max_tool_calls or 1) or 0
       say.tool_choice = opts.tool_choice
     else
-      say.grammar = self.grammar
+      say.grammar = self._asks_name and self.named_grammar or self.grammar
     end
     handle = self.session:say(prompt, say)
     self.handle = handle
     return handle
   end
 
-  local function start(self, prompt, turn_text, opts)
+  local function start(self, prompt, turn_text, opts, who)
     if self.talking then return nil end
+    self:feed()
     opts = opts or {}
     if type(opts) ~= "table" then error("persona: options must be a table", 3) end
     self.talking, self.turns, self._turn_text = true, self.turns + 1, turn_text
+    self._asks_name = who ~= nil and asks_name(turn_text)
+    self._told = nil
+    if who ~= nil and not turn_text:match("%?[%s\"')]*$") then
+      self._told = string.format("%s told %s: \"%s\"", who, self.name, turn_text:sub(1, 500))
+    end
     local ok, h = pcall(reply, self, prompt, opts, 0)
     if not ok then self.talking = false; error(h, 3) end
     return h
@@ -348,7 +446,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
   --- opts: on_token, on_done, seed, max_tokens, tool_choice ("required": act first). Returns a handle, or nil while a reply is running.
   function Persona:ask(text, opts)
     if type(text) ~= "string" or text == "" then error("persona:ask needs some text", 2) end
-    return start(self, text:sub(1, 2000), text, opts)
+    return start(self, text:sub(1, 2000), text, opts, self.player)
   end
 
   --- Someone else (`who`) says `text` near the character. Returns a handle, or nil while busy.
@@ -356,7 +454,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     if type(who) ~= "string" or type(text) ~= "string" then error("persona:hear(who, text) takes two strings", 2) end
     local function norm(n) return (n:lower():gsub("^the ", "")) end
     local prompt = (who == "" or norm(who) == norm(self.player)) and text or (who .. " says: " .. text)
-    return start(self, prompt:sub(1, 2000), text, opts)
+    return start(self, prompt:sub(1, 2000), text, opts, who == "" and self.player or who)
   end
 
   --- Something happens around the character (`text` describes it). Returns a handle, or nil while busy.
