@@ -3,7 +3,10 @@
 A step holds the next token of every sequence that decodes in it (chosen by
 host.engine.admission: priorities and each mod's share), then prompt chunks of
 the sequences still reading, best first, as many tokens as fit the step's time
-budget.  The budget comes from measured step costs (:class:`StepCosts`): a
+budget.  While a "player" request runs (the NPC the player talks to), lower
+priorities read no prompt and decode at most ``PLAYER_COMPANY`` token per step
+between them (round robin): its steps stay near what they would cost alone,
+and the street still moves on.  The budget comes from measured step costs (:class:`StepCosts`): a
 step that decodes tokens may take about ``GAP_FACTOR`` times a decode-only
 step, so those already talking see their gap between two tokens grow at most
 that much while a newcomer's prompt is read; a step that decodes nothing reads
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
 MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
+PLAYER_COMPANY = 1  # lower-priority tokens decoded in a step beside a "player" request
 FIRST_CHUNK = 16  # before any cost is measured
 
 
@@ -127,10 +131,17 @@ class StepBuilder:
         others = any(s.req.id not in internal for s in live)
         if others:
             readers = [s for s in readers if s.req.id not in internal]
+        player = any(rank_of(s.req) == 0 for s in live)
+        if player:  # while the player's partner runs, only it reads a prompt
+            readers = [r for r in readers if rank_of(r.req) == 0]
         top = min((rank_of(s.req) for s in readers), default=None)
         allowed = [w for w in writers if top is None or rank_of(w.req) <= top]  # lower ones pause
         decode, paused = self.admission.step_share(allowed, self.lanes, readers)
         paused += [w for w in writers if w not in allowed]
+        if player:  # ... and decodes with at most PLAYER_COMPANY lower tokens, the longest paused first
+            lower = sorted((s for s in decode if rank_of(s.req) > 0), key=lambda s: (-s.steps_paused, s.order))
+            paused += lower[PLAYER_COMPANY:]
+            decode = [s for s in decode if s not in lower[PLAYER_COMPANY:]]
         decode = decode[:capacity]
         room = capacity - len(decode)
         budget = room if not decode else min(room, self.costs.chunk_tokens(len(decode), self.gap_factor))
