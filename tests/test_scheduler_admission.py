@@ -101,6 +101,23 @@ def test_a_mod_with_many_chats_decodes_no_more_than_its_share_of_a_step():
     assert alone == hog and none == [], "a mod alone uses every lane"
 
 
+def test_a_mod_with_far_more_service_decodes_every_other_step_beside_a_light_one():
+    adm = Admission(_rank, clock=Clock())
+    hog = [_slot(i, "hog", seq=i) for i in range(3)]
+    good = _slot(9, "good", seq=3)
+    adm.ledger.charge("hog", 5.0)
+    adm.ledger.charge("good", 0.4)
+    hog_tokens = []
+    for _ in range(6):
+        run, _ = adm.step_share(hog + [good], 4)
+        assert good in run, "the light mod decodes every step"
+        hog_tokens.append(sum(1 for s in run if s.mod_id == "hog"))
+    assert hog_tokens == [1, 0, 1, 0, 1, 0], hog_tokens
+    adm.ledger.charge("good", 4.0)
+    assert all(sum(1 for s in adm.step_share(hog + [good], 4)[0] if s.mod_id == "hog") == 1 for _ in range(3)), \
+        "within HEAVY times of each other, one token each every step"
+
+
 def test_a_lower_priority_yields_its_sequence_and_equal_ones_only_past_their_share():
     adm = Admission(_rank, clock=Clock())
     running = [_slot(1, "bg", "background", seq=0), _slot(2, "hog", seq=1), _slot(3, "hog", seq=2),

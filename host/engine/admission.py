@@ -25,6 +25,10 @@ Three rules, each over priorities first and mods second:
   the longest-paused first next time), so a mod with many chats gets no more
   tokens per step than a mod with one, and the one chat of a well-behaved
   mod waits for at most one token of each other mod between two of its own.
+  A mod that used more than ``HEAVY`` times the compute of the least-served
+  mod in the step (and over ``HEAVY_FLOOR_S`` seconds of it) decodes only every
+  other step while that one runs: the light mod's short turn goes at nearly
+  its own pace, the heavy one's gap at most doubles.
 - **Preemption.**  A waiting request that finds no free sequence may take the
   sequence of a running one: of a lower priority, or, at equal priority, of
   a mod holding more than its share of sequences while the waiting mod holds
@@ -44,6 +48,8 @@ from host.messages import PRIORITIES
 FAIR_WINDOW_S = 10.0  # a mod that asked within this many seconds is "active" for admission
 HALF_LIFE_S = 4.0  # service counts half after this many seconds
 MIN_RUN_S = 0.5  # a resumed request runs at least this long before an equal-priority preemption
+HEAVY = 2.0  # a mod with this many times the least-served mod's recent service decodes every other step
+HEAVY_FLOOR_S = 0.5  # ... once its recent service is over this many seconds
 RANK = {name: i for i, name in enumerate(PRIORITIES)}
 INTERNAL_RANK = len(PRIORITIES)  # the scheduler's own work: after every priority
 
@@ -105,6 +111,7 @@ class Admission:
         self.seen: dict[str, float] = {}  # mod -> when it last submitted
         self.served: dict[str, float] = {}  # mod -> when a request of it last started
         self.present: set[str] = set()  # mods declared present (Worker.hello)
+        self.last_step: set[str] = set()  # mods that decoded in the last shared step
 
     def __len__(self) -> int:
         return len(self.waiting)
@@ -214,14 +221,20 @@ class Admission:
             by_mod.setdefault(w.mod_id, []).append(w)
         mods = set(by_mod) | {r.mod_id for r in readers}
         if len(mods) <= 1:
+            self.last_step = set(by_mod)
             return list(writers), []
         share = max(1, min(len(by_mod.get(m, ())) or 1 for m in mods))
         share = min(share, max(1, math.ceil(n_lanes / len(mods))))
+        usage = {m: self.ledger.usage(m) for m in mods}
+        light = min(usage.values())
         run, pause = [], []
-        for group in by_mod.values():
+        for mod, group in by_mod.items():
             group.sort(key=lambda s: (self.rank_of(s.req), -s.steps_paused, s.order))
-            run += group[:share]
-            pause += group[share:]
+            heavy = usage[mod] > max(HEAVY * light, HEAVY_FLOOR_S)
+            n = 0 if heavy and mod in self.last_step else share
+            run += group[:n]
+            pause += group[n:]
+        self.last_step = {s.mod_id for s in run}
         return run, pause
 
     def next_cancelled(self):
