@@ -77,7 +77,9 @@ def turns_reread(worker, turns: int) -> dict:
         rows.append({"prompt_tokens": u["prompt_tokens"], "cached_tokens": u["cached_tokens"],
                      "reread": u["prompt_tokens"] - u["cached_tokens"]})
     later = [r["reread"] for r in rows[1:]]
-    return {"turns": turns, "first_turn_prompt": rows[0]["prompt_tokens"],
+    # the history before this turn (the previous turn's whole prompt) came from the cache, every turn
+    from_cache = all(b["cached_tokens"] >= a["prompt_tokens"] for a, b in zip(rows, rows[1:]))
+    return {"turns": turns, "history_from_cache_every_turn": from_cache, "first_turn_prompt": rows[0]["prompt_tokens"],
             "last_turn_prompt": rows[-1]["prompt_tokens"],
             "reread_mean_after_first": round(statistics.mean(later), 1) if later else None,
             "reread_max_after_first": max(later) if later else None, "rows": rows}
@@ -130,7 +132,8 @@ def main() -> int:
             for name, w in (("server", remote), ("embedded", local)):
                 res[f"turns_{name}"] = t = turns_reread(w, args.turns)
                 print(f"{args.turns} turns {name:8}: re-read per turn after the first: mean "
-                      f"{t.get('reread_mean_after_first')}, max {t.get('reread_max_after_first')} "
+                      f"{t.get('reread_mean_after_first')}, max {t.get('reread_max_after_first')}, history from the cache "
+                      f"every turn: {t.get('history_from_cache_every_turn')} "
                       f"(prompt {t.get('first_turn_prompt')} -> {t.get('last_turn_prompt')} tokens)", flush=True)
         finally:
             local.shutdown()

@@ -52,6 +52,7 @@ EXTRAS = {
     "watchdog_latency": "bench/watchdog_latency.py",
     "join_latency": "bench/join_latency.py",
     "player_first": "bench/player_first.py",
+    "market_partner": "bench/market_partner.py",
     "judy_memory": "bench/judy_memory.py",
     "judy_chat": "bench/judy_chat.py",
     "quality": "bench/quality.py",

@@ -91,8 +91,12 @@ def relic_scene(model, threads: int, window: float, join: float) -> dict:
 
 def _stream(client, tokens, n_predict, on_token, stop_flag):
     """One /completion stream (host.remote.client: httpx + httpx-sse); each event with text is a token."""
-    body = {"prompt": tokens, "n_predict": n_predict, "stream": True, "temperature": 0.0, "ignore_eos": True,
-            "cache_prompt": True}
+    from host.engine import sampling
+    from host.remote import llama_server
+
+    # greedy as Relic sends it to a server (every filter off: one argmax per token, like the embedded chain)
+    body = {"prompt": tokens, "n_predict": n_predict, "stream": True, "ignore_eos": True, "cache_prompt": True,
+            **llama_server.sampling(sampling.resolve(None))}
     with client.stream("/completion", body) as events:
         for data in events:
             if stop_flag.is_set():

@@ -118,3 +118,16 @@ def test_embeddings_both_apis(tmp_path_factory):
     finally:
         c.close()
         srv.stop()
+
+
+def test_doctor_reports_an_openai_server(keyed_server, capsys):
+    from host.remote.backend import ServerConfig
+    from host.setup.doctor import doctor_server
+
+    assert doctor_server(ServerConfig(keyed_server.url + "/v1", api_key=KEY)) == 0
+    out = capsys.readouterr().out
+    assert "openai API, with an API key" in out and "status: all well" in out
+    assert any(l.split() == ["gbnf", "no", "(requests", "that", "need", "it", "fail", "with", "error_type",
+                             '"unsupported")'] for l in out.splitlines()), out
+    assert doctor_server(ServerConfig(keyed_server.url + "/v1", api_key="wrong")) == 1
+    assert "API key" in capsys.readouterr().out

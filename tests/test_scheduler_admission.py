@@ -85,7 +85,7 @@ def test_a_mod_with_many_chats_decodes_no_more_than_its_share_of_a_step():
     seen = {s.req.id: 0 for s in hog}
     for _ in range(6):
         run, pause = adm.step_share(hog + good, 4)
-        assert sum(1 for s in run if s.mod_id == "hog") == 2 and good[0] in run
+        assert sum(1 for s in run if s.mod_id == "hog") == 1 and good[0] in run, "one token each"
         for s in run:
             seen.setdefault(s.req.id, 0)
             if s.mod_id == "hog":
@@ -93,7 +93,10 @@ def test_a_mod_with_many_chats_decodes_no_more_than_its_share_of_a_step():
             s.steps_paused = 0
         for s in pause:
             s.steps_paused += 1
-    assert min(seen[s.req.id] for s in hog) >= 3, f"every chat of the hog moves on in turn: {seen}"
+    assert min(seen[s.req.id] for s in hog) >= 2, f"every chat of the hog moves on in turn: {seen}"
+    two = [_slot(20, "pair", seq=5), _slot(21, "pair", seq=6)]
+    run, _ = adm.step_share(hog + two, 4)
+    assert sum(1 for s in run if s.mod_id == "hog") == 2 and set(two) <= set(run), "as many as the smallest"
     alone, none = adm.step_share(hog, 4)
     assert alone == hog and none == [], "a mod alone uses every lane"
 

@@ -56,8 +56,15 @@ def test_a_player_reading_its_prompt_pauses_lower_priorities():
     assert all(s.steps_paused == 1 for s in bg)
     player.n_prompt_done = 150
     player.next_token = 5
-    plan = b.plan(bg + [player], capacity=128)
-    assert set(plan.decode) == set(bg) | {player}, "read: the others go on beside it"
+    seen = set()
+    for _ in range(3):
+        plan = b.plan(bg + [player], capacity=128)
+        assert player in plan.decode and len(plan.decode) == 2, "read: one other token beside it per step"
+        seen |= set(plan.decode) - {player}
+    assert seen == set(bg), "the others take turns"
+    late = _slot(5, "bg5", "background", seq=5, prompt_len=40, read=0)
+    plan = b.plan(bg + [player, late], capacity=128)
+    assert plan.chunks == [], "no lower prompt is read while the player's partner runs"
 
 
 def test_normal_readers_do_not_pause_equal_writers_and_internal_work_waits():

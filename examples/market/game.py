@@ -116,10 +116,14 @@ class Game:
         if target is None:
             self.world.toast("Nobody is close enough to hear you.")
             return
-        self.said.append((target.name, text))
-        self.set_focus(target)
-        target.thinking_since = time.monotonic()   # its bubble shows a thinking mark until the first token
-        self.world.hear(target.mod_id, "hear", PLAYER, text)
+        self.say_to(target, text)
+
+    def say_to(self, npc, text: str) -> None:
+        """The player says ``text`` to ``npc``: it becomes the player's partner and hears the line."""
+        self.said.append((npc.name, text))
+        self.set_focus(npc)
+        npc.thinking_since = time.monotonic()   # its bubble shows a thinking mark until the first token
+        self.world.hear(npc.mod_id, "hear", PLAYER, text)
 
     # --- the player's partner ----------------------------------------------------
     def set_focus(self, npc) -> None:
@@ -232,6 +236,7 @@ class Game:
             "focus": {"now": self.focus, "changes": list(self.focus_changes),
                       "thinking_drawn": dict(self.renderer.thinking_drawn)},
             "answers": [{"speaker": a, "text": b} for a, b in self.world.answers],
+            "first_tokens": [{"speaker": a, "seconds": b} for a, b in self.world.first_tokens],
             "mods": {mid: m.state for mid, m in self.host.mods.items()},
             "overlay": {"open": self.host.overlay_open,
                         "triangles": self.overlay.renderer.triangles if self.overlay else 0},

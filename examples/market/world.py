@@ -86,6 +86,7 @@ class World:
         self.tokens: deque = deque()  # arrival times of streamed pieces (for tok/s)
         self.heard: deque = deque()  # (due time, mod id, kind, speaker, text, depth): deliveries to NPC minds
         self.answers: list = []  # (npc name, text): lines that answered the player
+        self.first_tokens: list = []  # (npc name, seconds): the player's line -> the first token of the answer
 
     # --- motion -----------------------------------------------------------
     def update(self, dt: float, held: set) -> None:
@@ -226,7 +227,8 @@ class MarketAPI:
 
         def speak(piece):
             piece = _text(piece, MAX_BUBBLE_CHARS, "market.speak text")
-            if npc.answering_player:
+            if npc.answering_player and npc.thinking_since:
+                w.first_tokens.append((npc.name, time.monotonic() - npc.thinking_since))
                 npc.thinking_since = 0.0  # the first token of the answer: the thinking mark goes
             if not npc.bubble:
                 piece = piece.lstrip()

@@ -19,10 +19,12 @@ Three rules, each over priorities first and mods second:
   cannot starve one that asks for little.  While another mod has asked
   within ``FAIR_WINDOW_S`` (or was declared present) and has nothing running,
   no mod that already runs something takes the last free sequence.
-- **A fair share of every step.**  Each mod decodes at most
-  ``ceil(lanes / mods with tokens to decode)`` of its sequences in one step
-  (the others pause that step, the longest-paused first next time), so a mod
-  with many chats gets no more tokens per step than a mod with one.
+- **A fair share of every step.**  Mods get equal numbers of tokens in a
+  step: each decodes at most as many of its sequences as the mod with the
+  fewest (a mod reading a prompt counts as one; the others pause that step,
+  the longest-paused first next time), so a mod with many chats gets no more
+  tokens per step than a mod with one, and the one chat of a well-behaved
+  mod waits for at most one token of each other mod between two of its own.
 - **Preemption.**  A waiting request that finds no free sequence may take the
   sequence of a running one: of a lower priority, or, at equal priority, of
   a mod holding more than its share of sequences while the waiting mod holds
@@ -204,15 +206,17 @@ class Admission:
         return best
 
     def step_share(self, writers: list, n_lanes: int, readers=()) -> tuple[list, list]:
-        """Split the writers of one step into (decode now, pause): at most ``ceil(n_lanes / mods)``
-        per mod, the longest paused first; ``readers`` (slots reading a prompt) count their mods in."""
+        """Split the writers of one step into (decode now, pause): each mod decodes at most as many
+        as the mod with the fewest (a mod only reading counts as one; see module docstring), the
+        longest paused first; ``readers`` (slots reading a prompt) count their mods in."""
         by_mod: dict[str, list] = {}
         for w in writers:
             by_mod.setdefault(w.mod_id, []).append(w)
         mods = set(by_mod) | {r.mod_id for r in readers}
         if len(mods) <= 1:
             return list(writers), []
-        share = max(1, math.ceil(n_lanes / len(mods)))
+        share = max(1, min(len(by_mod.get(m, ())) or 1 for m in mods))
+        share = min(share, max(1, math.ceil(n_lanes / len(mods))))
         run, pause = [], []
         for group in by_mod.values():
             group.sort(key=lambda s: (self.rank_of(s.req), -s.steps_paused, s.order))

@@ -3,12 +3,29 @@
 A step holds the next token of every sequence that decodes in it (chosen by
 host.engine.admission: priorities and each mod's share), then prompt chunks of
 the sequences still reading, best first, as many tokens as fit the step's time
-budget.  The budget comes from measured step costs (:class:`StepCosts`): a
+budget.  While a "player" request runs (the NPC the player talks to), lower
+priorities read no prompt and decode at most ``PLAYER_COMPANY`` token per step
+between them (round robin): its steps stay near what they would cost alone,
+and the street still moves on.  The budget comes from measured step costs (:class:`StepCosts`): a
 step that decodes tokens may take about ``GAP_FACTOR`` times a decode-only
 step, so those already talking see their gap between two tokens grow at most
 that much while a newcomer's prompt is read; a step that decodes nothing reads
 a whole batch (``n_batch`` tokens).  Before any cost is measured, a mixed step
 reads ``FIRST_CHUNK`` tokens.
+
+Why about 2, and what it costs the newcomer.  On a CPU a prompt token costs
+about what a generated token does (the default model on one thread: ~17 ms
+each under load, a decode-only step of three ~67 ms), so a step that may take
+F decode-only steps gives the newcomer at most (F-1)/F of the machine: its
+first token comes about F/(F-1) times as late as alone.  Those already
+talking see their longest gap grow about F times.  Both "gap <= 2x" and
+"newcomer <= 1.3x" would need F <= 2 and F >= 4.3 at once; bench/join_latency.py
+--gap-factors 2,3,4.5 shows it side by side (gap 1.9x / 2.5x / 4.0x, first
+token 2.7x / 1.6x / 1.2x).  The talkers' smoothness is kept; the NPC the
+player waits for is "player" and reads with the others paused.  A unified KV
+cache (one llama.cpp graph for a mixed batch instead of two) saved 3-14 % of
+a mixed step in the same measurement: not worth giving up a KV stream per
+sequence (the text of a request independent of the others).
 
 The batch is ordered by sequence id: llama.cpp splits a batch over
 per-sequence KV streams into runs of consecutive sequence ids, so an ordered
@@ -19,6 +36,7 @@ from __future__ import annotations
 
 GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
 MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
+PLAYER_COMPANY = 1  # lower-priority tokens decoded in a step beside a "player" request
 FIRST_CHUNK = 16  # before any cost is measured
 
 
@@ -113,10 +131,17 @@ class StepBuilder:
         others = any(s.req.id not in internal for s in live)
         if others:
             readers = [s for s in readers if s.req.id not in internal]
+        player = any(rank_of(s.req) == 0 for s in live)
+        if player:  # while the player's partner runs, only it reads a prompt
+            readers = [r for r in readers if rank_of(r.req) == 0]
         top = min((rank_of(s.req) for s in readers), default=None)
         allowed = [w for w in writers if top is None or rank_of(w.req) <= top]  # lower ones pause
         decode, paused = self.admission.step_share(allowed, self.lanes, readers)
         paused += [w for w in writers if w not in allowed]
+        if player:  # ... and decodes with at most PLAYER_COMPANY lower tokens, the longest paused first
+            lower = sorted((s for s in decode if rank_of(s.req) > 0), key=lambda s: (-s.steps_paused, s.order))
+            paused += lower[PLAYER_COMPANY:]
+            decode = [s for s in decode if s not in lower[PLAYER_COMPANY:]]
         decode = decode[:capacity]
         room = capacity - len(decode)
         budget = room if not decode else min(room, self.costs.chunk_tokens(len(decode), self.gap_factor))

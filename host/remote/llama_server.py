@@ -89,7 +89,7 @@ def probe(client) -> ServerInfo:
                                                            or "?"),
                       n_ctx=gen.get("n_ctx") or props.get("n_ctx"), slots=props.get("total_slots"),
                       template=props.get("chat_template") or None, model_path=path or None)
-    info.features = {"chat": True, "generate": True, "sessions (prompt cache, slots)": True, "gbnf": True,
+    info.features = {"chat": True, "generate": True, "prompt cache per session": True, "gbnf": True,
                      "json_schema": True, "tokenize": True, "embeddings": _has_embeddings(client),
                      "chat template": bool(info.template)}
     return info

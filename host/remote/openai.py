@@ -73,7 +73,7 @@ def probe(client, model: str | None = None) -> ServerInfo:
     meta = next((m.get("meta") for m in data.get("data", []) if isinstance(m, dict) and m.get("meta")), None)
     if isinstance(meta, dict) and meta.get("n_ctx_train"):
         info.n_ctx = int(meta["n_ctx_train"])
-    info.features = {"chat": True, "generate": True, "sessions (prompt cache, slots)": False,
+    info.features = {"chat": True, "generate": True, "prompt cache per session": False,
                      "gbnf": False, "json_schema": True, "tokenize": False,
                      "embeddings": _has_embeddings(client, info.model), "chat template": True}
     return info

@@ -161,11 +161,14 @@ end
 -- past the budget before the flag is read.  So each look also reads the wall
 -- clock: when the ticks since the last look took longer than look.heavy, the
 -- next look is at the next tick (and reads the clocks too), else the window
--- doubles back up to TICKS.  Every outermost call starts with a window of one,
+-- doubles back up to TICKS every fourth cheap look (so the first iterations
+-- of a loop are looked at closely; in full stride the clock is read every
+-- fourth look); a heavy tick that one more like it would carry
+-- past the budget stops the call there.  Every outermost call starts with a window of one,
 -- so a loop heavy from its first iteration is caught at its second; a loop
 -- that turns heavy later is caught by the collector (below) when it
 -- allocates, as every heavy operation but a string comparison does.
-local look = { heavy = 0.0005, window = 1, last = 0, armed = true }   -- one local: the chunk has 200 at most
+local look = { heavy = 0.0005, window = 1, cheap = 0, skip = 0, last = 0, armed = true }   -- one local: the chunk has 200 at most
 local slow_calls = 0
 local over_budget   -- below
 WDT = setmetatable({ n = TICKS }, {
@@ -174,19 +177,36 @@ WDT = setmetatable({ n = TICKS }, {
       t.n = 0         -- stays run out: every tick from now on raises
       stopped()
     end
-    local t_now = now()
-    local heavy = t_now - look.last > look.heavy
-    look.last = t_now
     local window = look.window
+    if window == TICKS and look.skip < 3 then   -- cheap ticks in full stride: the clock every 4th look
+      look.skip = look.skip + 1
+      t.n = TICKS - 1
+      return
+    end
+    look.skip = 0
+    local t_now = now()
+    local heavy = t_now - look.last > (window == TICKS and 4 * look.heavy or look.heavy)
+    look.last = t_now
     if heavy then
+      local c = cpu_now()
+      -- window 1: the last look was heavy too, so c - look.cpu is what one tick cost; one more
+      -- that would end past the budget is the same stop as running past it (as charge, below)
+      if window == 1 and look.cpu and st.wall_start
+         and (c - WD.cpu_start) + (c - look.cpu) > st.cpu_budget then
+        trip("budget", BUDGET_MSG)
+      end
+      look.cpu, look.cheap = c, 0
       window = 1
-    elseif window < TICKS then
-      window = window + window
+    else
+      look.cpu = false
+      local cheap = look.cheap + 1
+      if cheap >= 4 and window < TICKS then window, cheap = window + window, 0 end
+      look.cheap = cheap
     end
     look.window, t.n = window, window - 1
     if not look.armed then look.armed = raw_pcall(look.arm) end
     slow_calls = slow_calls + 1
-    if heavy or slow_calls >= 8 then
+    if heavy or slow_calls >= 2 then
       slow_calls = 0
       local ws = st.wall_start
       if ws and t_now - ws >= st.cpu_budget then
@@ -404,7 +424,7 @@ local function guarded_call(budget, fn, ...)
     local t = now()
     st.cpu_budget, st.wall_start, st.wall_deadline = budget, t, t + ceiling(budget)
     WD.cpu_start = cpu_now()
-    look.window, look.last, WDT.n = 1, t, 0     -- the first tick looks (heavy iterations, above)
+    look.window, look.cheap, look.skip, look.last, look.cpu, WDT.n = 1, 0, 0, t, false, 0   -- look at once
     if budget ~= msg_budget then    -- formatted here, while memory is below the cap
       msg_budget = budget
       if budget < st.budget then     -- the rest of the frame's budget

@@ -178,9 +178,11 @@ def doctor_server(server) -> int:
     template = (info.template or "").strip().splitlines()
     _line("template", (template[0][:70] + (" ..." if len(template) > 1 else "")) if template
           else "the server's own (not reported)")
+    missing = {"embeddings": "no (stores use the embedded embedding model)",
+               "prompt cache per session": "no (sessions work; a turn may re-read the conversation)"}
     for feature, ok in info.features.items():
-        _line(feature, "yes" if ok else "no (requests that need it fail with error_type \"unsupported\")"
-              if feature != "embeddings" else "no (stores use the embedded embedding model)")
+        _line(feature, "yes" if ok else missing.get(feature, "no (requests that need it fail with "
+                                                             "error_type \"unsupported\")"))
     print("status: all well")
     return 0
 
