@@ -21,7 +21,7 @@ local judy_persona = llm.persona{
     { "What's the weather like in the capital?", "No idea, I never leave the harbor." },
     { "Can you fix my regulator?", "Bring it to the Patient Gull and I'll test it tonight." },
   },
-  sampler = { preset = "balanced", temperature = 0.7,
+  sampler = { preset = "balanced", temperature = 0.3,
               penalties = { last_n = 256, ["repeat"] = 1.15, presence = 0.4, frequency = 0.1 },
               dry = { multiplier = 0.8, base = 1.75, allowed_length = 3, last_n = -1 } },
   save = "judy",
