@@ -113,6 +113,9 @@ def test_a_mod_with_far_more_service_decodes_every_other_step_beside_a_light_one
         assert good in run, "the light mod decodes every step"
         hog_tokens.append(sum(1 for s in run if s.mod_id == "hog"))
     assert hog_tokens == [1, 0, 1, 0, 1, 0], hog_tokens
+    partner = _slot(30, "hog", "player", seq=7)
+    assert all(partner in adm.step_share(hog + [good, partner], 4)[0] for _ in range(3)), \
+        "a player request of a heavy mod decodes every step"
     adm.ledger.charge("good", 4.0)
     assert all(sum(1 for s in adm.step_share(hog + [good], 4)[0] if s.mod_id == "hog") == 1 for _ in range(3)), \
         "within HEAVY times of each other, one token each every step"

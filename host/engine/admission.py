@@ -28,7 +28,8 @@ Three rules, each over priorities first and mods second:
   A mod that used more than ``HEAVY`` times the compute of the least-served
   mod in the step (and over ``HEAVY_FLOOR_S`` seconds of it) decodes only every
   other step while that one runs: the light mod's short turn goes at nearly
-  its own pace, the heavy one's gap at most doubles.
+  its own pace, the heavy one's gap at most doubles.  A "player" request is
+  never held back by it (reading its long prompt makes its mod heavy).
 - **Preemption.**  A waiting request that finds no free sequence may take the
   sequence of a running one: of a lower priority, or, at equal priority, of
   a mod holding more than its share of sequences while the waiting mod holds
@@ -230,7 +231,7 @@ class Admission:
         run, pause = [], []
         for mod, group in by_mod.items():
             group.sort(key=lambda s: (self.rank_of(s.req), -s.steps_paused, s.order))
-            heavy = usage[mod] > max(HEAVY * light, HEAVY_FLOOR_S)
+            heavy = usage[mod] > max(HEAVY * light, HEAVY_FLOOR_S) and self.rank_of(group[0].req) > 0
             n = 0 if heavy and mod in self.last_step else share
             run += group[:n]
             pause += group[n:]
