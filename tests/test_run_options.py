@@ -25,8 +25,12 @@ def test_relic_run_refuses_a_frame_rate_that_is_not_a_positive_finite_number(fps
 @pytest.mark.parametrize("bad", [2.5, -1, 9, "3", True])
 def test_max_tool_calls_takes_whole_numbers_only(bad):
     """max_tool_calls = 2.5 was accepted."""
+    from types import SimpleNamespace
+
     from host.api.tools import ToolTurns
     from host.engine.tools import ToolError
+    from host.limits import DEFAULT_LIMITS
 
-    with pytest.raises(ToolError, match="max_tool_calls must be an integer"):
-        ToolTurns(provider=None).start(None, options={}, toolset=None, max_calls=bad)
+    mod = SimpleNamespace(host=SimpleNamespace(limits=DEFAULT_LIMITS))  # the check reads only the host's limits
+    with pytest.raises(ToolError, match="max_tool_calls must be an integer from 0 to 8"):
+        ToolTurns(provider=None).start(mod, options={}, toolset=None, max_calls=bad)
