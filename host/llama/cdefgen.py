@@ -84,8 +84,9 @@ class Header:
     defines: dict = field(default_factory=dict)  # name -> integer expression text
 
 
-def _compiler() -> str:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+def _compiler(cc: str | None = None) -> str:
+    """``cc`` (set-up passes ``$CC``), else the first C compiler on PATH."""
+    cc = cc or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         raise SetupError("no C compiler found: install one (Debian/Ubuntu: apt-get install build-essential)")
     return cc
@@ -100,8 +101,8 @@ def include_dirs(include_dir: Path) -> list[Path]:
     return dirs
 
 
-def _preprocess(source: str, incs: list[Path]) -> str:
-    cmd = [_compiler(), "-E", *_PP_DEFINES, *[f"-I{d}" for d in incs], "-"]
+def _preprocess(source: str, incs: list[Path], cc: str | None = None) -> str:
+    cmd = [_compiler(cc), "-E", *_PP_DEFINES, *[f"-I{d}" for d in incs], "-"]
     proc = subprocess.run(cmd, input=source, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SetupError(f"the C preprocessor failed on llama.h:\n{proc.stderr[-2000:]}")
@@ -193,10 +194,10 @@ def _field_names(struct) -> list[str]:
     return out
 
 
-def parse_header(include_dir: Path) -> Header:
+def parse_header(include_dir: Path, cc: str | None = None) -> Header:
     """Preprocess and parse llama.h; select what the binding declares."""
     incs = include_dirs(include_dir)
-    text, origin = _split_by_origin(_preprocess('#include "llama.h"\n', incs), incs)
+    text, origin = _split_by_origin(_preprocess('#include "llama.h"\n', incs, cc), incs)
     parser = c_parser.CParser()
     try:
         ast = parser.parse(_PARSE_PRELUDE + text, filename="llama.h")
@@ -250,7 +251,7 @@ def parse_header(include_dir: Path) -> Header:
             header.structs[f"{kind} {body.name}"] = _field_names(body)
         for en in _enums_in(node):
             header.enum_constants.extend(e.name for e in en.values.enumerators)
-    header.defines = _integer_defines(include_dir, incs)
+    header.defines = _integer_defines(include_dir, incs, cc)
     return header
 
 
@@ -303,13 +304,13 @@ def _enums_in(node):
     return found
 
 
-def _integer_defines(include_dir: Path, incs: list[Path]) -> dict[str, str]:
+def _integer_defines(include_dir: Path, incs: list[Path], cc: str | None = None) -> dict[str, str]:
     """Integer-valued ``#define LLAMA_*`` constants, expanded by the preprocessor."""
     src = (Path(include_dir) / "llama.h").read_text()
     names = sorted(set(re.findall(r"^\s*#\s*define\s+(LLAMA_[A-Z0-9_]+)\s+\S", src, re.M)))
     probe = '#include "llama.h"\n' + "".join(f"RELIC_DEFINE_{n} = {n};\n" for n in names)
     out = {}
-    for line in _preprocess(probe, incs).splitlines():
+    for line in _preprocess(probe, incs, cc).splitlines():
         m = re.match(r"RELIC_DEFINE_(\w+) = (.*);$", line)
         if m and _INT_EXPR.match(m.group(2)):
             out[m.group(1)] = m.group(2).strip()
@@ -352,14 +353,14 @@ def render_probe(header: Header) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_probe(header: Header, include_dir: Path) -> dict:
+def run_probe(header: Header, include_dir: Path, cc: str | None = None) -> dict:
     """Compile and run the probe; return its measurements."""
     incs = include_dirs(include_dir)
     with tempfile.TemporaryDirectory(prefix="relic-probe-") as tmp:
         src = Path(tmp) / "probe.c"
         exe = Path(tmp) / "probe"
         src.write_text(render_probe(header))
-        cmd = [_compiler(), "-std=c11", "-O0", *[f"-I{d}" for d in incs], str(src), "-o", str(exe)]
+        cmd = [_compiler(cc), "-std=c11", "-O0", *[f"-I{d}" for d in incs], str(src), "-o", str(exe)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SetupError(f"the ABI probe did not compile:\n{proc.stderr[-2000:]}")
@@ -369,12 +370,15 @@ def run_probe(header: Header, include_dir: Path) -> dict:
     return data
 
 
-def build_artifacts(include_dir: Path, lib_dir: Path, out_dir: Path) -> None:
-    """Write cdef.h, abi.json and functions.json for the library in lib_dir into out_dir."""
-    header = parse_header(Path(include_dir))
+def build_artifacts(include_dir: Path, lib_dir: Path, out_dir: Path, cc: str | None = None) -> None:
+    """Write cdef.h, abi.json and functions.json for the library in lib_dir into out_dir.
+
+    ``cc``: the C compiler to use (set-up passes ``$CC``); default: the first on PATH.
+    """
+    header = parse_header(Path(include_dir), cc)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    probe = run_probe(header, Path(include_dir))
+    probe = run_probe(header, Path(include_dir), cc)
     files = {
         CDEF_FILE: render_cdef(header),
         ABI_FILE: json.dumps(probe, indent=0, sort_keys=True),

@@ -14,7 +14,6 @@ JSON verdict; a child that crashed, aborted or hung becomes a clear error here.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,13 +27,12 @@ _TAIL_LINES = 6
 
 def _run_child(args: list[str], timeout: float) -> tuple[dict | None, str]:
     """Run the probe child; return (its JSON verdict or None, a short reason)."""
-    cmd = [sys.executable, "-m", "host.llama.probe", *args]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    root = str(Path(__file__).resolve().parents[2])  # the child imports this package from where it is
+    boot = f"import sys; sys.path.insert(0, {root!r}); from host.llama.probe import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", boot, *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return None, f"the probe did not finish within {timeout:.0f} s"
     verdict = None

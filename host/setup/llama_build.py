@@ -529,7 +529,7 @@ def _ensure_artifacts(info: LibInfo) -> None:
     say("generating cffi declarations and ABI probe results")
     work = Path(tempfile.mkdtemp(prefix="artifacts-", dir=paths.tmp_dir()))
     try:
-        build_artifacts(info.include_dir, info.lib_dir, work / "out")
+        build_artifacts(info.include_dir, info.lib_dir, work / "out", cc=os.environ.get("CC"))
         for old in base.glob("artifacts-*"):
             remove_tree(old)  # made by an older generator
         os.rename(work / "out", info.artifacts_dir)
