@@ -582,7 +582,7 @@ class Worker:
                     emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
                 return
             steps = None
-            if jobs is not None and hasattr(engine, "job"):
+            if jobs is not None:
                 steps = engine.job(msg, self._cancelled_fn(msg))
             if steps is not None:
                 jobs.start(msg, steps, self._cancelled_fn(msg))
