@@ -126,8 +126,8 @@ class RagLimits(LimitGroup):
     """The `rag` module's stores, per mod."""
 
     max_stores: int = limit(8, "count", "distinct store names (`rag.open`) per mod")
-    max_doc_bytes: int = limit(1 * MiB, "bytes", "one document's text (larger ones would stall the worker "
-                                                 "for minutes: split them)")
+    max_doc_bytes: int = limit(1 * MiB, "bytes", "one document's text (a larger one takes minutes to embed, "
+                                                 "and the mod's later requests wait behind it: split it)")
     max_doc_id_chars: int = limit(256, "characters", "one document id")
     max_meta_bytes: int = limit(16 * KiB, "bytes", "one document's metadata as JSON")
     max_query_chars: int = limit(16 * KiB, "characters", "one search query")
