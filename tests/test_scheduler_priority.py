@@ -186,8 +186,9 @@ def test_a_long_turn_reads_nothing_while_a_light_mods_request_runs(model):
     plan = sched.builder.plan
 
     def recording(*a, **k):
+        cap = sched.builder.costs.tokens_within(sched.builder.fair_step_s)  # as the step sees it
         p = plan(*a, **k)
-        plans.append(([s.mod_id for s in p.decode], [(s.mod_id, n) for s, _, n in p.chunks]))
+        plans.append(([s.mod_id for s in p.decode], [(s.mod_id, n) for s, _, n in p.chunks], cap))
         return p
 
     sched.builder.plan = recording
@@ -200,16 +201,15 @@ def test_a_long_turn_reads_nothing_while_a_light_mods_request_runs(model):
         run_until(sched, ev, lambda: 100 in ev.done)
         assert ev.done[100]["error"] is None and 1 not in ev.done
         during = plans[start:]
-        assert all(m != "long" for _, chunks in during for m, _ in chunks), during
+        assert all(m != "long" for _, chunks, _ in during for m, _ in chunks), during
         reads = -(-ev.done[100]["usage"]["prompt_tokens"] // 32)
         assert len(during) == reads + 5, f"its prompt chunks and five decode steps, as alone: {during}"
         long_slot = slot_of(sched, 1)
         assert long_slot.reading, "the long turn is still reading"
-        cap = sched.builder.costs.tokens_within(sched.builder.fair_step_s)
         start = len(plans)
         run_until(sched, ev, lambda: 1 in ev.done)
-        after = [n for _, chunks in plans[start:] for m, n in chunks if m == "long"]
-        assert after and max(after) <= cap < 32, (after, cap)  # the short mod asked lately: short chunks
+        after = [(n, cap) for _, chunks, cap in plans[start:] for m, n in chunks if m == "long"]
+        assert after and all(n <= cap for n, cap in after), after  # the short mod asked lately: short steps
         assert ev.done[1]["error"] is None and ev.done[1]["usage"]["completion_tokens"] >= 1
     finally:
         sched.cancel_all(lambda e: None)
