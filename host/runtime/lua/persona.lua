@@ -258,7 +258,8 @@ return function(llm, lines, env)
   -- `named`: the first sentence must say the character's name (the reply to "what's your name?")
   local function reply_grammar(p, named)
     if env.grammar == nil then return nil end
-    local more = p.sentences > 1 and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
+    -- (asked its name, one sentence: a small model's next one is where it says another name)
+    local more = (p.sentences > 1 and not named) and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
     local name = p.name:gsub('[\\"]', "")
     -- asked its name, the character's first words are one of a few ways of saying it
     -- (the name is a whole word: "Oona," or "Oona." but never "Oonah")
@@ -276,7 +277,8 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
   -- flow's JSON carries the text, so there is no "Name: " prefix); `named` as above
   local SAY_CHAR = '[^.!?\\n\\r{}<>\\[\\]*#_|`\\\\"~^]'
   local function say_pattern(p, named)
-    local more = p.sentences > 1 and string.format("( [A-Z0-9]%s*[.!?]){0,%d}", SAY_CHAR, p.sentences - 1) or ""
+    local more = (p.sentences > 1 and not named)
+      and string.format("( [A-Z0-9]%s*[.!?]){0,%d}", SAY_CHAR, p.sentences - 1) or ""
     local name = p.name:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?{}|\\/\"]", function(ch) return "\\" .. ch end)
     local first = named and string.format("(I'm %s|My name is %s|Call me %s|%s)", name, name, name, name)
       or "[A-Z0-9]"
@@ -678,6 +680,9 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       if opts.on_done then opts.on_done(out) end
     end
     local say = { max_tokens = opts.max_tokens or self.max_tokens, seed = seed, on_token = on_token, on_done = on_done }
+    if tries > 0 then  -- another try: warmer, or a cool sampler says the same line again
+      say.temperature = math.min(1.2, math.max(tonumber(self.sampler.temperature) or 0.7, 0.6) + 0.2 * tries)
+    end
     if self.tools ~= nil then
       -- a turn whose text no tool fits gets no tool calls at all (the grammar allows only speech)
       local any = false

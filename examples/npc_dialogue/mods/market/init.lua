@@ -13,9 +13,9 @@ local ACTIONS = { "keep_working", "greet_player", "haggle", "call_guard", "leave
 
 local scene = { seed = 7, rounds = 3, log = {}, done = false }
 
--- A line is one sentence of 3 to 16 whole words that starts with a capital and ends on . ! or ?
+-- A line is one sentence of 3 to 13 whole words that starts with a capital and ends on . ! or ?
 -- (a word cap, not a character cap: a character cap made the grammar end lines in the middle of a word).
-local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,14} [A-Za-z'-]+[.!?]$"
+local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,11} [A-Za-z'-]+[.!?]$"
 
 local LINE_SCHEMA = {
   type = "object",
@@ -82,7 +82,7 @@ local function ask(npc, round, event, actions, try)
     .. "speaker, line, emotion and next_action."
   return llm.chat{
     messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-    grammar = line_grammar(actions), max_tokens = 160, temperature = try == 0 and 0.7 or 0.9,
+    grammar = line_grammar(actions), max_tokens = 160, temperature = 0.7,
     seed = scene.seed * 1000 + round * 10 + npc.index + try * 7919,
   }
 end
