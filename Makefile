@@ -24,7 +24,9 @@ VULKAN_DEBS := mesa-vulkan-drivers libvulkan-dev glslc spirv-headers
 .PHONY: lua-corpus setup test test-fast test-gpu vulkan-deps rpc-server llama-server judy npc game xvfb bench doctor clean
 
 # MODEL=path.gguf: setup then reports that model instead of fetching/announcing the default one
-setup: $(STAMP)
+# Under `make test`, llama-server's step runs first: on a fresh machine it builds the
+# library and llama-server in one build (both cached), and the llama step finds it.
+setup: $(STAMP) $(if $(filter test,$(MAKECMDGOALS)),llama-server)
 	$(if $(MODEL),RELIC_MODEL=$(MODEL)) $(PY) -m host.setup all $(if $(GPU),--gpu $(GPU))
 
 # Installs only what is missing (dpkg-query first), so it is idempotent.

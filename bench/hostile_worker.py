@@ -21,8 +21,10 @@ and returns a plain dict:
   right at its byte cap, and of a call over it (refused before tokenizing).
 - ``ingest_beside(seconds)`` - the good mod beside a mod whose 1 MiB
   ``store:add`` runs: requests served while the ingest runs, wait p50/p95.
-- ``long_turns(seconds)`` - the good mod beside eight sessions that keep
-  saying ~6 KB turns (all within limits): served/asked, wait p50/p95.
+- ``long_turns(seconds)`` - the good mod alone, then beside eight sessions
+  that keep saying ~6 KB turns (all within limits): served/asked (within the
+  window and in all), wait p50/p95 alone and beside, their p95 ratio, and the
+  long turns the talker finished meanwhile (what fairness costs it).
 
     .venv/bin/python bench/hostile_worker.py [--only quit,fairness,rss,tokenize,ingest,long_turns] [--seconds 20]
 """
@@ -167,7 +169,7 @@ def _run_good(model, seconds: float, with_hog: bool, others: dict | None = None,
             _write_mod(mods, "hog", HOG)
         for mod_id, src in (others or {}).items():
             _write_mod(mods, mod_id, src)
-        asked, got, marks = {}, {}, {}
+        asked, got, marks, turns = {}, {}, {}, []
 
         def console(line: str) -> None:
             now = time.perf_counter()
@@ -176,6 +178,8 @@ def _run_good(model, seconds: float, with_hog: bool, others: dict | None = None,
             elif line.startswith("[good] got "):
                 parts = line.split()
                 got[int(parts[2])] = (now, parts[3])
+            elif line.startswith("[talker] turn "):
+                turns.append((now, line.split()[2]))
             elif done_line and line.startswith(done_line) and "done" not in marks:
                 marks["done"], marks["done_line"] = now, line
 
@@ -202,6 +206,8 @@ def _run_good(model, seconds: float, with_hog: bool, others: dict | None = None,
         out["window_s"] = round(window_end - t0, 1)
         out["served_in_window"] = sum(1 for i in got if got[i][0] <= window_end and got[i][1] == "nil")
         out["asked_in_window"] = sum(1 for i in asked if asked[i] <= window_end)
+        if turns:
+            out["other_turns_in_window"] = sum(1 for t, e in turns if t <= window_end and e == "nil")
         if done_line:
             out["done_after_s"] = round(marks["done"] - t0, 1) if "done" in marks else None
             out["done_line"] = marks.get("done_line")
@@ -262,7 +268,7 @@ def ingest_beside(seconds: float = 60.0, model=None) -> dict:
 LONG_TURNS = """
     local turn = string.rep("The harbor lantern burns through the night while the ferry waits. ", 90)  -- ~6 KB
     local function talk(s)
-      s:say(turn, { max_tokens = 24, on_done = function(r) talk(s) end })
+      s:say(turn, { max_tokens = 24, on_done = function(r) print("turn " .. tostring(r.error_type)); talk(s) end })
     end
     registerForEvent("onInit", function()
       for i = 1, 8 do talk(llm.session{ system = "You are a patient listener. Answer in one line." }) end
@@ -271,17 +277,21 @@ LONG_TURNS = """
 
 
 def long_turns(seconds: float = 60.0, model=None) -> dict:
-    """The good mod's service beside eight sessions that each keep saying ~6 KB turns (all within limits)."""
+    """The good mod's service alone, then beside eight sessions that each keep saying ~6 KB turns (all
+    within limits); the same run, so the ratio compares like with like."""
     from host.llama import Model
     from bench.benchsetup import model_path
 
     own = model is None
     model = model or Model(model_path())
     try:
-        return _run_good(model, seconds, False, others={"talker": LONG_TURNS})
+        alone = _run_good(model, seconds, False)
+        beside = _run_good(model, seconds, False, others={"talker": LONG_TURNS})
     finally:
         if own:
             model.close()
+    ratio = (beside["wait_p95_s"] / alone["wait_p95_s"]) if alone["wait_p95_s"] and beside["wait_p95_s"] else None
+    return {"alone": alone, "beside": beside, "p95_ratio": ratio}
 
 
 # --- session spam: host RSS ------------------------------------------------------------------

@@ -38,7 +38,7 @@ from bench.gen_speed import summarize  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "bench" / "README.md"
 SECTIONS = ("speed", "micro", "frames", "sessions", "cold", "extras")
-# Scripts other sessions own; run when present, skipped with a note when not.
+# Each issue's own benches: run when present, skipped with a note when not.
 EXTRAS = {
     "grammar_overhead": "bench/grammar_overhead.py",
     "rag_eval": "bench/rag_eval.py",
@@ -47,7 +47,9 @@ EXTRAS = {
     "cancel_latency": "bench/cancel_latency.py",
     "rpc_bench": "bench/rpc_bench.py",
     "remote_bench": "bench/remote_bench.py",
+    "server_scene": "bench/server_scene.py",
     "hostile": "bench/hostile.py",
+    "hostile_worker": "bench/hostile_worker.py",
     "sandbox_speed": "bench/sandbox_speed.py",
     "watchdog_latency": "bench/watchdog_latency.py",
     "join_latency": "bench/join_latency.py",
@@ -172,7 +174,7 @@ def section_frames(args) -> dict:
 
 
 def run_extra(name: str, rel: str, quick: bool) -> dict:
-    """Run another session's bench script; JSON from --json PATH or its last stdout line."""
+    """Run one of the EXTRAS scripts; JSON from --json PATH or its last stdout line."""
     path = ROOT / rel
     if not path.is_file():
         return {"skipped": f"{rel} is not in this checkout (its issue has not landed)"}

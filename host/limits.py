@@ -113,6 +113,8 @@ class ToolLimits(LimitGroup):
     max_tools: int = limit(16, "count", "tools in one `tools=` table")
     max_description_chars: int = limit(300, "characters", "one tool's `description`")
     max_say_chars: int = limit(400, "characters", "what the model says in one step of a tool turn")
+    max_say_pattern_chars: int = limit(600, "characters", "a tool turn's `say_pattern` (the regular expression "
+                                                          "the spoken text must match)")
     max_result_chars: int = limit(1000, "characters", "a tool's result as JSON, as the conversation and "
                                                       "`result.tool_calls` keep it (longer: cut)")
     max_calls: int = limit(8, "count", "`max_tool_calls` of one turn, at most")
@@ -126,8 +128,8 @@ class RagLimits(LimitGroup):
     """The `rag` module's stores, per mod."""
 
     max_stores: int = limit(8, "count", "distinct store names (`rag.open`) per mod")
-    max_doc_bytes: int = limit(1 * MiB, "bytes", "one document's text (larger ones would stall the worker "
-                                                 "for minutes: split them)")
+    max_doc_bytes: int = limit(1 * MiB, "bytes", "one document's text (a larger one takes minutes to embed, "
+                                                 "and the mod's later requests wait behind it: split it)")
     max_doc_id_chars: int = limit(256, "characters", "one document id")
     max_meta_bytes: int = limit(16 * KiB, "bytes", "one document's metadata as JSON")
     max_query_chars: int = limit(16 * KiB, "characters", "one search query")

@@ -116,6 +116,19 @@ class Handle:
         self.request.cancel.set()
 
 
+def pump_until_done(pump, handle: Handle, timeout: float) -> Result:
+    """Call ``pump(budget_s)`` until ``handle`` is done; TimeoutError after ``timeout`` seconds.
+
+    For scripts and tests (a frame loop pumps once per frame instead)."""
+    deadline = time.monotonic() + timeout
+    while not handle.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"request {handle.id} not done after {timeout} s")
+        if not pump(0.05):
+            time.sleep(0.002)
+    return handle.result
+
+
 def _text_bytes(options: dict) -> int:
     """UTF-8 bytes of a generation's input text (prompt or message contents)."""
     n = 0
@@ -510,13 +523,7 @@ class Worker:
 
     def wait(self, handle: Handle, timeout: float = 60.0) -> Result:
         """Pump until ``handle`` is done (for scripts and tests, not for a frame loop)."""
-        deadline = time.monotonic() + timeout
-        while not handle.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"request {handle.id} not done after {timeout} s")
-            if not self.pump(0.05):
-                time.sleep(0.002)
-        return handle.result
+        return pump_until_done(self.pump, handle, timeout)
 
     # --- worker thread -----------------------------------------------------
     def _run(self) -> None:
@@ -582,7 +589,7 @@ class Worker:
                     emit(DoneEvent(msg.id, msg.mod_id, Result.cancelled()))
                 return
             steps = None
-            if jobs is not None and hasattr(engine, "job"):
+            if jobs is not None:
                 steps = engine.job(msg, self._cancelled_fn(msg))
             if steps is not None:
                 jobs.start(msg, steps, self._cancelled_fn(msg))

@@ -95,10 +95,16 @@ end)
 def test_a_long_store_ingest_lets_other_mods_generate(mods_dir, model):
     """A store:add of a hundred chunks runs in slices: the control mod's generations finish while it is
     still embedding, and the ingesting mod's own later request (a search) still sees the new document."""
+    check_sliced_ingest(mods_dir, model=model, worker_config=WorkerConfig(n_ctx=512, n_seq_max=2))
+
+
+def check_sliced_ingest(mods_dir, **host_kw):
+    """The archivist ingests ~100 chunks while the control mod generates three times (on the host that
+    ``host_kw`` builds: the embedded model or a server); every generation ends before the ingest does."""
     write_mod(mods_dir, "archivist", ARCHIVIST)
     write_mod(mods_dir, "control", CONTROL)
     console = Console()
-    host = build_host(mods_dir, model=model, worker_config=WorkerConfig(n_ctx=512, n_seq_max=2), console=console)
+    host = build_host(mods_dir, console=console, **host_kw)
     order = []
     try:
         deadline = time.monotonic() + 600

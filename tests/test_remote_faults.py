@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from host.setup.rpc_server import free_port
+from host.setup.child_server import free_port
 from modhost_util import Console, run_until, write_mod
 from remote_util import STORY, remote_worker, start_server
 

@@ -174,3 +174,12 @@ def test_doctor_reports_the_server(server, capsys):
     assert "tokens per slot" in out and "embeddings" in out
     port_down = ServerConfig("http://127.0.0.1:9")  # nothing listens on the discard port
     assert doctor_server(port_down) == 1 and "cannot be reached" in capsys.readouterr().out
+
+
+def test_a_long_store_ingest_on_a_server_host_lets_other_mods_generate(server, tmp_path):
+    """Stores embed with the embedded model even when `llm` runs on a server; a long ingest runs in
+    slices there too, so the control mod's generations on the server finish while it embeds."""
+    from host.remote.backend import ServerConfig
+    from test_rag_lua import check_sliced_ingest
+
+    check_sliced_ingest(tmp_path / "mods", server=ServerConfig(server.url))

@@ -139,7 +139,7 @@ def test_rpc_flag_of_relic_run_registers_servers_before_the_model_loads(two_serv
 
 
 def test_an_unreachable_server_is_a_clear_error_and_the_process_lives(lib):
-    from host.setup.rpc_server import free_port
+    from host.setup.child_server import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"
     with pytest.raises(RpcError, match=rf"RPC server {endpoint} is unreachable \(Connection refused\)"):
@@ -148,7 +148,7 @@ def test_an_unreachable_server_is_a_clear_error_and_the_process_lives(lib):
 
 
 def test_relic_run_with_an_unreachable_server_exits_with_one_clear_line(tmp_path):
-    from host.setup.rpc_server import free_port
+    from host.setup.child_server import free_port
 
     (tmp_path / "mods").mkdir()
     endpoint = f"127.0.0.1:{free_port()}"

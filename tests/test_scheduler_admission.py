@@ -1,4 +1,4 @@
-"""Admission and fairness alone (host.engine.admission): priorities, service counted in time,
+"""Admission and fairness alone (host.engine.admission): priorities, service counted in tokens,
 each mod's share of a step, and who gives a sequence up.  No model needed: the rules work on
 requests and slots."""
 
@@ -43,20 +43,33 @@ def test_bad_priority_is_refused_with_the_choices():
     assert RANK["player"] < RANK["normal"] < RANK["background"] < INTERNAL_RANK
 
 
-def test_service_is_counted_in_time_and_decays():
+def test_service_is_counted_in_tokens_and_decays():
     clock = Clock()
     ledger = ServiceLedger(half_life_s=4.0, clock=clock)
-    ledger.charge_step(1.0, {"long": 90, "short": 10})
-    assert ledger.usage("long") == pytest.approx(0.9) and ledger.usage("short") == pytest.approx(0.1)
+    ledger.charge_step({"long": 90, "short": 10})  # prompt and decoded tokens alike
+    assert ledger.usage("long") == pytest.approx(90) and ledger.usage("short") == pytest.approx(10)
     clock.t += 4.0
-    assert ledger.usage("long") == pytest.approx(0.45)
+    assert ledger.usage("long") == pytest.approx(45)
     assert ledger.usage("nobody") == 0.0
+
+
+def test_heavy_is_relative_to_the_other_mod_and_wears_off():
+    clock = Clock()
+    adm = Admission(_rank, clock=clock)
+    adm.ledger.charge("talker", 1000)
+    adm.ledger.charge("good", 40)
+    assert adm.heavier("talker", "good") and not adm.heavier("good", "talker")
+    assert not adm.heavier("talker", "talker")
+    adm.ledger.charge("good", 500)
+    assert not adm.heavier("talker", "good"), "within HEAVY times of each other"
+    clock.t += 40.0  # ten half-lives: both under the floor
+    assert not adm.heavier("talker", "nobody")
 
 
 def test_waiting_requests_start_by_priority_then_least_recent_service():
     clock = Clock()
     adm = Admission(_rank, clock=clock)
-    adm.ledger.charge("reader", 5.0)  # long prompts read a moment ago
+    adm.ledger.charge("reader", 500)  # long prompts read a moment ago
     adm.add(_req(1, "reader"))
     adm.add(_req(2, "quiet"))
     adm.add(_req(3, "bg", "background"))
@@ -101,12 +114,26 @@ def test_a_mod_with_many_chats_decodes_no_more_than_its_share_of_a_step():
     assert alone == hog and none == [], "a mod alone uses every lane"
 
 
+def test_a_light_mods_chats_are_not_paused_for_a_heavy_reader():
+    adm = Admission(_rank, clock=Clock())
+    adm.ledger.charge("talker", 2000)  # long turns read a moment ago
+    adm.ledger.charge("good", 30)
+    reader = _slot(1, "talker", seq=0, writing=False)
+    reader.n_prompt_done = 1
+    good = [_slot(8, "good", seq=1), _slot(9, "good", seq=2)]
+    run, pause = adm.step_share(good, 4, [reader])
+    assert run == good and pause == [], "both of the light mod's chats decode"
+    adm.ledger.charge("good", 2000)
+    run, pause = adm.step_share(good, 4, [reader])
+    assert len(run) == 1, "between equals, a mod only reading counts as one"
+
+
 def test_a_mod_with_far_more_service_decodes_every_other_step_beside_a_light_one():
     adm = Admission(_rank, clock=Clock())
     hog = [_slot(i, "hog", seq=i) for i in range(3)]
     good = _slot(9, "good", seq=3)
-    adm.ledger.charge("hog", 5.0)
-    adm.ledger.charge("good", 0.4)
+    adm.ledger.charge("hog", 500)
+    adm.ledger.charge("good", 40)
     hog_tokens = []
     for _ in range(6):
         run, _ = adm.step_share(hog + [good], 4)
@@ -116,7 +143,7 @@ def test_a_mod_with_far_more_service_decodes_every_other_step_beside_a_light_one
     partner = _slot(30, "hog", "player", seq=7)
     assert all(partner in adm.step_share(hog + [good, partner], 4)[0] for _ in range(3)), \
         "a player request of a heavy mod decodes every step"
-    adm.ledger.charge("good", 4.0)
+    adm.ledger.charge("good", 400)
     assert all(sum(1 for s in adm.step_share(hog + [good], 4)[0] if s.mod_id == "hog") == 1 for _ in range(3)), \
         "within HEAVY times of each other, one token each every step"
 

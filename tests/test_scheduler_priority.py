@@ -5,6 +5,8 @@
 - a player request that finds every sequence taken swaps a background one out, which resumes
   with the same text afterwards;
 - a mod with many chats decodes no more than its share of a step beside a mod with one;
+- a mod reading a long turn reads nothing while a light mod's short request runs, and in short
+  chunks while the light mod keeps asking; it is slowed, not stopped;
 - the focused mod (the player's partner) runs as "player"; sessions carry a default priority;
 - each result has its timings.
 """
@@ -172,4 +174,43 @@ def test_a_mod_with_long_turns_does_not_starve_one_with_short_ones(model):
         run_until(sched, ev, lambda: False)
         assert all(ev.done[i]["error"] is None for i in range(4))
     finally:
+        sched.close()
+
+
+def test_a_long_turn_reads_nothing_while_a_light_mods_request_runs(model):
+    """Fair service counts prompt tokens: a mod that has read a lot lately is heavy beside one that
+    asks for little, so the light mod's request runs with no prompt chunk of the heavy mod in its
+    steps (its steps cost what they would alone), and the long turn goes on after it."""
+    sched = Scheduler(model, n_ctx=1024, n_batch=32, n_seq_max=4, n_seq_start=4, n_threads=1)
+    plans = []
+    plan = sched.builder.plan
+
+    def recording(*a, **k):
+        cap = sched.builder.costs.tokens_within(sched.builder.fair_step_s)  # as the step sees it
+        p = plan(*a, **k)
+        plans.append(([s.mod_id for s in p.decode], [(s.mod_id, n) for s, _, n in p.chunks], cap))
+        return p
+
+    sched.builder.plan = recording
+    try:
+        ev = Events()
+        sched.submit(req(1, "Tell me everything.", mod="long", system=LONG_SYSTEM * 3, max_tokens=4), ev)
+        run_until(sched, ev, lambda: slot_of(sched, 1) is not None and slot_of(sched, 1).n_prompt_done >= 96)
+        sched.submit(req(100, "Name a fish.", mod="short", max_tokens=6, sampler=no_eog(model)), ev)
+        start = len(plans)
+        run_until(sched, ev, lambda: 100 in ev.done)
+        assert ev.done[100]["error"] is None and 1 not in ev.done
+        during = plans[start:]
+        assert all(m != "long" for _, chunks, _ in during for m, _ in chunks), during
+        reads = -(-ev.done[100]["usage"]["prompt_tokens"] // 32)
+        assert len(during) == reads + 5, f"its prompt chunks and five decode steps, as alone: {during}"
+        long_slot = slot_of(sched, 1)
+        assert long_slot.reading, "the long turn is still reading"
+        start = len(plans)
+        run_until(sched, ev, lambda: 1 in ev.done)
+        after = [(n, cap) for _, chunks, cap in plans[start:] for m, n in chunks if m == "long"]
+        assert after and all(n <= cap for n, cap in after), after  # the short mod asked lately: short steps
+        assert ev.done[1]["error"] is None and ev.done[1]["usage"]["completion_tokens"] >= 1
+    finally:
+        sched.cancel_all(lambda e: None)
         sched.close()

@@ -1,5 +1,6 @@
 """The step builder alone (host.engine.step_builder): decode tokens first, then prompt chunks
-within the time budget; higher priorities reading their prompt pause lower ones."""
+within the time budget; higher priorities reading their prompt pause lower ones; a heavy mod reads
+nothing while a light one runs, and short chunks while it asks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from host.engine.admission import RANK, Admission
 from host.engine.pool import Slot
 from host.engine.step_builder import FIRST_CHUNK, MIN_CHUNK, StepBuilder, StepCosts
 from host.messages import GenerateRequest
+
+
+def _req(i, mod):
+    return GenerateRequest(id=i, mod_id=mod, prompt="x")
 
 
 def _rank(req):
@@ -76,6 +81,65 @@ def test_normal_readers_do_not_pause_equal_writers_and_internal_work_waits():
     assert plan.decode == [w] and [c[0] for c in plan.chunks] == [r]
     plan = b.plan([summary], capacity=128, internal={-1})
     assert [c[0] for c in plan.chunks] == [summary], "alone, the scheduler's own work reads"
+
+
+class Clock:
+    t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def _heavy_beside_light(clock):
+    adm = Admission(_rank, clock=clock)
+    adm.ledger.charge("talker", 2000)  # long turns read a moment ago
+    adm.ledger.charge("good", 20)
+    b = StepBuilder(adm, lanes=4)
+    b.costs.observe(0.010, 1, 0)
+    b.costs.observe(0.640, 0, 64)  # 10 ms per prompt token
+    return adm, b
+
+
+def test_a_heavy_mod_reads_nothing_while_a_light_mod_runs_and_short_chunks_while_it_asks():
+    clock = Clock()
+    adm, b = _heavy_beside_light(clock)
+    long_turn = _slot(1, "talker", seq=0, prompt_len=1500, read=200)
+    asking = _slot(2, "good", seq=1, prompt_len=6, read=0)
+    plan = b.plan([long_turn, asking], capacity=128)
+    assert plan.chunks == [(asking, 0, 6)], "the light mod's prompt is read alone"
+    asking.n_prompt_done, asking.next_token = 6, 5
+    plan = b.plan([long_turn, asking], capacity=128)
+    assert plan.decode == [asking] and plan.chunks == [], "... and it decodes alone"
+    plan = b.plan([long_turn], capacity=128)
+    assert plan.chunks == [(long_turn, 200, 128)], "nobody else asked lately: whole batches"
+    adm.add(_req(3, "good"))
+    adm.remove(adm.waiting[0])
+    plan = b.plan([long_turn], capacity=128)
+    cap = b.costs.tokens_within(b.fair_step_s)
+    assert cap == 10 and plan.chunks == [(long_turn, 200, cap)], "the light mod asked lately: short steps"
+    clock.t += 60
+    adm.ledger.charge("talker", 2000)  # still heavy
+    plan = b.plan([long_turn], capacity=128)
+    assert plan.chunks == [(long_turn, 200, 128)], "the light mod stopped asking long ago: whole batches again"
+
+
+def test_a_player_request_of_a_heavy_mod_is_never_held_back():
+    adm, b = _heavy_beside_light(Clock())
+    partner = _slot(1, "talker", "player", seq=0, prompt_len=300, read=0)
+    good = _slot(2, "good", seq=1, writing=True)
+    plan = b.plan([partner, good], capacity=128)
+    assert plan.chunks and plan.chunks[0][0] is partner
+
+
+def test_equal_mods_read_beside_each_other_as_before():
+    adm = Admission(_rank, clock=Clock())
+    adm.ledger.charge("a", 500)
+    adm.ledger.charge("b", 400)
+    b = StepBuilder(adm, lanes=4)
+    ra = _slot(1, "a", seq=0, prompt_len=300, read=0)
+    rb = _slot(2, "b", seq=1, prompt_len=300, read=0)
+    plan = b.plan([ra, rb], capacity=128)
+    assert [(s.mod_id, n) for s, _, n in plan.chunks] == [("b", 128)], "the less served reads first, a batch"
 
 
 def test_fill_orders_by_sequence_and_asks_logits_only_where_a_token_is_sampled(lib):

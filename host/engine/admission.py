@@ -10,26 +10,35 @@ Three rules, each over priorities first and mods second:
   reading.  Only one request per mod runs as "player" at a time (a mod's other
   "player" requests count as "normal"), so a mod cannot take every step by
   asking for it.
-- **Fair service per mod, counted in time.**  :class:`ServiceLedger` charges
-  every mod the share of each step's time its tokens took (prompt tokens and
-  decoded tokens alike), decayed with a half-life of a few seconds.  Waiting
-  requests start in order of priority, then least recent service (ties: the
-  mod served longest ago), first-come within a mod; a long prompt costs its
-  mod as much as the many short ones it replaces, so a mod with long turns
-  cannot starve one that asks for little.  While another mod has asked
-  within ``FAIR_WINDOW_S`` (or was declared present) and has nothing running,
-  no mod that already runs something takes the last free sequence.
+- **Fair service per mod, counted in tokens.**  :class:`ServiceLedger` charges
+  every mod the tokens the model processed for it (prompt tokens and decoded
+  tokens alike; on a CPU one costs about what the other does), decayed with a
+  half-life of a few seconds.  Waiting requests start in order of priority,
+  then least recent service (ties: the mod served longest ago), first-come
+  within a mod; a long prompt costs its mod as much as the many short ones it
+  replaces, so a mod with long turns cannot starve one that asks for little.
+  While another mod has asked within ``FAIR_WINDOW_S`` (or was declared
+  present) and has nothing running, no mod that already runs something takes
+  the last free sequence.
+- **Heavy and light mods.**  A mod is *heavy* beside another when its recent
+  service is over ``HEAVY`` times the other's and over ``HEAVY_FLOOR``
+  tokens (:meth:`Admission.heavier`).  A "player" request is never held back
+  as heavy (reading its long prompt makes its mod heavy).  Beside a light mod
+  that runs something, a heavy mod reads no prompt (host.engine.step_builder),
+  and its sequences decode only every other step (below); beside a light mod
+  that asked lately and waits or is about to ask again, a heavy mod's
+  prompt-only steps stay short, so the light mod's next request never waits
+  long for a step to end.
 - **A fair share of every step.**  Mods get equal numbers of tokens in a
-  step: each decodes at most as many of its sequences as the mod with the
-  fewest (a mod reading a prompt counts as one; the others pause that step,
-  the longest-paused first next time), so a mod with many chats gets no more
-  tokens per step than a mod with one, and the one chat of a well-behaved
-  mod waits for at most one token of each other mod between two of its own.
-  A mod that used more than ``HEAVY`` times the compute of the least-served
-  mod in the step (and over ``HEAVY_FLOOR_S`` seconds of it) decodes only every
-  other step while that one runs: the light mod's short turn goes at nearly
-  its own pace, the heavy one's gap at most doubles.  A "player" request is
-  never held back by it (reading its long prompt makes its mod heavy).
+  step: each decodes at most as many of its sequences as the light mod with
+  the fewest (a mod only reading counts as one; a heavy mod counts for
+  nothing, so a light mod's chats are not paused for a heavy reader; the others
+  pause that step, the longest-paused first next time), so a mod with many
+  chats gets no more tokens per step than a mod with one, and the one chat of
+  a well-behaved mod waits for at most one token of each other mod between
+  two of its own.  A heavy mod decodes only every other step while the light
+  one runs: the light mod's short turn goes at nearly its own pace, the heavy
+  one's gap at most doubles.
 - **Preemption.**  A waiting request that finds no free sequence may take the
   sequence of a running one: of a lower priority, or, at equal priority, of
   a mod holding more than its share of sequences while the waiting mod holds
@@ -49,37 +58,36 @@ from host.messages import PRIORITIES
 FAIR_WINDOW_S = 10.0  # a mod that asked within this many seconds is "active" for admission
 HALF_LIFE_S = 4.0  # service counts half after this many seconds
 MIN_RUN_S = 0.5  # a resumed request runs at least this long before an equal-priority preemption
-HEAVY = 2.0  # a mod with this many times the least-served mod's recent service decodes every other step
-HEAVY_FLOOR_S = 0.5  # ... once its recent service is over this many seconds
+HEAVY = 2.0  # a mod with this many times another's recent service is heavy beside it (see module docstring)
+HEAVY_FLOOR = 64.0  # ... once its recent service is over this many tokens
 RANK = {name: i for i, name in enumerate(PRIORITIES)}
 INTERNAL_RANK = len(PRIORITIES)  # the scheduler's own work: after every priority
 
 
 class ServiceLedger:
-    """Recent compute time per mod, exponentially decayed (see module docstring)."""
+    """Recent service per mod in tokens processed (prompt and decoded), exponentially decayed."""
 
     def __init__(self, half_life_s: float = HALF_LIFE_S, clock=time.perf_counter):
         self.half_life_s = half_life_s
         self.clock = clock
-        self._used: dict[str, tuple[float, float]] = {}  # mod -> (seconds, as of when)
+        self._used: dict[str, tuple[float, float]] = {}  # mod -> (tokens, as of when)
 
     def usage(self, mod: str) -> float:
-        """Seconds of recent service, decayed to now."""
+        """Tokens of recent service, decayed to now."""
         used, at = self._used.get(mod, (0.0, 0.0))
         if not used:
             return 0.0
         return used * 0.5 ** ((self.clock() - at) / self.half_life_s)
 
-    def charge(self, mod: str, seconds: float) -> None:
-        """Add ``seconds`` of compute to ``mod``."""
-        self._used[mod] = (self.usage(mod) + seconds, self.clock())
+    def charge(self, mod: str, tokens: float) -> None:
+        """Add ``tokens`` processed for ``mod``."""
+        self._used[mod] = (self.usage(mod) + tokens, self.clock())
 
-    def charge_step(self, seconds: float, tokens_by_mod: dict) -> None:
-        """Split one step's time over the mods by their tokens in it."""
-        total = sum(tokens_by_mod.values())
+    def charge_step(self, tokens_by_mod: dict) -> None:
+        """Charge one step's tokens (prompt and decoded) to their mods."""
         for mod, n in tokens_by_mod.items():
             if n:
-                self.charge(mod, seconds * n / total)
+                self.charge(mod, n)
 
     def forget(self, mod: str) -> None:
         self._used.pop(mod, None)
@@ -143,8 +151,18 @@ class Admission:
             self.ledger.forget(mod_id)
 
     def active_mods(self) -> set:
+        """Mods declared present or that asked within ``FAIR_WINDOW_S``."""
+        return self.present | self.asking_mods()
+
+    def asking_mods(self) -> set:
+        """Mods that asked within ``FAIR_WINDOW_S``."""
         now = self.clock()
-        return self.present | {m for m, t in self.seen.items() if now - t < FAIR_WINDOW_S}
+        return {m for m, t in self.seen.items() if now - t < FAIR_WINDOW_S}
+
+    def heavier(self, mod: str, than: str) -> bool:
+        """``mod``'s recent service is over HEAVY times ``than``'s and over HEAVY_FLOOR tokens."""
+        used = self.ledger.usage(mod)
+        return mod != than and used > max(HEAVY * self.ledger.usage(than), HEAVY_FLOOR)
 
     def _firsts(self, blocked: set, startable) -> dict:
         """mod -> its best startable waiting item (highest priority, then first come)."""
@@ -215,8 +233,9 @@ class Admission:
 
     def step_share(self, writers: list, n_lanes: int, readers=()) -> tuple[list, list]:
         """Split the writers of one step into (decode now, pause): each mod decodes at most as many
-        as the mod with the fewest (a mod only reading counts as one; see module docstring), the
-        longest paused first; ``readers`` (slots reading a prompt) count their mods in."""
+        as the light mod with the fewest (a mod only reading counts as one, a heavy mod not at all;
+        see module docstring), the longest paused first; ``readers`` (slots reading a prompt) count
+        their mods in.  A heavy mod decodes every other step while a light one is in the step."""
         by_mod: dict[str, list] = {}
         for w in writers:
             by_mod.setdefault(w.mod_id, []).append(w)
@@ -224,15 +243,17 @@ class Admission:
         if len(mods) <= 1:
             self.last_step = set(by_mod)
             return list(writers), []
-        share = max(1, min(len(by_mod.get(m, ())) or 1 for m in mods))
-        share = min(share, max(1, math.ceil(n_lanes / len(mods))))
         usage = {m: self.ledger.usage(m) for m in mods}
-        light = min(usage.values())
+        lightest = min(mods, key=lambda m: usage[m])
+        heavy = {m for m in mods if self.heavier(m, lightest)}
+        counted = (mods - heavy) or mods
+        share = max(1, min(len(by_mod.get(m, ())) or 1 for m in counted))
+        share = min(share, max(1, math.ceil(n_lanes / len(mods))))
         run, pause = [], []
         for mod, group in by_mod.items():
             group.sort(key=lambda s: (self.rank_of(s.req), -s.steps_paused, s.order))
-            heavy = usage[mod] > max(HEAVY * light, HEAVY_FLOOR_S) and self.rank_of(group[0].req) > 0
-            n = 0 if heavy and mod in self.last_step else share
+            held = mod in heavy and self.rank_of(group[0].req) > 0
+            n = 0 if held and mod in self.last_step else share
             run += group[:n]
             pause += group[n:]
         self.last_step = {s.mod_id for s in run}

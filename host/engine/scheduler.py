@@ -6,7 +6,7 @@ The scheduler puts four parts together, each with one job and its own tests:
   sequence's state out to host memory and back (:class:`SequencePool`), and
   the running requests (:class:`Slot`);
 - host.engine.admission — priorities, fair service per mod (counted in
-  time, not requests), each mod's share of a step, and who is preempted;
+  tokens, not requests), each mod's share of a step, and who is preempted;
 - host.engine.step_builder — one step's batch: decode tokens first, then
   prompt chunks within a time budget learned from measured step costs;
 - host.engine.results — the result dict with its timings, the step's tokens.
@@ -454,7 +454,7 @@ class Scheduler:
         self.decode_calls += 1
         now = time.perf_counter()
         self.costs.observe(now - t0, len(plan.decode), plan.n_prompt)
-        self.ledger.charge_step(now - t0, plan.tokens_by_mod())
+        self.ledger.charge_step(plan.tokens_by_mod())
         for slot in plan.decode:
             slot.decoded.append(slot.next_token)
             slot.pos += 1

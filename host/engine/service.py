@@ -36,7 +36,8 @@ from typing import Callable
 from host.errors import OptionError
 from host.messages import (FocusRequest, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest, SessionCloseRequest,
                            SessionCreateRequest, SessionInfoRequest, SessionLoadRequest, SessionResetRequest, SessionSaveRequest,
-                           StatsRequest, StoreAddRequest, StoreRemoveRequest, StoreSearchRequest)
+                           StatsRequest)
+from host.rag.calls import StoreCalls
 
 
 class Engine:
@@ -49,9 +50,7 @@ class Engine:
 
     def __init__(self, scheduler, *, rag_model=None, rag_limits=None):
         self.scheduler = scheduler
-        self._rag_model = rag_model
-        self._rag_limits = rag_limits
-        self._rag = None  # created on this thread at first use
+        self.stores = StoreCalls(rag_model, rag_limits)
         scheduler.memory_note = self._memory_note
         self._handlers: dict[type, Callable] = {
             SessionCreateRequest: self._session_create,
@@ -72,9 +71,7 @@ class Engine:
                                                    "n_seq_max": scheduler.n_seq_max,
                                                    "preemptions": scheduler.preemptions,
                                                    "focus": list(scheduler.focus) if scheduler.focus else None}},
-            StoreAddRequest: lambda r, c: self.rag().add(r.path, r.doc_id, r.text, r.meta, cancelled=c),
-            StoreRemoveRequest: lambda r, _c: self.rag().remove(r.path, r.doc_id),
-            StoreSearchRequest: lambda r, _c: self.rag().search(r.path, r.query, dict(r.options)),
+            **self.stores.handlers(),
         }
 
     # --- generations -----------------------------------------------------------
@@ -104,41 +101,21 @@ class Engine:
         return out if isinstance(out, dict) else {}
 
     def job(self, call: HostCall, cancelled: Callable[[], bool]):
-        """A store ingest as a generator of bounded steps (see host.rag.store.Store.add_steps); None for
-        every other call (they run whole, in ``run``)."""
-        if type(call) is StoreAddRequest:
-            return self._store_add_steps(call, cancelled)
-        return None
-
-    def _store_add_steps(self, r: StoreAddRequest, cancelled):
-        rag = self.rag()  # loads the embedding model at the first store call (one step)
-        yield
-        return (yield from rag.add_steps(r.path, r.doc_id, r.text, r.meta, cancelled=cancelled))
+        """A store ingest as a generator of bounded steps (host.rag.calls); None for every other call
+        (they run whole, in ``run``)."""
+        return self.stores.job(call, cancelled)
 
     def _session_create(self, r: SessionCreateRequest, _cancelled) -> dict:
         return {"value": self.scheduler.create_session(r.session_id, r.mod_id, system=r.system, sampler=r.sampler,
                                              overflow=r.overflow, template=r.template, memory=r.memory,
                                                        priority=r.priority)}
 
-    # --- stores ----------------------------------------------------------------
-    def rag(self):
-        """The RagService (created on first use, on this thread)."""
-        if self._rag is None:
-            if self._rag_model is None:
-                raise OptionError("this host has no embedding model, so no stores")
-            from host.rag.service import RagService
-
-            self._rag = RagService(self._rag_model, self._rag_limits)
-        return self._rag
-
     def _memory_note(self, path: Path, text: str) -> str:
-        return self.rag().note(path, text, self.scheduler.vocab.count)
+        return self.stores.note(path, text, self.scheduler.vocab.count)
 
     def close(self) -> None:
         """Close the stores and embedder, then the scheduler's context, batch and samplers."""
         try:
-            if self._rag is not None:
-                self._rag.close()
-                self._rag = None
+            self.stores.close()
         finally:
             self.scheduler.close()

@@ -6,7 +6,21 @@ the sequences still reading, best first, as many tokens as fit the step's time
 budget.  While a "player" request runs (the NPC the player talks to), lower
 priorities read no prompt and decode at most ``PLAYER_COMPANY`` token per step
 between them (round robin): its steps stay near what they would cost alone,
-and the street still moves on.  The budget comes from measured step costs (:class:`StepCosts`): a
+and the street still moves on.
+
+Between mods, service is counted in tokens (host.engine.admission): a mod
+*heavy* beside another (far more recent service) reads no prompt in a step
+while the light mod has a sequence running (waiting for its first token or
+decoding), so the light mod's short request goes at nearly its own pace
+beside long turns; and while a light mod has asked lately (within
+``FAIR_WINDOW_S``) a heavy mod's prompt chunks in one step stay within
+``FAIR_STEP_S`` of measured prompt cost, so the light mod's next request waits
+at most about that long for the step in progress to end.  A heavy mod's
+reading goes on whenever the light one has nothing running, and being heavy
+wears off as its service decays: it is slowed, never stopped.  A "player"
+request is never held back this way.
+
+The budget comes from measured step costs (:class:`StepCosts`): a
 step that decodes tokens may take about ``GAP_FACTOR`` times a decode-only
 step, so those already talking see their gap between two tokens grow at most
 that much while a newcomer's prompt is read; a step that decodes nothing reads
@@ -38,6 +52,7 @@ GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
 MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
 PLAYER_COMPANY = 1  # lower-priority tokens decoded in a step beside a "player" request
 FIRST_CHUNK = 16  # before any cost is measured
+FAIR_STEP_S = 0.1  # a heavy mod's prompt chunks in one step, in seconds of prompt cost, while a light mod asks
 
 
 def _ema(old, new, a: float = 0.2):
@@ -81,6 +96,12 @@ class StepCosts:
             return FIRST_CHUNK
         return max(MIN_CHUNK, int((gap_factor - 1.0) * base / self.prompt_tok_s))
 
+    def tokens_within(self, seconds: float) -> int:
+        """Prompt tokens that take about ``seconds`` to read (at least MIN_CHUNK; FIRST_CHUNK unmeasured)."""
+        if self.prompt_tok_s is None:
+            return FIRST_CHUNK
+        return max(MIN_CHUNK, int(seconds / self.prompt_tok_s))
+
 
 class StepPlan:
     """What one step decodes: ``decode`` slots (one token each) and ``chunks`` [(slot, start, n)]."""
@@ -112,11 +133,35 @@ class StepBuilder:
     sequences a step can decode (the pool's sequence limit).
     """
 
-    def __init__(self, admission, costs: StepCosts | None = None, *, lanes: int, gap_factor: float = GAP_FACTOR):
+    def __init__(self, admission, costs: StepCosts | None = None, *, lanes: int, gap_factor: float = GAP_FACTOR,
+                 fair_step_s: float = FAIR_STEP_S):
         self.admission = admission
         self.costs = costs or StepCosts()
         self.lanes = lanes
         self.gap_factor = gap_factor
+        self.fair_step_s = fair_step_s
+
+    def _heavy_readers(self, readers: list, live: list, internal) -> tuple[set, set]:
+        """(held, bounded): readers of heavy mods that read nothing this step (a light mod of no lower
+        priority runs something), and those whose chunks stay within ``fair_step_s`` (a light mod
+        asked lately); see module docstring."""
+        adm = self.admission
+        rank_of = adm.rank_of
+        held, bounded = set(), set()
+        asking = None
+        for r in readers:
+            rank = rank_of(r.req)
+            if rank == 0:
+                continue  # the player's partner is never held back
+            if any(s.req.id not in internal and rank_of(s.req) <= rank and adm.heavier(r.mod_id, s.mod_id)
+                   for s in live):
+                held.add(r)
+                continue
+            if asking is None:
+                asking = adm.asking_mods()
+            if any(adm.heavier(r.mod_id, m) for m in asking):
+                bounded.add(r)
+        return held, bounded
 
     def plan(self, slots: list, capacity: int, internal: set = frozenset()) -> StepPlan:
         """Choose this step's decode tokens and prompt chunks.
@@ -143,14 +188,24 @@ class StepBuilder:
             paused += lower[PLAYER_COMPANY:]
             decode = [s for s in decode if s not in lower[PLAYER_COMPANY:]]
         decode = decode[:capacity]
+        held, bounded = self._heavy_readers(readers, live, internal)
+        if held and not decode and held == set(readers):
+            held = set()  # nothing else would run this step: the heavy mod reads on
+        readers = [r for r in readers if r not in held]
         room = capacity - len(decode)
         budget = room if not decode else min(room, self.costs.chunk_tokens(len(decode), self.gap_factor))
+        heavy_budget = self.costs.tokens_within(self.fair_step_s)
         chunks = []
         usage = self.admission.ledger.usage
         for r in sorted(readers, key=lambda s: (rank_of(s.req), usage(s.mod_id), s.order)):
             if budget <= 0:
                 break
             n = min(budget, len(r.prompt) - r.n_prompt_done)
+            if r in bounded:
+                n = min(n, heavy_budget)
+                heavy_budget -= n
+                if n <= 0:
+                    continue
             chunks.append((r, r.n_prompt_done, n))
             budget -= n
         for s in paused:

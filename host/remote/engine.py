@@ -38,8 +38,8 @@ from host.errors import (BackendDownError, OptionError, PromptTooLongError, Reli
                          SessionError, UnsupportedError, error_type_of)
 from host.messages import (DoneEvent, FocusRequest, GenerateRequest, HostCall, ModForgetRequest, ModHelloRequest,
                            SessionCloseRequest, SessionCreateRequest, SessionInfoRequest, SessionLoadRequest,
-                           SessionResetRequest, SessionSaveRequest, StatsRequest, StoreAddRequest,
-                           StoreRemoveRequest, StoreSearchRequest, TokensEvent)
+                           SessionResetRequest, SessionSaveRequest, StatsRequest, TokensEvent)
+from host.rag.calls import StoreCalls
 from host.remote import llama_server, openai
 from host.remote.client import StreamAbort
 from host.results import Result, Timings, Usage
@@ -133,9 +133,7 @@ class RemoteEngine:
         self._next_slot = 0
         self.requests_sent = 0
         self.focus: tuple | None = None  # (mod id, session id or None): the player talks to it
-        self._rag_model = rag_model
-        self._rag_limits = rag_limits  # the `rag` group of the host's limits (host.limits)
-        self._rag = None
+        self.stores = StoreCalls(rag_model, rag_limits)  # stores embed with the embedded model
         self._handlers: dict[type, Callable] = {
             SessionCreateRequest: self._session_create,
             SessionResetRequest: self._session_reset,
@@ -150,9 +148,7 @@ class RemoteEngine:
                                                    "waiting": len(self.waiting), "sessions": len(self.sessions),
                                                    "n_seq_max": self.max_streams, "preemptions": 0,
                                                    "focus": list(self.focus) if self.focus else None}},
-            StoreAddRequest: lambda r, c: self.rag().add(r.path, r.doc_id, r.text, r.meta, cancelled=c),
-            StoreRemoveRequest: lambda r, _c: self.rag().remove(r.path, r.doc_id),
-            StoreSearchRequest: lambda r, _c: self.rag().search(r.path, r.query, dict(r.options)),
+            **self.stores.handlers(),
         }
 
     # --- generations (worker thread) ------------------------------------------------
@@ -417,6 +413,11 @@ class RemoteEngine:
         out = handler(call, cancelled)
         return out if isinstance(out, dict) else {}
 
+    def job(self, call: HostCall, cancelled: Callable[[], bool]):
+        """A store ingest as a generator of bounded steps (host.rag.calls), so streams are read
+        between its slices; None for every other call (they run whole, in ``run``)."""
+        return self.stores.job(call, cancelled)
+
     def _session(self, session_id: int, mod_id: str) -> SessionState:
         se = self.sessions.get(session_id)
         if se is None or se.mod_id != mod_id:
@@ -490,23 +491,12 @@ class RemoteEngine:
         return {"value": {"id": r.session_id, "system": se.system, "messages": len(se.messages),
                           "cached_tokens": 0, "session_chars": se.text_size()}}
 
-    # --- stores and memory (the embedded embedding model, on this thread) ----------
-    def rag(self):
-        """The RagService (created on first use, on this thread)."""
-        if self._rag is None:
-            if self._rag_model is None:
-                raise OptionError("this host has no embedding model, so no stores")
-            from host.rag.service import RagService
-
-            self._rag = RagService(self._rag_model, self._rag_limits)
-        return self._rag
-
     def _memory_note(self, se: SessionState, text: str) -> str:
         if se.memory is None:
             return ""
         try:
             # no local tokenizer for the server's model: a token is counted as 4 characters
-            return self.rag().note(Path(se.memory), text, lambda s: len(s) // 4 + 1)
+            return self.stores.note(Path(se.memory), text, lambda s: len(s) // 4 + 1)
         except RelicError as exc:
             log.warning("memory note skipped: %s", exc)
             return ""
@@ -518,9 +508,7 @@ class RemoteEngine:
             job.abandon.set()
             job.abort.abort()
         try:
-            if self._rag is not None:
-                self._rag.close()
-                self._rag = None
+            self.stores.close()
         finally:
             self.client.close()
 

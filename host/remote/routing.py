@@ -12,6 +12,8 @@ workers.
 
 from __future__ import annotations
 
+from host.worker import pump_until_done
+
 
 class WorkerRouter:
     """Frame thread only, like the Worker it stands for.
@@ -113,15 +115,7 @@ class WorkerRouter:
 
     def wait(self, handle, timeout: float = 60.0) -> dict:
         """Pump until ``handle`` is done (scripts and tests)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while not handle.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"request {handle.id} not done after {timeout} s")
-            if not self.pump(0.05):
-                time.sleep(0.002)
-        return handle.result
+        return pump_until_done(self.pump, handle, timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop every worker (the embedded one's model is its owner's to close)."""

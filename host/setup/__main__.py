@@ -71,7 +71,10 @@ def _step_llama_server() -> str:
 
     flags = gpu.flags(gpu.check_kind(_gpu_request) if _gpu_request else gpu.selected()[0])
     cached = llama_build.find_llama_server(flags) is not None
+    lib_cached = llama_build.library_dir(llama_build.cmake_args(flags)).is_dir()
     path = llama_build.ensure_llama_server(flags)
+    if not cached and not lib_cached and llama_build.library_dir(llama_build.cmake_args(flags)).is_dir():
+        return f"ready: {path} (built together with the library, cached for the llama step)"
     return f"{'cached' if cached else 'ready'}: {path}"
 
 

@@ -9,6 +9,10 @@ the cache under a name made of the version and a hash of the exact cmake
 flags, so a different flag set (a GPU backend: see host.setup.gpu) is a
 different cached build and never a silent mismatch.
 
+llama.cpp's ``llama-server`` is cached the same way in a folder of its own
+(the library's flags plus SERVER_CMAKE_ARGS).  On a fresh machine that wants
+both (``make test``), one build makes both and fills both folders.
+
 Every cached item appears by one ``rename`` of a finished folder: a build that
 failed or was interrupted leaves only a temp folder (cleaned up next time),
 never something that looks like a good build.
@@ -35,6 +39,7 @@ import tarfile
 import tempfile
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
@@ -426,12 +431,27 @@ def _run_logged(cmd: list[str], log, show_progress: bool) -> None:
                          f"{log.name}\n{tail}")
 
 
-def _copy_libs(build: Path, dest: Path) -> None:
-    """Copy libllama and libggml* (files and their soname links) out of the build tree."""
+# What each cached folder keeps of a build tree.  The library's: libllama and
+# the libggml* it links (libggml, -base, -cpu, -rpc, a GPU backend's), nothing
+# else, so a library staged from a build that also made llama-server holds the
+# same files as one from a library-only build.  llama-server's: those plus what
+# it links beyond them (libllama-common, libllama-server-impl, libmtmd).
+LIBRARY_LIBS = re.compile(r"^lib(llama|ggml(-[\w-]+)?)\.(so|dylib)(\.[\d.]+)?$")
+SERVER_LIBS = re.compile(r"^lib(llama|ggml|mtmd)[\w-]*\.(so|dylib)(\.[\d.]+)?$")
+
+
+def build_targets(flags: Sequence[str], *, with_server: bool = False) -> list[str]:
+    """The cmake targets of a library build (``llama``, ``ggml-rpc-server`` with RPC), plus llama-server."""
+    targets = _targets(flags)
+    if with_server:
+        targets.append(LLAMA_SERVER_TARGET)
+    return targets
+
+
+def _copy_libs(build: Path, dest: Path, keep: re.Pattern) -> None:
+    """Copy the shared libraries named by ``keep`` (files and their soname links) out of the build tree."""
     dest.mkdir(parents=True)
-    found = sorted(p for p in build.rglob("lib*")
-                   if re.match(r"^lib(llama|ggml|mtmd)[\w-]*\.(so|dylib)(\.[\d.]+)?$", p.name)
-                   and "CMakeFiles" not in p.parts)
+    found = sorted(p for p in build.rglob("lib*") if keep.match(p.name) and "CMakeFiles" not in p.parts)
     for p in found:
         target = dest / p.name
         if target.exists() or target.is_symlink():
@@ -445,7 +465,7 @@ def _copy_libs(build: Path, dest: Path) -> None:
 
 
 def _copy_programs(build: Path, dest: Path, targets: Sequence[str]) -> None:
-    """Copy the built executables (``ggml-rpc-server``) out of the build tree."""
+    """Copy the built executables (``ggml-rpc-server``, ``llama-server``) out of the build tree."""
     for target in targets:
         if target == "llama":
             continue
@@ -466,41 +486,102 @@ def _copy_headers(src: Path, dest: Path) -> None:
             shutil.copy2(header, out / header.name)
 
 
+def stage_build(build: Path, src: Path, stage: Path, *, libs: re.Pattern, programs: Sequence[str],
+                flags: Sequence[str], seconds: float) -> None:
+    """Lay out one cached folder in ``stage`` from a finished build tree.
+
+    ``lib/`` gets the shared libraries matching ``libs`` and the executables
+    named in ``programs`` (next to the libraries their $ORIGIN runpath
+    names), ``headers/`` the pinned public headers, and ``info.json`` records
+    ``flags`` (the flags of this folder's cache key) and the build time.
+    """
+    _copy_libs(build, stage / "lib", libs)
+    _copy_programs(build, stage / "lib", programs)
+    _copy_headers(src, stage / "headers")
+    (stage / _INFO_FILE).write_text(json.dumps({
+        "llama_cpp_python": LLAMA_CPP_PYTHON_VERSION,
+        "commit": LLAMA_CPP_COMMIT,
+        "build_flags": list(flags),
+        "build_seconds": seconds,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }, indent=2))
+
+
+def _compile(src: Path, build: Path, flags: Sequence[str], targets: Sequence[str], log_path: Path) -> None:
+    """Configure ``src`` with ``flags`` into ``build`` and build ``targets``, all output to ``log_path``."""
+    jobs = _jobs()
+    with open(log_path, "w") as log:
+        say(f"configuring llama.cpp {LLAMA_CPP_COMMIT} (log: {log_path})")
+        _run_logged(["cmake", "-S", str(src), "-B", str(build), *flags], log, False)
+        say(f"building {', '.join(targets)} with {jobs} job(s); this takes a few minutes "
+            "on 2 cores (longer with a GPU backend)")
+        _run_logged(["cmake", "--build", str(build), "--config", "Release",
+                     "--target", *targets, "-j", str(jobs)], log, True)
+
+
+def _new_work_dir(*finals: Path) -> Path:
+    """A fresh temp folder for a build of ``finals``, after removing ones an interrupted build left."""
+    for final in finals:
+        for stale in paths.tmp_dir().glob(f"build-{final.name}-*"):
+            remove_tree(stale)  # left by an interrupted build; the caller holds the locks
+    return Path(tempfile.mkdtemp(prefix=f"build-{finals[0].name}-", dir=paths.tmp_dir()))
+
+
+def _move_into_place(stage: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_tree(final)  # an incomplete folder (tampered with) under the final name
+    os.rename(stage, final)
+
+
 def _build(flags: tuple[str, ...], final: Path, targets: Sequence[str] | None = None) -> None:
     """Configure and build ``targets`` (default: the library's) into a temp folder; rename it to ``final``."""
     check_toolchain()
     src = ensure_source()
-    for stale in paths.tmp_dir().glob(f"build-{final.name}-*"):
-        remove_tree(stale)  # left by an interrupted build; we hold the lock
-    work = Path(tempfile.mkdtemp(prefix=f"build-{final.name}-", dir=paths.tmp_dir()))
-    log_path = paths.subdir("logs") / f"build-{final.name}.log"
+    work = _new_work_dir(final)
     started = time.monotonic()
     try:
         stage, build = work / "stage", work / "build"
-        jobs = _jobs()
-        with open(log_path, "w") as log:
-            say(f"configuring llama.cpp {LLAMA_CPP_COMMIT} (log: {log_path})")
-            _run_logged(["cmake", "-S", str(src), "-B", str(build), *flags], log, False)
-            targets = list(targets or _targets(flags))
-            say(f"building {' and '.join(targets)} with {jobs} job(s); this takes a few minutes "
-                "on 2 cores (longer with a GPU backend)")
-            _run_logged(["cmake", "--build", str(build), "--config", "Release",
-                         "--target", *targets, "-j", str(jobs)], log, True)
-        _copy_libs(build, stage / "lib")
-        _copy_programs(build, stage / "lib", targets)
-        _copy_headers(src, stage / "headers")
+        targets = list(targets or _targets(flags))
+        _compile(src, build, flags, targets, paths.subdir("logs") / f"build-{final.name}.log")
         seconds = round(time.monotonic() - started, 1)
-        (stage / _INFO_FILE).write_text(json.dumps({
-            "llama_cpp_python": LLAMA_CPP_PYTHON_VERSION,
-            "commit": LLAMA_CPP_COMMIT,
-            "build_flags": list(flags),
-            "build_seconds": seconds,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }, indent=2))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        remove_tree(final)  # an incomplete folder (tampered with) under the final name
-        os.rename(stage, final)
+        libs = SERVER_LIBS if LLAMA_SERVER_TARGET in targets else LIBRARY_LIBS
+        stage_build(build, src, stage, libs=libs, programs=targets, flags=flags, seconds=seconds)
+        _move_into_place(stage, final)
         say(f"built {' and '.join(targets)} in {seconds:.0f} s -> {final}")
+    finally:
+        remove_tree(work)
+
+
+def _build_library_and_server(lib_flags: tuple[str, ...], lib_final: Path, server_final: Path) -> None:
+    """Build the library and llama-server in one configure and one ``cmake --build``; cache both.
+
+    The tree is configured with the server's flags (the library's plus
+    SERVER_CMAKE_ARGS).  Those only add the server's targets (tools/server and
+    what it links); libllama, libggml* and ggml-rpc-server compile from the
+    same sources with the same options as in a library-only build, so they are
+    staged under the library's own cache key, with the library's flags in its
+    info.json, exactly as a library-only build leaves them.  The caller holds
+    both folders' locks.
+    """
+    check_toolchain()
+    src = ensure_source()
+    work = _new_work_dir(lib_final, server_final)
+    server_flags = lib_flags + SERVER_CMAKE_ARGS
+    lib_targets = build_targets(lib_flags)
+    started = time.monotonic()
+    try:
+        build = work / "build"
+        _compile(src, build, server_flags, build_targets(lib_flags, with_server=True),
+                 paths.subdir("logs") / f"build-{lib_final.name}+server-{server_final.name}.log")
+        seconds = round(time.monotonic() - started, 1)
+        stage_build(build, src, work / "lib-stage", libs=LIBRARY_LIBS, programs=lib_targets,
+                    flags=lib_flags, seconds=seconds)
+        stage_build(build, src, work / "server-stage", libs=SERVER_LIBS, programs=[LLAMA_SERVER_TARGET],
+                    flags=server_flags, seconds=seconds)
+        _move_into_place(work / "lib-stage", lib_final)
+        _move_into_place(work / "server-stage", server_final)
+        say(f"built {', '.join(lib_targets)} and {LLAMA_SERVER_TARGET} in one build, {seconds:.0f} s "
+            f"-> {lib_final} and {server_final}")
     finally:
         remove_tree(work)
 
@@ -592,19 +673,34 @@ def ensure_llama_server(extra_cmake_args: Iterable[str] | None = None, *, allow_
 
     Cached like the library (a folder per flag set, renamed into place when
     complete); its shared libraries sit next to it, found through $ORIGIN.
+    When the library for the same flags is not cached yet either (a fresh
+    machine: ``make test`` asks for this before the library), one build makes
+    both and fills both cache folders, instead of compiling ggml and libllama
+    twice; with the library cached, only llama-server is built.
     """
     found = find_llama_server(extra_cmake_args)
     if found is not None:
         return found
-    flags = cmake_args(extra_cmake_args) + SERVER_CMAKE_ARGS
+    lib_flags = cmake_args(extra_cmake_args)
+    lib_base = library_dir(lib_flags)
     base = server_build_dir(extra_cmake_args)
-    with file_lock(paths.lock_path(base.name)):
+
+    def library_built() -> bool:
+        return _built_ok(lib_base) and _server_ok(lib_base, lib_flags)
+
+    # Lock order, wherever both are taken: the library's, then the server's.
+    # The library's lock is taken only when this call may build the library.
+    lib_lock = nullcontext() if library_built() else file_lock(paths.lock_path(lib_base.name))
+    with lib_lock, file_lock(paths.lock_path(base.name)):
         found = find_llama_server(extra_cmake_args)
         if found is None:
             if not allow_build:
                 raise SetupError("llama-server is not built for these flags; run `make llama-server` "
                                  "or `python -m host.setup llama-server`")
-            _build(flags, base, [LLAMA_SERVER_TARGET])
+            if isinstance(lib_lock, nullcontext) or library_built():
+                _build(lib_flags + SERVER_CMAKE_ARGS, base, [LLAMA_SERVER_TARGET])
+            else:
+                _build_library_and_server(lib_flags, lib_base, base)
             found = find_llama_server(extra_cmake_args)
         if found is None:
             raise SetupError(f"the build finished but {base} has no {LLAMA_SERVER_TARGET}")

@@ -13,6 +13,7 @@ Layout under the root (each part owned by one module)::
     src/llama.cpp-<commit>/     vendor/llama.cpp of the pinned sdist   (llama_build)
     lib/<version>-<hash>/       built shared libraries + headers       (llama_build)
     ext/<hash>/                 headers + artifacts for LLAMA_CPP_LIB  (llama_build)
+    server/<version>-<hash>/    llama-server + the libraries it needs  (llama_build)
     models/<file>.gguf          verified model files                   (model_fetch)
     logs/                       full build logs
     locks/                      one lock file per cached item

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 from host.errors import SetupError
+from host.setup.child_server import ChildServer
 
 
 def server_path(kind: str | None = None, *, allow_build: bool = True) -> Path:
@@ -37,29 +36,18 @@ def server_path(kind: str | None = None, *, allow_build: bool = True) -> Path:
     return info.rpc_server
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class LocalServer:
+class LocalServer(ChildServer):
     """One ``ggml-rpc-server`` child process on this machine (tests, bench, examples).
 
     ``with LocalServer.start() as srv: ... srv.endpoint ...``; :meth:`stop`
-    terminates it (then kills it if it lingers).  Its output goes to
-    ``log_path`` (a file) so nothing blocks on a full pipe.
+    terminates it (then kills it if it lingers).
     """
 
-    def __init__(self, proc: subprocess.Popen, host: str, port: int, log_path: Path | None):
-        self.proc = proc
-        self.host = host
-        self.port = port
-        self.log_path = log_path
+    name = "ggml-rpc-server"
 
     @property
     def endpoint(self) -> str:
+        """``host:port``, as ``--rpc`` takes it."""
         return f"{self.host}:{self.port}"
 
     @classmethod
@@ -67,64 +55,15 @@ class LocalServer:
               threads: int = 1, log_path: Path | None = None, timeout: float = 30.0) -> "LocalServer":
         """Start a server and wait until it accepts connections; SetupError if it does not."""
         binary = Path(binary) if binary else server_path()
-        last_error = ""
-        for _attempt in range(3):  # a free port can be taken between the check and the bind
-            p = port or free_port(host)
-            out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-            try:
-                proc = subprocess.Popen([str(binary), "-H", host, "-p", str(p), "-t", str(threads)],
-                                        stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-            finally:
-                if log_path:
-                    out.close()
-            srv = cls(proc, host, p, log_path)
-            if srv._wait_listening(timeout):
-                return srv
-            srv.stop()
-            last_error = f"exit status {proc.returncode}" if proc.returncode is not None else "not listening"
-            if port:
-                break
-        raise SetupError(f"{binary.name} did not start on {host} ({last_error})"
-                         + (f"; see {log_path}" if log_path else ""))
+        return cls.launch([str(binary), "-H", host, "-t", str(threads)], host=host, port=port,
+                          log_path=log_path, timeout=timeout)
 
-    def _wait_listening(self, timeout: float) -> bool:
-        """Wait until the port is bound: a bind attempt fails once the server owns it.
+    def port_args(self) -> list[str]:
+        return ["-p", str(self.port)]
 
-        Probing with connect() would take the server's single client slot.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if _port_listening(self.host, self.port):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """Kill the server abruptly (SIGKILL), as a crashed machine would go."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Terminate the server and reap it."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def __enter__(self) -> "LocalServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        """Whether the port is bound.  Probing with connect() would take the server's single client slot."""
+        return _port_listening(self.host, self.port)
 
 
 def _port_listening(host: str, port: int) -> bool:
