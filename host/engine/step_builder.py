@@ -160,17 +160,20 @@ class StepBuilder:
         adm = self.admission
         rank_of = adm.rank_of
         held, bounded = set(), set()
+        running: dict[str, int] = {}  # mod -> the best rank it runs something at (the scheduler's own work aside)
+        for s in live:
+            if s.req.id not in internal:
+                running[s.mod_id] = min(rank_of(s.req), running.get(s.mod_id, rank_of(s.req)))
         asking = None
         for r in readers:
             rank = rank_of(r.req)
             if rank == 0:
                 continue  # the player's partner is never held back
-            if any(s.req.id not in internal and rank_of(s.req) <= rank and adm.heavier(r.mod_id, s.mod_id)
-                   for s in live):
+            if any(adm.heavier(r.mod_id, m) for m, best in running.items() if best <= rank):
                 held.add(r)
                 continue
             if asking is None:
-                asking = adm.asking_mods()
+                asking = adm.asking_mods() - {r.mod_id}
             if any(adm.heavier(r.mod_id, m) for m in asking):
                 bounded.add(r)
         return held, bounded
