@@ -59,7 +59,7 @@ from host.engine.admission import RANK
 GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
 MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
 PLAYER_COMPANY = 1  # lower-priority tokens decoded in a step beside a "player" request
-PLAYER_READ_S = 0.5  # a "player" prompt's chunk per step, in seconds of prompt cost, while "normal" ones wait
+PLAYER_READ_S = 0.75  # a "player" prompt's chunk per step, in seconds of prompt cost, while "normal" ones wait
 NORMAL = RANK["normal"]
 FIRST_CHUNK = 16  # before any cost is measured
 FAIR_STEP_S = 0.1  # a heavy mod's prompt chunks in one step, in seconds of prompt cost, while a light mod asks
