@@ -113,6 +113,8 @@ class ToolLimits(LimitGroup):
     max_tools: int = limit(16, "count", "tools in one `tools=` table")
     max_description_chars: int = limit(300, "characters", "one tool's `description`")
     max_say_chars: int = limit(400, "characters", "what the model says in one step of a tool turn")
+    max_say_pattern_chars: int = limit(600, "characters", "a tool turn's `say_pattern` (the regular expression "
+                                                          "the spoken text must match)")
     max_result_chars: int = limit(1000, "characters", "a tool's result as JSON, as the conversation and "
                                                       "`result.tool_calls` keep it (longer: cut)")
     max_calls: int = limit(8, "count", "`max_tool_calls` of one turn, at most")
@@ -169,7 +171,8 @@ class Limits(LimitGroup):
                                                          "call per 50 ms of budget; costlier calls run in Lua")
     # --- memory and sizes ---
     memory_mb: int = limit(64, "MiB", "Lua memory of one mod (past it: memory error, quarantined)")
-    max_string_bytes: int = limit(16 * MiB, "bytes", "one string from `string.rep` / `table.concat`; one `io` read")
+    max_string_bytes: int = limit(16 * MiB, "bytes", "one string a mod builds (`..`, `string.rep`, `table.concat`, "
+                                                      "`string.format`, `string.gsub`); one `io` read")
     max_source_bytes: int = limit(4 * MiB, "bytes", "one source file (`init.lua`, `require`, `load`)")
     # --- log ---
     max_log_line: int = limit(4096, "bytes", "one log line (longer: cut)")

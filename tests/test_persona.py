@@ -122,6 +122,105 @@ def test_asked_its_name_the_character_says_it(llm_host):
         assert streamed == text
 
 
+def test_asked_its_name_a_character_with_tools_says_it_too(llm_host):
+    """The market NPCs (personas with tools) said their name one time in three: the spoken part of a
+    tool turn now has the same name-first shape (a `say_pattern`), and every line is whole sentences."""
+    host, console = llm_host({"keeper": PERSONA % """retries = 0, tools = {
+      call_guard = { description = "Call the guard on a thief.", when = { "thief", "steal" },
+                     run = function() return { ok = true } end },
+      give_item = { description = "Give the traveler a candle.", run = function() return { ok = true } end },
+    }""" + """
+      local n = 0
+      local questions = { "What's your name?", "Who are you, exactly?", "Tell me your name and give me a candle.",
+                          "Nice weather today." }
+      registerForEvent("onUpdate", function()
+        if not maren:busy() and n < #questions then n = n + 1; ask("t" .. n, questions[n], { seed = 60 + n }) end
+      end)
+    """})
+    run_until(host, lambda: all(done_lines(console, "keeper", f"t{i}") for i in (1, 2, 3, 4)))
+    for i in (1, 2, 3, 4):
+        _, reason, retries, _, streamed, text = done_lines(console, "keeper", f"t{i}")[0]
+        assert text and streamed == text, (streamed, text)
+        assert re.search(r"^[A-Z0-9].*[.!?]$", text) and not re.search(r"[{}\[\]<>*#]", text), text
+        if i < 4:
+            assert re.match(r"(I'm |My name is |Call me )?Maren\b", text), text  # no resampling: the pattern
+
+
+def test_a_say_pattern_is_checked_and_capped():
+    from host.engine.tools import ToolError, ToolSet
+    from host.limits import ToolLimits
+
+    made = []
+    ToolSet({"a": {}}, lambda s: made.append(s) or s, say_pattern="^Hi[a-z ]*[.]$")
+    assert made[0]["properties"]["say"] == {"type": "string", "pattern": "^Hi[a-z ]*[.]$"}
+    for bad in ("", "x" * 9, 5):
+        try:
+            ToolSet({"a": {}}, lambda s: s, say_pattern=bad, limits=ToolLimits(max_say_pattern_chars=8))
+        except ToolError as exc:
+            assert "say_pattern must be a regular expression of 1 to 8 characters" in str(exc)
+        else:
+            raise AssertionError(f"say_pattern {bad!r} was accepted")
+
+
+def test_a_character_does_not_say_again_what_it_said(llm_host):
+    """The same question in the same state with the same seed gives the same line; the second time
+    the kit samples again (or ends the line before the repeated sentence)."""
+    host, console = llm_host({"keeper": PERSONA % "" + """
+      local step = 0
+      registerForEvent("onUpdate", function()
+        if maren:busy() then return end
+        step = step + 1
+        if step == 1 then ask("x1", "Tell me about the sea.", { seed = 5 })
+        elseif step == 2 then maren:forget()
+        elseif step == 3 then ask("x2", "Tell me about the sea.", { seed = 5 }) end
+      end)
+    """})
+    run_until(host, lambda: done_lines(console, "keeper", "x2"))
+    first = done_lines(console, "keeper", "x1")[0]
+    second = done_lines(console, "keeper", "x2")[0]
+    from host.engine.lines import repeats
+    assert first[5] and second[5], (first, second)
+    assert not repeats(second[5], [first[5]]), (first[5], second[5])
+
+
+QUOTE_MOD = """
+  local keeper = llm.persona{ name = "Maren", voice = "the keeper of a lighthouse.", memory = false,
+    lore = { light = "# The light\\nMaren lights the lamp at dusk and trims the wick at midnight. "
+                    .. "She never lets the oil run low. The lens came from a wrecked steamer called the Albatross.",
+             people = "# People Maren knows\\nOld Hesk brings the oil and pays Maren in smoked fish." } }
+  for _, q in ipairs({ "When do you light the lamp?", "Where did the lens come from?", "Who brings the oil?",
+                       "Do you ever let the oil run low?", "How are you today?", "What colour was the Albatross?" }) do
+    local said, share = keeper:quote_for(q)
+    print(string.format("q|%s|%s|%.2f", q, tostring(said), share))
+  end
+  local n = 0
+  local asks = { "Where did the lens come from?", "What colour was the Albatross?" }
+  registerForEvent("onUpdate", function()
+    if keeper:busy() or n >= #asks then return end
+    n = n + 1
+    local tag = "a" .. n
+    keeper:ask(asks[n], { seed = n, on_done = function(r) print(tag .. "|" .. r.text) end })
+  end)
+"""
+
+
+def test_a_question_its_lore_answers_is_answered_with_that_lore_in_its_own_voice(llm_host):
+    """Judy answered 17 % of her lore questions from her lore: the model ignored the note it was given.
+    A line that matches a lore sentence strongly is answered with that sentence (third person about
+    the character becomes first person); a question about what the lore lacks begins "I don't know"."""
+    host, console = llm_host({"keeper": QUOTE_MOD})
+    run_until(host, lambda: any(l.startswith("a2|") for l in console.mod_lines("keeper")))
+    q = {l.split("|")[1]: l.split("|")[2] for l in console.mod_lines("keeper") if l.startswith("q|")}
+    assert q["When do you light the lamp?"] == "I light the lamp at dusk and trim the wick at midnight."
+    assert q["Do you ever let the oil run low?"] == "I never let the oil run low."
+    assert q["Where did the lens come from?"] == "The lens came from a wrecked steamer called the Albatross."
+    assert q["Who brings the oil?"] == "Old Hesk brings the oil and pays me in smoked fish."
+    assert q["How are you today?"] == "nil" and q["What colour was the Albatross?"] == "nil"
+    said = {l.split("|")[0]: l.split("|", 1)[1] for l in console.mod_lines("keeper") if l[:3] in ("a1|", "a2|")}
+    assert said["a1"] == "The lens came from a wrecked steamer called the Albatross."
+    assert re.match(r"(I don't know|No idea|I'm not sure)\b", said["a2"]), said["a2"]
+
+
 LORE_MOD = """
   local facts = {}
   for i = 1, 30 do facts[#facts + 1] = "Fact number " .. i .. " is that the keeper owns lamp" .. i .. "." end

@@ -74,3 +74,17 @@ def test_a_saved_sampler_with_token_bans_resolves_again():
     from host.engine import sampling
 
     assert sampling.resolve({"logit_bias": {"9433": -100}})["logit_bias"] == {9433: -100.0}
+
+
+def test_a_line_that_says_again_what_was_said_is_a_repeat():
+    """The scene's NPCs copied earlier lines word for word (56 % of its lines were new)."""
+    from host.engine.lines import repeats
+
+    earlier = ["Fresh eel, two coins a bag!", "The tide bell rings for the evening close, so pack up your cart."]
+    assert repeats("fresh eel, two coins a bag", earlier)  # the whole line again, case and punctuation aside
+    assert repeats("Well, the tide bell rings for the evening close today.", earlier)  # six words in a row
+    assert not repeats("The tide bell rings again, pack up.", earlier)  # five words: not a copy
+    assert not repeats("Mussels, three coins!", earlier)
+    assert not repeats("", earlier) and not repeats("Fresh eel, two coins a bag!", [])
+    assert repeats("one two three four five six", ["x"] * 100 + ["one two three four five six seven"])
+    assert not repeats("one two three four five six", ["one two three four five six"] + ["x"] * 64)  # last 64 only

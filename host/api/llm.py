@@ -373,13 +373,13 @@ class LLMProvider:
 
     def _tool_turn(self, mod, opts, tools, extra, kind, *, session_id=None, text=None) -> int:
         """A say or chat turn with tools= (host/api/tools.py); returns the turn's handle id."""
-        toolset = self.tools.toolset(mod, tools)
+        extra = mod.from_lua(extra) or {}
+        toolset = self.tools.toolset(mod, tools, extra.get("say_pattern"))
         if session_id is not None:       # the same per-turn session text check as say
             try:
                 self.ledger.check_turn(mod.id, session_id, len(text) if isinstance(text, (str, bytes)) else 0)
             except QuotaExceeded as exc:
                 return self.track(mod, lambda on_token, on_done: self.worker.fail(mod.id, exc, on_done=on_done))
-        extra = mod.from_lua(extra) or {}
         options = parse_options(kind, mod.from_lua(opts), limits=mod.host.limits.llm,
                                 grammar_from=self._grammar_for(mod))
         messages = options.pop("messages", None)

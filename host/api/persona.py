@@ -34,6 +34,21 @@ def clean_line(text, name=None, sentences=2, chars=300) -> str:
     return lines.shape(lines.clean(text, name if isinstance(name, str) else None), max_sentences=n, max_chars=c)
 
 
+def _lines_list(mod, value) -> list:
+    got = mod.from_lua(value) if value is not None else None
+    if isinstance(got, dict):  # a Lua array arrives as {1: .., 2: ..}
+        got = [got[k] for k in sorted(got, key=str)]
+    return [t for t in got[-lines.MAX_EARLIER:] if isinstance(t, str)] if isinstance(got, (list, tuple)) else []
+
+
+def repeats(mod, text, earlier) -> bool:
+    """`llm.repeats(text, earlier)`: does ``text`` repeat one of the ``earlier`` lines (the whole line, or
+    six words in a row)?  At most the last 64 earlier lines are looked at."""
+    if not isinstance(text, str):
+        raise OptionError("llm.repeats expects a string and a list of earlier lines")
+    return lines.repeats(text, _lines_list(mod, earlier))
+
+
 def install_persona(mod, llm) -> None:
     """Put ``persona`` (the kit's constructor) into the mod's ``llm`` table before it is exposed."""
     limits = mod.host.limits.persona
@@ -47,7 +62,9 @@ def install_persona(mod, llm) -> None:
             _text(text), max_sentences=int(n), max_chars=int(chars), finished=bool(finished)),
         "breaks": lambda text, forbid=None: lines.breaks_character(_text(text), _forbid(mod, forbid)),
         "default_forbid": mod.table(list(lines.DEFAULT_FORBID)),
+        "repeats": lambda text, earlier=None: lines.repeats(_text(text), _lines_list(mod, earlier)),
     })
     llm["clean_line"] = mod.table({"f": clean_line})["f"]
+    llm["repeats"] = mod.table({"f": lambda text, earlier=None: repeats(mod, text, earlier)})["f"]
     factory = mod.load_lib("persona")
     llm["persona"] = factory(llm, bridge, mod.box.env)

@@ -8,7 +8,8 @@ mod's guarded call path (its time budget applies): the Lua side calls
 ``on_tool(name, args)`` and then the tool's ``run(args)``; the result goes
 back into the conversation as a ``tool`` message and the next step starts.
 After ``max_tool_calls`` calls only ``say`` is allowed; ``tool_choice =
-"required"`` makes the first step a call.
+"required"`` makes the first step a call; ``say_pattern`` (a regular expression)
+constrains what the ``say`` text may be.
 
 The mod sees one handle for the whole turn: its id is the turn's, not any
 worker request's, and ``handle:cancel()`` cancels whichever step is running.
@@ -41,12 +42,15 @@ class ToolTurns:
         self.turns: dict = {}  # (mod id, turn id) -> ToolTurn while it runs
         self._sets: dict = {}  # mod id -> {spec json: ToolSet}
 
-    def toolset(self, mod, spec) -> ToolSet:
-        """A validated ToolSet for a Lua tools spec (cached per mod: grammars are built once)."""
+    def toolset(self, mod, spec, say_pattern=None) -> ToolSet:
+        """A validated ToolSet for a Lua tools spec and an optional ``say_pattern`` (cached per mod:
+        grammars are built once)."""
         spec = mod.from_lua(spec)
         if not isinstance(spec, dict) or not spec:
             raise ToolError("tools must be a non-empty table { name = { description =, parameters =, run = } }")
-        key = json.dumps(spec, sort_keys=True, default=str)
+        if say_pattern is not None and not isinstance(say_pattern, str):
+            raise ToolError("say_pattern must be a string (a regular expression)")
+        key = json.dumps([spec, say_pattern], sort_keys=True, default=str)
         sets = self._sets.setdefault(mod.id, {})
         ts = sets.get(key)
         if ts is None:
@@ -56,7 +60,7 @@ class ToolTurns:
             if grammar_from is None:
                 raise ToolError("tools need the grammar module, which this host does not have")
             ts = sets[key] = ToolSet(spec, lambda schema: grammar_from(mod, None, schema),
-                                     limits=mod.host.limits.tools)
+                                     limits=mod.host.limits.tools, say_pattern=say_pattern)
         return ts
 
     def start(self, mod, *, options: dict, toolset: ToolSet, max_calls, choice=None, session_id=None, text=None,

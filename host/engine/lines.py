@@ -195,3 +195,30 @@ def visible(raw: str, name: str | None = None, *, max_sentences: int = 3, max_ch
             break
         out.append(s)
     return " ".join(out)
+
+
+REPEAT_WORDS = 6  # a run of this many words said before is a verbatim repeat
+MAX_EARLIER = 64  # earlier lines a repeat check looks at (the most recent ones)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text[:MAX_LINE_CHARS].lower())
+
+
+def repeats(text: str, earlier, *, words: int = REPEAT_WORDS) -> bool:
+    """Does ``text`` say again what one of the ``earlier`` lines said: the same line, or a run of
+    ``words`` words in a row (case and punctuation aside)?  Linear in the words (the frame thread calls it)."""
+    mine = _words(text) if isinstance(text, str) else []
+    if not mine:
+        return False
+    seen: set = set()
+    whole: set = set()
+    for line in list(earlier)[-MAX_EARLIER:]:
+        if not isinstance(line, str):
+            continue
+        w = _words(line)
+        whole.add(tuple(w))
+        seen.update(tuple(w[i:i + words]) for i in range(len(w) - words + 1))
+    if tuple(mine) in whole:
+        return True
+    return any(tuple(mine[i:i + words]) in seen for i in range(len(mine) - words + 1))

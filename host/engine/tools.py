@@ -37,10 +37,13 @@ class ToolSet:
 
     ``grammar_from_schema(schema)`` builds a grammar object (host.engine.grammar);
     it is given by the caller so this module stays free of the llama binding.
-    ``limits``: the `tools` group of the host's limits.
+    ``limits``: the `tools` group of the host's limits.  ``say_pattern``: a regular expression
+    (the subset of host.engine.pattern) the ``say`` text must match, in place of the length cap
+    (e.g. whole sentences that begin with the speaker's name); the text stays bounded by max_tokens.
     """
 
-    def __init__(self, specs: dict, grammar_from_schema, *, limits: ToolLimits = DEFAULT_LIMITS.tools):
+    def __init__(self, specs: dict, grammar_from_schema, *, limits: ToolLimits = DEFAULT_LIMITS.tools,
+                 say_pattern: str | None = None):
         if not isinstance(specs, dict) or not specs:
             raise ToolError("tools must be a table { name = { description =, parameters =, run = } }")
         if len(specs) > limits.max_tools:
@@ -61,6 +64,11 @@ class ToolSet:
                 raise ToolError(f"tool '{name}': parameters must be a JSON Schema of type object")
             self.tools[name] = {"description": desc, "parameters": params}
         say_text = {"type": "string", "minLength": 1, "maxLength": limits.max_say_chars}
+        if say_pattern is not None:
+            if not isinstance(say_pattern, str) or not say_pattern or len(say_pattern) > limits.max_say_pattern_chars:
+                raise ToolError(f"say_pattern must be a regular expression of 1 to {limits.max_say_pattern_chars} "
+                                "characters")
+            say_text = {"type": "string", "pattern": say_pattern}
         say = {"type": "object", "properties": {"say": say_text},
                "required": ["say"], "additionalProperties": False}
         calls = [{"type": "object", "properties": {"tool": {"const": n}, "arguments": t["parameters"]},

@@ -88,9 +88,9 @@ return function(bridge, gc_proxy)
 
   -- tools = { name = { description =, parameters =, run = fn(args) } }: the spec for the host
   -- (no functions) and the run functions, which stay here; nil when opts has no tools.
-  local TOOL_KEYS = { tools = true, on_tool = true, max_tool_calls = true, tool_choice = true }
+  local TOOL_KEYS = { tools = true, on_tool = true, max_tool_calls = true, tool_choice = true, say_pattern = true }
   local function tool_extra(opts)
-    return { max_tool_calls = opts.max_tool_calls, tool_choice = opts.tool_choice }
+    return { max_tool_calls = opts.max_tool_calls, tool_choice = opts.tool_choice, say_pattern = opts.say_pattern }
   end
   local function split_tools(opts, where)
     if opts.tools == nil then return nil end
@@ -149,7 +149,7 @@ return function(bridge, gc_proxy)
   --- llm.chat{ messages={ {role=, content=}, ... }, <same options as generate> } -> handle.
   --- With tools = { name = { description=, parameters=<JSON Schema>, run=fn(args) } } the model
   --- speaks or calls a tool (on_tool=fn(name, args) is told first; max_tool_calls caps the loop;
-  --- tool_choice="required" makes the first step a tool call);
+  --- tool_choice="required" makes the first step a tool call; say_pattern="<regex>" is what the spoken text must match);
   --- result.text is what it said, result.tool_calls what it did.
   function llm.chat(opts)
     return submit("chat", opts)

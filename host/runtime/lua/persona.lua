@@ -11,10 +11,14 @@
 --     example exchanges in its voice;
 --   * retrieval: its lore, one document per sentence (and what the player told it), is
 --     searched every turn; the note goes right before the player's line;
---   * asked its name, the reply says it (a grammar makes it begin with the name; with
---     tools, a first sentence without it is sampled again);
+--   * asked its name, the reply says it (a grammar, or with tools a `say_pattern`, makes it
+--     begin with the name);
+--   * a line that matches one lore sentence strongly is answered with that sentence, in the
+--     character's voice; a question for a fact the lore does not answer begins "I don't know";
+--   * a sentence the character said before is not said again (sampled again, or the line ends);
 --   * without tools, a grammar makes the reply start with "Name: " (the model
---     writes as the character) and be whole sentences without markup;
+--     writes as the character) and be whole sentences without markup (with tools, the
+--     spoken text has the same shape);
 --   * the stream shows complete sentences only, cleaned (no speaker tags, braces,
 --     instruction echoes or leading punctuation), within the length;
 --   * a line that claims what the character never claims (an AI, a model, ...) is
@@ -30,7 +34,8 @@ return function(llm, lines, env)
   local LORE_IN_FLIGHT = 6  -- lore adds sent at once (a mod has a bounded number of requests in flight)
   local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
                   sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
-                  retries = true, fallback = true, seed = true, remember = true }
+                  retries = true, fallback = true, seed = true, remember = true, lore_quote = true,
+                  unsure = true }
 
   local Persona = {}
   Persona.__index = Persona
@@ -96,10 +101,135 @@ return function(llm, lines, env)
       local _, words = sentence:gsub("%S+", "")
       if words >= 3 or pos > #flat then out[#out + 1], carry = sentence, "" else carry = sentence end
     end
+    local raw = {}
+    for i, sentence in ipairs(out) do raw[i] = sentence end
     if title ~= nil then  -- "Lowmarsh: The lower two floors ...": the sentence keeps what it is about
       for i, sentence in ipairs(out) do out[i] = title:gsub("[*_`]", "") .. ": " .. sentence end
     end
+    return out, raw
+  end
+
+  -- Quoting the lore.  A player's line that matches one lore sentence strongly (most of its content
+  -- words are in it) is answered with that sentence, in the character's own voice: a small model
+  -- mostly ignores the note it is given, but a reply that begins with the right sentence is right.
+  local STOP = {}
+  for w in ([[a an the is are was were be been am do does did done you your yours yourself i me my mine we us our
+    he him his she her it its they them their what who whom whose where when why how which that this these those
+    of to in on at by for from with about around here there and or but if so not no nor can could would will shall
+    should may might must have has had any some much many tell know please just really ever exactly also very
+    one get got like into over up down out off then than too only even still again once more most other such
+    let lets say said own thing things something anything come comes came go goes went]]):gmatch("%a+") do STOP[w] = true end
+
+  -- the content words of a text, normalized ("families" -> "family", "Judy's" -> "judy")
+  local function content_words(text, skip)
+    local out = {}
+    for w in text:lower():gsub("'s%f[%A]", ""):gmatch("%a+") do
+      if #w >= 3 and not STOP[w] and w ~= skip then
+        out[#out + 1] = w:gsub("ies$", "y")
+      end
+    end
     return out
+  end
+
+  -- one word matches another: the same, or one is the other with a short ending ("pays", "dives")
+  local function word_match(a, b)
+    if a == b then return true end
+    if #a > #b then a, b = b, a end
+    return #a >= 3 and #b - #a <= 3 and b:sub(1, #a) == a
+  end
+
+  -- a verb after "I" ("dives" -> "dive", "is" -> "am", "carries" -> "carry")
+  local VERB_AS_IS = { was = true, will = true, would = true, can = true, could = true, should = true,
+                       must = true, may = true, might = true, shall = true }
+  local ADVERB = { never = true, always = true, also = true, still = true, often = true, usually = true,
+                   only = true, rarely = true, sometimes = true, even = true, just = true, really = true }
+  local CLAUSE = { ["and"] = true, but = true, so = true, because = true, ["while"] = true, when = true, where = true }
+  local function first_person_verb(w)
+    local low = w:lower()
+    if low == "is" then return "am" elseif low == "has" then return "have" elseif low == "does" then return "do"
+    elseif low == "goes" then return "go" elseif VERB_AS_IS[low] then return w end
+    if low:match("ies$") and #low > 4 then return w:sub(1, -4) .. "y" end
+    if low:match("[sxz]es$") or low:match("[cs]hes$") or low:match("oes$") then return w:sub(1, -3) end
+    if low:match("[^su]s$") then return w:sub(1, -2) end
+    return w
+  end
+
+  -- a lore sentence about the character (written in the third person) in the character's own voice:
+  -- "Judy dives in a drysuit she rebuilt herself." -> "I dive in a drysuit I rebuilt myself."
+  -- `about`: the sentence's file is about the character, so a sentence-initial "She"/"He" is them.
+  local function first_person(name, sentence, about)
+    local words = {}
+    for w in sentence:gmatch("%S+") do words[#words + 1] = w end
+    local me = false  -- the character is the subject somewhere in the sentence
+    local i = 1
+    local function verb_after(j)
+      if words[j] ~= nil and ADVERB[words[j]:lower()] then j = j + 1 end
+      if words[j] ~= nil and words[j]:match("^%a+$") then words[j] = first_person_verb(words[j]) end
+    end
+    while i <= #words do
+      local w = words[i]
+      local bare, tail = w:match("^(%a[%a'-]*)(.*)$")
+      local nxt = words[i + 1] and words[i + 1]:match("^%a+$") and words[i + 1]:lower() or nil
+      if bare == name .. "'s" then
+        words[i] = (i == 1 and "My" or "my") .. tail
+      elseif bare == name or (about and i == 1 and (bare == "She" or bare == "He")) or (me and (bare == "she" or bare == "he")) then
+        local prev = words[i - 1]
+        local starts = i == 1 or prev:match("[;,:]$") ~= nil or CLAUSE[prev:lower()] == true  -- a clause's subject
+        local verb = nxt ~= nil and (nxt:match("[^su]s$") ~= nil or ADVERB[nxt] == true or VERB_AS_IS[nxt] == true)
+        if bare ~= name or (tail == "" and (starts or verb)) then
+          words[i] = "I" .. tail
+          me = true
+          verb_after(i + 1)
+        else
+          words[i] = "me" .. tail
+        end
+      elseif me and (bare == "herself" or bare == "himself") then
+        words[i] = "myself" .. tail
+      elseif me and (bare == "her" or bare == "his") then
+        words[i] = "my" .. tail
+      elseif me and (w:match(",$") or bare == "and") and nxt ~= nil and nxt:match("[^su]s$") and i + 1 > 2 then
+        verb_after(i + 1)  -- "I repair pumps, rebuild motors, and test regulators"
+      end
+      i = i + 1
+    end
+    return table.concat(words, " ")
+  end
+
+  -- does a sentence's word list hold a word that matches `a`?
+  local function holds(words, a)
+    for _, w in ipairs(words) do
+      if word_match(a, w) then return true end
+    end
+    return false
+  end
+
+  -- the lore sentence a player's line asks about (its index and share), or nil: each content word
+  -- of the line weighs by how rare it is in the lore (a word the lore never uses weighs most, so a
+  -- question about something the lore lacks matches nothing well); a word found only in the
+  -- sentence's heading counts half; the sentence must hold `lore_quote` of the line's weight
+  local function best_quote(p, text)
+    if p.quotes == nil or #p.quotes == 0 then return nil end
+    local asked = content_words(text, p.name:lower())
+    if #asked == 0 then return nil end
+    local n, weight, total = #p.quotes, {}, 0
+    for k, a in ipairs(asked) do
+      local df = 0
+      for _, q in ipairs(p.quotes) do
+        if holds(q.words, a) or holds(q.heading, a) then df = df + 1 end
+      end
+      weight[k] = math.log((n + 1) / (df + 0.5))
+      total = total + weight[k]
+    end
+    local best, best_share = nil, 0
+    for i, q in ipairs(p.quotes) do
+      local got = 0
+      for k, a in ipairs(asked) do
+        if holds(q.words, a) then got = got + weight[k] elseif holds(q.heading, a) then got = got + weight[k] / 2 end
+      end
+      if got / total > best_share then best, best_share = i, got / total end
+    end
+    if best ~= nil and best_share >= p.lore_quote then return best, best_share end
+    return nil, best_share
   end
 
   local function system_prompt(p, examples)
@@ -128,10 +258,12 @@ return function(llm, lines, env)
   -- `named`: the first sentence must say the character's name (the reply to "what's your name?")
   local function reply_grammar(p, named)
     if env.grammar == nil then return nil end
-    local more = p.sentences > 1 and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
+    -- (asked its name, one sentence: a small model's next one is where it says another name)
+    local more = (p.sentences > 1 and not named) and string.format(' (" " s){0,%d}', p.sentences - 1) or ""
     local name = p.name:gsub('[\\"]', "")
     -- asked its name, the character's first words are one of a few ways of saying it
-    local first = named and string.format('("I\'m %s" | "My name is %s" | "Call me %s" | "%s") c* [.!?]',
+    -- (the name is a whole word: "Oona," or "Oona." but never "Oonah")
+    local first = named and string.format('("I\'m %s" | "My name is %s" | "Call me %s" | "%s") ([.!?] | [ ,;:-] c* [.!?])',
       name, name, name, name) or "s"
     return env.grammar.gbnf(string.format([[
 root ::= "%s: " first%s
@@ -139,6 +271,71 @@ first ::= %s
 s ::= [A-Z0-9] c* [.!?]
 c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
 ]], name, more, first))
+  end
+
+  -- the same shape for the spoken part of a tool turn (`say_pattern`, a regular expression: the tool
+  -- flow's JSON carries the text, so there is no "Name: " prefix); `named` as above
+  local SAY_CHAR = '[^.!?\\n\\r{}<>\\[\\]*#_|`\\\\"~^]'
+  local function say_pattern(p, named)
+    local more = (p.sentences > 1 and not named)
+      and string.format("( [A-Z0-9]%s*[.!?]){0,%d}", SAY_CHAR, p.sentences - 1) or ""
+    local name = p.name:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?{}|\\/\"]", function(ch) return "\\" .. ch end)
+    local first = named and string.format("(I'm %s|My name is %s|Call me %s|%s)", name, name, name, name)
+      or "[A-Z0-9]"
+    local rest = named and ("([.!?]|[ ,;:-]" .. SAY_CHAR .. "*[.!?])") or (SAY_CHAR .. "*[.!?]")
+    return "^" .. first .. rest .. more .. "$"
+  end
+
+  -- the reply that is lore sentence `i` (alone: a small model's own next sentence is where it invents):
+  -- a grammar without tools, a say_pattern with them; built once per sentence
+  local function quote_shape(p, i)
+    p.quote_shapes = p.quote_shapes or {}
+    if p.quote_shapes[i] ~= nil then return p.quote_shapes[i] end
+    local said = p.quotes[i].text
+    local shape
+    if p.tools == nil and env.grammar ~= nil then
+      shape = env.grammar.gbnf(string.format([[
+root ::= "%s: " "%s"
+]], p.name:gsub('[\\"]', ""), said))
+    elseif p.tools ~= nil then
+      shape = "^" .. said:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?{}|\\/\"]", function(ch) return "\\" .. ch end) .. "$"
+    end
+    p.quote_shapes[i] = shape or false
+    return p.quote_shapes[i]
+  end
+
+  -- does the player ask for a fact? (an English question that begins with who, what, where, ...)
+  local FACT_ASKS = { "^who ", "^what ", "^where ", "^when ", "^which ", "^whose ", "^why ", "^how many ", "^how much ",
+                      "^how long ", "^how old ", "^how far ", "^how does ", "^how do ", "^how did " }
+  local function asks_fact(text)
+    text = text:lower():gsub("%s+", " "):gsub("^%W+", "")
+    if not text:match("%?[%s\"')]*$") then return false end
+    for _, start in ipairs(FACT_ASKS) do
+      if text:find(start) then return true end
+    end
+    return false
+  end
+
+  -- the reply that begins by saying the character does not know (one of `p.unsure`): one sentence
+  local function unsure_shape(p)
+    if p.unsure_shape ~= nil then return p.unsure_shape end
+    local shape
+    if p.tools == nil and env.grammar ~= nil then
+      local alts = {}
+      for _, u in ipairs(p.unsure) do alts[#alts + 1] = '"' .. u .. '"' end
+      shape = env.grammar.gbnf(string.format([[
+root ::= "%s: " (%s) ([.!?] | [ ,;:-] c* [.!?])
+c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
+]], p.name:gsub('[\\"]', ""), table.concat(alts, " | ")))
+    elseif p.tools ~= nil then
+      local alts = {}
+      for _, u in ipairs(p.unsure) do
+        alts[#alts + 1] = (u:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?{}|\\/\"]", function(ch) return "\\" .. ch end))
+      end
+      shape = "^(" .. table.concat(alts, "|") .. ")([.!?]|[ ,;:-]" .. SAY_CHAR .. "*[.!?])$"
+    end
+    p.unsure_shape = shape or false
+    return p.unsure_shape
   end
 
   -- does the player ask the character's name? (English phrasings)
@@ -268,11 +465,46 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     -- memory: her lore and what she is told, searched every turn (when the host has rag)
     -- Each lore sentence is its own document: a turn's note then holds the few sentences that fit the
     -- question, whole, rather than the start of a long file cut off before the answer.
+    local lore_docs = o.lore ~= nil and read_lore(o.lore) or {}
+    -- the lore sentences the character may quote (in its own voice), with the words they match
+    if o.lore_quote ~= nil and o.lore_quote ~= false and (type(o.lore_quote) ~= "number" or o.lore_quote <= 0
+        or o.lore_quote > 1) then
+      fail("lore_quote must be a share of the player's words from 0 to 1 (e.g. 0.6), or false")
+    end
+    p.lore_quote = o.lore_quote == nil and 0.5 or o.lore_quote
+    if o.unsure ~= nil and o.unsure ~= false and type(o.unsure) ~= "table" then
+      fail("unsure must be a list of phrases (e.g. { \"I don't know\" }) or false")
+    end
+    if o.unsure ~= false and p.lore_quote then
+      p.unsure = {}
+      for i, u in ipairs(o.unsure or { "I don't know", "No idea", "I'm not sure" }) do
+        if type(u) ~= "string" or u == "" or #u > 60 or u:find('[{}<>%[%]*#_|`\\"~^\n\r.!?]') or i > 8 then
+          fail("unsure: at most 8 phrases of 1 to 60 characters, plain words")
+        end
+        p.unsure[#p.unsure + 1] = u
+      end
+    end
+    if p.lore_quote then
+      p.quotes = {}
+      local bad = '[{}<>%[%]*#_|`\\"~^\n\r]'
+      for _, doc in ipairs(lore_docs) do
+        local full, raw = lore_sentences(doc.text)
+        local about = raw[1] ~= nil and raw[1]:sub(1, #p.name + 1) == p.name .. " "
+        for i, sentence in ipairs(raw) do
+          local said = first_person(p.name, sentence, about)
+          if not said:match("[.!?]$") then said = said .. "." end
+          if #said <= p.chars and not said:find(bad) and #p.quotes < MAX_LORE_PIECES then
+            p.quotes[#p.quotes + 1] = { text = said, words = content_words(sentence, p.name:lower()),
+                                        heading = content_words(full[i]:sub(1, #full[i] - #sentence), p.name:lower()) }
+          end
+        end
+      end
+    end
     if o.memory ~= false and env.rag ~= nil and (o.lore ~= nil or o.memory ~= nil) then
       p.store = env.rag.open(type(o.memory) == "string" and o.memory or "memory")
       -- the adds are queued and sent a few at a time (a mod has a bounded number of requests in flight)
       p.ingest, p.ingesting = {}, {}
-      for _, doc in ipairs(o.lore ~= nil and read_lore(o.lore) or {}) do
+      for _, doc in ipairs(lore_docs) do
         p.ingest[#p.ingest + 1] = { "lore:" .. doc.name }  -- a whole-file document an older version added
         for i, sentence in ipairs(lore_sentences(doc.text)) do
           if #p.ingest >= MAX_LORE_PIECES then fail("lore has more than " .. MAX_LORE_PIECES .. " sentences") end
@@ -284,7 +516,11 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     end
     p.remember = o.remember ~= false and p.store ~= nil
     p.tools = gate_tools(p, o.tools)
-    if p.tools == nil then p.grammar, p.named_grammar = reply_grammar(p, false), reply_grammar(p, true) end
+    if p.tools == nil then
+      p.grammar, p.named_grammar = reply_grammar(p, false), reply_grammar(p, true)
+    elseif env.grammar ~= nil then
+      p.say_pattern, p.named_say_pattern = say_pattern(p, false), say_pattern(p, true)
+    end
     local session_opts = { system = p.system, sampler = p.sampler, overflow = "summarize", memory = p.store,
                            tools = p.tools }
     if o.save ~= nil then
@@ -296,7 +532,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       p.session = llm.session(session_opts)
       p.restored_turns = 0
     end
-    p.talking, p.turns = false, 0
+    p.talking, p.turns, p.said = false, 0, {}
     return p
   end
 
@@ -316,6 +552,15 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     self.ingesting = busy
     if #busy == 0 and self.ingest_next > #self.ingest then self.ingest = nil end
     return self.ingest == nil
+  end
+
+  --- The lore sentence the kit would quote for a player's line `text` (in the character's voice),
+  --- and how well it matches (0..1); nil and the best share when none matches well enough.
+  function Persona:quote_for(text)
+    if type(text) ~= "string" then error("persona:quote_for needs a string", 2) end
+    if not self.lore_quote then return nil, 0 end
+    local i, share = best_quote(self, text:sub(1, 2000))
+    return i and self.quotes[i].text or nil, share or 0
   end
 
   --- How many turns were restored from a saved conversation: nil while loading, 0 when none.
@@ -351,16 +596,16 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
   -- one reply: stream complete clean sentences to on_token, then on_done(result) with
   -- result.text the line as shown; a line that breaks character is sampled again
   local function reply(self, prompt, opts, tries)
-    local raw, shown, rejected = {}, "", nil
+    local raw, shown, rejected, ended, claim = {}, "", nil, false, false
     local handle
     local seed = opts.seed or (self.seed ~= nil and (self.seed + self.turns * 7919) or nil)
     if seed ~= nil and tries > 0 then seed = (seed + tries * 104729) % 4294967296 end
     local function on_token(piece)
-      if rejected then return end
+      if rejected or ended then return end
       raw[#raw + 1] = piece
       local text = table.concat(raw)
       if lines.breaks(text, self.forbid) ~= nil then
-        rejected = true
+        rejected, claim = true, true
         if handle ~= nil then handle:cancel() end
         return
       end
@@ -375,6 +620,19 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       end
       if #now > #shown and now:sub(1, #shown) == shown then
         local delta = now:sub(#shown + 1)
+        -- a sentence the character said before (six words in a row, or a whole line) is not said
+        -- again: the first one is sampled again, a later one ends the line before it
+        if self._quote == nil and lines.repeats(delta, self.said) then
+          if shown == "" and tries < self.retries then
+            rejected = true
+          elseif shown ~= "" then
+            ended = true
+          end
+          if rejected or ended then
+            if handle ~= nil then handle:cancel() end
+            return
+          end
+        end
         shown = now
         if opts.on_token then opts.on_token(delta) end
       end
@@ -383,8 +641,11 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       if rejected and result.finish_reason == "cancelled" and tries < self.retries then
         return reply(self, prompt, opts, tries + 1)  -- stopped in time: the conversation did not keep it
       end
+      if rejected and not claim and result.finish_reason ~= "cancelled" then
+        rejected = nil  -- a repeat or a missing name the cancel came too late for: the line as it is
+      end
       local final = ""
-      if rejected or result.finish_reason == "cancelled" or result.finish_reason == "error" then
+      if rejected or ended or result.finish_reason == "cancelled" or result.finish_reason == "error" then
         final = shown  -- stopped: what was shown stays the line
       elseif not rejected then
         final = lines.shape(lines.clean(result.text or table.concat(raw), self.name), self.sentences, self.chars,
@@ -396,12 +657,21 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
         final = self.fallback
       end
       if final:sub(1, #shown) ~= shown then final = shown end  -- never take back what was shown
+      if shown ~= "" and #final > #shown and self._quote == nil and lines.repeats(final:sub(#shown + 1), self.said) then
+        final = shown  -- the unstreamed rest says something again
+      end
       if #final > #shown and opts.on_token then opts.on_token(final:sub(#shown + 1)) end
       self.talking = false
       local out = {}
       for k, v in pairs(result) do out[k] = v end
       out.text, out.raw, out.retries = final, table.concat(raw), tries
-      if rejected and out.finish_reason == "cancelled" then out.finish_reason, out.error, out.error_type = "stop", nil, nil end
+      if (rejected or ended) and out.finish_reason == "cancelled" then
+        out.finish_reason, out.error, out.error_type = "stop", nil, nil
+      end
+      if final ~= "" then
+        self.said[#self.said + 1] = final
+        if #self.said > 32 then table.remove(self.said, 1) end
+      end
       -- what the player told the character is remembered (searched in later turns); questions and the
       -- character's own replies are not: a small model's invention would come back as a "fact"
       if self.remember and self._told ~= nil and opts.remember ~= false then
@@ -410,6 +680,9 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       if opts.on_done then opts.on_done(out) end
     end
     local say = { max_tokens = opts.max_tokens or self.max_tokens, seed = seed, on_token = on_token, on_done = on_done }
+    if tries > 0 then  -- another try: warmer, or a cool sampler says the same line again
+      say.temperature = math.min(1.2, math.max(tonumber(self.sampler.temperature) or 0.7, 0.6) + 0.2 * tries)
+    end
     if self.tools ~= nil then
       -- a turn whose text no tool fits gets no tool calls at all (the grammar allows only speech)
       local any = false
@@ -418,8 +691,11 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       end
       say.max_tool_calls = any and (opts.max_tool_calls or 1) or 0
       say.tool_choice = opts.tool_choice
+      say.say_pattern = self._asks_name and self.named_say_pattern
+        or (self._quote and quote_shape(self, self._quote)) or (self._unsure and unsure_shape(self)) or self.say_pattern
     else
-      say.grammar = self._asks_name and self.named_grammar or self.grammar
+      say.grammar = self._asks_name and self.named_grammar
+        or (self._quote and quote_shape(self, self._quote)) or (self._unsure and unsure_shape(self)) or self.grammar
     end
     handle = self.session:say(prompt, say)
     self.handle = handle
@@ -433,6 +709,16 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     if type(opts) ~= "table" then error("persona: options must be a table", 3) end
     self.talking, self.turns, self._turn_text = true, self.turns + 1, turn_text
     self._asks_name = who ~= nil and asks_name(turn_text)
+    -- a line that asks about one lore sentence is answered with it (once: not the same sentence twice)
+    -- and a question for a fact that no lore sentence matches begins with "I don't know" (`unsure`)
+    self._quote, self._unsure = nil, false
+    if who ~= nil and not self._asks_name and self.lore_quote then
+      local i, share = best_quote(self, turn_text)
+      -- (a question about something the lore never names is not the lore's: "Who made you?")
+      if i ~= nil then self._quote = i elseif self.unsure and (share or 0) > 0 and asks_fact(turn_text) then
+        self._unsure = true
+      end
+    end
     self._told = nil
     if who ~= nil and not turn_text:match("%?[%s\"')]*$") then
       self._told = string.format("%s told %s: \"%s\"", who, self.name, turn_text:sub(1, 500))

@@ -13,9 +13,9 @@ local ACTIONS = { "keep_working", "greet_player", "haggle", "call_guard", "leave
 
 local scene = { seed = 7, rounds = 3, log = {}, done = false }
 
--- A line is one sentence of 3 to 16 whole words that starts with a capital and ends on . ! or ?
+-- A line is one sentence of 3 to 13 whole words that starts with a capital and ends on . ! or ?
 -- (a word cap, not a character cap: a character cap made the grammar end lines in the middle of a word).
-local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,14} [A-Za-z'-]+[.!?]$"
+local LINE_PATTERN = "^[A-Z][a-z']*,?(?: [A-Za-z'-]+,?){1,11} [A-Za-z'-]+[.!?]$"
 
 local LINE_SCHEMA = {
   type = "object",
@@ -66,26 +66,48 @@ end
 
 -- Every NPC in `who` reacts to `event` at once; returns their lines in cast order.
 -- `actions`: the next_action values that fit the event (the grammar allows only those).
+local RETRIES = 2  -- a line that is empty or says again what was said is sampled again this many times
+
+local function said_lines()
+  local out = {}
+  for _, e in ipairs(scene.log) do out[#out + 1] = e.line end
+  return out
+end
+
+local function ask(npc, round, event, actions, try)
+  local prompt = "Scene: a busy market street in a flooded harbor town.\n"
+    .. "What was said so far:\n" .. (#scene.log > 0 and recent(6) or "(nothing yet)") .. "\n"
+    .. "Event: " .. event .. "\n"
+    .. "What does " .. npc.name .. " the " .. npc.role .. " say now? Answer as JSON with the fields "
+    .. "speaker, line, emotion and next_action."
+  return llm.chat{
+    messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
+    grammar = line_grammar(actions), max_tokens = 160, temperature = 0.7,
+    seed = scene.seed * 1000 + round * 10 + npc.index + try * 7919,
+  }
+end
+
 local function react(round, event, who, actions)
   local handles = {}
   for _, npc in ipairs(who) do
-    local prompt = "Scene: a busy market street in a flooded harbor town.\n"
-      .. "What was said so far:\n" .. (#scene.log > 0 and recent(6) or "(nothing yet)") .. "\n"
-      .. "Event: " .. event .. "\n"
-      .. "What does " .. npc.name .. " the " .. npc.role .. " say now? Answer as JSON with the fields "
-      .. "speaker, line, emotion and next_action."
-    handles[#handles + 1] = llm.chat{
-      messages = { { role = "system", content = npc.persona }, { role = "user", content = prompt } },
-      grammar = line_grammar(actions), max_tokens = 160, temperature = 0.7,
-      seed = scene.seed * 1000 + round * 10 + npc.index,
-    }
+    handles[#handles + 1] = ask(npc, round, event, actions, 0)
   end
   local lines = {}
+  local earlier = said_lines()  -- the scene so far: a line copied from it is a repeat the player sees
   for i, h in ipairs(handles) do
     local r = await(h)
     local npc = who[i]
     local line = r.value and llm.clean_line(r.value.line or "", npc.name, 1) or ""
-    if line ~= "" then
+    local try = 0
+    while (line == "" or llm.repeats(line, earlier)) and try < RETRIES do
+      try = try + 1
+      r = await(ask(npc, round, event, actions, try))
+      line = r.value and llm.clean_line(r.value.line or "", npc.name, 1) or ""
+    end
+    if line ~= "" and llm.repeats(line, earlier) then
+      spdlog.warning(npc.name .. " only said again what was said (the line is dropped): " .. line)
+    elseif line ~= "" then
+      earlier[#earlier + 1] = line
       r.value.speaker, r.value.line, r.value.round, r.value.event = npc.name, line, round, event
       lines[#lines + 1] = r.value
     else
