@@ -180,7 +180,10 @@ def test_loops_of_heavy_operators_stop_near_the_budget(make_host, shape):
     frames(host, 1)
     cpu = time.thread_time() - c0
     mod = host.mods["hostile"]
-    assert mod.state == "quarantined" and "watchdog" in mod.reason, read_log(host, "hostile")
+    log = read_log(host, "hostile")
+    # stopped at the budget, or (where this machine's measured copy rate makes one 16 MiB copy cost
+    # more than a frame's budget) each one refused before it runs
+    assert (mod.state == "quarantined" and "watchdog" in mod.reason) or "split the work over frames" in log, log
     assert cpu < 0.2, f"the frame took {cpu * 1000:.0f} ms of CPU against a 50 ms budget"   # 32 iterations: 0.3 s+
     frames(host, 2)
     assert good_ticks(host) == 3

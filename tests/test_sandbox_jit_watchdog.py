@@ -312,6 +312,24 @@ def test_watchdog_thread_counts_cpu_not_sleep():
         slot.release()
 
 
+def test_a_call_armed_but_not_yet_begun_is_not_charged_wall_time():
+    """A mod was quarantined for its 50 ms budget having used under 4 ms of CPU: the frame thread
+    waited for a CPU (a loaded machine) between arming the call and the Lua side noting its CPU
+    clock, and that wait was counted as the mod's time."""
+    from host.runtime.watchdog import STOP_CEILING, WATCHDOG
+
+    slot = WATCHDOG.slot()
+    try:
+        slot.arm(0.03, 0.5)                   # the Lua side never notes its clock here
+        time.sleep(0.15)
+        assert slot.stopped == 0
+        time.sleep(0.5)
+        assert slot.stopped == STOP_CEILING   # the wall-clock ceiling still holds
+        slot.disarm()
+    finally:
+        slot.release()
+
+
 CONCATS = r'''
 local out = {}
 local function add(...) for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end end
