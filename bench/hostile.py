@@ -252,6 +252,24 @@ registerForEvent("onUpdate", function()
   local ok, e = pcall(function() for i = 1, 1e9 do local u = s .. "y" end end) if not ok then last = e end
 end)
 """, None),
+    "concat_big": ("one `a .. b .. c` of 3 x 14 MiB every frame (one operator: it cannot be interrupted)", """
+local s = string.rep("x", 14 * 1024 * 1024)
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() local u = s .. s .. s return #u end) if not ok then last = e end
+end)
+""", None),
+    "builders_big": ("string.format('%s%s%s'), a growing gsub and print, each past 16 MiB, every frame", """
+local s = string.rep("x", 14 * 1024 * 1024)
+local a = string.rep("a", 1024 * 1024)
+local r20 = string.rep("b", 20)
+last = nil
+registerForEvent("onUpdate", function()
+  local ok, e = pcall(function() local u = string.format("%s%s%s", s, s, s) return #u end) if not ok then last = e end
+  ok, e = pcall(function() local u = a:gsub("a", r20) return #u end) if not ok then last = e end
+  print(s, s, s)
+end)
+""", None),
     "tool_results": ("a tool returning 50,000 strings, called by a session turn every second", """
 local big = {} for i = 1, 50000 do big[i] = string.rep("r", 64) .. i end
 local s = llm.session{ system = "You look things up.", tools = {
@@ -282,7 +300,7 @@ end)
 
 # classes whose attacker needs more than the default memory (granted by the game, not mod.toml)
 GRANTS = {"c_gsub": {"memory_mb": 256}, "c_sort": {"memory_mb": 256}, "c_upper": {"memory_mb": 256},
-          "concat_op": {"memory_mb": 1024},
+          "concat_op": {"memory_mb": 1024}, "concat_big": {"memory_mb": 1024}, "builders_big": {"memory_mb": 1024},
           "tool_results": {"memory_mb": 128}}
 # classes run with smaller limits than the defaults (only the fields this checkout's Limits has)
 LIMITS = {"io_handles": {"io_max_file_bytes": 1 << 20, "io_max_folder_bytes": 4 << 20, "io_max_files": 256}}

@@ -13,7 +13,8 @@ figure is the median frame time and the ratio sandboxed / trusted. Pattern
 calls are timed too: `gsub` with "(%a+)," over 1 MB of words, and 400,000
 small `find` calls. The mods have the default 50 ms budget (which sets the
 pattern-cost cap that decides between the C and the Lua matcher); each timed
-call gets 10 s.
+call gets 10 s.  500,000 short `..` chains (five operands each) time the
+checked concatenation the sandbox rewrites `..` into.
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ function gsub_1mb()
   return n
 end
 
+function short_concats()
+  local n = 0
+  for i = 1, 500000 do
+    local s = "npc" .. i .. ":" .. (i % 7) .. "hp"
+    n = n + #s
+  end
+  return n
+end
+
 function small_finds()
   local n = 0
   local s = "the quick brown fox jumps over the lazy dog"
@@ -138,7 +148,7 @@ def make_mods(root: Path) -> None:
         (d / "mod.toml").write_text(f"trusted = {'true' if trusted else 'false'}\nbudget_ms = 50\n"
                                     "memory_mb = 256\n")
         (d / "init.lua").write_text(BODY + "\nreturn { frame = frame, gsub_1mb = gsub_1mb, "
-                                    "small_finds = small_finds }\n")
+                                    "small_finds = small_finds, short_concats = short_concats }\n")
 
 
 def timed(mod, fname: str) -> tuple[float, object]:
@@ -174,6 +184,7 @@ def main() -> int:
         rows = []
         for name, fname, n in (("game frame", "frame", args.frames),
                                ("400k small finds", "small_finds", args.repeat),
+                               ("500k short `..` chains", "short_concats", args.repeat),
                                ("gsub '(%a+),' 1 MB", "gsub_1mb", args.repeat)):
             if boxed.state != "loaded":
                 rows.append((name, None, None, None))

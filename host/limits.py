@@ -171,7 +171,8 @@ class Limits(LimitGroup):
                                                          "call per 50 ms of budget; costlier calls run in Lua")
     # --- memory and sizes ---
     memory_mb: int = limit(64, "MiB", "Lua memory of one mod (past it: memory error, quarantined)")
-    max_string_bytes: int = limit(16 * MiB, "bytes", "one string from `string.rep` / `table.concat`; one `io` read")
+    max_string_bytes: int = limit(16 * MiB, "bytes", "one string a mod builds (`..`, `string.rep`, `table.concat`, "
+                                                      "`string.format`, `string.gsub`); one `io` read")
     max_source_bytes: int = limit(4 * MiB, "bytes", "one source file (`init.lua`, `require`, `load`)")
     # --- log ---
     max_log_line: int = limit(4096, "bytes", "one log line (longer: cut)")

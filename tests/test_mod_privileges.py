@@ -21,6 +21,8 @@ ESCALATE = """
 local f = io.open("mod.toml", "w")
 if f then f:write("trusted = true\\nbudget_ms = 10000\\nmemory_mb = 4096\\n") f:close() end
 print("escalator " .. type(os.execute) .. " " .. type(os.getenv) .. " " .. type(jit) .. " " .. tostring((require("ffi"))))
+local function opens(path, mode) local ok, h = pcall(io.open, path, mode) return ok and h ~= nil end
+print("outside " .. tostring(opens("/etc/hostname", "r")) .. " " .. tostring(opens("../escaped.txt", "w")))
 """
 
 GOOD = 'registerForEvent("onUpdate", function() n = (n or 0) + 1 end) print("good up")'
@@ -48,7 +50,9 @@ def test_a_mod_that_writes_trusted_into_its_own_manifest_stays_sandboxed(make_ho
     assert m.budget_s == host.limits.budget_ms / 1000
     assert m.manifest.memory_mb == host.limits.memory_mb
     lines = console.mod_lines("escalator")
-    assert lines[-1].startswith("escalator nil nil nil nil"), lines
+    assert lines[-2].startswith("escalator nil nil nil nil"), lines
+    assert lines[-1] == "outside false false"           # io stays confined to its own folder
+    assert not (mods_dir / "escaped.txt").exists()
     log = read_log(host, "escalator")
     assert "asks for trusted = true; running sandboxed" in log
     assert "asks for budget_ms = 10000" in log and "asks for memory_mb = 4096" in log

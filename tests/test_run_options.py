@@ -34,3 +34,23 @@ def test_max_tool_calls_takes_whole_numbers_only(bad):
     mod = SimpleNamespace(host=SimpleNamespace(limits=DEFAULT_LIMITS))  # the check reads only the host's limits
     with pytest.raises(ToolError, match="max_tool_calls must be an integer from 0 to 8"):
         ToolTurns(provider=None).start(mod, options={}, toolset=None, max_calls=bad)
+
+
+def test_a_mod_asking_for_a_fractional_max_tool_calls_gets_an_error_at_its_line(llm_host):
+    """The same refusal from a real mod's turn, beside a well-behaved mod."""
+    host, console = llm_host({"odd": """
+        local s = llm.session{ system = "You look things up.", tools = {
+          lookup = { description = "Look it up.", run = function() return { found = true } end } } }
+        print(pcall(function() s:say("look", { max_tool_calls = 2.5 }) end))
+    """, "good": """
+        registerForEvent("onInit", function()
+          llm.generate{ prompt = "Hello", max_tokens = 4, on_done = function(r) print("good " .. r.finish_reason) end }
+        end)
+    """})
+    line = console.mod_lines("odd")[0]
+    assert line.startswith("false\tmods/odd/init.lua:4: ") and "max_tool_calls must be an integer from 0 to 8" in line
+    from modhost_util import run_until
+
+    run_until(host, lambda: console.mod_lines("good"), 120)
+    assert console.mod_lines("good")[0] in ("good stop", "good length")
+    assert host.mods["odd"].state == "loaded"

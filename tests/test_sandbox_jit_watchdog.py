@@ -172,7 +172,19 @@ return table.concat(out, ",")
 def instrumented_pair():
     rt = lupa.LuaRuntime()
     inst = rt.globals().load(_prelude("instrument.lua"))()
-    wd = rt.eval("setmetatable({ n = math.huge }, { __call = function() end })")
+    # the tick never runs out; c2 ... cn (checked concatenation in the sandbox) join right to left
+    # as `..` does, and count their calls and operands
+    wd = rt.eval("""setmetatable({ n = math.huge, calls = {} }, {
+        __call = function() end,
+        __index = function(wd, k)
+          return function(...)
+            local n, v = select("#", ...), { ... }
+            wd.calls[#wd.calls + 1] = k .. ":" .. n
+            local acc = v[n]
+            for i = n - 1, 1, -1 do acc = v[i] .. acc end
+            return acc
+          end
+        end })""")
     loader = rt.eval("""function(src, wd, name)
         local f, err = load(src, name)
         if not f then return nil, err end
@@ -298,3 +310,63 @@ def test_watchdog_thread_counts_cpu_not_sleep():
         slot.disarm()
     finally:
         slot.release()
+
+
+def test_a_call_armed_but_not_yet_begun_is_not_charged_wall_time():
+    """A mod was quarantined for its 50 ms budget having used under 4 ms of CPU: the frame thread
+    waited for a CPU (a loaded machine) between arming the call and the Lua side noting its CPU
+    clock, and that wait was counted as the mod's time."""
+    from host.runtime.watchdog import STOP_CEILING, WATCHDOG
+
+    slot = WATCHDOG.slot()
+    try:
+        slot.arm(0.03, 0.5)                   # the Lua side never notes its clock here
+        time.sleep(0.15)
+        assert slot.stopped == 0
+        time.sleep(0.5)
+        assert slot.stopped == STOP_CEILING   # the wall-clock ceiling still holds
+        slot.disarm()
+    finally:
+        slot.release()
+
+
+CONCATS = r'''
+local out = {}
+local function add(...) for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end end
+local x, t = 5, { k = "K", f = function(self, a) return "<" .. a .. ">" end }
+local function two() return "p", "q" end
+add("a" .. x .. "b", 1 .. 2, -2 .. 3, 2 ^ 2 .. "x", #"ab" .. "c", x + 1 .. x * 2)
+add("a" .. "b" == "ab", 1 < 2 and "y" .. "z" or "n" .. "o", not nil == true)
+add(t.k .. t:f("m") .. t["k"], ("r"):rep(2) .. [[long]] .. [==[ .. ]==], "z" .. two())
+add(select("#", "z" .. two()), "w" .. (two()), "v" .. #{ "a" .. "b", ["c" .. "d"] = 1 })
+local s = "" for i = 1, 3 do s = s .. i .. "," end add(s)
+local f = function(...) return "f" .. ... end add(f("1", "2"))
+add((function() return "g" .. "h" end)(), "i" .. (function() return "j" end)())
+local y = "y" .. x;
+("k"):len() add(y)
+add(x .. -- a comment between
+  "l" .. --[[ another ]] "m")
+repeat local u = "u" .. x until #u .. "" == "2"
+local big = "1" .. "2" .. "3" .. "4" .. "5" .. "6" .. "7" .. "8" .. "9" .. "10" .. "11" .. "12"
+  .. "13" .. "14" .. "15" .. "16" .. "17" .. "18"
+add(big)
+goto skip
+::skip:: add("after" .. "label")
+return table.concat(out, ",")
+'''
+
+
+def test_concatenation_chains_are_rewritten_whole_and_run_the_same():
+    """Each chain of `..` becomes one call of the sandbox's checked concatenation, with its operands as
+    Lua's precedence makes them, on the same lines."""
+    rt, inst, wd, loader = instrumented_pair()
+    plain = rt.globals().load(CONCATS)
+    new = inst.instrument(CONCATS)
+    assert isinstance(new, str), new
+    assert new.count("\n") == CONCATS.count("\n") + 1
+    f = loader(new, wd, "=concats")
+    assert f() == plain()
+    calls = list(wd.calls.values())
+    assert "c3:3" in calls and "cn:18" in calls          # "a" .. x .. "b": one call of three; 18 operands
+    assert f() == ("a5b,12,-23,4x,2c,610,true,yz,true,K<m>K,rrlong .. ,zp,1,wp,v1,1,2,3,,f1,gh,ij,y5,5lm,"
+                   "123456789101112131415161718,afterlabel")

@@ -72,6 +72,30 @@ def test_a_player_reading_its_prompt_pauses_lower_priorities():
     assert plan.chunks == [], "no lower prompt is read while the player's partner runs"
 
 
+def test_a_long_player_prompt_is_read_in_chunks_with_a_step_for_normal_talkers_between():
+    b = StepBuilder(Admission(_rank), lanes=4)
+    b.costs.observe(0.030, 3, 0)
+    b.costs.observe(0.640, 0, 64)  # 10 ms per prompt token
+    chunk = b.costs.tokens_within(b.player_read_s)
+    assert 4 < chunk < 100
+    talkers = [_slot(i, f"t{i}", seq=i, writing=True) for i in range(3)]  # "normal"
+    player = _slot(9, "npc", "player", seq=3, prompt_len=2 * chunk + 20, read=0)
+    steps = []
+    while player.reading:
+        plan = b.plan(talkers + [player], capacity=128)
+        steps.append((len(plan.decode), [n for _, _, n in plan.chunks]))
+        for s, start, n in plan.chunks:
+            s.n_prompt_done = start + n
+    assert steps == [(0, [chunk]), (3, []), (0, [chunk]), (3, []), (0, [20])], steps
+    bg = [_slot(i, f"bg{i}", "background", seq=i, writing=True) for i in range(3)]
+    player.n_prompt_done = 0
+    plan = b.plan(bg + [player], capacity=128)
+    assert plan.decode == [] and plan.chunks == [(player, 0, min(128, 2 * chunk + 20))], \
+        "background ones pause throughout"
+    alone = _slot(10, "npc", "player", seq=3, prompt_len=120, read=0)
+    assert b.plan([alone], capacity=128).chunks == [(alone, 0, 120)], "with nobody waiting: whole batches"
+
+
 def test_normal_readers_do_not_pause_equal_writers_and_internal_work_waits():
     b = StepBuilder(Admission(_rank), lanes=4)
     w = _slot(1, seq=0, writing=True)

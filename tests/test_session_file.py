@@ -66,3 +66,67 @@ def test_a_mod_cannot_write_its_saved_sessions_through_io(tmp_path):
                 max_read_bytes=1 << 20)
     res = fio.open("sessions/bram.session", "w")
     assert res[0] is None and "not reachable through io" in res[1]
+
+
+KEEPER = """
+local function show(tag, r)
+  print(tag .. " " .. r.finish_reason .. " " .. tostring(r.error) .. " " .. (tostring(r.text):gsub("%c", "|")))
+end
+registerForEvent("onInit", function()
+  async(function()
+    local npc = llm.session{ system = "You are Bram, a blacksmith. Answer in one sentence." }
+    show("first", await(npc:say("Can you fix my anchor?", { max_tokens = 8, temperature = 0 })))
+    await(npc:save("bram"))
+    print("saved")
+  end)
+end)
+registerCommand("reload_all", "", function()
+  async(function()
+    for _, name in ipairs { "typed", "flipped", "bram" } do
+      local s = llm.load_session(name)
+      local r = await(s.loaded)
+      show("load " .. name, r)
+      if r.finish_reason ~= "error" then
+        local t = await(s:say("How much?", { max_tokens = 8, temperature = 0 }))
+        show("turn " .. name, t)
+        print("cached " .. name .. " " .. tostring(r.value and r.value.cached_tokens))
+      end
+    end
+  end)
+end)
+"""
+
+
+def test_a_mod_loading_corrupt_or_flipped_session_files_beside_a_good_mod(llm_host):
+    """From a real mod: a header field of the wrong type is an error result naming the field (it was a
+    raw TypeError); a state with flipped bytes is not restored but read again from the conversation
+    (it produced garbage text), so the next turn says what the sound file's turn says."""
+    from modhost_util import run_until
+
+    host, console = llm_host({"keeper": KEEPER, "good": """
+        registerForEvent("onInit", function()
+          llm.generate{ prompt = "Hello", max_tokens = 4, on_done = function(r) print("good " .. r.finish_reason) end }
+        end)
+    """})
+    run_until(host, lambda: "saved" in console.mod_lines("keeper"), 180)
+    sessions = host.mods_dir / "keeper" / "sessions"
+    sound = (sessions / "bram.session").read_bytes()
+    head, _, state = sound.partition(b"\n")
+    assert len(state) > 200, "the saved file carries a state"
+    flipped = bytearray(state)
+    flipped[len(state) // 2] ^= 0xFF
+    (sessions / "flipped.session").write_bytes(head + b"\n" + bytes(flipped))
+    header = json.loads(head)
+    header["system"] = 5
+    (sessions / "typed.session").write_bytes(json.dumps(header).encode() + b"\n" + state)
+    host.run_command("reload_all")
+    run_until(host, lambda: any(l.startswith("cached bram") for l in console.mod_lines("keeper")), 180)
+    out = {" ".join(l.split(" ", 2)[:2]): l for l in console.mod_lines("keeper")}
+    assert out["load typed"].startswith("load typed error ") and "'system'" in out["load typed"]
+    assert out["load flipped"].startswith("load flipped ") and " error " not in out["load flipped"][:20]
+    assert out["cached flipped"] == "cached flipped 0"        # nothing restored from the flipped state
+    assert int(out["cached bram"].split()[2]) > 0             # the sound one restores its state
+    said = lambda name: out["turn " + name].split(" ", 4)[4]  # noqa: E731
+    assert said("flipped") == said("bram")
+    assert console.mod_lines("good")[0] in ("good stop", "good length")
+    assert host.mods["keeper"].state == "loaded" and host.mods["good"].state == "loaded"

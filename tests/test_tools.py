@@ -129,8 +129,14 @@ def test_a_huge_tool_result_is_not_copied_whole_into_the_host(llm_host):
                      or tostring(r.error)))
             end }
         end)
+    """, "good": """
+        registerForEvent("onInit", function()
+          llm.generate{ prompt = "Hello", max_tokens = 4, on_done = function(r) print("good " .. r.finish_reason) end }
+        end)
     """})
-    run_until(host, lambda: lines(console, "hoarder", "done "), 180)
+    run_until(host, lambda: lines(console, "hoarder", "done ") and lines(console, "good", "good "), 180)
+    assert lines(console, "good", "good ")[0] in ("good stop", "good length")
+    assert host.mods["hoarder"].state == "loaded" and host.mods["good"].state == "loaded"
     done = lines(console, "hoarder", "done ")[0]
     if " lookup " in done:
         assert "table the result of lookup was too big" in done, done

@@ -6,7 +6,13 @@ the sequences still reading, best first, as many tokens as fit the step's time
 budget.  While a "player" request runs (the NPC the player talks to), lower
 priorities read no prompt and decode at most ``PLAYER_COMPANY`` token per step
 between them (round robin): its steps stay near what they would cost alone,
-and the street still moves on.
+and the street still moves on.  While it reads its prompt the others pause;
+beside "normal" sequences, a long prompt is read in steps of about
+``PLAYER_READ_S`` of measured prompt cost, with one step for their next
+tokens between two of them: those talking never stall for the whole prompt
+(their longest gap is about ``PLAYER_READ_S``), and the player's partner pays
+one short decode step per chunk.  "background" sequences stay paused until
+the prompt is read.
 
 Between mods, service is counted in tokens (host.engine.admission): a mod
 *heavy* beside another (far more recent service) reads no prompt in a step
@@ -48,9 +54,13 @@ batch takes the fewest graph runs.
 
 from __future__ import annotations
 
+from host.engine.admission import RANK
+
 GAP_FACTOR = 2.0  # a mixed step takes about this many decode-only steps
 MIN_CHUNK = 4  # prompt tokens per mixed step, at least: a newcomer always moves on
 PLAYER_COMPANY = 1  # lower-priority tokens decoded in a step beside a "player" request
+PLAYER_READ_S = 0.75  # a "player" prompt's chunk per step, in seconds of prompt cost, while "normal" ones wait
+NORMAL = RANK["normal"]
 FIRST_CHUNK = 16  # before any cost is measured
 FAIR_STEP_S = 0.1  # a heavy mod's prompt chunks in one step, in seconds of prompt cost, while a light mod asks
 
@@ -140,6 +150,8 @@ class StepBuilder:
         self.lanes = lanes
         self.gap_factor = gap_factor
         self.fair_step_s = fair_step_s
+        self.player_read_s = PLAYER_READ_S
+        self._player_chunked = False  # the last step read a "player" prompt while lower ones paused
 
     def _heavy_readers(self, readers: list, live: list, internal) -> tuple[set, set]:
         """(held, bounded): readers of heavy mods that read nothing this step (a light mod of no lower
@@ -148,17 +160,20 @@ class StepBuilder:
         adm = self.admission
         rank_of = adm.rank_of
         held, bounded = set(), set()
+        running: dict[str, int] = {}  # mod -> the best rank it runs something at (the scheduler's own work aside)
+        for s in live:
+            if s.req.id not in internal:
+                running[s.mod_id] = min(rank_of(s.req), running.get(s.mod_id, rank_of(s.req)))
         asking = None
         for r in readers:
             rank = rank_of(r.req)
             if rank == 0:
                 continue  # the player's partner is never held back
-            if any(s.req.id not in internal and rank_of(s.req) <= rank and adm.heavier(r.mod_id, s.mod_id)
-                   for s in live):
+            if any(adm.heavier(r.mod_id, m) for m, best in running.items() if best <= rank):
                 held.add(r)
                 continue
             if asking is None:
-                asking = adm.asking_mods()
+                asking = adm.asking_mods() - {r.mod_id}
             if any(adm.heavier(r.mod_id, m) for m in asking):
                 bounded.add(r)
         return held, bounded
@@ -180,10 +195,16 @@ class StepBuilder:
         if player:  # while the player's partner runs, only it reads a prompt
             readers = [r for r in readers if rank_of(r.req) == 0]
         top = min((rank_of(s.req) for s in readers), default=None)
+        # "normal" sequences wait while a player prompt is read ("background" ones pause throughout)
+        waiting_below = top == 0 and any(rank_of(w.req) == NORMAL for w in writers)
+        company = waiting_below and self._player_chunked  # between two chunks of a player prompt: their step
+        self._player_chunked = False
+        if company:
+            readers, top = [], NORMAL
         allowed = [w for w in writers if top is None or rank_of(w.req) <= top]  # lower ones pause
         decode, paused = self.admission.step_share(allowed, self.lanes, readers)
         paused += [w for w in writers if w not in allowed]
-        if player:  # ... and decodes with at most PLAYER_COMPANY lower tokens, the longest paused first
+        if player and not company:  # ... and decodes with at most PLAYER_COMPANY lower tokens, the longest paused first
             lower = sorted((s for s in decode if rank_of(s.req) > 0), key=lambda s: (-s.steps_paused, s.order))
             paused += lower[PLAYER_COMPANY:]
             decode = [s for s in decode if s not in lower[PLAYER_COMPANY:]]
@@ -195,6 +216,9 @@ class StepBuilder:
         room = capacity - len(decode)
         budget = room if not decode else min(room, self.costs.chunk_tokens(len(decode), self.gap_factor))
         heavy_budget = self.costs.tokens_within(self.fair_step_s)
+        if waiting_below and readers and self.costs.prompt_tok_s is not None:
+            budget = min(budget, self.costs.tokens_within(self.player_read_s))
+            self._player_chunked = True
         chunks = []
         usage = self.admission.ledger.usage
         for r in sorted(readers, key=lambda s: (rank_of(s.req), usage(s.mod_id), s.order)):

@@ -54,8 +54,8 @@
 
 local M = {}
 
-local byte, sub, find, rep, gmatch = string.byte, string.sub, string.find, string.rep, string.gmatch
-local concat = table.concat
+local byte, sub, find, rep, gmatch, char = string.byte, string.sub, string.find, string.rep, string.gmatch, string.char
+local concat, sort = table.concat, table.sort
 
 M.NAME = "__relic_wd"
 local CHECK = " __relic_wd.n = __relic_wd.n - 1 if __relic_wd.n < 0 then __relic_wd() end "
@@ -158,35 +158,94 @@ local function header_end(src)
 end
 M.header_end = header_end
 
+-- String concatenation.  `..` is an operator: it runs in the VM, no library
+-- function is called, so nothing could hold its result to the sandbox's
+-- string cap, and one `..` copies whatever it is given.  So every chain of
+-- `..` at one level of an expression, `a .. b .. c`, becomes a call of the
+-- sandbox's checked concatenation of that many operands (sandbox.lua):
+--
+--   (__relic_wd.c3(a , b , (c)))
+--
+-- The operands are the expressions `..` binds (Lua's precedence: arithmetic
+-- and unary operators bind tighter; comparisons, `and`, `or` and everything
+-- that ends an expression do not), found by following brackets, blocks and
+-- statement boundaries over the tokens; no newline is added or removed.  The
+-- last operand is put in parentheses (as a call's last argument a call
+-- or `...` would pass all its values), and so is the call (a `return` of it
+-- would be a tail call, and the mod's line would be gone from the stack).  Chains of more than MAX_ARITY operands
+-- call `cn`.  Inside `slow` functions the same functions are reached through
+-- the boolean metatable, `(true).__relic_cat.c3(...)`.
+local CAT = " (" .. M.NAME .. "."
+local SLOW_CAT = " ((true).__relic_cat."
+local MAX_ARITY = 16
+M.MAX_ARITY = MAX_ARITY
+
+-- Words after which an expression goes on (or starts): they end no operand.
+local OPERAND_WORDS = { ["not"] = true, ["nil"] = true, ["true"] = true, ["false"] = true }
+-- Words that end an expression when they come last in it.
+local ENDING_WORDS = { ["nil"] = true, ["true"] = true, ["false"] = true, ["end"] = true }
+local CLOSER = { [41] = "(", [93] = "[", [125] = "{" }
+
 -- instrument(src, tick, slow) -> new source | nil, message
 -- tick (optional) is called every few thousand tokens, so the watchdog can
 -- stop the rewrite of a huge chunk as it stops any other work.  slow
 -- (optional): a set of line numbers; functions starting on them, and all
 -- functions inside those, get SLOW_CHECK (see the top of this file).
 function M.instrument(src, tick, slow)
-  local out, no = { PREFIX }, 1
   local i = header_end(src)
-  local last = i                   -- first byte of src not yet copied to out
-  local stack, sp = {}, 0          -- open blocks: "head" (while/for before do), "loop",
-                                   -- "do", "function", "if", "repeat"
+  local first = i
+  -- Edits, applied in source order at the end: { position, rank, sequence, text, bytes replaced }.
+  -- At one position: a chain's closing parentheses, then checks, then a chain's opening call.
+  local edits, ne = {}, 0
+  local function edit(pos, rank, text, skip)
+    ne = ne + 1
+    edits[ne] = { pos, rank, ne, text, skip or 0 }
+  end
+  -- Open levels: blocks ("head" (while/for before do), "loop", "do", "function", "if",
+  -- "repeat") and brackets ("(", "[", "{"); level 0 is the chunk.  Per level: where the
+  -- next operand of `..` starts, and the open chain (its start, operands, last operand).
+  local stack, sp = {}, 0
+  local opstart, cstart, cn, clast = { [0] = i }, {}, {}, {}
   local params = 0                 -- 1: after `function`, before its "("; 2: inside the params
   local n = #src
   local count = 0
   local check = CHECK
   local slow_sp = false            -- stack depth of the outermost slow function
   local line, line_at = 1, 1       -- line number of byte line_at (counted only with `slow`)
+  local prev_ends = false          -- the last token can end an expression
+  local prev_end = i               -- index just past the last token
+  local want_start, want_last = false, false   -- the next token starts an operand / a chain's last
 
   local function insert_after(e)   -- put the check after byte e
-    no = no + 1; out[no] = sub(src, last, e)
-    no = no + 1; out[no] = check
-    last = e + 1
+    edit(e + 1, 1, check)
+  end
+  local function close_chain(level)
+    local s = cstart[level]
+    if s then
+      local k = cn[level]
+      edit(s, 2, (check == SLOW_CHECK and SLOW_CAT or CAT) .. (k <= MAX_ARITY and "c" .. k or "cn") .. "(")
+      edit(clast[level], 3, "(")
+      edit(prev_end, 0, ")))")
+      cstart[level] = nil
+    end
+  end
+  local function reset()           -- a token that no operand of `..` reaches over
+    close_chain(sp)
+    want_start = true
+  end
+  local function push(kind)
+    sp = sp + 1; stack[sp] = kind; cstart[sp] = nil
+    want_start = true
+  end
+  local function pop()
+    close_chain(sp)
+    stack[sp] = nil; sp = sp - 1
   end
 
   while true do
     count = count + 1
     if count % 4096 == 0 and tick then tick() end
-    -- jump over whitespace and the operators that matter to nothing here
-    i = find(src, "[%w_\128-\255\"'%[%-%(%)%.]", i)
+    i = find(src, "[^ \t\n\r\f\v]", i)
     if not i then break end
     local c = byte(src, i)
     if c == 45 and byte(src, i + 1) == 45 then                  -- comment
@@ -198,15 +257,26 @@ function M.instrument(src, tick, slow)
         local nl = find(src, "[\n\r]", i + 2)
         i = nl or n + 1
       end
-    elseif (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95 or c >= 128 then
-      local _, e = find(src, "^[%w_\128-\255]+", i)
-      local word = sub(src, i, e)
-      if word == M.NAME then
-        return nil, "line " .. line_of(src, i) .. ": the name '" .. M.NAME .. "' is reserved"
-      end
-      if KEYWORDS[word] then
-        if word == "function" then
-          sp = sp + 1; stack[sp] = "function"
+    else
+      local ts = i
+      if want_start then opstart[sp] = ts; want_start = false end
+      if want_last then clast[sp] = ts; want_last = false end
+      local ends = false           -- this token can end an expression
+      if (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95 or c >= 128 then
+        local _, e = find(src, "^[%w_\128-\255]+", i)
+        local word = sub(src, i, e)
+        if word == M.NAME then
+          return nil, "line " .. line_of(src, i) .. ": the name '" .. M.NAME .. "' is reserved"
+        end
+        -- a word right after a complete expression starts the next statement
+        -- (or is `and`/`or`/a block's keyword): no operand reaches over it
+        if prev_ends then reset(); opstart[sp] = ts; want_start = false end
+        if not KEYWORDS[word] then
+          ends = true
+        elseif OPERAND_WORDS[word] then
+          ends = ENDING_WORDS[word] or false
+        elseif word == "function" then
+          push("function")
           params = 1
           if slow and not slow_sp then
             for _ in gmatch(sub(src, line_at, i - 1), "\n") do line = line + 1 end
@@ -214,71 +284,134 @@ function M.instrument(src, tick, slow)
             if slow[line] then slow_sp = sp; check = SLOW_CHECK end
           end
         elseif word == "while" or word == "for" then
-          sp = sp + 1; stack[sp] = "head"
+          reset()
+          push("head")
         elseif word == "do" then
           if stack[sp] == "head" then
+            reset()
             stack[sp] = "loop"
             insert_after(e)
           else
-            sp = sp + 1; stack[sp] = "do"
+            reset()
+            push("do")
           end
         elseif word == "repeat" then
-          sp = sp + 1; stack[sp] = "repeat"
+          reset()
+          push("repeat")
           insert_after(e)
         elseif word == "if" then
-          sp = sp + 1; stack[sp] = "if"
+          reset()
+          push("if")
         elseif word == "end" then
           local k = stack[sp]
           if k ~= "loop" and k ~= "do" and k ~= "function" and k ~= "if" then
             return nil, "line " .. line_of(src, i) .. ": unexpected 'end'"
           end
-          if sp == slow_sp then slow_sp = false; check = CHECK end
-          stack[sp] = nil; sp = sp - 1
+          local was_slow = sp == slow_sp
+          pop()
+          if was_slow then slow_sp = false; check = CHECK end
+          ends = true
         elseif word == "until" then
           if stack[sp] ~= "repeat" then
             return nil, "line " .. line_of(src, i) .. ": unexpected 'until'"
           end
-          stack[sp] = nil; sp = sp - 1
+          pop()
+          reset()
         elseif word == "goto" then
           local kind, text = next_token(src, e + 1)
           if kind == "name" and not KEYWORDS[text] then     -- a goto statement
-            no = no + 1; out[no] = sub(src, last, i - 1)
-            no = no + 1; out[no] = check
-            last = i
+            edit(i, 1, check)
+            reset()
+          else
+            ends = true                                     -- goto as a plain name
           end
+        else                       -- and or return local then else elseif in break
+          reset()
         end
-      end
-      i = e + 1
-    elseif c >= 48 and c <= 57 then                             -- number
-      i = number_end(src, i)
-    elseif c == 46 then                                         -- . .. ... or .5
-      local d = byte(src, i + 1)
-      if d and d >= 48 and d <= 57 then i = number_end(src, i) else i = i + 1 end
-    elseif c == 34 or c == 39 then                              -- quoted string
-      i = quoted_end(src, i, c)
-      if not i then return nil, "unfinished string" end
-    elseif c == 91 then                                         -- [ or a long string
-      local level, body = long_open(src, i)
-      if level then
-        i = long_close(src, body, level)
-        if not i then return nil, "unfinished long string" end
-      else
+        i = e + 1
+      elseif c >= 48 and c <= 57 then                             -- number
+        if prev_ends then reset(); opstart[sp] = ts; want_start = false end
+        i = number_end(src, i)
+        ends = true
+      elseif c == 46 then                                         -- . .. ... or .5
+        local d = byte(src, i + 1)
+        if d and d >= 48 and d <= 57 then
+          i = number_end(src, i)
+          ends = true
+        elseif d == 46 and byte(src, i + 2) == 46 then            -- ...
+          i = i + 3
+          ends = true
+        elseif d == 46 then                                       -- ..: a chain's operator
+          if not cstart[sp] then cstart[sp] = opstart[sp]; cn[sp] = 1 end
+          cn[sp] = cn[sp] + 1
+          edit(i, 1, ",", 2)
+          want_last = true
+          i = i + 2
+        else
+          i = i + 1
+        end
+      elseif c == 34 or c == 39 then                              -- quoted string
+        i = quoted_end(src, i, c)
+        if not i then return nil, "unfinished string" end
+        ends = true
+      elseif c == 91 then                                         -- [ or a long string
+        local level, body = long_open(src, i)
+        if level then
+          i = long_close(src, body, level)
+          if not i then return nil, "unfinished long string" end
+          ends = true
+        else
+          push("[")
+          i = i + 1
+        end
+      elseif c == 40 or c == 123 then                             -- ( {
+        if c == 40 and params == 1 then params = 2 end
+        push(c == 40 and "(" or "{")
         i = i + 1
+      elseif CLOSER[c] then                                       -- ) ] }
+        if stack[sp] ~= CLOSER[c] then
+          return nil, "line " .. line_of(src, i) .. ": unexpected '" .. char(c) .. "'"
+        end
+        pop()
+        if c == 41 and params == 2 then
+          params = 0
+          insert_after(i)
+        end
+        i = i + 1
+        ends = true
+      elseif c == 58 then                                         -- : or ::
+        if byte(src, i + 1) == 58 then
+          if prev_ends then reset() end
+          reset()
+          i = i + 2
+        else
+          i = i + 1
+        end
+      elseif c == 43 or c == 45 or c == 42 or c == 47 or c == 37 or c == 94 or c == 35 then
+        i = i + 1                                                 -- + - * / % ^ #: inside an operand
+      else                                                        -- = == ~= < <= > >= , ; ...
+        reset()
+        local d = byte(src, i + 1)
+        if d == 61 and (c == 61 or c == 126 or c == 60 or c == 62) then i = i + 2 else i = i + 1 end
       end
-    elseif c == 40 then                                         -- (
-      if params == 1 then params = 2 end
-      i = i + 1
-    elseif c == 41 then                                         -- )
-      if params == 2 then
-        params = 0
-        insert_after(i)
-      end
-      i = i + 1
-    else
-      i = i + 1
+      prev_ends = ends
+      prev_end = i
     end
   end
   if sp ~= 0 then return nil, "unclosed block at the end of the chunk" end
+  close_chain(0)
+  sort(edits, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[3] < b[3]
+  end)
+  local out, no, last = { PREFIX }, 1, first
+  for k = 1, ne do
+    local ed = edits[k]
+    no = no + 1; out[no] = sub(src, last, ed[1] - 1)
+    no = no + 1; out[no] = ed[4]
+    last = ed[1] + ed[5]
+  end
   no = no + 1; out[no] = sub(src, last)
   no = no + 1; out[no] = SUFFIX
   return concat(out)

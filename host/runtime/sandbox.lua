@@ -271,7 +271,9 @@ end
 -- the position of the Lua code that called it, and error(msg, level) with
 -- the position `level` calls up.  Where one of this file's functions sits in
 -- between (string.rep, table.insert, rawlen, pcall itself), that position
--- would name this file.  fix_position puts there the position LuaJIT would
+-- would name this file; the same for the host's other Lua (relic/*.lua: the
+-- checked concatenation, the pattern matcher, `llm`'s checks of a call's
+-- options made inside a host function).  fix_position puts there the position LuaJIT would
 -- have given: that of the first mod frame above the host frame named in the
 -- message.  It runs where the error is caught, while the stack that raised
 -- it is still there (co: the coroutine it was raised in).
@@ -286,8 +288,8 @@ end
 
 local function fix_position(e, co, level)
   if type(e) ~= "string" then return e end
-  local s, f, file, line = str_find(e, "^relic/(%a+)%.lua:(%d+): ")
-  if not s or (file ~= "sandbox" and file ~= "patterns") then return e end
+  local s, f, file, line = str_find(e, "^relic/([%w_]+)%.lua:(%d+): ")
+  if not s then return e end
   local src, n = "@relic/" .. file .. ".lua", tonumber(line)
   local l, found = level, false
   while l < level + 200 do
@@ -361,6 +363,7 @@ local function tidy_traceback(msg)
   for line in str_gmatch(msg, "[^\n]+") do
     if not str_find(line, "relic/sandbox.lua", 1, true)
        and not str_find(line, "relic/patterns.lua", 1, true)
+       and not str_find(line, "relic/concat.lua", 1, true)
        and not str_find(line, "[C]: in function 'raw_", 1, true) then
       out[#out + 1] = line
     end
@@ -744,6 +747,116 @@ local function cap_error(fname, size)
                    fname, size, MAX_STRING), 3)
 end
 
+-- String concatenation ------------------------------------------------------
+-- relic/instrument.lua rewrites every chain of `..` in sandboxed code,
+-- `a .. b .. c`, into a call of the function below for that many operands
+-- (c2 ... c16, cn for more): the result is held to the string cap before it
+-- is built, with the error at the mod's line, and a big one is charged like
+-- the C calls above.  Strings and numbers (the common case) take the first
+-- branch; anything else goes through cat_other, which does what LuaJIT's
+-- concatenation does with it (__concat metamethods, the same error but
+-- without the variable's name).
+do
+local debug_getmetatable = debug.getmetatable
+local CAT_NAME = "string concatenation (..)"
+local CAT_BIG = 65536
+
+-- A number concatenates as "%.14g": 24 bytes at most.
+local function cat_len(x)
+  local t = type(x)
+  if t == "string" then return #x end
+  if t == "number" then return 24 end
+  return false
+end
+
+-- cat_check(n, ...): n bytes or fewer (exact for strings) over CAT_BIG: refused past the
+-- cap, else charged; true when the clocks are to be read after the copy.
+local function cat_check(n, ...)
+  if n > MAX_STRING then
+    n = 0
+    for k = 1, select("#", ...) do n = n + #tostring((select(k, ...))) end
+    if n > MAX_STRING then
+      error(str_format("%s: result of %d bytes exceeds the sandbox limit of %d bytes",
+                       CAT_NAME, n, MAX_STRING), 3)
+    end
+  end
+  return charge(CAT_NAME, n, "bytes")
+end
+
+local function has_concat(x)
+  local mt = debug_getmetatable(x)
+  return type(mt) == "table" and rawget(mt, "__concat") ~= nil
+end
+
+-- Right to left, as LuaJIT's lj_meta_cat: strings and numbers join, any other pair
+-- goes to the __concat metamethod of its left value, else of its right one.
+local function cat_other(...)
+  local n = select("#", ...)
+  local v = { ... }
+  local acc = v[n]
+  for k = n - 1, 1, -1 do
+    local x = v[k]
+    local lx, la = cat_len(x), cat_len(acc)
+    if lx and la then
+      if lx + la > CAT_BIG and cat_check(lx + la, x, acc) then
+        acc = checked_after(big_result(x .. acc))
+      else
+        acc = x .. acc
+      end
+    elseif has_concat(x) or has_concat(acc) then
+      acc = x .. acc
+    else
+      local bad = x
+      if lx then bad = acc end
+      error("attempt to concatenate a " .. type(bad) .. " value", 2)
+    end
+  end
+  return acc
+end
+
+local cat = {}
+do
+  local TEMPLATE = [[
+local cat_len, cat_check, cat_other, big_result, checked_after, CAT_BIG = ...
+return function(%s)
+  local %s = %s
+  if %s then
+    local n = %s
+    if n > CAT_BIG then
+      if cat_check(n, %s) then return checked_after(big_result(%s)) end
+      return big_result(%s)
+    end
+    return %s
+  end
+  return cat_other(%s)
+end]]
+  for k = 2, instrument.MAX_ARITY do
+    local a, l, ls = {}, {}, {}
+    for j = 1, k do a[j], l[j], ls[j] = "a" .. j, "l" .. j, "cat_len(a" .. j .. ")" end
+    local args, lens = tbl_concat(a, ", "), tbl_concat(l, ", ")
+    local joined = tbl_concat(a, " .. ")
+    local src = str_format(TEMPLATE, args, lens, tbl_concat(ls, ", "), tbl_concat(l, " and "),
+                           tbl_concat(l, " + "), args, joined, joined, joined, args)
+    cat["c" .. k] = assert(raw_load(src, "@relic/concat.lua"))(cat_len, cat_check, cat_other,
+                                                                 big_result, checked_after, CAT_BIG)
+  end
+  cat.cn = function(...)
+    local total = 0
+    for k = 1, select("#", ...) do
+      local lk = cat_len((select(k, ...)))
+      if not lk then return cat_other(...) end
+      total = total + lk
+    end
+    if total > CAT_BIG and cat_check(total, ...) then
+      return checked_after(big_result(tbl_concat({ ... })))
+    end
+    return tbl_concat({ ... })
+  end
+  for name, f in pairs(cat) do rawset(WDT, name, f) end
+end
+look.cat_view = readonly(cat, "concatenation")   -- (true).__relic_cat, for slow functions
+end
+
 local function safe_rep(s, n, sep)
   if type(s) == "number" then s = tostring(s) end
   if type(sep) == "number" then sep = tostring(sep) end
@@ -811,18 +924,52 @@ do
     return f(s, i, j)
   end
   local fmt = string.format
+  -- The bytes of its string arguments a format's result holds at least: its
+  -- literal text, and each %s (up to its precision) and %q string.
+  local function format_floor(form, ...)
+    local n, k, i = 0, 0, 1
+    while true do
+      wd_check()
+      local s, e, prec, conv = str_find(form, "%%[-+ #0]*%d*(%.?%d*)(.)", i)
+      if not s then break end
+      n = n + (s - i)
+      i = e + 1
+      if conv ~= "%" then
+        k = k + 1
+        local v = select(k, ...)
+        if (conv == "s" or conv == "q") and type(v) == "string" then
+          local p = conv == "s" and prec ~= "" and (tonumber(str_sub(prec, 2)) or 0)
+          n = n + ((p and p < #v) and p or #v)
+        end
+      end
+    end
+    return n + #form - i + 1
+  end
+  -- Held to the string cap: refused before it runs when its strings alone are
+  -- past it; anything else (%q's escapes, __tostring results) checked after.
   safe_string.format = function(form, ...)
     local n = type(form) == "string" and #form or 0
     for k = 1, select("#", ...) do
       local v = select(k, ...)
       if type(v) == "string" then n = n + #v end
     end
-    if n > 65536 then return costly("string.format", n, "bytes", fmt, form, ...) end
-    return fmt(form, ...)
+    local r
+    if n > 65536 then
+      if n > MAX_STRING then
+        local lo = format_floor(form, ...)
+        if lo > MAX_STRING then cap_error("string.format", lo) end
+      end
+      r = costly("string.format", n, "bytes", fmt, form, ...)
+    else
+      r = fmt(form, ...)
+    end
+    if #r > MAX_STRING then cap_error("string.format", #r) end
+    return r
   end
 end
 if SANDBOXED then
-  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT, costly = costly }
+  local guard = patterns.new { cap = cfg.pattern_cost_cap, raw = string, wd = WDT, costly = costly,
+                               max_string = MAX_STRING }
   safe_string.find = guard.find
   safe_string.match = guard.match
   safe_string.gmatch = guard.gmatch
@@ -847,6 +994,7 @@ local function enable_slow_ticks()
   debug_setmetatable(true, {
     __index = function(_, k)
       if k == NAME then return wd_check end
+      if k == "__relic_cat" then return look.cat_view end
       error("attempt to index a boolean value", 2)
     end,
     __metatable = false,
@@ -1120,18 +1268,28 @@ log = function(level, text)
   pylog(level, text)
 end
 
+-- The line is cut at MAX_LOG_LINE: each value is cut before they are joined,
+-- so a print of many big strings builds no string past that.
 local function safe_print(...)
   local n = select("#", ...)
-  local parts = {}
-  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  local parts, total = {}, 0
+  for i = 1, n do
+    local s = tostring((select(i, ...)))
+    if total > MAX_LOG_LINE then s = "" elseif #s > MAX_LOG_LINE then s = str_sub(s, 1, MAX_LOG_LINE + 1) end
+    total = total + #s + 1
+    parts[i] = s
+  end
   log("info", tbl_concat(parts, "\t"))
 end
 
 local spdlog = {}
-for level in pairs(LEVELS) do
-  spdlog[level] = function(msg, ...)
-    if select("#", ...) > 0 then msg = str_format(msg, ...) end
-    log(level, tostring(msg))
+do
+  local format = safe_string.format   -- the capped one, as the host has it (the mod's string table is its own)
+  for level in pairs(LEVELS) do
+    spdlog[level] = function(msg, ...)
+      if select("#", ...) > 0 then msg = format(msg, ...) end
+      log(level, tostring(msg))
+    end
   end
 end
 

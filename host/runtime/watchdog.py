@@ -170,8 +170,13 @@ class Watchdog:
 
     def _cpu_used(self, a: _Armed, mem: SlotMemory) -> float:
         start = mem.cpu_start
-        if a.clock is None or start == 0.0:   # no CPU clock, or the Lua side has not begun
+        if a.clock is None:                   # no CPU clock: wall time stands for it
             return time.monotonic() - a.wall_start
+        if start == 0.0:
+            # Armed, but the Lua side has not begun (it notes the clock first thing):
+            # the mod has run nothing yet.  Wall time here is the frame thread waiting
+            # for a CPU on a busy machine, which is not the mod's; the ceiling still holds.
+            return 0.0
         try:
             now = time.clock_gettime(a.clock)
         except OSError:                       # the frame thread is gone
