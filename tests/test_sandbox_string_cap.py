@@ -95,8 +95,8 @@ def test_other_string_builders_are_held_to_the_cap(make_host):
         local big = setmetatable({}, { __tostring = function() return h end })
         show(pcall(function() local r = string.format("%s%s%s", big, big, "y") return r end))
         print(#string.format("%.3s%s", h, h))
-        show(pcall(function() local r = ('a'):rep(1024 * 1024):gsub("a", ('b'):rep(20)) return r end))
-        show(pcall(function() local r = ('a'):rep(1024 * 1024):gsub("a", function() return ('c'):rep(20) end) return r end))
+        show(pcall(function() local r = ('a'):rep(256 * 1024):gsub("a", ('b'):rep(80)) return r end))
+        show(pcall(function() local r = ('a'):rep(256 * 1024):gsub("a", function() return ('c'):rep(80) end) return r end))
         show(pcall(function() spdlog.info("%s%s%s", h, h, "z") end))
         show(pcall(function() local r = string.rep(h, 2, "-") return r end))
         show(pcall(function() local r = table.concat({ h, h }, "-") return r end))
@@ -117,4 +117,31 @@ def test_other_string_builders_are_held_to_the_cap(make_host):
     assert lines[8] == f"false\tmods/b/init.lua:13: table.concat: result of {over}"
     assert lines[9] == "x" * 4096 + " [...]"
     frames(host, 2)
+    assert good_ticks(host) == 2
+
+
+def test_a_gsub_that_would_grow_past_the_cap_is_refused_before_it_builds(make_host):
+    """gsub's C code adds a replacement byte by byte: 1 MiB of one-byte matches turned into 20 MiB took
+    160 ms in one call, and the result was only checked after it was built.  (256 KiB here, so the
+    first pass stays within the budget on a loaded machine.)"""
+    import time
+
+    host, console = make_host({"good": GOOD, "grow": """
+        local a = ('a'):rep(256 * 1024)
+        local few = ('x'):rep(200 * 1024) .. "\\n" .. ('y'):rep(200 * 1024)
+        registerForEvent("onUpdate", function()
+          print(pcall(function() local r = a:gsub("a", ('b'):rep(80)) return r end))
+          local r, n = few:gsub("\\n", "<br/>\\n")
+          print(#r, n)
+        end)
+    """}, grants={"grow": Grant(memory_mb=256)})
+    c0 = time.thread_time()
+    frames(host, 1)
+    cpu = time.thread_time() - c0
+    lines = console.mod_lines("grow")
+    assert lines[0].startswith("false\tmods/grow/init.lua:5: string.gsub: result of 20971520 bytes exceeds"), lines
+    assert lines[1] == f"{400 * 1024 + 6}\t1"           # few matches: a big subject still works
+    assert host.mods["grow"].state == "loaded"
+    assert cpu < 0.1, f"{cpu * 1000:.0f} ms of CPU"      # loose: the first pass only (building it took 0.16 s)
+    frames(host, 1)
     assert good_ticks(host) == 2
