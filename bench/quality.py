@@ -28,6 +28,7 @@ with llama.cpp's random seed, so its runs differ anyway.
     .venv/bin/python bench/quality.py                      # all three, 3 seeds (long: ~30 min on 2 cores)
     .venv/bin/python bench/quality.py --quick              # one seed, a quarter of the lines (development)
     .venv/bin/python bench/quality.py --only judy --json out.json
+    .venv/bin/python bench/quality.py --heldout --seeds 1   # Judy's held-out lore questions alone
 """
 
 from __future__ import annotations
@@ -93,6 +94,38 @@ JUDY_LINES = [
     ("known", "What do the stilt-house families live on?", ["rooftop", "stilt", "trade", "water keeps"]),
     ("name", "And what should I call you?", None),
     ("chat", "Thanks for the chat. Goodbye!", None),
+]
+
+# --- Judy's held-out lore questions: (kind, text, expected), as above -------------------------
+# Written after the persona kit's lore matching was tuned on JUDY_LINES, and never used to tune it:
+# the known ones are answerable from mods/judy/lore but asked with other words than the lore uses
+# (synonyms, paraphrases); the unknown ones name things the lore has but ask what it does not say.
+# Run alone with --heldout (its rows carry "set": "heldout").
+JUDY_HELDOUT = [
+    ("known", "What sort of vessel do you live on?", ["ferry"]),
+    ("known", "How many years back did the flood hit?", ["eleven", "11"]),
+    ("known", "Who is the doctor around here?", ["priya"]),
+    ("known", "Which kid wants to learn your trade?", ["mina"]),
+    ("known", "Who warns everybody before the water comes up?", ["teodor"]),
+    ("known", "Are there other scavengers you don't trust?", ["harrow", "risk", "kill", "danger", "reckless"]),
+    ("known", "Which building is too dangerous to search by yourself?", ["market hall"]),
+    ("known", "Where should I look for good scrap metal?", ["tram depot", "ember row"]),
+    ("known", "What gear do you put on before going under?", ["drysuit", "helmet", "brass", "suit"]),
+    ("known", "How do you keep track of what customers owe you?", ["door", "grease pencil"]),
+    ("known", "What do you accept as payment?", ["coin", "fuel", "favor", "favour"]),
+    ("known", "What machines are in your boat's shop?", ["lathe", "drill", "compressor", "gauge"]),
+    ("known", "Why won't you repair the foghorn?", ["silence", "quiet", "refuse", "never breaks"]),
+    ("known", "What does Priya give you for your trouble?", ["antibiotic", "gossip"]),
+    ("known", "What does the young girl keep bringing you?", ["radio"]),
+    ("known", "Besides pumps, what else do you fix?", ["outboard", "motor", "regulator"]),
+    ("known", "Where is your boat tied up?", ["tallow street", "canal"]),
+    ("known", "How did you afford a whole ferry?", ["scrap"]),
+    ("unknown", "How deep is the water inside the Market Hall?", None),
+    ("unknown", "What colour is the hull of your ferry?", None),
+    ("unknown", "How much does Priya charge for stitches?", None),
+    ("unknown", "How old is Old Teodor?", None),
+    ("unknown", "Who was the mayor during the Long Night?", None),
+    ("unknown", "What is your mother's name?", None),
 ]
 
 # --- market events: (kind, to, text, fitting actions) --------------------------------------
@@ -282,15 +315,17 @@ def pump_until(host, cond, timeout: float) -> bool:
     return cond()
 
 
-def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0, kinds=None) -> dict:
+def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0, kinds=None, heldout: bool = False) -> dict:
     """Judy over the player lines, one conversation per seed (a fresh copy of the mod each time).
 
     ``kinds``: only the lines of these kinds (e.g. {"name", "known"}; for development).
+    ``heldout``: the held-out lore questions (JUDY_HELDOUT) instead of JUDY_LINES.
     """
     from host.app import host_with_mod
 
     rows = []
-    lines = [ln for ln in pick(JUDY_LINES, quick) if kinds is None or ln[0] in kinds]
+    which = "heldout" if heldout else "bench"
+    lines = [ln for ln in pick(JUDY_HELDOUT if heldout else JUDY_LINES, quick) if kinds is None or ln[0] in kinds]
     for seed in seeds:
         tmp = Path(tempfile.mkdtemp(prefix="relic-quality-judy-"))
         shutil.copytree(ROOT / "mods" / "judy", tmp / "judy",
@@ -321,7 +356,7 @@ def judy(seeds, quick: bool, model_path=None, timeout: float = 300.0, kinds=None
                                                                 for w in expected)
                 elif kind == "unknown":
                     checks["lore"] = checks["lore_unknown"] = DONT_KNOW.search(shown) is not None
-                rows.append({"seed": seed, "kind": kind, "line": text, "reply": shown, "error": result.get("error"),
+                rows.append({"seed": seed, "set": which, "kind": kind, "line": text, "reply": shown, "error": result.get("error"),
                              "finish_reason": result.get("finish_reason"), "checks": checks})
                 progress(rows[-1], "judy")
                 earlier.append(shown)
@@ -432,6 +467,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("--first-seed", type=int, default=1, help="start at this seed (e.g. 2 with --seeds 1)")
     ap.add_argument("--kinds", help="Judy's lines of these kinds only, comma-separated (name,ai,known,unknown,chat)")
+    ap.add_argument("--heldout", action="store_true",
+                    help="Judy over the held-out lore questions only (never used to tune the kit)")
     ap.add_argument("--model")
     ap.add_argument("--json", help="write the lines, checks and pass rates here")
     ap.add_argument("--summarize", metavar="LOG", help="only print the pass rates of a run's output (PROGRESS lines)")
@@ -443,14 +480,14 @@ def main() -> int:
         return 0
     seeds = SEEDS[:1] if args.quick else tuple(range(args.first_seed, args.first_seed + args.seeds))
     kinds = set(args.kinds.split(",")) if args.kinds else None
-    which = args.only or ["judy", "market", "npc"]
-    out = {"seeds": list(seeds), "quick": args.quick, "load_average_1min": {"start": os.getloadavg()[0]}}
+    which = ["judy"] if args.heldout else (args.only or ["judy", "market", "npc"])
+    out = {"seeds": list(seeds), "quick": args.quick, "heldout": args.heldout, "load_average_1min": {"start": os.getloadavg()[0]}}
     t0 = time.monotonic()
     # seed by seed across the sections: a run cut short still has every section measured alike
     for seed in seeds:
         for name, fn in (("judy", judy), ("market", market), ("npc", scene)):
             if name in which:
-                got = (fn((seed,), args.quick, args.model, kinds=kinds) if name == "judy"
+                got = (fn((seed,), args.quick, args.model, kinds=kinds, heldout=args.heldout) if name == "judy"
                        else fn((seed,), args.quick, args.model))
                 rows = out.setdefault(name, {"rows": []})["rows"]
                 rows += got["rows"]
