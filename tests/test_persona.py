@@ -189,7 +189,8 @@ QUOTE_MOD = """
                     .. "She never lets the oil run low. The lens came from a wrecked steamer called the Albatross.",
              people = "# People Maren knows\\nOld Hesk brings the oil and pays Maren in smoked fish." } }
   for _, q in ipairs({ "When do you light the lamp?", "Where did the lens come from?", "Who brings the oil?",
-                       "Do you ever let the oil run low?", "How are you today?", "What colour was the Albatross?" }) do
+                       "Do you ever let the oil run low?", "How are you today?", "What colour was the Albatross?",
+                       "Do people pay you for the light?" }) do
     local said, share = keeper:quote_for(q)
     print(string.format("q|%s|%s|%.2f", q, tostring(said), share))
   end
@@ -216,6 +217,8 @@ def test_a_question_its_lore_answers_is_answered_with_that_lore_in_its_own_voice
     assert q["Where did the lens come from?"] == "The lens came from a wrecked steamer called the Albatross."
     assert q["Who brings the oil?"] == "Old Hesk brings the oil and pays me in smoked fish."
     assert q["How are you today?"] == "nil" and q["What colour was the Albatross?"] == "nil"
+    # one shared word ("pays") and a heading's word ("People") do not make a three-word line Hesk's
+    assert q["Do people pay you for the light?"] == "nil"
     said = {l.split("|")[0]: l.split("|", 1)[1] for l in console.mod_lines("keeper") if l[:3] in ("a1|", "a2|")}
     assert said["a1"] == "The lens came from a wrecked steamer called the Albatross."
     assert re.match(r"(I don't know|No idea|I'm not sure)\b", said["a2"]), said["a2"]
@@ -257,3 +260,53 @@ def test_lore_is_stored_one_sentence_a_document_all_of_it(tmp_path):
     hit = [str(l) for l in lines if "hit|" in str(l)]
     assert hit, lines[-20:]
     assert "|lore:lamps:30|Lamps: Fact number 30 is that the keeper owns lamp30." in hit[0], hit
+
+
+DENSE_MOD = """
+  local keeper = llm.persona{ name = "Maren", voice = "the keeper of a lighthouse.",
+    lore = { light = "# The light\\nMaren lights the lamp at dusk and trims the wick at midnight. "
+                    .. "She never lets the oil run low. The lens came from a wrecked steamer called the Albatross.",
+             people = "# People Maren knows\\nOld Hesk brings the oil and pays Maren in smoked fish.",
+             habits = "# Habits\\nMaren refuses to fish on Sundays." } }
+  print("r|" .. tostring((keeper:quote_for("Do you refuse to fish on Sundays?"))))
+  local asks = { "Where was the glass of the lamp salvaged from?", "What is your favourite colour?" }
+  local n, handle = 0, nil
+  registerForEvent("onUpdate", function()
+    if not keeper:feed() or keeper:busy() or n >= #asks then return end
+    n = n + 1
+    local tag, q = "a" .. n, asks[n]
+    print("w|" .. q .. "|" .. tostring((keeper:quote_for(q))))
+    handle = keeper:ask(q, { seed = n, on_done = function(r)
+      print(tag .. "|" .. r.finish_reason .. "|" .. r.text)
+    end })
+    print("h|" .. tostring(handle ~= nil and type(handle.done) == "function" and type(handle.cancel) == "function"))
+  end)
+"""
+
+
+def test_a_paraphrased_question_finds_its_lore_sentence_by_meaning(tmp_path):
+    """The word match missed lines that ask with other words than the lore ("owes" for "debt"): the
+    store's dense search finds the sentence; an unrelated question is not answered with the lore."""
+    from host.app import host_with_mod
+    from modhost_util import write_mod
+
+    write_mod(tmp_path / "mods", "keeper", DENSE_MOD, None)
+    lines = []
+    host, mod = host_with_mod(tmp_path / "mods", "keeper", console=lines.append)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and not any("a2|" in str(l) for l in lines):
+            host.update(1 / 60)
+            time.sleep(0.002)
+    finally:
+        host.shutdown()
+    printed = [re.sub(r"^.*?\b(?=[awhr]\d?\|)", "", str(l), count=1) for l in lines]  # the mod's print, unprefixed
+    said = {l.split("|")[0]: l.split("|", 2)[1:] for l in printed if l[:3] in ("a1|", "a2|")}
+    assert "a2" in said, lines[-20:]
+    words = [l for l in printed if l.startswith("w|")]
+    assert words[0] == "w|Where was the glass of the lamp salvaged from?|nil"  # the words alone miss it
+    assert said["a1"] == ["stop", "The lens came from a wrecked steamer called the Albatross."]
+    lore = ("lens", "Albatross", "wick", "oil run low", "smoked fish")
+    assert said["a2"][1] and not any(w in said["a2"][1] for w in lore), said["a2"]
+    assert [l for l in printed if l.startswith("h|")] == ["h|true", "h|true"]
+    assert "r|I refuse to fish on Sundays." in printed  # "refuses" -> "refuse", not "refus"

@@ -23,6 +23,11 @@ registerForEvent("onInit", function()
     print("weird " .. tostring(b.error) .. " " .. #b.hits)
     local f = await(s:search("ferry copper", { k = 5, filters = { kind = "schedule" } }))
     print("filtered " .. #f.hits)
+    local called = nil
+    local h = s:search("where is copper traded?", { k = 1, mode = "dense", on_done = function(res) called = res end })
+    local res = await(h)
+    print("ondone " .. tostring(called == res) .. " " .. called.hits[1].id .. " " .. tostring(called.hits[1].score > 0))
+    print("badondone " .. tostring(select(2, pcall(s.search, s, "ferry", { on_done = 3 }))))
     print("removed " .. tostring(await(s:remove("ferry")).value))
     local after = await(s:search("ferry dawn pier nine", { mode = "bm25" }))
     print("after " .. #after.hits)
@@ -56,6 +61,8 @@ def test_rag_from_lua(mods_dir, model):
     assert out["top"] == "ferry 2 schedule"
     assert out["weird"].startswith("nil "), "operators and quotes in a query are just text"
     assert out["filtered"] == "1"
+    assert out["ondone"] == "true copper true", "a search's on_done gets its result (dense: a cosine score)"
+    assert "on_done must be a function" in out["badondone"]
     assert out["removed"] == "true" and out["after"] == "0"
     assert "must match" in out["badname"]
     plain, remembering, err = out["memory"].split()

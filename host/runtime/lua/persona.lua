@@ -35,7 +35,8 @@ return function(llm, lines, env)
   local KNOWN = { name = true, voice = true, lore = true, length = true, examples = true, forbid = true,
                   sampler = true, tools = true, save = true, memory = true, player = true, max_tokens = true,
                   retries = true, fallback = true, seed = true, remember = true, lore_quote = true,
-                  unsure = true }
+                  unsure = true, lore_dense = true }
+  local DENSE_MARGIN = 0.05  -- the best lore sentence's cosine ahead of the next one's, at least
 
   local Persona = {}
   Persona.__index = Persona
@@ -149,6 +150,7 @@ return function(llm, lines, env)
     if low == "is" then return "am" elseif low == "has" then return "have" elseif low == "does" then return "do"
     elseif low == "goes" then return "go" elseif VERB_AS_IS[low] then return w end
     if low:match("ies$") and #low > 4 then return w:sub(1, -4) .. "y" end
+    if low:match("ses$") and not low:match("sses$") then return w:sub(1, -2) end  -- "refuses" -> "refuse"
     if low:match("[sxz]es$") or low:match("[cs]hes$") or low:match("oes$") then return w:sub(1, -3) end
     if low:match("[^su]s$") then return w:sub(1, -2) end
     return w
@@ -220,15 +222,18 @@ return function(llm, lines, env)
       weight[k] = math.log((n + 1) / (df + 0.5))
       total = total + weight[k]
     end
-    local best, best_share = nil, 0
+    local best, best_share, best_words = nil, 0, 0
     for i, q in ipairs(p.quotes) do
-      local got = 0
+      local got, words = 0, 0
       for k, a in ipairs(asked) do
-        if holds(q.words, a) then got = got + weight[k] elseif holds(q.heading, a) then got = got + weight[k] / 2 end
+        if holds(q.words, a) then got, words = got + weight[k], words + 1
+        elseif holds(q.heading, a) then got = got + weight[k] / 2 end
       end
-      if got / total > best_share then best, best_share = i, got / total end
+      if got / total > best_share then best, best_share, best_words = i, got / total, words end
     end
-    if best ~= nil and best_share >= p.lore_quote then return best, best_share end
+    -- one shared word does not decide it when the line has several ("How do people pay you for
+    -- repairs?" is not about the one sentence that says "pays")
+    if best ~= nil and best_share >= p.lore_quote and (best_words >= 2 or #asked <= 2) then return best, best_share end
     return nil, best_share
   end
 
@@ -472,6 +477,11 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       fail("lore_quote must be a share of the player's words from 0 to 1 (e.g. 0.6), or false")
     end
     p.lore_quote = o.lore_quote == nil and 0.5 or o.lore_quote
+    if o.lore_dense ~= nil and o.lore_dense ~= false and (type(o.lore_dense) ~= "number" or o.lore_dense <= 0
+        or o.lore_dense > 1) then
+      fail("lore_dense must be a cosine from 0 to 1 (e.g. 0.4), or false")
+    end
+    p.lore_dense = p.lore_quote and (o.lore_dense == nil and 0.4 or o.lore_dense) or false
     if o.unsure ~= nil and o.unsure ~= false and type(o.unsure) ~= "table" then
       fail("unsure must be a list of phrases (e.g. { \"I don't know\" }) or false")
     end
@@ -485,7 +495,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
       end
     end
     if p.lore_quote then
-      p.quotes = {}
+      p.quotes, p.quote_ids = {}, {}
       local bad = '[{}<>%[%]*#_|`\\"~^\n\r]'
       for _, doc in ipairs(lore_docs) do
         local full, raw = lore_sentences(doc.text)
@@ -496,6 +506,7 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
           if #said <= p.chars and not said:find(bad) and #p.quotes < MAX_LORE_PIECES then
             p.quotes[#p.quotes + 1] = { text = said, words = content_words(sentence, p.name:lower()),
                                         heading = content_words(full[i]:sub(1, #full[i] - #sentence), p.name:lower()) }
+            p.quote_ids[string.format("lore:%s:%d", doc.name, i)] = #p.quotes  -- its store document
           end
         end
       end
@@ -702,6 +713,39 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     return handle
   end
 
+  -- the lore sentence the store's dense (embedding) search puts first for a turn, or nil: its cosine
+  -- must reach `lore_dense` and lead the next lore sentence's by DENSE_MARGIN (words the lore does not
+  -- use, "owes" for "debt", still find their sentence; a question near two sentences quotes neither)
+  local function dense_quote(p, result)
+    local found = {}
+    for _, hit in ipairs(type(result) == "table" and type(result.hits) == "table" and result.hits or {}) do
+      local i = type(hit) == "table" and p.quote_ids[hit.id] or nil
+      if i ~= nil and type(hit.score) == "number" then found[#found + 1] = { i = i, score = hit.score } end
+    end
+    if found[1] == nil or found[1].score < p.lore_dense then return nil end
+    if found[2] ~= nil and found[1].score - found[2].score < DENSE_MARGIN then return nil end
+    return found[1].i
+  end
+
+  -- a turn that waits for the lore search before its reply starts: cancel(), done(), result() like a
+  -- handle (and awaitable); once the reply runs they are the reply's
+  local Turn = {}
+  Turn.__index = Turn
+  Turn.__metatable = false
+  function Turn:cancel()
+    if self.reply ~= nil then return self.reply:cancel() end
+    self.cancelled = true
+    if self.search ~= nil then self.search:cancel() end
+  end
+  function Turn:done()
+    if self.reply ~= nil then return self.reply:done() end
+    return self.final ~= nil
+  end
+  function Turn:result()
+    if self.reply ~= nil then return self.reply:result() end
+    return self.final
+  end
+
   local function start(self, prompt, turn_text, opts, who)
     if self.talking then return nil end
     self:feed()
@@ -712,20 +756,45 @@ c ::= [^.!?\n\r{}<>\[\]*#_|`\\"~^]
     -- a line that asks about one lore sentence is answered with it (once: not the same sentence twice)
     -- and a question for a fact that no lore sentence matches begins with "I don't know" (`unsure`)
     self._quote, self._unsure = nil, false
+    local search = false  -- ask the store which lore sentence the question means (words missed it)
     if who ~= nil and not self._asks_name and self.lore_quote then
       local i, share = best_quote(self, turn_text)
       -- (a question about something the lore never names is not the lore's: "Who made you?")
       if i ~= nil then self._quote = i elseif self.unsure and (share or 0) > 0 and asks_fact(turn_text) then
         self._unsure = true
       end
+      search = i == nil and self.lore_dense and self.store ~= nil and asks_fact(turn_text)
     end
     self._told = nil
     if who ~= nil and not turn_text:match("%?[%s\"')]*$") then
       self._told = string.format("%s told %s: \"%s\"", who, self.name, turn_text:sub(1, 500))
     end
-    local ok, h = pcall(reply, self, prompt, opts, 0)
+    if not search then
+      local ok, h = pcall(reply, self, prompt, opts, 0)
+      if not ok then self.talking = false; error(h, 3) end
+      return h
+    end
+    local turn = setmetatable({}, Turn)
+    local function finish(result)  -- the turn ends before a reply started
+      self.talking = false
+      turn.final = result
+      if opts.on_done then opts.on_done(result) end
+    end
+    local ok, h = pcall(self.store.search, self.store, turn_text:sub(1, 2000), { k = 5, mode = "dense",
+      on_done = function(result)
+        if turn.cancelled or result.finish_reason == "cancelled" then
+          return finish({ text = "", finish_reason = "cancelled" })
+        end
+        local i = result.error == nil and dense_quote(self, result) or nil  -- a failed search: words decide
+        if i ~= nil then self._quote, self._unsure = i, false end
+        local went, r = pcall(reply, self, prompt, opts, 0)
+        if went then turn.reply = r else finish({ text = "", finish_reason = "error", error = tostring(r),
+                                                  error_type = "internal" }) end
+      end })
     if not ok then self.talking = false; error(h, 3) end
-    return h
+    turn.search = h
+    self.handle = turn
+    return turn
   end
 
   --- The player says `text`; the reply streams to opts.on_token(text), then opts.on_done(result).

@@ -20,10 +20,18 @@ return function(bridge, new_handle)
     return new_handle(bridge.call(self.name, "remove", id))
   end
 
-  --- Search: store:search(query, { k = 5, mode = "hybrid"|"bm25"|"dense", filters = {...} })
-  --- -> handle whose result has hits = { {id=, text=, score=, meta=}, ... }.
+  --- Search: store:search(query, { k = 5, mode = "hybrid"|"bm25"|"dense", filters = {...}, on_done = fn })
+  --- -> handle whose result has hits = { {id=, text=, score=, meta=}, ... } (also given to on_done).
   function Store:search(query, opts)
-    return new_handle(bridge.call(self.name, "search", query, opts or {}))
+    local send, on_done = opts or {}, nil
+    if type(opts) == "table" and opts.on_done ~= nil then
+      if type(opts.on_done) ~= "function" then error("on_done must be a function", 2) end
+      send, on_done = {}, opts.on_done
+      for k, v in pairs(opts) do
+        if k ~= "on_done" then send[k] = v end
+      end
+    end
+    return new_handle(bridge.call(self.name, "search", query, send), nil, on_done)
   end
 
   --- Open (creating on first use) the store `name`: a SQLite file in the mod's folder.
