@@ -14,7 +14,8 @@
 --   * asked its name, the reply says it (a grammar, or with tools a `say_pattern`, makes it
 --     begin with the name);
 --   * a line that matches one lore sentence strongly is answered with that sentence, in the
---     character's voice; a question for a fact the lore does not answer begins "I don't know";
+--     character's voice (by words; a fact question the words miss is searched in the store by
+--     meaning first); a question for a fact the lore does not answer begins "I don't know";
 --   * a sentence the character said before is not said again (sampled again, or the line ends);
 --   * without tools, a grammar makes the reply start with "Name: " (the model
 --     writes as the character) and be whole sentences without markup (with tools, the
